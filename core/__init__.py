@@ -1,0 +1,1 @@
+"""Transfer Lab engine: a plain Python library with no Streamlit dependency."""

@@ -1,0 +1,38 @@
+"""Typed errors whose message is what a user should read.
+
+Pages catch ``TransferLabError`` and show ``str(err)``; anything else is a bug.
+"""
+
+from __future__ import annotations
+
+
+class TransferLabError(Exception):
+    """Base class: the message is written for the person using the app."""
+
+
+class WeightsUnavailable(TransferLabError):
+    """Pretrained weights could not be found locally nor downloaded."""
+
+
+class UnknownBackbone(TransferLabError):
+    """A backbone name that is not in the registry."""
+
+
+class BadImage(TransferLabError):
+    """A file that cannot be used as an image; the message says why."""
+
+
+class DatasetError(TransferLabError):
+    """A dataset source that cannot be scanned or used (missing, empty, one class...)."""
+
+
+class UnsafeArchive(TransferLabError):
+    """A zip upload rejected for safety (traversal, links, bombs, too many files)."""
+
+
+class CacheCorrupt(TransferLabError):
+    """A cache entry or stored file failed its integrity check."""
+
+
+class RunError(TransferLabError):
+    """A run that cannot be created, found, loaded or started."""

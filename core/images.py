@@ -1,0 +1,163 @@
+"""Safe image decoding: one function turns any accepted file into model pixels.
+
+Every path (scan, feature extraction, training, the live classifier, export
+checks) goes through ``load_rgb`` so the same pixels reach the model everywhere.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO, Union
+
+import numpy as np
+from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
+
+from .errors import BadImage
+
+# Pillow's decompression-bomb guard, made explicit: an image over this many
+# pixels is rejected before it is decoded (Pillow's default warns at ~89 MP).
+MAX_PIXELS = 64_000_000
+MAX_FILE_BYTES = 64 * 1024 * 1024
+IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"})
+RESAMPLE = Image.Resampling.BILINEAR
+
+Image.MAX_IMAGE_PIXELS = MAX_PIXELS
+ImageFile.LOAD_TRUNCATED_IMAGES = False
+
+Source = Union[str, os.PathLike, bytes, BinaryIO]
+
+
+@dataclass(frozen=True)
+class ImageInfo:
+    """What a header (and a full decode) tells about one image file."""
+
+    width: int
+    height: int
+    mode: str
+    format: str
+    frames: int
+    file_bytes: int
+
+
+def is_image_name(name: str | os.PathLike) -> bool:
+    return Path(name).suffix.lower() in IMAGE_EXTENSIONS
+
+
+def _open(source: Source) -> tuple[Image.Image, int]:
+    if isinstance(source, (bytes, bytearray)):
+        size = len(source)
+        stream: BinaryIO | str = io.BytesIO(source)
+    elif isinstance(source, (str, os.PathLike)):
+        try:
+            size = os.path.getsize(source)
+        except OSError as exc:
+            raise BadImage(f"cannot read file: {exc.strerror or exc}") from exc
+        stream = os.fspath(source)
+    else:
+        data = source.read()
+        return _open(data)
+    if size == 0:
+        raise BadImage("empty file (0 bytes)")
+    if size > MAX_FILE_BYTES:
+        raise BadImage(f"file too large ({size / 1e6:.1f} MB > {MAX_FILE_BYTES / 1e6:.0f} MB)")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            img = Image.open(stream)
+    except (UnidentifiedImageError, Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise BadImage(_reason(exc)) from exc
+    except OSError as exc:
+        raise BadImage(f"cannot open image: {exc}") from exc
+    w, h = img.size
+    if w * h > MAX_PIXELS:
+        raise BadImage(
+            f"image too large: {w} x {h} = {w * h / 1e6:.0f} MP exceeds the "
+            f"{MAX_PIXELS / 1e6:.0f} MP decompression-bomb limit"
+        )
+    if w < 1 or h < 1:
+        raise BadImage(f"image has no pixels ({w} x {h})")
+    return img, size
+
+
+def _reason(exc: Exception) -> str:
+    if isinstance(exc, UnidentifiedImageError):
+        return "not an image (unrecognised format)"
+    if isinstance(exc, (Image.DecompressionBombError, Image.DecompressionBombWarning)):
+        return f"decompression bomb: {exc}"
+    return str(exc)
+
+
+def _to_rgb(img: Image.Image) -> Image.Image:
+    """First frame, EXIF orientation applied, any mode converted to 8-bit RGB."""
+    try:
+        img.seek(0)
+        img.load()
+    except (OSError, SyntaxError, ValueError, EOFError) as exc:
+        raise BadImage(f"corrupt or truncated image data: {exc}") from exc
+    img = ImageOps.exif_transpose(img) or img
+    mode = img.mode
+    if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
+        arr = np.asarray(img, dtype=np.float64)
+        top = 65535.0 if mode.startswith("I;16") or arr.max() > 255 else 255.0
+        img = Image.fromarray(np.clip(arr / top * 255.0 + 0.5, 0, 255).astype(np.uint8), "L")
+    elif mode == "F":
+        arr = np.asarray(img, dtype=np.float64)
+        lo, hi = float(arr.min()), float(arr.max())
+        scaled = (arr - lo) / (hi - lo) * 255.0 if hi > lo else np.zeros_like(arr)
+        img = Image.fromarray(scaled.astype(np.uint8), "L")
+    if img.mode == "P" and "transparency" in img.info:
+        img = img.convert("RGBA")
+    if img.mode in ("RGBA", "LA", "PA"):
+        rgba = img.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        img = Image.alpha_composite(background, rgba)
+    return img.convert("RGB") if img.mode != "RGB" else img
+
+
+def probe(source: Source) -> ImageInfo:
+    """Fully decode ``source`` once and describe it; raise ``BadImage`` with the reason."""
+    img, size = _open(source)
+    with img:
+        info = ImageInfo(
+            width=img.size[0],
+            height=img.size[1],
+            mode=img.mode,
+            format=img.format or "",
+            frames=int(getattr(img, "n_frames", 1) or 1),
+            file_bytes=size,
+        )
+        _to_rgb(img)
+    return info
+
+
+def open_rgb(source: Source, min_side: int | None = None) -> Image.Image:
+    """Decode ``source`` into an RGB PIL image (first frame, EXIF applied).
+
+    ``min_side`` lets a JPEG decode at a reduced DCT scale (much faster) as
+    long as both sides stay at least that long; callers that resize anyway pass it.
+    """
+    img, _ = _open(source)
+    with img:
+        if min_side and img.format == "JPEG":
+            img.draft("RGB", (min_side, min_side))
+        return _to_rgb(img).copy()
+
+
+def resize(img: Image.Image, size: tuple[int, int]) -> Image.Image:
+    """Resize the whole image (no crop) to ``size`` = (height, width)."""
+    height, width = size
+    if img.size == (width, height):
+        return img
+    return img.resize((width, height), RESAMPLE, reducing_gap=None)
+
+
+def load_rgb(source: Source, size: tuple[int, int] | None = None) -> np.ndarray:
+    """The model's pixels: uint8 array (H, W, 3), resized to ``size`` = (H, W) if given."""
+    img = open_rgb(source, min_side=max(size) if size else None)
+    if size is not None:
+        img = resize(img, size)
+    return np.asarray(img, dtype=np.uint8)

@@ -1,0 +1,94 @@
+"""Shared fixtures: an isolated data directory per test, generated image folders,
+and the shared real assets (weights, cats_vs_dogs) for the ``real`` tier."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("TRANSFER_LAB_SHARED", REPO.parent / "shared")).resolve()
+SHARED_WEIGHTS = SHARED / "keras-weights"
+CATS_VS_DOGS = SHARED / "datasets" / "cats_vs_dogs"
+
+
+@pytest.fixture(autouse=True)
+def tl_home(tmp_path_factory, monkeypatch) -> Path:
+    """Every test gets its own empty data directory and no weights directory."""
+    home = tmp_path_factory.mktemp("tl_home")
+    monkeypatch.setenv("TRANSFER_LAB_HOME", str(home))
+    monkeypatch.delenv("TRANSFER_LAB_WEIGHTS_DIR", raising=False)
+    return home
+
+
+@pytest.fixture(scope="session")
+def real_home(tmp_path_factory) -> Path:
+    """One data directory shared by the real tier, so feature caches are reused."""
+    return tmp_path_factory.mktemp("tl_real_home")
+
+
+@pytest.fixture
+def shared_assets(real_home, monkeypatch) -> Path:
+    """Point the app at ../shared/keras-weights and a session-wide data directory."""
+    if not (SHARED_WEIGHTS / "efficientnet_lite0.keras").exists():
+        pytest.fail(f"shared weights missing at {SHARED_WEIGHTS} (set TRANSFER_LAB_SHARED)")
+    monkeypatch.setenv("TRANSFER_LAB_WEIGHTS_DIR", str(SHARED_WEIGHTS))
+    monkeypatch.setenv("TRANSFER_LAB_HOME", str(real_home))
+    return SHARED
+
+
+@pytest.fixture
+def cats_vs_dogs(shared_assets) -> Path:
+    if not CATS_VS_DOGS.is_dir():
+        pytest.fail(f"cats_vs_dogs missing at {CATS_VS_DOGS}")
+    return CATS_VS_DOGS
+
+
+def _pattern(label_index: int, rng: np.random.Generator, size: tuple[int, int]) -> np.ndarray:
+    """A class-dependent picture: class 0 horizontal stripes, class 1 vertical, etc.,
+    in a class colour, with noise, so tiny models can learn it."""
+    h, w = size
+    yy, xx = np.mgrid[0:h, 0:w]
+    period = 6
+    kinds = [yy // period % 2, xx // period % 2, (xx + yy) // period % 2, (xx // period + yy // period) % 2]
+    stripes = kinds[label_index % len(kinds)].astype(np.float32)
+    colour = np.array([[255, 60, 60], [60, 200, 60], [60, 60, 255], [230, 200, 40]][label_index % 4], np.float32)
+    img = stripes[..., None] * colour + (1 - stripes[..., None]) * 30
+    img += rng.normal(0, 12, img.shape)
+    return np.clip(img, 0, 255).astype(np.uint8)
+
+
+def write_images(folder: Path, label_index: int, n: int, size=(40, 48), seed=0, fmt="png") -> list[Path]:
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed + 1000 * label_index)
+    out = []
+    for i in range(n):
+        path = folder / f"img_{i:03d}.{fmt}"
+        Image.fromarray(_pattern(label_index, rng, size)).save(path)
+        out.append(path)
+    return out
+
+
+@pytest.fixture
+def image_folder(tmp_path) -> Path:
+    """A split dataset: train/{a,b} x 12 and validation/{a,b} x 4 generated PNGs."""
+    root = tmp_path / "ds"
+    for i, cls in enumerate(["a", "b"]):
+        write_images(root / "train" / cls, i, 12, seed=1)
+        write_images(root / "validation" / cls, i, 4, seed=2)
+    return root
+
+
+@pytest.fixture
+def flat_folder(tmp_path) -> Path:
+    """An unsplit dataset: {a,b,c} x 10 generated PNGs."""
+    root = tmp_path / "flat"
+    for i, cls in enumerate(["a", "b", "c"]):
+        write_images(root / cls, i, 10, seed=3)
+    return root
