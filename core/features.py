@@ -1,0 +1,224 @@
+"""Cached feature extraction: one forward pass per image, then reused from disk.
+
+Cache key: dataset fingerprint x split x backbone x weights identity x input
+size x pooling x preprocessing version. Entries are written in chunks into a
+memory-mapped ``.npy`` beside a ``meta.json`` carrying a checksum; a corrupt or
+truncated entry is detected on read and rebuilt. Memory is bounded by a batch.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from . import atomic, settings
+from .data import Dataset
+from .errors import CacheCorrupt, TransferLabError
+
+POOLINGS = ("avg", "max", "flatten")
+# Bump when decoding, resizing or pooling changes what a cached entry would hold.
+PREP_VERSION = 1
+DEFAULT_BATCH = 32
+
+
+class Cancelled(TransferLabError):
+    """Extraction stopped because the caller asked it to."""
+
+
+@dataclass
+class ExtractProgress:
+    done: int
+    total: int
+    images_per_s: float
+    cached: bool = False
+
+    @property
+    def eta_s(self) -> float:
+        return (self.total - self.done) / self.images_per_s if self.images_per_s > 0 else float("nan")
+
+
+@dataclass
+class FeatureSet:
+    """Features of one split: ``X`` (memory-mapped, rows follow ``paths``), labels ``y``."""
+
+    X: np.ndarray
+    y: np.ndarray
+    paths: list[str]
+    valid: np.ndarray
+    classes: list[str]
+    key: str
+    meta: dict
+    from_cache: bool
+
+    def usable(self) -> tuple[np.ndarray, np.ndarray]:
+        """Rows whose image decoded (a file that broke after the scan is left out)."""
+        return np.asarray(self.X[self.valid]), self.y[self.valid]
+
+
+def cache_key(fingerprint: str, split: str, backbone: str, weights_id: str, size: int, pooling: str) -> str:
+    raw = f"{fingerprint}|{split}|{backbone}|{weights_id}|{size}|{pooling}|v{PREP_VERSION}"
+    return f"{backbone}-{size}-{pooling}-{split}-" + hashlib.sha256(raw.encode()).hexdigest()[:16]
+
+
+def _digest(path: Path) -> str:
+    h = hashlib.blake2b(digest_size=16)
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 22), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _entry_dir(key: str) -> Path:
+    return settings.subdir("features") / key
+
+
+def read_entry(key: str, classes: list[str]) -> FeatureSet:
+    """Open a cache entry; ``CacheCorrupt`` when it is missing, truncated or altered."""
+    folder = _entry_dir(key)
+    meta = atomic.read_json(folder / "meta.json")
+    if not meta:
+        raise CacheCorrupt(f"feature cache entry {key} has no readable meta.json")
+    files = {name: folder / name for name in ("features.npy", "labels.npy", "valid.npy")}
+    for name, path in files.items():
+        if not path.is_file() or path.stat().st_size != meta["sizes"][name]:
+            raise CacheCorrupt(f"feature cache file {path} is missing or truncated")
+        if _digest(path) != meta["checksums"][name]:
+            raise CacheCorrupt(f"feature cache file {path} failed its checksum")
+    X = np.load(files["features.npy"], mmap_mode="r")
+    return FeatureSet(
+        X=X, y=np.load(files["labels.npy"]), paths=list(meta["paths"]), valid=np.load(files["valid.npy"]),
+        classes=classes, key=key, meta=meta, from_cache=True,
+    )
+
+
+def pool_features(feature_map, pooling: str):
+    """Reduce a batch of 4-D feature maps to vectors, as the strategies see them."""
+    import tensorflow as tf
+
+    if pooling == "avg":
+        return tf.reduce_mean(feature_map, axis=(1, 2))
+    if pooling == "max":
+        return tf.reduce_max(feature_map, axis=(1, 2))
+    if pooling == "flatten":
+        return tf.reshape(feature_map, (tf.shape(feature_map)[0], -1))
+    raise ValueError(f"pooling must be one of {POOLINGS}, got {pooling!r}")
+
+
+def extract_features(
+    ds: Dataset,
+    backbone: str,
+    *,
+    split: str = "train",
+    weights: Any = "imagenet",
+    input_size: int | None = None,
+    pooling: str = "avg",
+    batch_size: int = DEFAULT_BATCH,
+    seed: int = 0,
+    progress: Callable[[ExtractProgress], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+    loaded: Any = None,
+) -> FeatureSet:
+    """Features of ``split`` of ``ds`` through ``backbone``, from the cache when possible.
+
+    ``loaded`` may pass an already loaded ``core.backbones.Backbone`` to avoid reloading it.
+    """
+    from . import backbones
+
+    if pooling not in POOLINGS:
+        raise ValueError(f"pooling must be one of {POOLINGS}, got {pooling!r}")
+    spec = backbones.get_spec(backbone)
+    size = spec.default_size if spec.fixed_size or not input_size else int(input_size)
+    wid = loaded.weights_id if loaded is not None else backbones.weights_id(spec, weights, seed, size)
+    key = cache_key(ds.fingerprint, split, backbone, wid, size, pooling)
+    paths = ds.paths(split)
+    try:
+        fs = read_entry(key, ds.classes)
+        if progress:
+            progress(ExtractProgress(len(paths), len(paths), 0.0, cached=True))
+        return fs
+    except CacheCorrupt:
+        shutil.rmtree(_entry_dir(key), ignore_errors=True)
+
+    bb = loaded or backbones.load_backbone(backbone, weights, size, seed)
+    return _extract(ds, split, bb, pooling, batch_size, key, progress, should_stop)
+
+
+def _extract(ds, split, bb, pooling, batch_size, key, progress, should_stop) -> FeatureSet:
+    import tensorflow as tf
+
+    from .pipeline import image_dataset
+
+    paths = ds.paths(split)
+    labels = ds.labels(split)
+    n = len(paths)
+    if n == 0:
+        raise TransferLabError(f"The {split} split of '{ds.name}' has no images to extract features from.")
+
+    model = bb.model
+
+    @tf.function(reduce_retracing=True)
+    def forward(x):
+        return pool_features(model(x, training=False), pooling)
+
+    dim = int(np.prod(forward(tf.zeros((1, bb.input_size, bb.input_size, 3))).shape[1:]))
+    folder = _entry_dir(key)
+    work = folder.with_name(f".{folder.name}.{time.time_ns()}.tmp")
+    work.mkdir(parents=True)
+    try:
+        out = np.lib.format.open_memmap(work / "features.npy", mode="w+", dtype=np.float32, shape=(n, dim))
+        valid = np.zeros(n, bool)
+        start = time.perf_counter()
+        done = 0
+        for pixels, ok in image_dataset(paths, None, bb.input_size, batch_size, with_valid_mask=True):
+            if should_stop and should_stop():
+                raise Cancelled("Feature extraction was cancelled.")
+            feats = forward(pixels).numpy()
+            rows = slice(done, done + len(feats))
+            out[rows] = feats
+            valid[rows] = ok.numpy()
+            done += len(feats)
+            if progress:
+                progress(ExtractProgress(done, n, done / max(time.perf_counter() - start, 1e-9)))
+        out.flush()
+        del out
+        np.save(work / "labels.npy", labels)
+        np.save(work / "valid.npy", valid)
+        names = ("features.npy", "labels.npy", "valid.npy")
+        meta = {
+            "key": key, "dataset": ds.name, "fingerprint": ds.fingerprint, "backbone": bb.spec.name,
+            "weights_id": bb.weights_id, "input_size": bb.input_size, "pooling": pooling,
+            "prep_version": PREP_VERSION, "shape": [n, dim], "paths": paths, "classes": ds.classes,
+            "seconds": time.perf_counter() - start, "invalid": int((~valid).sum()),
+            "sizes": {f: (work / f).stat().st_size for f in names},
+            "checksums": {f: _digest(work / f) for f in names},
+        }
+        atomic.write_text(work / "meta.json", json.dumps(meta))
+        if folder.exists():  # another process finished the same entry first: keep theirs
+            shutil.rmtree(work, ignore_errors=True)
+        else:
+            try:
+                work.rename(folder)
+            except OSError:
+                shutil.rmtree(work, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(work, ignore_errors=True)
+        raise
+    fs = read_entry(key, ds.classes)
+    fs.from_cache = False
+    return fs
+
+
+def clear_cache() -> int:
+    """Remove every feature cache entry; returns how many were removed."""
+    root = settings.subdir("features")
+    entries = [p for p in root.iterdir() if p.is_dir()]
+    for p in entries:
+        shutil.rmtree(p, ignore_errors=True)
+    return len(entries)

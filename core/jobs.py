@@ -1,0 +1,166 @@
+"""Background training jobs: one detached worker process per run, a FIFO queue.
+
+Workers are separate processes (``python -m core.worker RUN_DIR``) in their own
+session, so training survives Streamlit reruns, page changes and closed tabs.
+There is no scheduler daemon: ``pump`` is called by pages on each render and by
+each worker as it finishes. A lock file in the runs folder makes concurrent
+pumps (several browser sessions, finishing workers) start each run once and
+respect the concurrency limit.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import signal
+import subprocess
+import sys
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+from .errors import RunError
+from .runs import HOST, Run, RunStore, death_reason, pid_alive, process_start_time
+
+MAX_JOBS_ENV = "TRANSFER_LAB_MAX_JOBS"
+REPO_ROOT = Path(__file__).resolve().parents[1]
+LOG_TAIL_LINES = 30
+
+# Workers this process started; polled so that finished ones do not linger as zombies.
+_children: dict[int, subprocess.Popen] = {}
+
+
+def max_jobs() -> int:
+    """Concurrency limit: ``$TRANSFER_LAB_MAX_JOBS`` or 1 (training saturates a CPU machine)."""
+    value = os.environ.get(MAX_JOBS_ENV, "").strip()
+    try:
+        return max(1, int(value)) if value else 1
+    except ValueError:
+        raise RunError(f"{MAX_JOBS_ENV} must be a whole number, not '{value}'.") from None
+
+
+@contextmanager
+def _queue_lock(root: Path) -> Iterator[None]:
+    with open(root / ".jobs.lock", "a") as fh:
+        fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
+        yield
+
+
+def _log_tail(run: Run) -> str:
+    try:
+        lines = run.log_path.read_text(encoding="utf-8", errors="replace").splitlines()
+    except OSError:
+        return ""
+    return "\n".join(lines[-LOG_TAIL_LINES:])
+
+
+def _reap() -> None:
+    for pid, proc in list(_children.items()):
+        if proc.poll() is not None:
+            del _children[pid]
+
+
+def _mark_dead(run: Run) -> bool:
+    """Mark a run whose worker vanished as failed (keeping the log tail); True if it was."""
+    with run.status_update() as status:
+        reason = death_reason(status)
+        if not reason:
+            return False
+        status.update(state="failed", finished=time.time(), reason=reason, error=_log_tail(run) or None)
+    return True
+
+
+def _start(run: Run) -> bool:
+    """Launch the worker for a queued run; the status lock is held until pid is recorded."""
+    with run.status_update() as status:
+        if status["state"] != "queued":
+            return False
+        if run.cancel_requested():
+            status.update(state="cancelled", finished=time.time(), reason="cancelled before it started")
+            return False
+        try:
+            with open(run.log_path, "ab") as log:
+                proc = subprocess.Popen(
+                    [sys.executable, "-m", "core.worker", str(run.dir)],
+                    cwd=REPO_ROOT, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+                    stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                    start_new_session=True, close_fds=True,
+                )
+        except OSError as err:
+            status.update(state="failed", finished=time.time(), reason=f"could not start the worker: {err}")
+            return False
+        _children[proc.pid] = proc
+        now = time.time()
+        status.update(state="running", started=now, heartbeat=now, pid=proc.pid,
+                      pid_start=process_start_time(proc.pid), host=HOST)
+    return True
+
+
+def pump(store: RunStore | None = None, max_concurrent: int | None = None) -> list[Run]:
+    """Fail runs whose worker died, then start queued runs (oldest first) up to the limit.
+
+    Cheap and idempotent: call it on every page render. Returns the runs it started.
+    """
+    store = store or RunStore()
+    limit = max_jobs() if max_concurrent is None else max(1, int(max_concurrent))
+    started: list[Run] = []
+    _reap()
+    with _queue_lock(store.root):
+        running = 0
+        queued: list[Run] = []
+        for run in store.list():
+            try:
+                state = run.status()["state"]
+                if state == "running" and not _mark_dead(run):
+                    running += 1
+                elif state == "queued":
+                    queued.append(run)
+            except RunError:
+                continue  # deleted meanwhile
+        for run in reversed(queued):
+            if running >= limit:
+                break
+            try:
+                if _start(run):
+                    started.append(run)
+                    running += 1
+            except RunError:
+                continue
+    return started
+
+
+def submit(run: Run, max_concurrent: int | None = None) -> Run:
+    """Queue a newly created run and start it if a slot is free."""
+    state = run.status()["state"]
+    if state != "queued":
+        raise RunError(f"Run '{run.name}' is {state}; create a new run to train again.")
+    pump(RunStore(run.dir.parent), max_concurrent)
+    return run
+
+
+def cancel(run: Run) -> str:
+    """Ask a run to stop; a queued run is cancelled at once. Returns the state after the request.
+
+    A running worker sees the request at its next check (between batches or
+    epochs) and ends as ``cancelled`` keeping the history written so far.
+    """
+    run.request_cancel()
+    run.transition("queued", "cancelled", reason="cancelled before it started")
+    return run.effective_state()
+
+
+def kill(run: Run, reason: str = "killed by user") -> bool:
+    """Hard-stop a running worker (SIGKILL to its process group) and mark the run failed."""
+    with run.status_update() as status:
+        if status["state"] != "running":
+            return False
+        pid = status.get("pid")
+        if pid and status.get("host") == HOST and pid_alive(pid, status.get("pid_start")):
+            if os.getpgid(pid) == pid:
+                os.killpg(pid, signal.SIGKILL)
+            else:
+                os.kill(pid, signal.SIGKILL)
+        status.update(state="failed", finished=time.time(), reason=reason)
+    _reap()
+    return True
