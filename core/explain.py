@@ -88,7 +88,7 @@ def feature_maps(
     x = image.astype(np.float32)[None]
     if preprocess is not None:
         x = preprocess(x)
-    probe = keras.Model(model.inputs, layer.output)
+    probe = keras.Model(model.input, layer.output)
     maps = np.asarray(probe(x, training=False))[0]  # (h, w, c)
     order = np.argsort(-maps.mean(axis=(0, 1)), kind="stable")[: max(1, int(max_maps))]
     chosen = np.moveaxis(maps[..., order], -1, 0).astype(np.float32)

@@ -157,10 +157,13 @@ def kill(run: Run, reason: str = "killed by user") -> bool:
             return False
         pid = status.get("pid")
         if pid and status.get("host") == HOST and pid_alive(pid, status.get("pid_start")):
-            if os.getpgid(pid) == pid:
-                os.killpg(pid, signal.SIGKILL)
-            else:
-                os.kill(pid, signal.SIGKILL)
+            try:  # workers lead their own session: take their helper processes too
+                if os.getpgid(pid) == pid:
+                    os.killpg(pid, signal.SIGKILL)
+                else:
+                    os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass  # exited meanwhile
         status.update(state="failed", finished=time.time(), reason=reason)
     _reap()
     return True

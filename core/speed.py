@@ -124,3 +124,42 @@ def read_all() -> list[SpeedResult]:
     """Every stored measurement (any backbone, any size), newest first."""
     found = [_from_json(atomic.read_json(p)) for p in settings.subdir("bench").glob("*.json")]
     return sorted((r for r in found if r is not None), key=lambda r: r.measured_at, reverse=True)
+
+
+def latest_by_backbone() -> dict[str, SpeedResult]:
+    """For each backbone, its newest measurement at the size it is used at by default."""
+    from .backbones import list_backbones
+
+    default = {s.name: s.default_size for s in list_backbones()}
+    out: dict[str, SpeedResult] = {}
+    for r in read_all():
+        if default.get(r.backbone) == r.size and r.backbone not in out:
+            out[r.backbone] = r
+    return out
+
+
+def backbone_table():
+    """The registry as a DataFrame, with what this machine adds: are the ImageNet
+    weights here (or would they need a download), and the measured images/s."""
+    import pandas as pd
+
+    from .backbones import list_backbones, weights_location
+
+    measured = latest_by_backbone()
+    rows = []
+    for spec in list_backbones():
+        r = measured.get(spec.name)
+        rows.append({
+            "name": spec.name,
+            "backbone": spec.display_name,
+            "family": spec.family,
+            "params (M)": spec.params / 1e6,
+            "depth": spec.depth,
+            "input px": spec.default_size,
+            "top-1 %": spec.top1,
+            "top-5 %": spec.top5,
+            "weights": "local" if weights_location(spec) is not None else "download needed",
+            "images/s": r.images_per_s if r else None,
+            "measured on": r.device if r else "",
+        })
+    return pd.DataFrame(rows)

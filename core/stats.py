@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -26,6 +27,8 @@ IMBALANCE_WARN = 1.5
 MIN_TRAIN_PER_CLASS = 10
 _PHASH_SIDE = 32
 _CHUNK = 512
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+_PHASH = re.compile(r"[0-9a-f]{16}")
 
 IMAGE_COLUMNS = ["path", "label", "split", "width", "height", "aspect", "megapixels", "mode", "format", "file_bytes"]
 PAIR_COLUMNS = [
@@ -118,6 +121,23 @@ def _cache_path(ds: Dataset) -> Path:
     return settings.subdir("hashes") / f"{ds.fingerprint}-v{HASH_VERSION}.json"
 
 
+def _valid_entry(entry: object) -> bool:
+    return (
+        isinstance(entry, dict) and set(entry) == {"sha256", "phash", "error"}
+        and (entry["sha256"] is None or bool(_SHA256.fullmatch(str(entry["sha256"]))))
+        and (entry["phash"] is None or bool(_PHASH.fullmatch(str(entry["phash"]))))
+    )
+
+
+def _load_cache(path: Path | None, fingerprint: str) -> dict[str, dict]:
+    """The cached hashes, without any entry that a damaged file would make wrong."""
+    data = atomic.read_json(path, {}) if path else {}
+    hashes = data.get("hashes") if isinstance(data, dict) and data.get("fingerprint") == fingerprint else None
+    if not isinstance(hashes, dict):
+        return {}
+    return {k: v for k, v in hashes.items() if _valid_entry(v)}
+
+
 def file_hashes(ds: Dataset, progress: Progress | None = None) -> dict[str, dict]:
     """``{path: {"sha256", "phash" (16 hex digits), "error"}}`` for every record, cached.
 
@@ -126,7 +146,7 @@ def file_hashes(ds: Dataset, progress: Progress | None = None) -> dict[str, dict
     """
     rel = {r.path: os.path.relpath(r.path, ds.root) for r in ds.records}
     cache = _cache_path(ds) if ds.fingerprint else None
-    stored = (atomic.read_json(cache, {}) if cache else {}).get("hashes", {})
+    stored = _load_cache(cache, ds.fingerprint)
     todo = [p for p in rel if rel[p] not in stored]
     total = len(todo)
     if todo:
@@ -152,13 +172,12 @@ def _near_pairs(codes: np.ndarray, threshold: int) -> tuple[np.ndarray, np.ndarr
     found_i, found_j, found_d = [], [], []
     for start in range(0, len(codes), _CHUNK):
         block = codes[start:start + _CHUNK]
-        dist = np.bitwise_count(block[:, None] ^ codes[None, :])
+        dist = np.bitwise_count(block[:, None] ^ codes[None, start:])  # only columns j >= start
         rows, cols = np.nonzero(dist <= threshold)
-        rows = rows + start
         keep = cols > rows
-        found_i.append(rows[keep])
-        found_j.append(cols[keep])
-        found_d.append(dist[rows[keep] - start, cols[keep]])
+        found_i.append(rows[keep] + start)
+        found_j.append(cols[keep] + start)
+        found_d.append(dist[rows[keep], cols[keep]])
     if not found_i:
         empty = np.empty(0, dtype=np.int64)
         return empty, empty, empty
@@ -197,7 +216,7 @@ def duplicates(ds: Dataset, progress: Progress | None = None, threshold: int = N
             a.path, b.path, a.label, b.label, a.split, b.split, kind, distance,
             {a.split, b.split} == {"train", "validation"}, a.label != b.label,
         ))
-    df = pd.DataFrame(rows, columns=PAIR_COLUMNS)
+    df = pd.DataFrame(rows, columns=PAIR_COLUMNS).astype({"distance": "int64", "leak": bool, "label_conflict": bool})
     return df.sort_values(["kind", "distance", "path_a", "path_b"], ignore_index=True)
 
 

@@ -1,0 +1,116 @@
+"""Keras callbacks that connect a fit to its run: progress, cancellation, best weights."""
+
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+
+import keras
+
+
+class ProgressCallback(keras.callbacks.Callback):
+    """Reports per-batch progress (throttled), one history row per epoch, and stops
+    at the next batch when the reporter asks to cancel."""
+
+    def __init__(self, reporter, phase: str, epoch_offset: int, n_train: int, batch_size: int,
+                 every_s: float = 0.5):
+        super().__init__()
+        self.reporter, self.phase = reporter, phase
+        self.epoch_offset, self.n_train, self.batch_size = epoch_offset, n_train, batch_size
+        self.every_s = every_s
+        self.cancelled = False
+        self._last = 0.0
+
+    def on_train_begin(self, logs=None):
+        self._train_start = time.perf_counter()
+        self._epochs = self.params.get("epochs")
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch = epoch
+        self._epoch_start = time.perf_counter()
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self.reporter.should_stop():
+            self.cancelled = True
+            self.model.stop_training = True
+        now = time.perf_counter()
+        if now - self._last < self.every_s:
+            return
+        self._last = now
+        steps = self.params.get("steps") or math.ceil(self.n_train / self.batch_size)
+        elapsed = now - self._epoch_start
+        done = min((batch + 1) * self.batch_size, self.n_train)
+        rate = done / elapsed if elapsed > 0 else 0.0
+        remaining_epochs = (self._epochs or self._epoch + 1) - self._epoch - 1
+        eta = (self.n_train - done + remaining_epochs * self.n_train) / rate if rate > 0 else float("nan")
+        self.reporter.on_progress({
+            "phase": self.phase, "epoch": self._epoch + 1, "epochs": self._epochs,
+            "batch": batch + 1, "batches": steps, "images_per_s": rate, "eta_s": eta,
+            **{k: float(v) for k, v in (logs or {}).items()},
+        })
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs or {}
+        lr = self.model.optimizer.learning_rate
+        row = {
+            "epoch": epoch + 1, "phase": self.phase,
+            **{k: float(logs[k]) for k in ("loss", "accuracy", "val_loss", "val_accuracy") if k in logs},
+            "lr": float(keras.ops.convert_to_numpy(lr)),
+            "seconds": time.perf_counter() - self._epoch_start,
+        }
+        self.reporter.on_epoch(row)
+        if self.reporter.should_stop():
+            self.cancelled = True
+            self.model.stop_training = True
+
+
+class BestWeights(keras.callbacks.Callback):
+    """Keeps the weights of the best epoch (highest val accuracy, then lowest val loss),
+    saves them as a loadable checkpoint, and restores them on request.
+
+    ``baseline`` (val_accuracy, val_loss) makes the starting weights the ones to
+    beat: fine-tuning that only hurts ends where feature extraction left off.
+    """
+
+    def __init__(self, checkpoint: Path | None = None, baseline: tuple[float, float] | None = None):
+        super().__init__()
+        self.checkpoint = checkpoint
+        self.baseline = baseline
+        self.best_score: tuple[float, float] | None = None
+        self.best_weights = None
+        self.best_epoch: int | None = None
+
+    def on_train_begin(self, logs=None):
+        if self.baseline is not None:
+            self.best_score = (self.baseline[0], -self.baseline[1])
+            self.best_weights = self.model.get_weights()
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs or {}
+        if "val_accuracy" not in logs:
+            return
+        score = (float(logs["val_accuracy"]), -float(logs.get("val_loss", 0.0)))
+        if self.best_score is None or score > self.best_score:
+            self.best_score, self.best_epoch = score, epoch + 1
+            self.best_weights = self.model.get_weights()
+            if self.checkpoint is not None:
+                save_model_atomic(self.model, self.checkpoint)
+
+    def restore(self, model) -> None:
+        if self.best_weights is not None:
+            model.set_weights(self.best_weights)
+
+
+def save_model_atomic(model, target: Path) -> None:
+    """``model.save`` into a temporary ``.keras`` file, then rename over ``target``."""
+    import os
+
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".tmp-{os.getpid()}-{target.name}")
+    try:
+        model.save(tmp)
+        os.replace(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)

@@ -1,0 +1,68 @@
+"""Validation metrics and per-file predictions for a finished model."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from .data import Dataset
+
+
+def to_probabilities(raw, num_classes: int) -> np.ndarray:
+    """Model outputs as (n, k) class probabilities (a sigmoid column becomes two)."""
+    raw = np.asarray(raw, dtype=np.float64)
+    if num_classes == 2 and (raw.ndim == 1 or raw.shape[-1] == 1):
+        p = raw.reshape(-1)
+        return np.stack([1 - p, p], axis=1)
+    return raw
+
+
+def predict_files(model, paths: list[str], size: int, num_classes: int, batch_size: int = 32) -> np.ndarray:
+    """Class probabilities for image files through a pixels-in model (the inference path)."""
+    from .pipeline import image_dataset
+
+    data = image_dataset(paths, None, size, batch_size).map(lambda x, _: x)
+    return to_probabilities(model.predict(data, verbose=0), num_classes)
+
+
+def confusion(y_true: np.ndarray, y_pred: np.ndarray, k: int) -> np.ndarray:
+    m = np.zeros((k, k), dtype=np.int64)
+    np.add.at(m, (y_true, y_pred), 1)
+    return m
+
+
+def summarize(probs: np.ndarray, y: np.ndarray, classes: list[str], paths: list[str]) -> tuple[dict, pd.DataFrame]:
+    """Accuracy, log loss, confusion matrix, per-class precision/recall/F1, one row per file."""
+    k = len(classes)
+    pred = probs.argmax(axis=1)
+    cm = confusion(y, pred, k)
+    eps = 1e-7
+    per_class = {}
+    for i, name in enumerate(classes):
+        tp = cm[i, i]
+        precision = tp / cm[:, i].sum() if cm[:, i].sum() else 0.0
+        recall = tp / cm[i].sum() if cm[i].sum() else 0.0
+        f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+        per_class[name] = {"precision": float(precision), "recall": float(recall), "f1": float(f1),
+                           "support": int(cm[i].sum())}
+    metrics = {
+        "val_accuracy": float(np.mean(pred == y)) if len(y) else float("nan"),
+        "val_loss": float(-np.mean(np.log(probs[np.arange(len(y)), y] + eps))) if len(y) else float("nan"),
+        "macro_f1": float(np.mean([c["f1"] for c in per_class.values()])),
+        "confusion_matrix": cm.tolist(), "classes": classes, "per_class": per_class, "val_images": int(len(y)),
+    }
+    predictions = pd.DataFrame({
+        "path": paths, "true": [classes[i] for i in y], "predicted": [classes[i] for i in pred],
+        "confidence": probs[np.arange(len(y)), pred], "p_true": probs[np.arange(len(y)), y],
+        "correct": pred == y,
+    })
+    for i, name in enumerate(classes):
+        predictions[f"p_{name}"] = probs[:, i]
+    return metrics, predictions
+
+
+def evaluate(model, ds: Dataset, size: int, batch_size: int = 32) -> tuple[dict, pd.DataFrame]:
+    """Run the finished pixels-in model over the validation files and summarise."""
+    paths = ds.paths("validation")
+    probs = predict_files(model, paths, size, ds.num_classes, batch_size)
+    return summarize(probs, ds.labels("validation"), ds.classes, paths)

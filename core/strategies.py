@@ -1,0 +1,230 @@
+"""Strategy configs (plain dataclasses) and the models each strategy trains.
+
+Every strategy ends in the same kind of model: raw RGB pixels (0..255) in,
+class probabilities out (sigmoid for two classes, softmax otherwise), with the
+backbone's preprocessing inside. The classifier page and the exporters can
+therefore treat any finished run alike.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+STRATEGIES = {
+    "linear_probe": "Linear probe",
+    "feature_extraction": "Feature extraction",
+    "frozen_augment": "Frozen base + augmentation",
+    "fine_tune": "Fine-tuning",
+    "scratch": "From scratch",
+}
+OPTIMIZERS = ("adam", "rmsprop", "sgd")
+
+
+@dataclass
+class Augment:
+    """Keras preprocessing layers put in front of the model (training only)."""
+
+    enabled: bool = True
+    flip: str = "horizontal"  # "", "horizontal", "vertical", "horizontal_and_vertical"
+    rotation: float = 0.1
+    zoom: float = 0.1
+    translation: float = 0.1
+    contrast: float = 0.1
+
+
+@dataclass
+class StrategyConfig:
+    """Everything a run needs; stored as ``config.json`` and enough to rerun it."""
+
+    strategy: str = "feature_extraction"
+    dataset: str = ""  # folder of the dataset
+    backbone: str = "efficientnet_lite0"
+    weights: str = "imagenet"  # "imagenet", "random" or a file path
+    input_size: int = 0  # 0: the backbone's default
+    pooling: str = "avg"  # avg | max | flatten
+    val_fraction: float = 0.2
+    seed: int = 1337
+    # head
+    head_units: int = 256
+    dropout: float = 0.5
+    # fit loop
+    epochs: int = 10
+    batch_size: int = 32
+    learning_rate: float = 1e-3
+    optimizer: str = "adam"
+    early_stopping: int = 0  # patience in epochs; 0 = off
+    reduce_lr: int = 0  # patience in epochs; 0 = off
+    restore_best: bool = True
+    class_weights: bool = False
+    augment: Augment = field(default_factory=Augment)
+    # fine-tuning (phase 2)
+    fine_tune_layers: int = 20  # unfreeze this many top layers of the base ...
+    fine_tune_from: str = ""  # ... or every layer from this one (name) upwards
+    fine_tune_epochs: int = 5
+    fine_tune_lr: float = 1e-5
+    # from scratch
+    scratch_filters: tuple[int, ...] = (32, 64, 128)
+    # linear probe
+    probe_c: float = 1.0
+    limit_per_class: int = 0  # 0: all images; else a seeded subset per class and split
+    name: str = ""
+
+    def __post_init__(self):
+        if isinstance(self.augment, dict):
+            self.augment = Augment(**self.augment)
+        self.scratch_filters = tuple(int(f) for f in self.scratch_filters)
+        if self.strategy not in STRATEGIES:
+            raise ValueError(f"unknown strategy {self.strategy!r}; choose one of {', '.join(STRATEGIES)}")
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"unknown optimizer {self.optimizer!r}; choose one of {', '.join(OPTIMIZERS)}")
+
+    @property
+    def weights_arg(self) -> Any:
+        return None if self.weights == "random" else self.weights
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["scratch_filters"] = list(self.scratch_filters)
+        return d
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "StrategyConfig":
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+
+def classic_recipe(**overrides) -> StrategyConfig:
+    """The textbook recipe: VGG16 at 150 px, flattened 4x4x512, Dense 256 + Dropout 0.5,
+    RMSprop 2e-5, 30 epochs, batch 20."""
+    base = dict(strategy="feature_extraction", backbone="vgg16", input_size=150, pooling="flatten",
+                head_units=256, dropout=0.5, optimizer="rmsprop", learning_rate=2e-5, epochs=30, batch_size=20)
+    return StrategyConfig(**{**base, **overrides})
+
+
+def modern_defaults(strategy: str, **overrides) -> StrategyConfig:
+    """Faster defaults: Adam, pooled features, early stopping and LR reduction."""
+    per = {
+        "linear_probe": dict(epochs=1),
+        "feature_extraction": dict(epochs=20, learning_rate=1e-3, early_stopping=4, reduce_lr=2),
+        "frozen_augment": dict(epochs=5, learning_rate=1e-3),
+        "fine_tune": dict(epochs=5, learning_rate=1e-3, fine_tune_epochs=3, fine_tune_lr=1e-5),
+        "scratch": dict(epochs=15, learning_rate=1e-3, input_size=128, early_stopping=5),
+    }[strategy]
+    return StrategyConfig(**{"strategy": strategy, **per, **overrides})
+
+
+# ---------------------------------------------------------------- model builders
+
+def output_spec(num_classes: int) -> tuple[int, str, str]:
+    """(units, activation, loss): sigmoid for two classes, softmax otherwise."""
+    if num_classes == 2:
+        return 1, "sigmoid", "binary_crossentropy"
+    return num_classes, "softmax", "sparse_categorical_crossentropy"
+
+
+def pooling_layer(pooling: str):
+    import keras
+
+    return {
+        "avg": keras.layers.GlobalAveragePooling2D,
+        "max": keras.layers.GlobalMaxPooling2D,
+        "flatten": keras.layers.Flatten,
+    }[pooling](name="pool")
+
+
+def build_head(input_dim: int, num_classes: int, units: int, dropout: float, name: str = "head"):
+    """Dense(units) + Dropout + output; ``units == 0`` gives a linear (logistic) head."""
+    import keras
+
+    out_units, activation, _ = output_spec(num_classes)
+    inputs = keras.Input((input_dim,), name="features")
+    x = inputs
+    if units:
+        x = keras.layers.Dense(units, activation="relu", name="head_dense")(x)
+        if dropout:
+            x = keras.layers.Dropout(dropout, name="head_dropout")(x)
+    outputs = keras.layers.Dense(out_units, activation=activation, name="head_output")(x)
+    return keras.Model(inputs, outputs, name=name)
+
+
+def augmentation(aug: Augment, seed: int):
+    """The augmentation block, or None when disabled or empty."""
+    import keras
+
+    if not aug.enabled:
+        return None
+    layers = []
+    if aug.flip:
+        layers.append(keras.layers.RandomFlip(aug.flip, seed=seed))
+    if aug.rotation:
+        layers.append(keras.layers.RandomRotation(aug.rotation, seed=seed))
+    if aug.zoom:
+        layers.append(keras.layers.RandomZoom(aug.zoom, seed=seed))
+    if aug.translation:
+        layers.append(keras.layers.RandomTranslation(aug.translation, aug.translation, seed=seed))
+    if aug.contrast:
+        layers.append(keras.layers.RandomContrast(aug.contrast, value_range=(0, 255), seed=seed))
+    return keras.Sequential(layers, name="augmentation") if layers else None
+
+
+def build_transfer_model(backbone, pooling: str, head, aug=None):
+    """pixels -> [augmentation] -> preprocess -> base (inference mode) -> pool -> head."""
+    import keras
+
+    size = backbone.input_size
+    inputs = keras.Input((size, size, 3), name="pixels")
+    x = aug(inputs) if aug is not None else inputs
+    x = backbone.preprocess(x)
+    x = backbone.base(x, training=False)  # BatchNorm stays in inference mode, even when unfrozen
+    x = pooling_layer(pooling)(x)
+    outputs = head(x)
+    return keras.Model(inputs, outputs, name=f"{backbone.spec.name}_transfer")
+
+
+def unfreeze_top(base, layers: int = 0, from_layer: str = "") -> int:
+    """Make the top ``layers`` of ``base`` (or all from ``from_layer``) trainable,
+    BatchNormalization excepted; returns how many layers became trainable."""
+    import keras
+
+    base.trainable = True
+    names = [layer.name for layer in base.layers]
+    if from_layer:
+        if from_layer not in names:
+            raise ValueError(f"layer {from_layer!r} is not in {base.name}")
+        start = names.index(from_layer)
+    else:
+        start = max(len(names) - int(layers), 0)
+    count = 0
+    for i, layer in enumerate(base.layers):
+        trainable = i >= start and not isinstance(layer, keras.layers.BatchNormalization)
+        layer.trainable = trainable
+        count += int(trainable and bool(layer.weights))
+    return count
+
+
+def build_scratch_model(size: int, num_classes: int, filters, units: int, dropout: float, aug=None):
+    """A small CNN (conv/BN/pool blocks + dense head) trained from random init."""
+    import keras
+
+    from .layers import ChannelAffine
+
+    inputs = keras.Input((size, size, 3), name="pixels")
+    x = aug(inputs) if aug is not None else inputs
+    x = ChannelAffine(scale=(1 / 255.0,) * 3, offset=(0.0,) * 3, name="preprocess")(x)
+    for i, f in enumerate(filters):
+        x = keras.layers.Conv2D(f, 3, padding="same", activation="relu", name=f"conv{i + 1}")(x)
+        x = keras.layers.MaxPooling2D(name=f"pool{i + 1}")(x)
+    x = keras.layers.GlobalAveragePooling2D(name="pool")(x)
+    head = build_head(int(x.shape[-1]), num_classes, units, dropout)
+    return keras.Model(inputs, head(x), name="scratch_cnn")
+
+
+def make_optimizer(name: str, learning_rate: float):
+    import keras
+
+    return {
+        "adam": keras.optimizers.Adam,
+        "rmsprop": keras.optimizers.RMSprop,
+        "sgd": lambda learning_rate: keras.optimizers.SGD(learning_rate, momentum=0.9),
+    }[name](learning_rate=learning_rate)

@@ -1,0 +1,122 @@
+"""``python -m core.worker RUN_DIR``: train one run in this process, then start the next.
+
+Started detached by ``core.jobs``. It claims the run, heartbeats from a thread,
+calls the run's entry point (``config["entry"]``, default ``core.training``;
+``"pkg.module"`` means its ``execute``, ``"pkg.module:func"`` that function),
+and records how it ended: done, cancelled, or failed with the traceback.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import signal
+import sys
+import threading
+import time
+import traceback
+from typing import Any, Callable
+
+from .errors import RunError, TransferLabError
+from .jobs import pump
+from .runs import HEARTBEAT_S, HOST, Run, RunCancelled, RunStore, process_start_time
+
+
+class _Terminated(BaseException):
+    """SIGTERM turned into an exception so the run is marked failed, not left running."""
+
+
+def _on_sigterm(signum: int, frame: Any) -> None:
+    raise _Terminated(f"worker stopped by signal {signal.Signals(signum).name}")
+
+
+def _log(message: str) -> None:
+    print(f"{time.strftime('%Y-%m-%d %H:%M:%S')} [worker {os.getpid()}] {message}", flush=True)
+
+
+def _entry(run: Run) -> Callable[[Run], Any]:
+    spec = str(run.config.get("entry") or "core.training")
+    module_name, _, func = spec.partition(":")
+    try:
+        return getattr(importlib.import_module(module_name), func or "execute")
+    except AttributeError as err:
+        raise RunError(f"Training entry point '{spec}' does not exist.") from err
+
+
+def _claim(run: Run) -> bool:
+    """Own the run: it was set running with our pid by ``jobs.pump``, or is queued (manual start)."""
+    me = os.getpid()
+    with run.status_update() as status:
+        if status["state"] == "running" and status.get("pid") == me:
+            status["heartbeat"] = time.time()
+            return True
+        if status["state"] == "queued":
+            now = time.time()
+            status.update(state="running", started=now, heartbeat=now, pid=me,
+                          pid_start=process_start_time(me), host=HOST)
+            return True
+    return False
+
+
+def _heartbeat(run: Run, stop: threading.Event) -> None:
+    while not stop.wait(HEARTBEAT_S):
+        try:
+            run.heartbeat()
+        except (OSError, RunError) as err:  # a lost beat is tolerated; the next one retries
+            _log(f"heartbeat failed: {err}")
+
+
+def _reason(err: BaseException) -> str:
+    text = str(err) if isinstance(err, (TransferLabError, _Terminated)) else f"{type(err).__name__}: {err}"
+    lines = text.strip().splitlines() or [type(err).__name__]
+    return lines[0][:300]
+
+
+def _execute(run: Run) -> int:
+    """Run the entry point for a claimed run and record the outcome; returns an exit code."""
+    stop = threading.Event()
+    beat = threading.Thread(target=_heartbeat, args=(run, stop), name="heartbeat", daemon=True)
+    beat.start()
+    code = 0
+    try:
+        _entry(run)(run)
+    except RunCancelled as err:
+        run.transition("running", "cancelled", reason=str(err))
+    except BaseException as err:  # noqa: BLE001 - every way out must be recorded
+        trace = traceback.format_exc()
+        _log(f"failed:\n{trace}")
+        run.transition("running", "failed", error=trace, reason=_reason(err))
+        code = 1
+    else:
+        if run.cancel_requested():
+            run.transition("running", "cancelled", reason="cancelled by user")
+        else:
+            run.transition("running", "done")
+    finally:
+        stop.set()
+    _log(f"run {run.id} ended {run.status()['state']}")
+    return code
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if len(argv) != 1:
+        print("usage: python -m core.worker RUN_DIR", file=sys.stderr)
+        return 2
+    try:
+        run = Run(argv[0])
+    except RunError as err:
+        print(err, file=sys.stderr)
+        return 2
+    signal.signal(signal.SIGTERM, _on_sigterm)
+    if not _claim(run):
+        _log(f"run {run.id} is {run.status()['state']} (pid {run.status().get('pid')}); not starting it")
+        return 3
+    _log(f"run {run.id} started")
+    code = _execute(run)
+    pump(RunStore(run.dir.parent))
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,191 @@
+"""Shared by every page (this module is not a page): session-state keys, the
+sidebar, cached loaders and the friendly error display.
+
+Nothing here imports TensorFlow at import time: the first page must render
+without it. Models load once per process through ``st.cache_resource``.
+"""
+
+from __future__ import annotations
+
+import os
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+import streamlit as st
+
+from core import settings
+from core.errors import TransferLabError
+
+# Session-state keys other pages may read.
+DATASET = "tl_dataset"  # the core.data.Dataset in use (absent until one is scanned)
+BACKBONE = "tl_backbone"  # registry name picked in the sidebar
+PENDING = "tl_pending"  # source the Dataset page should open next: "sample" or (root, name)
+
+DATASET_PAGE = "pages/dataset.py"
+BACKBONES_PAGE = "pages/backbones.py"
+
+
+@contextmanager
+def friendly_errors():
+    """Show a ``TransferLabError`` as ``st.error`` (its message is written for users)."""
+    try:
+        yield
+    except TransferLabError as exc:
+        st.error(str(exc), icon=":material/error:")
+
+
+def current_dataset():
+    return st.session_state.get(DATASET)
+
+
+def current_backbone() -> str:
+    if BACKBONE not in st.session_state:
+        st.session_state[BACKBONE] = default_backbone()
+    return st.session_state[BACKBONE]
+
+
+def default_backbone() -> str:
+    """The first backbone usable offline, else a small one that downloads quickly."""
+    from core.backbones import list_backbones, weights_location
+
+    specs = list_backbones()
+    local = [s.name for s in specs if weights_location(s) is not None]
+    return local[0] if local else "mobilenet_v2"
+
+
+# ---------------------------------------------------------------- scanning
+
+def scan(root, name: str | None = None):
+    """Scan ``root`` with a progress bar; keep the dataset in the session. None on error."""
+    from core.data import scan_folder
+
+    bar = st.progress(0.0, text="Looking for images…")
+
+    def progress(done: int, total: int) -> None:
+        bar.progress(done / max(total, 1), text=f"Checked {done:,} of {total:,} images")
+
+    dataset = None
+    with friendly_errors():
+        dataset = scan_folder(root, name=name, progress=progress)
+        st.session_state[DATASET] = dataset
+    bar.empty()
+    return dataset
+
+
+@st.cache_data(show_spinner=False, max_entries=4000)
+def thumbnail(path: str, size: int, mtime_ns: int) -> np.ndarray:
+    """A cached thumbnail; ``mtime_ns`` is part of the key so an edited file is redrawn."""
+    from core.stats import thumbnail as make
+
+    return np.asarray(make(path, size))
+
+
+def thumb(path: str, size: int = 160) -> np.ndarray:
+    try:
+        mtime = os.stat(path).st_mtime_ns
+    except OSError:
+        mtime = 0  # stats.thumbnail draws the "cannot show" tile
+    return thumbnail(path, size, mtime)
+
+
+def show_thumb(path: str, root: str, caption: str = "", size: int = 160) -> None:
+    """One thumbnail with its path relative to the dataset root as the caption."""
+    rel = os.path.relpath(path, root)
+    st.image(thumb(path, size), caption=f"{caption}{rel}", width=size)
+
+
+# ---------------------------------------------------------------- models
+
+@st.cache_resource(show_spinner=False, max_entries=2)
+def _backbone(name: str, weights: str | None, weights_dir: str, home: str):
+    from core.backbones import load_backbone
+
+    return load_backbone(name, weights=weights)
+
+
+def load_backbone(name: str, weights: str | None = "imagenet"):
+    """A backbone, loaded once per process (keyed by the weights folder too)."""
+    return _backbone(name, weights, str(settings.weights_dir()), str(settings.home()))
+
+
+# ---------------------------------------------------------------- sidebar
+
+def _apply_settings() -> None:
+    """Point this app process at another data directory / weights folder."""
+    home = st.session_state.get("tl_set_home", "").strip()
+    weights = st.session_state.get("tl_set_weights", "").strip()
+    if weights and not Path(weights).expanduser().is_dir():
+        st.session_state["tl_settings_error"] = f"Weights folder not found: {weights}"
+        return
+    if home:
+        os.environ[settings.HOME_ENV] = home
+    else:
+        os.environ.pop(settings.HOME_ENV, None)
+    if weights:
+        os.environ[settings.WEIGHTS_ENV] = weights
+    else:
+        os.environ.pop(settings.WEIGHTS_ENV, None)
+    st.session_state.pop("tl_settings_error", None)
+    _backbone.clear()
+    if st.session_state.get(BACKBONE) not in _backbone_names():
+        st.session_state.pop(BACKBONE, None)
+
+
+def _backbone_names() -> list[str]:
+    from core.backbones import list_backbones
+
+    return [s.name for s in list_backbones()]
+
+
+def sidebar() -> None:
+    """The state every page shares: dataset, backbone, data directory and settings."""
+    from core.backbones import get_spec, list_backbones, weights_location
+
+    with st.sidebar:
+        ds = current_dataset()
+        if ds is None:
+            st.markdown("**Dataset:** none yet")
+            st.page_link(DATASET_PAGE, label="Choose a dataset", icon=":material/photo_library:")
+        else:
+            st.markdown(f"**Dataset:** {ds.name}")
+            st.caption(f"{len(ds.records):,} images · {ds.num_classes} classes · {len(ds.bad_files)} unreadable")
+
+        specs = list_backbones()
+        offline = {s.name for s in specs if weights_location(s) is not None}
+        names = [s.name for s in specs]
+        current_backbone()
+        st.selectbox(
+            "Backbone",
+            names,
+            key=BACKBONE,
+            format_func=lambda n: get_spec(n).display_name + ("  ✓ offline" if n in offline else ""),
+            help="The ImageNet network whose features every page uses. "
+            "✓ offline: its weights are on this machine; the others download on first use.",
+        )
+        try:
+            home = settings.home()
+        except OSError as exc:
+            home = os.environ.get(settings.HOME_ENV, "?")
+            st.error(f"Data directory not usable: {exc}")
+        st.caption(f"Data directory: `{home}`")
+
+        with st.expander("Settings", icon=":material/settings:"):
+            st.text_input(
+                f"Data directory ({settings.HOME_ENV})",
+                value=os.environ.get(settings.HOME_ENV, ""),
+                key="tl_set_home",
+                placeholder=str(Path.home() / ".transfer-lab"),
+                help="Where uploads, feature caches, runs and speed measurements are kept.",
+            )
+            st.text_input(
+                f"Weights folder ({settings.WEIGHTS_ENV})",
+                value=os.environ.get(settings.WEIGHTS_ENV, ""),
+                key="tl_set_weights",
+                placeholder="not set",
+                help="A folder of Keras weight files (official names) and local backbones (NAME.keras + NAME.json).",
+            )
+            st.button("Apply", on_click=_apply_settings, key="tl_apply_settings")
+            if "tl_settings_error" in st.session_state:
+                st.error(st.session_state["tl_settings_error"])
+            st.caption("Applies to this app process (the same as setting the environment variables).")

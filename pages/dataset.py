@@ -1,0 +1,238 @@
+"""Dataset: choose a source, scan it, and look at it before training anything:
+counts, sizes, colour modes, thumbnails, unreadable files, duplicates, leaks."""
+
+import os
+
+import pandas as pd
+import plotly.express as px
+import streamlit as st
+
+from core import archives, samples, stats
+from core.data import DEFAULT_SEED, DEFAULT_VAL_FRACTION
+from core.errors import TransferLabError
+from pages import common
+
+SOURCES = ("Sample dataset", "Local folder", "Upload a zip")
+GRID_COLUMNS, GRID_ROWS, THUMB_PX = 6, 3, 160
+PAIRS_SHOWN = 6
+ZIP_STATE = "tl_zip_done"  # (file_id, error message or None, skipped members, extracted folder)
+DUPS_STATE = "tl_dups"  # {fingerprint: duplicates DataFrame}
+
+st.title("Dataset")
+
+pending = st.session_state.pop(common.PENDING, None)
+if pending == "sample":
+    st.session_state["tl_source"] = SOURCES[0]
+
+source = st.radio("Where are the images?", SOURCES, key="tl_source", horizontal=True, persist_state="session")
+
+if source == SOURCES[0]:
+    found = samples.find_sample()
+    if found is not None:
+        st.caption(f"Cats vs dogs found at `{found}`.")
+        if st.button("Use the sample dataset", type="primary") or pending == "sample":
+            common.scan(found, name=samples.SAMPLE_NAME)
+    else:
+        st.info(samples.missing_message(), icon=":material/cloud_off:")
+        if st.button("Download it now (about 70 MB)"):
+            bar = st.progress(0.0, text="Downloading the sample…")
+            with common.friendly_errors():
+                folder = samples.download_sample(
+                    progress=lambda done, total: bar.progress(
+                        min(done / total, 1.0) if total else 0.0, text=f"Downloaded {done / 1e6:.0f} MB"
+                    )
+                )
+                bar.empty()
+                common.scan(folder, name=samples.SAMPLE_NAME)
+
+elif source == SOURCES[1]:
+    path = st.text_input(
+        "Folder path on this machine",
+        key="tl_folder",
+        persist_state="session",
+        placeholder="/data/flowers",
+        help="One subfolder per class (roses/, tulips/…), optionally inside train/ and validation/. "
+        "Without a validation/ folder, 20% of each class is held out.",
+    )
+    if st.button("Scan folder", type="primary", disabled=not path.strip()):
+        common.scan(path.strip())
+
+else:
+    limit_mb = st.get_option("server.maxUploadSize")
+    st.caption(
+        f"Limits: upload up to {limit_mb} MB; at most {archives.MAX_FILES:,} files and "
+        f"{archives.MAX_TOTAL_BYTES / 1024**3:.0f} GiB unpacked; no links, no paths outside the zip, "
+        f"no passwords, no member expanding over {archives.MAX_RATIO}x. Hidden files, __MACOSX/ and "
+        "nested archives are skipped. Larger datasets: use a local folder."
+    )
+    upload = st.file_uploader("Zip of class folders", type=["zip"], key="tl_zip")
+    if upload is not None:
+        done = st.session_state.get(ZIP_STATE)
+        if done is None or done[0] != upload.file_id:
+            try:
+                report = archives.dataset_from_zip(upload, upload.name)
+                done = (upload.file_id, None, report.skipped, str(report.folder))
+            except TransferLabError as exc:
+                done = (upload.file_id, str(exc), [], None)
+            st.session_state[ZIP_STATE] = done
+            if done[3]:
+                common.scan(done[3], name=archives.safe_name(upload.name))
+        _, error, skipped, _ = done
+        if error:
+            st.error(f"Zip rejected: {error}", icon=":material/block:")
+        elif skipped:
+            with st.expander(f"{len(skipped)} entries of the zip were skipped"):
+                st.dataframe(pd.DataFrame([(s.name, s.reason) for s in skipped], columns=["entry", "reason"]),
+                             hide_index=True)
+
+ds = common.current_dataset()
+if ds is None:
+    st.info("No dataset yet: pick a source above.", icon=":material/arrow_upward:")
+    st.stop()
+
+# ---------------------------------------------------------------- overview
+st.divider()
+st.header(f"{ds.name}")
+st.caption(f"`{ds.root}` · fingerprint `{ds.fingerprint}`")
+counts = ds.counts()
+cols = st.columns(5)
+cols[0].metric("Usable images", f"{len(ds.records):,}")
+cols[1].metric("Classes", ds.num_classes)
+cols[2].metric("Training", f"{sum(counts['train'].values()):,}")
+cols[3].metric("Validation", f"{sum(counts['validation'].values()):,}")
+cols[4].metric("Unreadable files", len(ds.bad_files))
+if ds.split_source == "stratified":
+    st.caption(
+        f"No validation/ folder: {DEFAULT_VAL_FRACTION:.0%} of each class is held out for validation "
+        f"(stratified, seed {DEFAULT_SEED}, the same split every time)."
+    )
+balance = stats.imbalance(ds)
+if balance and balance["warning"]:
+    st.warning(balance["warning"], icon=":material/balance:")
+
+images = stats.image_frame(ds)
+st.subheader("Counts and sizes")
+left, right = st.columns(2)
+left.plotly_chart(
+    px.bar(stats.counts_frame(ds), x="class", y="count", color="split", barmode="group", text_auto=True,
+           title="Images per class and split"),
+    key="chart_counts",
+)
+right.plotly_chart(
+    px.histogram(images, x=["width", "height"], barmode="overlay", nbins=40, opacity=0.7,
+                 title="Image width and height (pixels)",
+                 labels={"value": "pixels", "variable": "side"}),
+    key="chart_sizes",
+)
+left, right = st.columns(2)
+left.plotly_chart(
+    px.histogram(images, x="aspect", color="label", nbins=40, barmode="overlay", opacity=0.7,
+                 title="Aspect ratio (width / height; 1 = square)",
+                 labels={"aspect": "width / height", "label": "class"}),
+    key="chart_aspect",
+)
+right.plotly_chart(
+    px.histogram(images, x="mode", color="format", title="Colour modes and file formats",
+                 labels={"mode": "colour mode (all are converted to RGB)", "format": "format"}),
+    key="chart_modes",
+)
+
+# ---------------------------------------------------------------- thumbnails
+st.subheader("Browse images")
+left, right = st.columns([1, 2])
+label = left.selectbox("Class", ds.classes, key="tl_grid_class", persist_state="session")
+split = right.segmented_control("Split", ["all", "train", "validation"], default="all", required=True,
+                                key="tl_grid_split", persist_state="session")
+shown = images[(images["label"] == label) & ((split == "all") | (images["split"] == split))]
+per_page = GRID_COLUMNS * GRID_ROWS
+if shown.empty:
+    st.info(f"No {split} images in '{label}'.")
+else:
+    n_pages = -(-len(shown) // per_page)
+    page = st.pagination(n_pages, key=f"tl_grid_page_{label}_{split}") if n_pages > 1 else 1
+    chunk = shown.iloc[(page - 1) * per_page: page * per_page]
+    st.caption(f"{len(shown):,} images · page {page} of {n_pages}")
+    for start in range(0, len(chunk), GRID_COLUMNS):
+        row = st.columns(GRID_COLUMNS)
+        for col, rec in zip(row, chunk.iloc[start:start + GRID_COLUMNS].itertuples()):
+            col.image(common.thumb(rec.path, THUMB_PX),
+                      caption=f"{os.path.basename(rec.path)} · {rec.width}×{rec.height} · {rec.split}")
+
+# ---------------------------------------------------------------- problems
+st.subheader("Unreadable files")
+if ds.bad_files:
+    st.warning(f"{len(ds.bad_files)} files were skipped; training ignores them.", icon=":material/broken_image:")
+    st.dataframe(
+        pd.DataFrame([(os.path.relpath(b.path, ds.root), b.reason) for b in ds.bad_files], columns=["file", "reason"]),
+        hide_index=True,
+    )
+else:
+    st.success("Every file decoded as an image.", icon=":material/check_circle:")
+
+st.subheader("Duplicates and train/validation leaks")
+pairs = st.session_state.get(DUPS_STATE, {}).get(ds.fingerprint)
+if pairs is None:
+    bar = st.progress(0.0, text="Hashing images to find duplicates…")
+    pairs = stats.duplicates(
+        ds, progress=lambda done, total: bar.progress(done / max(total, 1), text=f"Hashed {done:,} of {total:,} images")
+    )
+    bar.empty()
+    st.session_state[DUPS_STATE] = {ds.fingerprint: pairs}
+leaks = stats.leak_pairs(pairs)
+cols = st.columns(4)
+cols[0].metric("Exact copies", int((pairs["kind"] == "exact").sum()), help="Pairs of files with identical bytes.")
+cols[1].metric("Near duplicates", int((pairs["kind"] == "near").sum()),
+               help=f"Pairs whose perceptual hashes differ by at most {stats.NEAR_THRESHOLD} of 64 bits "
+               "(resized or re-encoded copies).")
+cols[2].metric("Train/validation leaks", len(leaks),
+               help="The same picture in both splits: the validation score would be inflated.")
+cols[3].metric("Label conflicts", int(pairs["label_conflict"].sum()),
+               help="The same picture filed under two different classes.")
+
+
+def _pair_rows(rows: pd.DataFrame, a: str, b: str, title_a: str, title_b: str) -> None:
+    """Pairs side by side: two thumbnails and what makes them a pair."""
+    for rec in rows.head(PAIRS_SHOWN).itertuples():
+        one, two, what = st.columns([1, 1, 2], vertical_alignment="center")
+        with one:
+            common.show_thumb(getattr(rec, a), ds.root, f"{title_a or rec.split_a}: ", THUMB_PX)
+        with two:
+            common.show_thumb(getattr(rec, b), ds.root, f"{title_b or rec.split_b}: ", THUMB_PX)
+        kind = "exact copy" if rec.kind == "exact" else f"near duplicate ({rec.distance} of 64 bits differ)"
+        what.markdown(f"**{kind}**")
+    if len(rows) > PAIRS_SHOWN:
+        st.caption(f"…and {len(rows) - PAIRS_SHOWN} more (full list below).")
+
+
+if leaks.empty:
+    st.success("No picture appears in both train and validation.", icon=":material/check_circle:")
+else:
+    st.error(f"{len(leaks)} pictures appear in both train and validation: remove one copy of each, "
+             "or the validation accuracy will be too optimistic.", icon=":material/content_copy:")
+    _pair_rows(leaks, "train_path", "validation_path", "train", "validation")
+inside = pairs[~pairs["leak"]]
+if not inside.empty:
+    st.markdown("**Duplicates within one split** (they weigh twice in training or evaluation)")
+    _pair_rows(inside, "path_a", "path_b", "", "")
+if not pairs.empty:
+    with st.expander(f"All {len(pairs)} duplicate pairs"):
+        st.dataframe(
+            pairs.assign(path_a=pairs["path_a"].map(lambda p: os.path.relpath(p, ds.root)),
+                         path_b=pairs["path_b"].map(lambda p: os.path.relpath(p, ds.root))),
+            hide_index=True,
+        )
+
+# ---------------------------------------------------------------- strategy advisor
+# Section owned by core.advisor (written separately): it gets the dataset and the
+# sidebar's backbone and renders whatever advice object it returns.
+st.divider()
+st.header("Strategy advisor")
+try:
+    from core import advisor
+except ImportError:
+    st.info("The strategy advisor is not available yet in this version.", icon=":material/construction:")
+else:
+    st.write("Which strategy fits this dataset: measured from the data and the chosen backbone.")
+    if st.button("Advise a strategy", key="tl_advise"):
+        with common.friendly_errors(), st.spinner("Measuring the dataset…"):
+            st.write(advisor.advise(ds, backbone=common.current_backbone()))
