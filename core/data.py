@@ -128,11 +128,24 @@ def _class_files(folder: Path) -> dict[str, list[Path]]:
 
 
 def _layout(root: Path) -> tuple[dict[str, dict[str, list[Path]]] | None, dict[str, list[Path]]]:
-    """Find split folders (train/validation...) or plain class folders under ``root``."""
+    """Find split folders (train/validation...) or plain class folders under ``root``.
+
+    Several folders of one split (say ``val/`` and ``test/``) are merged, never dropped.
+    """
     subdirs = {p.name.lower(): p for p in root.iterdir() if p.is_dir() and _visible(p)}
-    split_dirs = {SPLIT_ALIASES[n]: p for n, p in subdirs.items() if n in SPLIT_ALIASES}
+    split_dirs: dict[str, list[Path]] = {}
+    for n, p in sorted(subdirs.items()):
+        if n in SPLIT_ALIASES:
+            split_dirs.setdefault(SPLIT_ALIASES[n], []).append(p)
     if "train" in split_dirs:
-        return {s: _class_files(p) for s, p in split_dirs.items()}, {}
+        splits: dict[str, dict[str, list[Path]]] = {}
+        for split, folders in split_dirs.items():
+            merged: dict[str, list[Path]] = {}
+            for folder in folders:
+                for label, files in _class_files(folder).items():
+                    merged.setdefault(label, []).extend(files)
+            splits[split] = merged
+        return splits, {}
     if len(subdirs) == 1:  # a single wrapper folder, as zips often have
         only = next(iter(subdirs.values()))
         inner = [p for p in only.iterdir() if p.is_dir() and _visible(p)]
@@ -143,8 +156,9 @@ def _layout(root: Path) -> tuple[dict[str, dict[str, list[Path]]] | None, dict[s
 
 
 def fingerprint_files(files: Iterable[Path], root: Path) -> str:
-    """Hash of relative path, size and mtime of every file: changes on any add, remove or edit."""
-    h = hashlib.sha256()
+    """Hash of the root, relative path, size and mtime of every file: changes on any
+    add, remove or edit, and when the folder moves (cached absolute paths would go stale)."""
+    h = hashlib.sha256(str(root.resolve()).encode())
     for f in sorted(files):
         st = f.stat()
         h.update(f"{f.relative_to(root).as_posix()}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
@@ -280,6 +294,22 @@ def scan_folder(
         except OSError:
             pass  # an unwritable cache only costs a rescan next time
     return ds
+
+
+def subset(ds: Dataset, per_class: int, seed: int, splits: Sequence[str] = SPLITS) -> Dataset:
+    """A seeded sample of at most ``per_class`` images per class and split.
+
+    Its fingerprint differs from the full dataset's, so caches never mix them.
+    """
+    rng = np.random.default_rng(seed)
+    keep: list[ImageRecord] = []
+    for split in splits:
+        for label in ds.classes:
+            recs = [r for r in ds.records if r.split == split and r.label == label]
+            idx = np.sort(rng.permutation(len(recs))[:per_class])
+            keep += [recs[i] for i in idx]
+    return Dataset(ds.name, ds.root, ds.classes, keep, ds.bad_files,
+                   f"{ds.fingerprint}-n{per_class}-s{seed}-{'+'.join(splits)}", ds.split_source)
 
 
 def check_trainable(ds: Dataset) -> None:

@@ -58,7 +58,7 @@ def _open(source: Source) -> tuple[Image.Image, int]:
             raise BadImage(f"cannot read file: {exc.strerror or exc}") from exc
         stream = os.fspath(source)
     else:
-        data = source.read()
+        data = source.read(MAX_FILE_BYTES + 1)
         return _open(data)
     if size == 0:
         raise BadImage("empty file (0 bytes)")

@@ -95,7 +95,7 @@ def pid_alive(pid: int, start_time: int | None) -> bool:
     return now_start is not None and (start_time is None or now_start == start_time)
 
 
-def death_reason(status: dict, now: float | None = None) -> str | None:
+def death_reason(status: dict) -> str | None:
     """Why a ``running`` status has no live worker behind it, or None if it looks alive."""
     if status.get("state") != "running":
         return None
@@ -104,7 +104,7 @@ def death_reason(status: dict, now: float | None = None) -> str | None:
         if pid_alive(pid, status.get("pid_start")):
             return None
         return f"worker process died (pid {pid}) without finishing the run; see worker.log"
-    now = time.time() if now is None else now
+    now = time.time()
     beat = status.get("heartbeat") or status.get("started") or status.get("created") or 0
     if now - beat <= STALE_AFTER_S:
         return None

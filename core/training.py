@@ -15,7 +15,7 @@ from typing import Any, Protocol
 import numpy as np
 import pandas as pd
 
-from .data import Dataset, check_trainable, scan_folder
+from .data import Dataset, check_trainable, scan_folder, subset
 from .evaluation import evaluate, summarize, to_probabilities
 from .strategies import (
     StrategyConfig, augmentation, build_head, build_scratch_model, build_transfer_model,
@@ -61,15 +61,7 @@ def load_dataset(cfg: StrategyConfig, progress=None) -> Dataset:
     """Scan the config's dataset; with ``limit_per_class`` keep a seeded subset."""
     ds = scan_folder(cfg.dataset, val_fraction=cfg.val_fraction, seed=cfg.seed, progress=progress)
     if cfg.limit_per_class:
-        rng = np.random.default_rng(cfg.seed)
-        keep = []
-        for split in ("train", "validation"):
-            for label in ds.classes:
-                recs = [r for r in ds.records if r.split == split and r.label == label]
-                idx = np.sort(rng.permutation(len(recs))[: cfg.limit_per_class])
-                keep += [recs[i] for i in idx]
-        ds = Dataset(ds.name, ds.root, ds.classes, keep, ds.bad_files,
-                     f"{ds.fingerprint}-n{cfg.limit_per_class}-s{cfg.seed}", ds.split_source)
+        ds = subset(ds, cfg.limit_per_class, cfg.seed)
     check_trainable(ds)
     return ds
 
@@ -362,3 +354,38 @@ _STRATEGY_FITS = {
     "frozen_augment": _fit_frozen,
     "scratch": _fit_scratch,
 }
+
+
+# ---------------------------------------------------------------- worker entry
+
+class _RunReporter:
+    """Sends a fit's progress and history into a run store run."""
+
+    def __init__(self, run):
+        self.run = run
+        self.phase = None
+
+    def on_progress(self, info: dict) -> None:
+        changed = info.get("phase") != self.phase  # never drop the first message of a phase
+        self.phase = info.get("phase")
+        self.run.write_progress(info, force=changed)
+
+    def on_epoch(self, row: dict) -> None:
+        self.run.append_history(row)
+
+    def should_stop(self) -> bool:
+        return self.run.cancel_requested()
+
+
+def execute(run) -> None:
+    """Background worker entry: fit the run's config and store model, metrics, predictions."""
+    from .callbacks import save_model_atomic
+    from .runs import RunCancelled
+
+    cfg = StrategyConfig.from_dict(run.config)
+    result = fit(cfg, _RunReporter(run), run_dir=run.dir)
+    if result.cancelled:
+        raise RunCancelled("cancelled by user; history and the best checkpoint are kept")
+    save_model_atomic(result.model, run.model_path)
+    run.write_predictions(result.predictions)
+    run.write_metrics(result.metrics)

@@ -207,8 +207,8 @@ def _pair_rows(rows: pd.DataFrame, a: str, b: str, title_a: str, title_b: str) -
 if leaks.empty:
     st.success("No picture appears in both train and validation.", icon=":material/check_circle:")
 else:
-    st.error(f"{len(leaks)} pictures appear in both train and validation: remove one copy of each, "
-             "or the validation accuracy will be too optimistic.", icon=":material/content_copy:")
+    st.warning(f"{len(leaks)} pictures appear in both train and validation: remove one copy of each, "
+               "or the validation accuracy will be too optimistic.", icon=":material/content_copy:")
     _pair_rows(leaks, "train_path", "validation_path", "train", "validation")
 inside = pairs[~pairs["leak"]]
 if not inside.empty:

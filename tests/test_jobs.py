@@ -165,6 +165,27 @@ def test_kill_stops_a_run_that_ignores_cancel(store):
     assert not jobs.kill(run)
 
 
+def test_sigterm_marks_the_run_failed_at_once(store):
+    run = new(store, "forever")
+    jobs.submit(run)
+    wait_for(lambda: starts(run), what="worker to start")
+    os.kill(run.status()["pid"], signal.SIGTERM)
+    status = wait_state(run, "failed", timeout=10)
+    assert status["reason"] == "worker stopped by signal SIGTERM" and "_Terminated" in status["error"]
+
+
+def test_max_jobs_from_environment(monkeypatch):
+    monkeypatch.delenv(jobs.MAX_JOBS_ENV, raising=False)
+    assert jobs.max_jobs() == 1
+    monkeypatch.setenv(jobs.MAX_JOBS_ENV, "3")
+    assert jobs.max_jobs() == 3
+    monkeypatch.setenv(jobs.MAX_JOBS_ENV, "0")
+    assert jobs.max_jobs() == 1
+    monkeypatch.setenv(jobs.MAX_JOBS_ENV, "two")
+    with pytest.raises(RunError, match="whole number"):
+        jobs.max_jobs()
+
+
 def test_worker_refuses_a_run_it_does_not_own(store):
     run = new(store, "epochs")
     run.set_status("done")

@@ -1,0 +1,141 @@
+"""Command line: ``python -m core train|runs|show|cancel|backbones|advise``.
+
+Runs any strategy headless on a dataset folder and writes a normal run, so
+results from scripts and the dashboard live side by side in one run store.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from .errors import TransferLabError
+from .strategies import STRATEGIES, classic_recipe, modern_defaults
+
+
+def _train(args) -> int:
+    from . import jobs, worker
+    from .runs import RunStore
+
+    base = classic_recipe if args.classic else (lambda **kw: modern_defaults(args.strategy, **kw))
+    overrides = {k: v for k, v in {
+        "dataset": args.dataset, "backbone": args.backbone, "weights": args.weights,
+        "input_size": args.input_size, "pooling": args.pooling, "epochs": args.epochs,
+        "batch_size": args.batch_size, "learning_rate": args.lr, "optimizer": args.optimizer,
+        "fine_tune_layers": args.fine_tune_layers, "fine_tune_epochs": args.fine_tune_epochs,
+        "limit_per_class": args.limit_per_class, "seed": args.seed,
+    }.items() if v is not None}
+    cfg = base(**overrides)
+    run = RunStore().create(cfg.to_dict(), name=args.name)
+    print(f"run {run.id} -> {run.dir}")
+    if args.background:
+        jobs.submit(run)
+        print("queued; follow it with `python -m core show", run.id + "`")
+        return 0
+    code = worker.main([str(run.dir)])
+    print(json.dumps({k: v for k, v in (run.metrics() or {}).items()
+                      if k in ("val_accuracy", "val_loss", "train_seconds", "trainable_params")}, indent=2))
+    print(f"state: {run.status()['state']}")
+    return code
+
+
+def _runs(args) -> int:
+    from . import jobs
+    from .runs import RunStore
+
+    store = RunStore()
+    jobs.pump(store)
+    for run in store.list():
+        m = run.metrics() or {}
+        acc = f"{m['val_accuracy']:.3f}" if "val_accuracy" in m else "-"
+        print(f"{run.id:40s} {run.effective_state():10s} {run.config.get('strategy', ''):20s} "
+              f"{run.config.get('backbone', ''):20s} val_acc={acc}")
+    return 0
+
+
+def _show(args) -> int:
+    from .runs import RunStore
+
+    run = RunStore().get(args.run_id)
+    print(json.dumps({"status": run.effective_status(), "progress": run.progress(),
+                      "metrics": run.metrics()}, indent=2, default=str))
+    return 0
+
+
+def _cancel(args) -> int:
+    from . import jobs
+    from .runs import RunStore
+
+    print(jobs.cancel(RunStore().get(args.run_id)))
+    return 0
+
+
+def _backbones(args) -> int:
+    from . import backbones
+
+    for spec in backbones.list_backbones():
+        where = backbones.weights_location(spec)
+        print(f"{spec.name:22s} {spec.family:6s} {spec.default_size:4d}px {spec.params / 1e6:6.1f}M "
+              f"top1={spec.top1 or '-'} weights={'local: ' + str(where) if where else 'download needed'}")
+    return 0
+
+
+def _advise(args) -> int:
+    from .advisor import advise
+    from .data import scan_folder
+
+    advice = advise(scan_folder(args.dataset), backbone=args.backbone)
+    print(advice.table().to_string())
+    print("\n".join(["", f"Recommended: {advice.strategy}", *advice.reasons]))
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m core", description="Transfer Lab from the command line")
+    sub = p.add_subparsers(dest="command", required=True)
+    t = sub.add_parser("train", help="train one strategy and write a run")
+    t.add_argument("--dataset", required=True, help="folder of class subfolders (optionally train/ validation/)")
+    t.add_argument("--strategy", choices=list(STRATEGIES), default="feature_extraction")
+    t.add_argument("--classic", action="store_true", help="the textbook VGG16 recipe (RMSprop 2e-5, 30 epochs)")
+    t.add_argument("--backbone")
+    t.add_argument("--weights", help="imagenet (default), random, or a weights file")
+    t.add_argument("--input-size", type=int)
+    t.add_argument("--pooling", choices=["avg", "max", "flatten"])
+    t.add_argument("--epochs", type=int)
+    t.add_argument("--batch-size", type=int)
+    t.add_argument("--lr", type=float)
+    t.add_argument("--optimizer", choices=["adam", "rmsprop", "sgd"])
+    t.add_argument("--fine-tune-layers", type=int)
+    t.add_argument("--fine-tune-epochs", type=int)
+    t.add_argument("--limit-per-class", type=int, help="train on a seeded subset")
+    t.add_argument("--seed", type=int)
+    t.add_argument("--name")
+    t.add_argument("--background", action="store_true", help="queue it for a background worker")
+    t.set_defaults(func=_train)
+    sub.add_parser("runs", help="list runs").set_defaults(func=_runs)
+    s = sub.add_parser("show", help="status, progress and metrics of a run")
+    s.add_argument("run_id")
+    s.set_defaults(func=_show)
+    c = sub.add_parser("cancel", help="cancel a queued or running run")
+    c.add_argument("run_id")
+    c.set_defaults(func=_cancel)
+    sub.add_parser("backbones", help="list backbones and where their weights are").set_defaults(func=_backbones)
+    a = sub.add_parser("advise", help="the 2x2 strategy advisor for a dataset")
+    a.add_argument("--dataset", required=True)
+    a.add_argument("--backbone", default="efficientnet_lite0")
+    a.set_defaults(func=_advise)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except TransferLabError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

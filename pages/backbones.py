@@ -1,0 +1,151 @@
+"""Backbones: the pretrained networks side by side (size, ImageNet accuracy, speed
+measured on this machine), and inside one: its layers and what a layer "sees"."""
+
+import plotly.graph_objects as go
+import streamlit as st
+
+from core import explain, speed
+from core.backbones import get_spec, list_backbones, weights_location
+from core.errors import TransferLabError, WeightsUnavailable
+from core.images import IMAGE_EXTENSIONS, load_rgb
+from pages import common
+
+RANDOM = "tl_random_weights"  # backbones the user chose to explore with random weights
+MAX_MAPS = 32
+
+st.title("Backbones")
+st.write(
+    "Each backbone is a network trained on ImageNet whose features a new classifier reuses. "
+    "Bigger is usually more accurate and slower: the table and chart show by how much, "
+    "with speed measured here rather than quoted."
+)
+
+names = [s.name for s in list_backbones()]
+display = {s.name: s.display_name for s in list_backbones()}
+table_slot, chart_slot = st.container(), st.container()
+
+left, right = st.columns([2, 1], vertical_alignment="bottom")
+to_measure = left.selectbox("Measure the speed of", names, index=names.index(common.current_backbone()),
+                            format_func=display.get, key="tl_measure_name")
+if right.button("Measure images/s on this machine", icon=":material/speed:"):
+    bar = st.progress(0.0, text="Building the network…")
+    with common.friendly_errors():
+        result = speed.measure(
+            to_measure,
+            progress=lambda done, total: bar.progress(done / total, text=f"Batch {done} of {total} (the first warms up)"),
+        )
+        st.success(
+            f"{display[to_measure]}: {result.images_per_s:,.1f} images/s at {result.size} px "
+            f"(batches of {result.batch_size}, {result.device}). Random weights: speed does not depend on them."
+        )
+    bar.empty()
+
+table = speed.backbone_table()
+with table_slot:
+    st.dataframe(
+        table.drop(columns=["name"]),
+        hide_index=True,
+        column_config={
+            "params (M)": st.column_config.NumberColumn(format="%.1f"),
+            "top-1 %": st.column_config.NumberColumn("ImageNet top-1 %", format="%.1f"),
+            "top-5 %": st.column_config.NumberColumn("ImageNet top-5 %", format="%.1f"),
+            "images/s": st.column_config.NumberColumn("images/s here", format="%.1f",
+                                                      help="Forward passes at the input size; measure below."),
+            "weights": st.column_config.TextColumn("ImageNet weights", help="local: on this machine, works offline"),
+        },
+    )
+with chart_slot:
+    measured = table[table["images/s"].notna() & table["top-1 %"].notna()]
+    unmeasured = table[table["images/s"].isna() & table["top-1 %"].notna()]
+    fig = go.Figure()
+    fig.add_trace(go.Scatter(
+        x=unmeasured["params (M)"], y=unmeasured["top-1 %"], mode="markers+text", name="speed not measured",
+        text=unmeasured["backbone"], textposition="top center", textfont={"color": "#888"},
+        marker={"size": 9, "color": "rgba(0,0,0,0)", "line": {"color": "#999", "width": 1.5}},
+        hovertemplate="%{text}<br>%{x:.1f} M params<br>top-1 %{y:.1f}%<extra>not measured</extra>",
+    ))
+    if not measured.empty:
+        fig.add_trace(go.Scatter(
+            x=measured["params (M)"], y=measured["top-1 %"], mode="markers+text", name="measured here",
+            text=measured["backbone"], textposition="top center", customdata=measured["images/s"],
+            marker={"size": measured["images/s"], "sizemode": "area", "sizemin": 8,
+                    "sizeref": 2.0 * measured["images/s"].max() / 45**2, "color": measured["images/s"],
+                    "colorscale": "Viridis", "showscale": True, "colorbar": {"title": "images/s"}},
+            hovertemplate="%{text}<br>%{x:.1f} M params<br>top-1 %{y:.1f}%<br>%{customdata:.1f} images/s"
+                          "<extra></extra>",
+        ))
+    fig.update_layout(title="Size vs ImageNet accuracy (marker size and colour: measured images/s)",
+                      xaxis={"title": "parameters (millions, log scale)", "type": "log"},
+                      yaxis={"title": "ImageNet top-1 accuracy (%)"},
+                      legend={"orientation": "h", "y": -0.2}, height=480)
+    st.plotly_chart(fig, key="chart_params_top1")
+
+# ---------------------------------------------------------------- inside one backbone
+st.divider()
+name = common.current_backbone()
+spec = get_spec(name)
+st.header(f"Inside {spec.display_name}")
+st.caption("The backbone chosen in the sidebar; change it there.")
+
+use_random = name in st.session_state.get(RANDOM, set())
+if not use_random and weights_location(spec) is None:
+    st.caption("Its ImageNet weights are not on this machine: loading tries to download them.")
+try:
+    with st.spinner(f"Loading {spec.display_name}…"):
+        bb = common.load_backbone(name, None if use_random else "imagenet")
+except WeightsUnavailable as exc:
+    st.error(str(exc), icon=":material/cloud_off:")
+    st.button("Explore it with random weights instead",
+              on_click=lambda: st.session_state.setdefault(RANDOM, set()).add(name))
+    st.stop()
+except TransferLabError as exc:
+    st.error(str(exc))
+    st.stop()
+
+if use_random:
+    st.info("Random weights: the layers are exact, but the feature maps show untrained filters.",
+            icon=":material/casino:")
+    st.button("Use ImageNet weights again", on_click=lambda: st.session_state[RANDOM].discard(name))
+
+layers = explain.layer_table(bb.base)
+cols = st.columns(4)
+cols[0].metric("Layers", len(layers))
+cols[1].metric("Parameters", f"{layers['params'].sum() / 1e6:.1f} M")
+cols[2].metric("Input", f"{bb.input_size} × {bb.input_size} px")
+cols[3].metric("Feature map out", " × ".join(str(d) for d in bb.feature_shape))
+with st.expander(f"All {len(layers)} layers", expanded=False):
+    st.dataframe(layers, hide_index=True, height=320)
+
+st.subheader("Feature maps")
+ds = common.current_dataset()
+choice = st.segmented_control("Image", ["From the dataset", "Upload"], required=True,
+                              default="From the dataset" if ds is not None else "Upload", key="tl_fm_source")
+image, image_caption = None, ""
+if choice == "Upload":
+    upload = st.file_uploader("An image", type=sorted(e.lstrip(".") for e in IMAGE_EXTENSIONS), key="tl_fm_upload")
+    if upload is not None:
+        with common.friendly_errors():
+            image, image_caption = load_rgb(upload.getvalue()), upload.name
+elif ds is None:
+    st.info("No dataset loaded yet: upload an image, or choose a dataset on the Dataset page.")
+else:
+    left, right = st.columns(2)
+    label = left.selectbox("Class", ds.classes, key="tl_fm_class", persist_state="session")
+    files = [r.path for r in ds.records if r.label == label]
+    number = right.number_input(f"Image number (1 to {len(files)})", 1, len(files), key=f"tl_fm_index_{label}")
+    with common.friendly_errors():
+        image, image_caption = load_rgb(files[number - 1]), files[number - 1].rsplit("/", 1)[-1]
+
+spatial = layers[layers["spatial"]]
+if image is not None and not spatial.empty:
+    options = list(spatial["name"])
+    layer = st.selectbox("Layer", options, index=len(options) // 4, key=f"tl_fm_layer_{name}",
+                         help="Early layers respond to edges and colours, deep ones to parts of objects.")
+    shape = spatial.set_index("name").loc[layer, "output shape"]
+    with common.friendly_errors(), st.spinner("Computing feature maps…"):
+        maps = explain.feature_maps(bb.base, layer, image, bb.preprocess, max_maps=MAX_MAPS)
+        left, right = st.columns([1, 3])
+        left.image(image, caption=f"Input: {image_caption} (resized to {bb.input_size} px for the network)")
+        right.image(explain.tile_maps(maps, columns=8, cell=96),
+                    caption=f"Layer {layer}, output {shape}: its {len(maps)} most active channels, "
+                            "each scaled to its own range (yellow = strongest).")

@@ -1,0 +1,107 @@
+"""AppTest of the app shell: first render without TensorFlow, sidebar state, settings, home."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+from streamlit.testing.v1 import AppTest
+
+from core import settings
+from tests.conftest import REPO, write_images
+
+APP = str(REPO / "streamlit_app.py")
+
+
+def new_app() -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=120)
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def test_first_render_does_not_import_tensorflow(tl_home):
+    """In a fresh process, as `streamlit run` would: TF only loads when a page needs a model."""
+    code = (
+        "import sys, json; from streamlit.testing.v1 import AppTest\n"
+        f"at = AppTest.from_file({APP!r}, default_timeout=120); at.run()\n"
+        "print(json.dumps({'tf': 'tensorflow' in sys.modules, 'keras': 'keras' in sys.modules,\n"
+        "  'exc': [e.value for e in at.exception], 'title': [t.value for t in at.title]}))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO,
+                         env=os.environ.copy(), timeout=300)
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    assert result == {"tf": False, "keras": False, "exc": [], "title": ["Transfer Lab"]}
+
+
+def test_home_and_sidebar(tl_home):
+    at = new_app()
+    assert "transfer learning" in at.markdown[0].value
+    sidebar_text = " ".join(m.value for m in at.sidebar.markdown)
+    assert "none yet" in sidebar_text
+    assert str(tl_home) in " ".join(c.value for c in at.sidebar.caption)
+    backbone = at.sidebar.selectbox(key="tl_backbone")
+    assert backbone.value == "mobilenet_v2"  # no weights on this machine: a small download
+    assert at.session_state["tl_backbone"] == "mobilenet_v2"
+    backbone.set_value("vgg16").run()
+    assert at.session_state["tl_backbone"] == "vgg16"
+    at.switch_page("pages/dataset.py").run()  # the choice survives a page switch
+    assert at.sidebar.selectbox(key="tl_backbone").value == "vgg16"
+
+
+def test_local_weights_make_a_backbone_the_default(tmp_path, monkeypatch):
+    from core.backbones import get_spec
+
+    (tmp_path / get_spec("resnet50").weights_filename()).write_bytes(b"x")
+    monkeypatch.setenv("TRANSFER_LAB_WEIGHTS_DIR", str(tmp_path))
+    at = new_app()
+    box = at.sidebar.selectbox(key="tl_backbone")
+    assert box.value == "resnet50"
+    assert "✓ offline" in box.format_func("resnet50") and "offline" not in box.format_func("vgg16")
+
+
+def test_settings_expander_mirrors_environment(tmp_path, tl_home, monkeypatch):
+    at = new_app()
+    assert at.sidebar.text_input(key="tl_set_home").value == str(tl_home)
+    assert at.sidebar.text_input(key="tl_set_weights").value == ""
+
+    at.sidebar.text_input(key="tl_set_weights").set_value(str(tmp_path / "nope"))
+    at.sidebar.button(key="tl_apply_settings").click().run()
+    assert any("Weights folder not found" in e.value for e in at.sidebar.error)
+    assert settings.WEIGHTS_ENV not in os.environ
+
+    new_home = tmp_path / "home2"
+    weights = tmp_path / "weights"
+    weights.mkdir()
+    at.sidebar.text_input(key="tl_set_home").set_value(str(new_home))
+    at.sidebar.text_input(key="tl_set_weights").set_value(str(weights))
+    at.sidebar.button(key="tl_apply_settings").click().run()
+    assert not at.sidebar.error
+    assert settings.home() == new_home and settings.weights_dir() == weights
+    assert str(new_home) in " ".join(c.value for c in at.sidebar.caption)
+
+
+def test_start_with_sample_scans_it(tmp_path, monkeypatch):
+    for i, cls in enumerate(["cats", "dogs"]):
+        write_images(tmp_path / "samples" / "cats_vs_dogs" / "train" / cls, i, 5)
+        write_images(tmp_path / "samples" / "cats_vs_dogs" / "validation" / cls, i, 2)
+    monkeypatch.setenv("TRANSFER_LAB_SAMPLES_DIR", str(tmp_path / "samples"))
+    at = new_app()
+    at.button[0].click().run()
+    assert not at.exception
+    assert at.title[0].value == "Dataset"
+    assert at.session_state["tl_dataset"].name == "cats_vs_dogs"
+    assert [m.value for m in at.metric][:4] == ["14", "2", "10", "4"]
+    assert "cats_vs_dogs" in " ".join(m.value for m in at.sidebar.markdown)
+
+
+def test_start_without_sample_explains_where_to_put_it(monkeypatch):
+    monkeypatch.delenv("TRANSFER_LAB_SAMPLES_DIR", raising=False)
+    at = new_app()
+    at.button[0].click().run()
+    assert at.title[0].value == "Dataset"
+    assert any("cats_and_dogs_filtered.zip" in i.value for i in at.info)
+    assert any(b.label.startswith("Download it now") for b in at.button)
+    assert "tl_dataset" not in at.session_state
