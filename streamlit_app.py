@@ -2,22 +2,24 @@
 
 Run with ``streamlit run streamlit_app.py``.
 
-Page layout: pages are registered in ``PAGES`` below with ``st.navigation``
-(so ``pages/`` is not auto-discovered); each page is one thin module in
-``pages/`` (widgets and charts only, logic in ``core/``), and ``pages/common.py``
-holds the shared session state, sidebar and cached loaders. To add a page,
-add an ``st.Page`` line to its section.
+Page layout: each page is one thin module in ``app_pages/`` (widgets and
+charts only, logic in ``core/``), registered in ``PAGES`` below with
+``st.navigation``; ``app_pages/common.py`` holds the shared session state,
+sidebar and cached loaders. To add a page, add an ``st.Page`` line to its
+section. The folder is deliberately not called ``pages/``: a ``pages/`` folder
+beside this script switches Streamlit to its legacy auto-discovery, which runs
+page files without this shell (no sidebar, no page config; AppTest reruns too).
 """
 
 import streamlit as st
 
-from pages import common
+from app_pages import common
 
 st.set_page_config(page_title="Transfer Lab", page_icon=":material/science:", layout="wide")
 
 PAGES = {
     "Start": [
-        st.Page("pages/home.py", title="Home", icon=":material/home:", default=True),
+        st.Page("app_pages/home.py", title="Home", icon=":material/home:", default=True),
     ],
     "Data": [
         st.Page(common.DATASET_PAGE, title="Dataset", icon=":material/photo_library:"),
@@ -25,8 +27,15 @@ PAGES = {
     "Models": [
         st.Page(common.BACKBONES_PAGE, title="Backbones", icon=":material/account_tree:"),
     ],
+    "Train": [
+        st.Page(common.STRATEGIES_PAGE, title="Strategies", icon=":material/compare_arrows:"),
+        st.Page(common.CURVES_PAGE, title="Curves", icon=":material/show_chart:"),
+    ],
 }
 
 page = st.navigation(PAGES)
-common.sidebar()
-page.run()
+dataset_slot = common.sidebar()
+try:
+    page.run()
+finally:  # after the page, so a dataset it just scanned shows (also when it called st.stop())
+    common.dataset_summary(dataset_slot)

@@ -8,7 +8,7 @@ from core import explain, speed
 from core.backbones import get_spec, list_backbones, weights_location
 from core.errors import TransferLabError, WeightsUnavailable
 from core.images import IMAGE_EXTENSIONS, load_rgb
-from pages import common
+from app_pages import common
 
 RANDOM = "tl_random_weights"  # backbones the user chose to explore with random weights
 MAX_MAPS = 32

@@ -10,7 +10,7 @@ import streamlit as st
 from core import archives, samples, stats
 from core.data import DEFAULT_SEED, DEFAULT_VAL_FRACTION
 from core.errors import TransferLabError
-from pages import common
+from app_pages import common
 
 SOURCES = ("Sample dataset", "Local folder", "Upload a zip")
 GRID_COLUMNS, GRID_ROWS, THUMB_PX = 6, 3, 160

@@ -22,8 +22,8 @@ DATASET = "tl_dataset"  # the core.data.Dataset in use (absent until one is scan
 BACKBONE = "tl_backbone"  # registry name picked in the sidebar
 PENDING = "tl_pending"  # source the Dataset page should open next: "sample" or (root, name)
 
-DATASET_PAGE = "pages/dataset.py"
-BACKBONES_PAGE = "pages/backbones.py"
+DATASET_PAGE = "app_pages/dataset.py"
+BACKBONES_PAGE = "app_pages/backbones.py"
 
 
 @contextmanager
@@ -138,12 +138,10 @@ def _backbone_names() -> list[str]:
     return [s.name for s in list_backbones()]
 
 
-def sidebar() -> None:
-    """The state every page shares: dataset, backbone, data directory and settings."""
-    from core.backbones import get_spec, list_backbones, weights_location
-
-    with st.sidebar:
-        ds = current_dataset()
+def dataset_summary(slot) -> None:
+    """The current dataset, drawn into the sidebar slot that ``sidebar()`` returned."""
+    ds = current_dataset()
+    with slot.container():
         if ds is None:
             st.markdown("**Dataset:** none yet")
             st.page_link(DATASET_PAGE, label="Choose a dataset", icon=":material/photo_library:")
@@ -151,6 +149,14 @@ def sidebar() -> None:
             st.markdown(f"**Dataset:** {ds.name}")
             st.caption(f"{len(ds.records):,} images · {ds.num_classes} classes · {len(ds.bad_files)} unreadable")
 
+
+def sidebar():
+    """The state every page shares: backbone, data directory and settings; returns the
+    slot at the top where ``dataset_summary`` goes once the page has run."""
+    from core.backbones import get_spec, list_backbones, weights_location
+
+    with st.sidebar:
+        slot = st.empty()
         specs = list_backbones()
         offline = {s.name for s in specs if weights_location(s) is not None}
         names = [s.name for s in specs]
@@ -189,3 +195,10 @@ def sidebar() -> None:
             if "tl_settings_error" in st.session_state:
                 st.error(st.session_state["tl_settings_error"])
             st.caption("Applies to this app process (the same as setting the environment variables).")
+    return slot
+
+
+# ---------------------------------------------------------------- training pages
+STRATEGIES_PAGE = "app_pages/strategies.py"
+CURVES_PAGE = "app_pages/curves.py"
+CURVES_RUNS = "tl_curves_runs"  # run ids the Curves page shows; set it before st.switch_page

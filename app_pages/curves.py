@@ -1,0 +1,230 @@
+"""Training curves: live curves of running jobs and finished runs, overlaid; then one
+run in detail: confusion matrix, per-class scores, the worst validation predictions,
+downloads and the TensorBoard log folder."""
+
+import json
+
+import plotly.express as px
+import plotly.graph_objects as go
+import streamlit as st
+from plotly.subplots import make_subplots
+
+from app_pages import common
+from core import compare, jobs
+from core.errors import TransferLabError
+from core.runs import RunStore
+from core.strategies import STRATEGIES
+
+REFRESH_S = 2.0
+FINISHED_IDS = "tl_curves_finished"  # selected runs seen finished at the last refresh
+PALETTE = px.colors.qualitative.Plotly
+
+st.title("Training curves")
+
+store = RunStore()
+with common.friendly_errors():
+    jobs.pump(store)
+runs = {r.id: r for r in store.list()}
+if not runs:
+    st.info("No runs yet: train a strategy on the Strategies page and its curves appear here, live.",
+            icon=":material/show_chart:")
+    st.page_link(common.STRATEGIES_PAGE, label="Open the Strategies page", icon=":material/arrow_forward:")
+    st.stop()
+
+table = compare.comparison_table(runs.values()).set_index("run_id", drop=False)
+
+
+def label(run_id: str) -> str:
+    row = table.loc[run_id]
+    acc = f" {row['val_accuracy']:.1%}" if row["state"] == "done" and row["val_accuracy"] == row["val_accuracy"] else ""
+    return f"{row['name']} · {row['state']}{acc} · {run_id[-4:]}"
+
+
+# Which runs: those sent here by the Strategies page, else the running ones, else the newest.
+wanted = st.session_state.get(common.CURVES_RUNS)
+if wanted is None:
+    wanted = [r for r in table.index if table.loc[r, "state"] in compare.ACTIVE][:4] or list(table.index[:1])
+st.session_state[common.CURVES_RUNS] = [r for r in wanted if r in runs]
+c = st.columns([4, 1, 1], vertical_alignment="bottom")
+selected = c[0].multiselect("Runs", list(table.index), key=common.CURVES_RUNS, format_func=label,
+                            placeholder="Pick one or more runs to overlay")
+weight = c[1].slider("Smoothing", 0.0, 0.95, 0.0, 0.05, key="tl_curves_smooth",
+                     help="Exponential moving average, as in TensorBoard (0: raw values).")
+show_raw = c[2].checkbox("Show raw", True, key="tl_curves_raw", disabled=weight == 0,
+                         help="Keep the unsmoothed values as faint lines.")
+if not selected:
+    st.caption("Pick runs above to see their curves.")
+    st.stop()
+
+
+# ---------------------------------------------------------------- curves (live while running)
+
+def curves_figure(ids: list[str]) -> tuple[go.Figure, list[str]]:
+    fig = make_subplots(rows=1, cols=2, subplot_titles=("Accuracy", "Loss"), horizontal_spacing=0.08)
+    notes: list[str] = []
+    single = len(ids) == 1
+    for n, run_id in enumerate(ids):
+        run = runs[run_id]
+        history = run.history()
+        if history.empty:
+            continue
+        name = table.loc[run_id, "name"] if single else label(run_id)
+        colour = PALETTE[n % len(PALETTE)]
+        frame = compare.curves_frame(history, weight)
+        for col, quantity in ((1, "accuracy"), (2, "loss")):
+            for split, dash in (("train", "dot"), ("validation", "solid")):
+                part = frame[(frame["quantity"] == quantity) & (frame["split"] == split)]
+                if part.empty or part["value"].isna().all():
+                    continue
+                colour_here = (PALETTE[0] if split == "train" else PALETTE[1]) if single else colour
+                legend = f"{split}" if single else f"{name} ({split})"
+                if weight and show_raw:
+                    fig.add_scatter(x=part["epoch"], y=part["value"], mode="lines", line=dict(color=colour_here, dash=dash,
+                                    width=1), opacity=0.3, showlegend=False, hoverinfo="skip", row=1, col=col)
+                fig.add_scatter(x=part["epoch"], y=part["smoothed"], mode="lines+markers", name=legend,
+                                legendgroup=legend, showlegend=col == 1, marker=dict(size=5),
+                                line=dict(color=colour_here, dash=dash), row=1, col=col)
+        best = compare.best_epoch(history)
+        if best:
+            for col, metric in ((1, "val_accuracy"), (2, "val_loss")):
+                if metric in history:
+                    y = history[metric].iloc[best["index"]]
+                    fig.add_scatter(x=[best["epoch"]], y=[y], mode="markers", showlegend=single and col == 1,
+                                    name="best epoch", marker=dict(symbol="star", size=15, color="gold",
+                                                                   line=dict(color="black", width=1)),
+                                    hovertext=f"best epoch {best['epoch']:g}", row=1, col=col)
+        boundary = compare.fine_tune_boundary(history, run.metrics())
+        if boundary is not None:
+            for col in (1, 2):
+                fig.add_vline(x=boundary - 0.5, line_dash="dash", line_color=colour if not single else "grey",
+                              row=1, col=col, annotation_text="fine-tuning starts" if col == 1 else None,
+                              annotation_position="top left")
+        hint = compare.overfit_hint(history)
+        if hint:
+            notes.append(f"**{table.loc[run_id, 'name']}**: {hint['message']}")
+    fig.update_xaxes(title_text="epoch", dtick=1 if max((len(runs[i].history()) for i in ids), default=0) <= 20 else None)
+    fig.update_yaxes(tickformat=".0%", row=1, col=1)
+    fig.update_layout(height=400, margin=dict(t=40, b=10), legend=dict(orientation="h", y=-0.2))
+    return fig, notes
+
+
+def curves_panel() -> None:
+    states = {i: runs[i].effective_state() for i in selected if i in runs}
+    finished_now = {i for i, s in states.items() if s not in compare.ACTIVE}
+    before = st.session_state.get(FINISHED_IDS)
+    st.session_state[FINISHED_IDS] = finished_now
+    if before is not None and finished_now - before:
+        st.rerun()  # a run just finished: redraw the details below as well
+    for run_id, state in states.items():
+        if state in compare.ACTIVE:
+            fraction, text = compare.progress_summary(runs[run_id].progress() if state == "running" else {}, state)
+            line = f"{table.loc[run_id, 'name']}: {text}"
+            st.progress(fraction, text=line) if fraction is not None else st.caption(line)
+    if not any(not runs[i].history().empty for i in selected):
+        st.caption("No epoch finished yet: the curves start after the first epoch.")
+        return
+    fig, notes = curves_figure(selected)
+    st.plotly_chart(fig, key="tl_curves_chart")
+    st.caption("Solid: validation; dotted: training. ★ the best epoch (highest validation accuracy), the one a "
+               "run keeps. A dashed vertical line marks where fine-tuning unfroze the base.")
+    for note in notes:
+        st.warning(note, icon=":material/trending_up:")
+
+
+live = any(table.loc[i, "state"] in compare.ACTIVE for i in selected)
+st.fragment(run_every=REFRESH_S if live else None)(curves_panel)()
+
+
+# ---------------------------------------------------------------- one run in detail
+
+st.header("Run details", divider="gray")
+run_id = st.selectbox("Run", selected, format_func=label, key="tl_curves_detail")
+run = runs[run_id]
+try:
+    status = run.effective_status()
+except TransferLabError as err:
+    st.error(str(err))
+    st.stop()
+state = status["state"]
+cfg = run.config
+st.caption(f"{STRATEGIES.get(cfg.get('strategy'), cfg.get('strategy'))} · backbone {table.loc[run_id, 'backbone']} "
+           f"({cfg.get('weights')}) · dataset `{cfg.get('dataset')}` · seed {cfg.get('seed')} · `{run.dir}`")
+
+if state == "failed":
+    st.error(f"This run failed: {status.get('reason') or 'no reason recorded'}", icon=":material/error:")
+    if status.get("error"):
+        with st.expander("Error details (traceback)"):
+            st.code(status["error"], language="text")
+elif state == "cancelled":
+    st.info(f"This run was cancelled ({status.get('reason') or 'by user'}). The epochs it finished are kept above.",
+            icon=":material/cancel:")
+elif state in compare.ACTIVE:
+    st.info("This run is still " + ("waiting in the queue." if state == "queued" else
+                                   "training; the details appear when it finishes."), icon=":material/hourglass_top:")
+    if st.button("Cancel this run", key="tl_curves_cancel", icon=":material/stop:"):
+        with common.friendly_errors():
+            st.toast(f"'{run.name}' is {jobs.cancel(run)}" + (" (stopping after the current batch)"
+                                                            if run.effective_state() == "running" else ""))
+
+metrics = run.metrics() if state == "done" else None
+if metrics:
+    c = st.columns(6)
+    c[0].metric("Validation accuracy", f"{metrics['val_accuracy']:.1%}")
+    c[1].metric("Validation loss", f"{metrics['val_loss']:.3f}")
+    c[2].metric("Macro F1", f"{metrics.get('macro_f1', float('nan')):.3f}")
+    c[3].metric("Training time", compare.format_seconds(metrics.get("train_seconds")))
+    c[4].metric("Trainable params", f"{metrics.get('trainable_params', 0):,}")
+    c[5].metric("Epochs", metrics.get("epochs_run", "?"))
+    best = compare.best_epoch(run.history())
+    if best:
+        st.caption(f"Best epoch {best['epoch']:g} ({best['value']:.1%} validation accuracy); the saved model "
+                   f"keeps those weights. {metrics.get('val_images', '?')} validation images, "
+                   f"{metrics.get('train_images', '?')} training images, {metrics.get('input_size')} px.")
+
+    left, right = st.columns([3, 2])
+    cm = compare.confusion_frame(metrics)
+    if not cm.empty:
+        heat = px.imshow(cm, text_auto=True, color_continuous_scale="Blues", aspect="auto",
+                         labels=dict(x="predicted", y="true", color="images"))
+        heat.update_layout(height=max(300, 40 * len(cm) + 120), margin=dict(t=30))
+        left.markdown("**Confusion matrix** (rows: true class; columns: predicted)")
+        left.plotly_chart(heat, key="tl_curves_cm")
+    scores = compare.per_class_frame(metrics)
+    right.markdown("**Per class**")
+    right.dataframe(scores, hide_index=True, key="tl_curves_per_class", column_config={
+        "precision": st.column_config.NumberColumn(format="%.3f"),
+        "recall": st.column_config.NumberColumn(format="%.3f"),
+        "f1": st.column_config.NumberColumn("F1", format="%.3f")})
+    right.caption("Precision: of the images predicted as the class, how many are. Recall: of the class's images, "
+                  "how many were found.")
+
+    st.subheader("Worst validation predictions")
+    predictions = run.predictions()
+    c = st.columns([1, 3], vertical_alignment="bottom")
+    count = c[0].number_input("How many", 6, 60, 12, 6, key="tl_curves_worst_n")
+    wrong_only = c[1].checkbox("Mistakes only", False, key="tl_curves_wrong_only")
+    worst = compare.worst_predictions(predictions, int(count), wrong_only)
+    if worst.empty:
+        st.caption("No predictions recorded." if predictions is None or predictions.empty else "No mistakes at all.")
+    else:
+        st.caption("Sorted by the probability given to the true class, lowest first.")
+        cols = st.columns(6)
+        for i, row in worst.iterrows():
+            mark = "✓" if row["correct"] else "✗"
+            cols[i % 6].image(common.thumb(row["path"], 160), width=160,
+                              caption=f"{mark} true {row['true']} → {row['predicted']} ({row['confidence']:.0%})")
+
+history = run.history()
+if not history.empty or metrics:
+    st.subheader("Downloads")
+    c = st.columns([1, 1, 3])
+    c[0].download_button("History CSV", history.to_csv(index=False), f"{run.id}-history.csv", "text/csv",
+                         icon=":material/download:", disabled=history.empty, key="tl_curves_dl_history")
+    c[1].download_button("Metrics JSON", json.dumps(metrics or {}, indent=2), f"{run.id}-metrics.json",
+                         "application/json", icon=":material/download:", disabled=not metrics,
+                         key="tl_curves_dl_metrics")
+if run.tb_dir.is_dir():
+    st.markdown("Prefer TensorBoard? Its logs for this run are in the run folder:")
+    st.code(f'tensorboard --logdir "{run.tb_dir}"', language="bash")
+elif state == "done":
+    st.caption("This strategy writes no TensorBoard log (a linear probe has no epochs to log).")

@@ -1,0 +1,480 @@
+"""Strategies: train one or more strategies as background jobs, watch the queue,
+compare the finished runs (table, charts, accuracy vs time), check the advisor's
+recommendation against the measurement, and sweep the fine-tuning depth."""
+
+import pandas as pd
+import plotly.express as px
+import plotly.graph_objects as go
+import streamlit as st
+from plotly.subplots import make_subplots
+
+from app_pages import common
+from core import compare, jobs
+from core.backbones import get_spec, weights_location
+from core.errors import TransferLabError
+from core.runs import RunStore
+from core.strategies import STRATEGIES, StrategyConfig
+
+REFRESH_S = 2.0
+LEARNING_RATES = (1e-6, 3e-6, 1e-5, 2e-5, 3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2)
+ACTIVE_IDS = "tl_strat_active"  # run ids seen queued/running at the last refresh
+MESSAGE = "tl_strat_message"  # (kind, text) to show once after a callback
+ADVICE = "tl_strat_advice"  # {(fingerprint, backbone): Advice dict or error text}
+SCOPE = "tl_strat_scope"
+
+st.title("Strategies")
+st.write(
+    "Train the transfer-learning strategies on your data and compare them: how accurate, how fast, "
+    "how many weights each one trains. Runs are background jobs: they keep going while you browse, "
+    "and you can cancel any of them."
+)
+
+ds = common.current_dataset()
+backbone = common.current_backbone()
+store = RunStore()
+with common.friendly_errors():
+    jobs.pump(store)
+if MESSAGE in st.session_state:
+    kind, text = st.session_state.pop(MESSAGE)
+    getattr(st, kind)(text)
+
+
+# ---------------------------------------------------------------- helpers (widgets only)
+
+def _key(preset: str, strategy: str, field: str) -> str:
+    return f"tl_opt_{preset}_{strategy}_{field}"
+
+
+def _lr(where, label: str, value: float, key: str, help: str | None = None) -> float:
+    choices = sorted(set(LEARNING_RATES) | {float(value)})
+    return where.selectbox(label, choices, index=choices.index(float(value)), key=key, help=help,
+                           format_func=lambda v: f"{v:g}", persist_state="session")
+
+
+def _int(where, label: str, value: int, key: str, lo: int = 0, hi: int = 1000, help: str | None = None) -> int:
+    return int(where.number_input(label, min_value=lo, max_value=hi, value=int(value), step=1, key=key, help=help,
+                                  persist_state="session"))
+
+
+def strategy_options(strategy: str, preset: str) -> dict:
+    """The widgets of one strategy's own options; returns its overrides."""
+    d = compare.preset_config(strategy, preset)
+    k = lambda field: _key(preset, strategy, field)  # noqa: E731
+    out: dict = {}
+    if strategy == "linear_probe":
+        out["probe_c"] = float(st.number_input(
+            "Regularisation C (larger: weaker)", min_value=1e-4, max_value=1e4, value=float(d.probe_c),
+            format="%g", key=k("probe_c"), persist_state="session",
+            help="Logistic regression on cached features; no epochs, no learning rate."))
+        return out
+    c = st.columns(4)
+    head = "Head epochs (frozen base)" if strategy == "fine_tune" else "Epochs"
+    out["epochs"] = _int(c[0], head, d.epochs, k("epochs"), 1, 500)
+    out["learning_rate"] = _lr(c[1], "Learning rate" if strategy != "fine_tune" else "Head learning rate",
+                               d.learning_rate, k("learning_rate"))
+    out["early_stopping"] = _int(c[2], "Early stopping patience", d.early_stopping, k("early_stopping"), 0, 100,
+                                 help="Stop after this many epochs without a lower validation loss; 0: off.")
+    out["reduce_lr"] = _int(c[3], "Reduce LR patience", d.reduce_lr, k("reduce_lr"), 0, 100,
+                            help="Divide the learning rate by 3 after this many epochs without progress; 0: off.")
+    c = st.columns(4)
+    out["head_units"] = _int(c[0], "Dense units" + (" (0: linear head)" if strategy != "scratch" else ""),
+                             d.head_units, k("head_units"), 0, 8192)
+    out["dropout"] = float(c[1].number_input("Dropout", 0.0, 0.95, float(d.dropout), 0.05, key=k("dropout"),
+                                             persist_state="session"))
+    if strategy == "fine_tune":
+        out["fine_tune_layers"] = _int(c[2], "Top layers to unfreeze", d.fine_tune_layers, k("fine_tune_layers"),
+                                       1, 2000, help="Counted from the top of the base; BatchNorm layers stay frozen.")
+        out["fine_tune_epochs"] = _int(c[3], "Fine-tuning epochs", d.fine_tune_epochs, k("fine_tune_epochs"), 1, 500)
+        out["fine_tune_lr"] = _lr(st, "Fine-tuning learning rate", d.fine_tune_lr, k("fine_tune_lr"),
+                                  help="Low, so the pretrained features are adjusted rather than overwritten.")
+    if strategy == "scratch":
+        out["input_size"] = _int(c[2], "Input size (px)", d.input_size or 128, k("input_size"), 32, 1024)
+        filters = c[3].text_input("Filters per conv block", ", ".join(str(f) for f in d.scratch_filters),
+                                  key=k("scratch_filters"), persist_state="session",
+                                  help="One number per convolution block, e.g. 32, 64, 128.")
+        out["scratch_filters"] = compare.parse_ints(filters, "filters per conv block")
+    return out
+
+
+def common_options(preset: str, ds) -> dict:
+    """Options shared by every selected strategy, folded away in an expander."""
+    d = compare.preset_config("feature_extraction", preset)
+    k = lambda field: _key(preset, "all", field)  # noqa: E731
+    spec = get_spec(backbone if preset == "modern" else d.backbone)
+    with st.expander("Advanced options (all strategies)", icon=":material/tune:"):
+        c = st.columns(4)
+        weights = c[0].selectbox("Backbone weights", ["imagenet", "random"], key=k("weights"),
+                                 persist_state="session",
+                                 help="random: the same network untrained; shows what ImageNet pretraining is worth.")
+        size = _int(c[1], "Input size (px, 0: backbone default)", d.input_size, k("input_size"), 0, 1024,
+                    help=f"{spec.display_name} default: {spec.default_size} px; at least {spec.min_size}.")
+        pooling = c[2].selectbox("Pooling of the feature map", ["avg", "max", "flatten"],
+                                 index=["avg", "max", "flatten"].index(d.pooling), key=k("pooling"),
+                                 persist_state="session")
+        batch = _int(c[3], "Batch size", d.batch_size, k("batch_size"), 1, 1024)
+        c = st.columns(4)
+        optimizer = c[0].selectbox("Optimizer", ["adam", "rmsprop", "sgd"],
+                                   index=["adam", "rmsprop", "sgd"].index(d.optimizer), key=k("optimizer"),
+                                   persist_state="session")
+        seed = _int(c[1], "Seed", d.seed, k("seed"), 0, 2**31 - 1, help="Same seed, same split, same subset.")
+        val_fraction = float(c[2].number_input(
+            "Validation fraction", 0.05, 0.5, float(d.val_fraction), 0.05, key=k("val_fraction"),
+            persist_state="session", help="Used only when the dataset has no validation/ folder."))
+        limit = _int(c[3], "Images per class (0: all)", 0, k("limit_per_class"), 0, 10**6,
+                     help="Train on a seeded subset per class and split: quick trials on big datasets.")
+        c = st.columns(4)
+        restore = c[0].checkbox("Keep the best epoch", d.restore_best, key=k("restore_best"), persist_state="session")
+        balanced = c[1].checkbox("Balance class weights", d.class_weights, key=k("class_weights"),
+                                 persist_state="session")
+        st.markdown("**Augmentation** (frozen base + augmentation, fine-tuning, from scratch)")
+        a = d.augment
+        c = st.columns(6)
+        aug_on = c[0].checkbox("Enabled", a.enabled, key=k("aug_enabled"), persist_state="session")
+        flips = ["", "horizontal", "vertical", "horizontal_and_vertical"]
+        flip = c[1].selectbox("Flip", flips, index=flips.index(a.flip), key=k("aug_flip"), persist_state="session",
+                              format_func=lambda f: f.replace("_", " ") or "none")
+        rot = float(c[2].number_input("Rotation", 0.0, 0.5, a.rotation, 0.05, key=k("aug_rotation"),
+                                      persist_state="session", help="Fraction of a full turn."))
+        zoom = float(c[3].number_input("Zoom", 0.0, 0.5, a.zoom, 0.05, key=k("aug_zoom"), persist_state="session"))
+        shift = float(c[4].number_input("Shift", 0.0, 0.5, a.translation, 0.05, key=k("aug_translation"),
+                                        persist_state="session"))
+        contrast = float(c[5].number_input("Contrast", 0.0, 0.9, a.contrast, 0.05, key=k("aug_contrast"),
+                                           persist_state="session"))
+        name = st.text_input("Run name (optional)", key=k("name"), persist_state="session",
+                             placeholder="e.g. first try", max_chars=80)
+    out = dict(dataset=ds.root, backbone=backbone if preset == "modern" else d.backbone, weights=weights,
+               input_size=size, pooling=pooling, batch_size=batch, optimizer=optimizer, seed=seed,
+               val_fraction=val_fraction, limit_per_class=limit, restore_best=restore, class_weights=balanced,
+               augment=dict(enabled=aug_on, flip=flip, rotation=rot, zoom=zoom, translation=shift, contrast=contrast))
+    return out, name.strip()
+
+
+def launch(configs: list[dict], what: str) -> None:
+    """Create the runs and queue them; the result shows after the rerun."""
+    created = []
+    try:
+        for cfg in configs:
+            created.append(store.create(cfg, name=compare.run_name(cfg)))
+        for run in created:
+            jobs.submit(run)
+    except TransferLabError as err:
+        st.session_state[MESSAGE] = ("error", f"Could not start {what}: {err}")
+        return
+    limit = jobs.max_jobs()
+    st.session_state[MESSAGE] = ("success", f"Queued {what}: {len(created)} run{'s' * (len(created) != 1)}. "
+                                 f"{limit} run{'s' * (limit != 1)} train at a time "
+                                 f"(TRANSFER_LAB_MAX_JOBS); the others wait in the queue below.")
+
+
+def _cancel(run_id: str, force: bool = False) -> None:
+    try:
+        run = store.get(run_id)
+        if force:
+            jobs.kill(run, reason="stopped by user (forced)")
+            st.session_state[MESSAGE] = ("warning", f"Stopped '{run.name}' at once (marked failed).")
+        else:
+            state = jobs.cancel(run)
+            text = ("cancelled" if state == "cancelled" else
+                    "asked to stop: it ends after the current batch and keeps its history")
+            st.session_state[MESSAGE] = ("info", f"'{run.name}' {text}.")
+    except TransferLabError as err:
+        st.session_state[MESSAGE] = ("error", str(err))
+
+
+# ---------------------------------------------------------------- launch form
+
+if ds is None:
+    st.info("Choose a dataset first: the strategies train on the dataset picked on the Dataset page.",
+            icon=":material/photo_library:")
+    st.page_link(common.DATASET_PAGE, label="Open the Dataset page", icon=":material/arrow_forward:")
+else:
+    st.header("Train", divider="gray")
+    counts = ds.counts()
+    st.caption(f"Dataset **{ds.name}**: {sum(counts['train'].values()):,} training and "
+               f"{sum(counts['validation'].values()):,} validation images, {ds.num_classes} classes. "
+               f"Backbone **{get_spec(backbone).display_name}** (sidebar).")
+    preset = st.segmented_control(
+        "Defaults", list(compare.PRESETS), format_func=compare.PRESETS.get, default="modern",
+        key="tl_strat_preset", persist_state="session", required=True,
+        help="Classic: the textbook recipe (always VGG16, whatever the sidebar says). "
+             "Modern: faster defaults on the sidebar's backbone.")
+    preset = preset or "modern"
+    if preset == "classic":
+        st.caption("The classic recipe trains on VGG16 at 150 px (flattened 4x4x512 features, Dense 256 + "
+                   "Dropout 0.5, RMSprop 2e-5, batch 20, 30 epochs); fine-tuning unfreezes VGG16's last block.")
+    chosen = st.multiselect("Strategies", list(STRATEGIES), default=["feature_extraction"], format_func=STRATEGIES.get,
+                            key="tl_strat_chosen", persist_state="session",
+                            help="Linear probe: logistic regression on cached features (seconds). Feature extraction: "
+                                 "a small head on cached features. Frozen base + augmentation: images through the "
+                                 "frozen base each epoch. Fine-tuning: the head first, then the top layers "
+                                 "at a low learning rate. From scratch: a small CNN, no pretraining.")
+    per_strategy: dict = {}
+    errors: list[str] = []
+    for strategy in chosen:
+        with st.expander(f"{STRATEGIES[strategy]} options", icon=":material/settings:"):
+            try:
+                per_strategy[strategy] = strategy_options(strategy, preset)
+            except TransferLabError as err:
+                errors.append(str(err))
+                st.error(str(err))
+    common_opts, name = common_options(preset, ds)
+    spec = get_spec(common_opts["backbone"])
+    if common_opts["weights"] == "imagenet" and weights_location(spec) is None:
+        st.caption(f":material/cloud_download: {spec.display_name}'s ImageNet weights are not on this machine: "
+                   "the first run downloads them (internet needed) or fails saying where to put them.")
+
+    left, right, _ = st.columns([1, 1, 2])
+    train = left.button("Train selected", type="primary", icon=":material/play_arrow:", disabled=not chosen,
+                        key="tl_strat_train")
+    all_five = right.button("Compare all five", icon=":material/compare_arrows:", key="tl_strat_all",
+                            help="Queue linear probe, feature extraction, frozen base + augmentation, fine-tuning "
+                                 "and from scratch on the same data, split and seed.")
+    if train or all_five:
+        if errors:
+            st.error("Fix the options above first: " + " ".join(errors))
+        else:
+            try:
+                if all_five:
+                    configs = compare.compare_all_configs(preset=preset, common=common_opts,
+                                                          per_strategy=per_strategy)
+                else:
+                    configs = [c.to_dict() for c in compare.build_configs(
+                        chosen, preset=preset, common=common_opts, per_strategy=per_strategy)]
+                if name:
+                    for cfg in configs:
+                        cfg["name"] = name if len(configs) == 1 else f"{name} · {STRATEGIES[cfg['strategy']]}"
+                launch(configs, "all five strategies" if all_five else "training")
+                st.rerun()
+            except TransferLabError as err:
+                st.error(str(err), icon=":material/error:")
+
+
+# ---------------------------------------------------------------- queue (live)
+
+def queue_panel() -> None:
+    with common.friendly_errors():
+        jobs.pump(store)
+    active = store.list(state=compare.ACTIVE)
+    ids = {r.id for r in active}
+    before = st.session_state.get(ACTIVE_IDS)
+    st.session_state[ACTIVE_IDS] = ids
+    if before is not None and before - ids:
+        st.rerun()  # a run finished: redraw the comparison too
+    if not active:
+        st.caption("No job queued or running.")
+        return
+    position = 0
+    for run in reversed(active):  # oldest first: the order they run in
+        try:
+            status = run.effective_status()
+        except TransferLabError:
+            continue
+        state = status["state"]
+        position += state == "queued"
+        with st.container(border=True):
+            top = st.columns([3, 1, 1], vertical_alignment="center")
+            top[0].markdown(f"**{run.name}** · {STRATEGIES.get(run.config.get('strategy'), '?')} · "
+                            f"`{run.id}`")
+            asked = run.cancel_requested()
+            if asked and state == "running":
+                top[1].caption("stopping…")
+                top[2].button("Force stop", key=f"tl_kill_{run.id}", on_click=_cancel, args=(run.id, True),
+                              help="Kill the worker now if it does not stop by itself.")
+            else:
+                top[2].button("Cancel", key=f"tl_cancel_{run.id}", on_click=_cancel, args=(run.id,),
+                              icon=":material/stop:")
+            fraction, text = compare.progress_summary(run.progress() if state == "running" else {}, state)
+            if state == "queued":
+                text = f"Waiting in the queue (#{position})"
+            if fraction is None:
+                st.caption(text)
+            else:
+                st.progress(fraction, text=text)
+
+
+st.header("Jobs", divider="gray")
+_active_now = bool(store.list(state=compare.ACTIVE))
+st.fragment(run_every=REFRESH_S if _active_now else None)(queue_panel)()
+
+
+# ---------------------------------------------------------------- comparison
+
+st.header("Comparison", divider="gray")
+everything = compare.comparison_table(store.list())
+if ds is not None:
+    scope = st.segmented_control("Runs", ["this dataset", "all datasets"], default="this dataset", key=SCOPE,
+                                 persist_state="session", required=True)
+    table = everything[everything["dataset"] == ds.root] if scope != "all datasets" else everything
+else:
+    table = everything
+if table.empty:
+    st.caption("No runs yet. Train a strategy above; finished runs appear here.")
+else:
+    shown = table.assign(val_accuracy_pct=table["val_accuracy"] * 100)
+    selection = st.dataframe(
+        shown, hide_index=True, key="tl_strat_table", on_select="rerun", selection_mode="multi-row",
+        column_order=["name", "Strategy", "backbone", "weights", "input_size", "state", "val_accuracy_pct",
+                      "val_loss", "train_seconds", "trainable_params", "epochs_run", "images_per_s", "run_id"],
+        column_config={
+            "name": "run", "input_size": st.column_config.NumberColumn("px"),
+            "val_accuracy_pct": st.column_config.ProgressColumn("val accuracy", format="%.1f%%", min_value=0,
+                                                                max_value=100),
+            "val_loss": st.column_config.NumberColumn("val loss", format="%.3f"),
+            "train_seconds": st.column_config.NumberColumn("time (s)", format="%.1f",
+                                                           help="Wall time of the fit, data and features included."),
+            "trainable_params": st.column_config.NumberColumn("trainable params", format="localized"),
+            "epochs_run": st.column_config.NumberColumn("epochs"),
+            "images_per_s": st.column_config.NumberColumn("images/s", format="%.1f"),
+        },
+    )
+    picked = [shown.iloc[i]["run_id"] for i in selection.selection.rows] if selection else []
+    c = st.columns([1, 1, 3])
+    if c[0].button("Curves of the selected runs", icon=":material/show_chart:", disabled=not picked,
+                   key="tl_strat_open_curves"):
+        st.session_state[common.CURVES_RUNS] = picked
+        st.switch_page(common.CURVES_PAGE)
+    if c[1].button("Delete the selected runs", icon=":material/delete:", disabled=not picked, key="tl_strat_delete"):
+        with common.friendly_errors():
+            for run_id in picked:
+                store.delete(run_id)
+            st.rerun()
+    failed = table[table["state"] == "failed"]
+    if len(failed):
+        st.warning(f"{len(failed)} run{'s' * (len(failed) != 1)} failed: "
+                   + "; ".join(f"**{r['name']}**: {r['reason']}" for _, r in failed.head(3).iterrows())
+                   + ". Open a run's curves to see the full error.", icon=":material/error:")
+
+    done = compare.finished(table)
+    if done.empty:
+        st.caption("Charts appear once a run has finished.")
+    else:
+        labels = done["name"] + " · " + done["run_id"].str[-4:]
+        fig = make_subplots(rows=1, cols=4, subplot_titles=("Validation accuracy", "Validation loss",
+                                                            "Wall time (s)", "Trainable parameters"))
+        colors = {s: px.colors.qualitative.Set2[i] for i, s in enumerate(STRATEGIES)}
+        for col, (field, fmt) in enumerate([("val_accuracy", ".1%"), ("val_loss", ".3f"),
+                                            ("train_seconds", ".0f"), ("trainable_params", ".3s")], start=1):
+            fig.add_bar(x=labels, y=done[field], marker_color=[colors.get(s, "#888") for s in done["strategy"]],
+                        text=[format(v, fmt) if pd.notna(v) else "" for v in done[field]], textposition="outside",
+                        showlegend=False, row=1, col=col, hovertext=done["Strategy"])
+        fig.update_yaxes(type="log", row=1, col=4)
+        fig.update_yaxes(tickformat=".0%", row=1, col=1)
+        fig.update_xaxes(showticklabels=False)
+        fig.update_layout(height=330, margin=dict(t=40, b=10))
+        st.plotly_chart(fig, key="tl_strat_bars")
+        st.caption("Colours: " + " · ".join(f"<span style='color:{colors[s]}'>■</span> {STRATEGIES[s]}"
+                                            for s in STRATEGIES if s in set(done["strategy"]))
+                   + ". Hover a bar for its run.", unsafe_allow_html=True)
+
+        st.subheader("Accuracy vs time")
+        trade = compare.accuracy_vs_time(table)
+        scatter = px.scatter(trade, x="train_seconds", y="val_accuracy", color="Strategy",
+                             symbol="backbone", hover_name="name", log_x=True,
+                             hover_data={"trainable_params": ":,", "run_id": True},
+                             labels={"train_seconds": "wall time (s, log scale)", "val_accuracy": "validation accuracy"},
+                             color_discrete_map={STRATEGIES[s]: c for s, c in colors.items()})
+        front = trade[trade["pareto"]]
+        scatter.add_trace(go.Scatter(x=front["train_seconds"], y=front["val_accuracy"], mode="lines",
+                                     line=dict(dash="dot", color="grey"), name="best trade-offs"))
+        scatter.update_traces(marker_size=13, selector=dict(mode="markers"))
+        scatter.update_layout(height=380, yaxis_tickformat=".0%", margin=dict(t=10))
+        st.plotly_chart(scatter, key="tl_strat_scatter")
+        st.caption("Up and to the left is better. The dotted line joins the runs nothing beats on both time and "
+                   "accuracy; feature runs after the first reuse cached features, so they look faster.")
+
+# ---------------------------------------------------------------- advisor
+
+if ds is not None:
+    st.subheader("The advisor's recommendation")
+    key = (ds.fingerprint, backbone)
+    advice = st.session_state.setdefault(ADVICE, {}).get(key)
+    if advice is None:
+        st.caption("The advisor measures your data (size, and how well ImageNet features separate a sample of "
+                   f"it with {get_spec(backbone).display_name}) and picks a cell of the classic 2x2 table.")
+        if st.button("Ask the advisor", icon=":material/psychology:", key="tl_strat_advise"):
+            with st.spinner("Measuring the dataset: features of a sample, cross-validated probe…"):
+                try:
+                    from core.advisor import advise
+
+                    st.session_state[ADVICE][key] = advise(ds, backbone=backbone).to_dict()
+                except TransferLabError as err:
+                    st.session_state[ADVICE][key] = str(err)
+            st.rerun()
+    elif isinstance(advice, str):
+        st.error(f"The advisor could not measure this dataset: {advice}", icon=":material/error:")
+        if st.button("Try again", key="tl_strat_advise_again"):
+            del st.session_state[ADVICE][key]
+            st.rerun()
+    else:
+        from core.advisor import Advice
+
+        adv = Advice(**advice)
+        left, right = st.columns([2, 3])
+        left.dataframe(adv.table(), key="tl_strat_advice_table")
+        right.markdown(f"**Recommended: {STRATEGIES[adv.strategy]}**"
+                       + (f", unfreezing about the top {adv.unfreeze_layers} layers" if adv.unfreeze_layers else ""))
+        right.markdown("\n".join(f"- {r}" for r in adv.reasons))
+        mine = everything[(everything["dataset"] == ds.root)
+                          & ((everything["backbone"] == backbone) | (everything["strategy"] == "scratch"))]
+        verdict = compare.advisor_verdict(mine, adv.strategy)
+        if verdict["agreed"] is None:
+            st.info(verdict["message"], icon=":material/info:")
+        elif verdict["agreed"]:
+            st.success(verdict["message"], icon=":material/check_circle:")
+        else:
+            st.warning(verdict["message"], icon=":material/help:")
+
+# ---------------------------------------------------------------- layer-depth sweep
+
+st.header("How deep to fine-tune", divider="gray")
+st.write("Fine-tune with more and more of the top layers unfrozen, everything else equal: the chart shows where "
+         "unfreezing more stops paying.")
+if ds is not None:
+    c = st.columns([2, 1, 1, 1], vertical_alignment="bottom")
+    depths_text = c[0].text_input("Top layers to unfreeze, one run each", ", ".join(map(str, compare.DEFAULT_DEPTHS)),
+                                  key="tl_sweep_depths", persist_state="session",
+                                  help="Counted from the top of the base (BatchNorm stays frozen).")
+    head_epochs = _int(c[1], "Head epochs", 3, "tl_sweep_head_epochs", 1, 200)
+    ft_epochs = _int(c[2], "Fine-tuning epochs", 3, "tl_sweep_ft_epochs", 1, 200)
+    if c[3].button("Launch the sweep", icon=":material/stacked_line_chart:", key="tl_sweep_launch"):
+        try:
+            preset = st.session_state.get("tl_strat_preset") or "modern"
+            base = compare.preset_config("fine_tune", preset, **{
+                **common_opts, **per_strategy.get("fine_tune", {}), "epochs": head_epochs, "fine_tune_epochs": ft_epochs})
+            launch(compare.sweep_configs(base, compare.parse_ints(depths_text, "layer counts")), "the layer sweep")
+            st.rerun()
+        except TransferLabError as err:
+            st.error(str(err), icon=":material/error:")
+    st.caption("Uses the fine-tuning options and advanced options above (learning rates, augmentation, seed).")
+
+sweeps = compare.sweep_results(r for r in store.list() if ds is None or r.config.get("dataset") == ds.root)
+if sweeps.empty:
+    st.caption("No sweep yet.")
+else:
+    ids = list(dict.fromkeys(sweeps[compare.SWEEP_KEY][::-1]))
+    sweep = st.selectbox("Sweep", ids, key="tl_sweep_pick", persist_state="session",
+                         format_func=lambda s: f"{s} ({(sweeps[compare.SWEEP_KEY] == s).sum()} runs)")
+    rows = sweeps[sweeps[compare.SWEEP_KEY] == sweep]
+    pending = rows[rows["state"].isin(compare.ACTIVE)]
+    if len(pending):
+        st.caption(f"{len(pending)} of {len(rows)} runs still queued or running.")
+    done_rows = rows.dropna(subset=["fine_tune_accuracy"])
+    if not done_rows.empty:
+        fig = go.Figure()
+        fig.add_scatter(x=done_rows["fine_tune_layers"], y=done_rows["fine_tune_accuracy"], mode="lines+markers+text",
+                        name="best during fine-tuning", text=[f"{v:.1%}" for v in done_rows["fine_tune_accuracy"]],
+                        textposition="top center")
+        head = done_rows["head_accuracy"].max()
+        if pd.notna(head):
+            fig.add_hline(y=head, line_dash="dash", line_color="grey",
+                          annotation_text=f"head only, base frozen: {head:.1%}", annotation_position="bottom right")
+        fig.update_layout(height=340, xaxis_title="top layers unfrozen", yaxis_title="validation accuracy",
+                          yaxis_tickformat=".0%", margin=dict(t=10))
+        fig.update_xaxes(type="log" if done_rows["fine_tune_layers"].max() > 20 else "linear")
+        st.plotly_chart(fig, key="tl_sweep_chart")
+        verdict = compare.sweep_verdict(rows)
+        if verdict:
+            st.info(verdict, icon=":material/insights:")
+    failed = rows[rows["state"] == "failed"]
+    if len(failed):
+        st.warning(f"{len(failed)} sweep runs failed; see them in the table above.")

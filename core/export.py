@@ -1,0 +1,312 @@
+"""Export a pixels-in model as ``.keras``, a zipped SavedModel and TFLite, and check
+that each export gives the same top-1 class as the Keras model on real images.
+
+Every exported model keeps the backbone's preprocessing inside (it is a layer),
+so a phone or server feeds it raw RGB 0..255 at the model's input size, exactly
+like the Keras model: the parity check feeds all of them the same
+``core.images.load_rgb`` pixels.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import time
+import warnings
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import pandas as pd
+
+from .errors import BadImage, TransferLabError
+from .images import load_rgb
+
+FORMATS = {
+    "keras": "Keras (.keras)",
+    "savedmodel": "TensorFlow SavedModel (.zip)",
+    "tflite": "TFLite, float32",
+    "tflite_float16": "TFLite, float16 weights",
+    "tflite_dynamic": "TFLite, dynamic-range int8 weights",
+}
+TFLITE_QUANTIZATION = {"tflite": None, "tflite_float16": "float16", "tflite_dynamic": "dynamic"}
+
+
+class ExportError(TransferLabError):
+    """An export that failed; the message says which format and why."""
+
+
+@dataclass
+class Artifact:
+    """One exported file."""
+
+    format: str
+    path: Path
+    seconds: float
+
+    @property
+    def size_bytes(self) -> int:
+        return self.path.stat().st_size
+
+    @property
+    def file_name(self) -> str:
+        return self.path.name
+
+    @property
+    def label(self) -> str:
+        return FORMATS.get(self.format, self.format)
+
+
+@dataclass
+class ExportReport:
+    artifacts: dict[str, Artifact] = field(default_factory=dict)
+    errors: dict[str, str] = field(default_factory=dict)
+    parity: pd.DataFrame | None = None
+
+    def sizes(self) -> pd.DataFrame:
+        rows = [{"format": a.label, "file": a.file_name, "size (MB)": a.size_bytes / 1e6,
+                 "export seconds": a.seconds} for a in self.artifacts.values()]
+        return pd.DataFrame(rows, columns=["format", "file", "size (MB)", "export seconds"])
+
+
+def _atomic_dir_zip(folder: Path, target: Path) -> None:
+    tmp = target.with_name(f".tmp-{os.getpid()}-{target.name}")
+    try:
+        with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+            for path in sorted(folder.rglob("*")):
+                if path.is_file():
+                    zf.write(path, Path(folder.name) / path.relative_to(folder))
+        os.replace(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def export_keras(model: Any, out_dir: str | os.PathLike, stem: str = "model") -> Artifact:
+    """``model.save`` to ``stem.keras`` (written to a temp name, then renamed)."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    target = out / f"{stem}.keras"
+    tmp = out / f".tmp-{os.getpid()}-{stem}.keras"
+    start = time.perf_counter()
+    try:
+        model.save(tmp)
+        os.replace(tmp, target)
+    except (OSError, ValueError, TypeError) as exc:
+        raise ExportError(f"Saving as .keras failed: {exc}") from exc
+    finally:
+        tmp.unlink(missing_ok=True)
+    return Artifact("keras", target, time.perf_counter() - start)
+
+
+def export_savedmodel(model: Any, out_dir: str | os.PathLike, stem: str = "model") -> tuple[Artifact, Path]:
+    """``model.export`` (a ``serve`` signature: float32 pixels -> probabilities) zipped as
+    ``stem_savedmodel.zip``; returns the artifact and the unzipped folder (for TFLite)."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    folder = out / f"{stem}_savedmodel"
+    staging = Path(tempfile.mkdtemp(prefix=".tmp-sm-", dir=out)) / folder.name
+    start = time.perf_counter()
+    try:
+        model.export(str(staging), format="tf_saved_model", verbose=False)
+        if folder.exists():
+            shutil.rmtree(folder)
+        os.replace(staging, folder)
+    except (OSError, ValueError, TypeError, RuntimeError) as exc:
+        raise ExportError(f"Exporting the SavedModel failed: {exc}") from exc
+    finally:
+        shutil.rmtree(staging.parent, ignore_errors=True)
+    target = out / f"{stem}_savedmodel.zip"
+    _atomic_dir_zip(folder, target)
+    return Artifact("savedmodel", target, time.perf_counter() - start), folder
+
+
+def export_tflite(saved_model_dir: str | os.PathLike, out_dir: str | os.PathLike, stem: str = "model",
+                  quantization: str | None = None) -> Artifact:
+    """Convert a SavedModel to TFLite: ``quantization`` None (float32), "float16"
+    (weights stored as float16) or "dynamic" (dynamic-range: int8 weights, float activations)."""
+    import tensorflow as tf
+
+    if quantization not in (None, "float16", "dynamic"):
+        raise ExportError(f"Unknown TFLite quantization {quantization!r}; use float16 or dynamic.")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    suffix = {None: "", "float16": "_float16", "dynamic": "_dynamic"}[quantization]
+    target = out / f"{stem}{suffix}.tflite"
+    start = time.perf_counter()
+    try:
+        converter = tf.lite.TFLiteConverter.from_saved_model(str(saved_model_dir))
+        if quantization:
+            converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        if quantization == "float16":
+            converter.target_spec.supported_types = [tf.float16]
+        blob = converter.convert()
+    except Exception as exc:  # noqa: BLE001  the converter raises many types; the user needs the reason
+        raise ExportError(f"TFLite conversion ({quantization or 'float32'}) failed: {exc}") from exc
+    tmp = target.with_name(f".tmp-{os.getpid()}-{target.name}")
+    try:
+        tmp.write_bytes(blob)
+        os.replace(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return Artifact(TFLITE_KEY[quantization], target, time.perf_counter() - start)
+
+
+TFLITE_KEY = {v: k for k, v in TFLITE_QUANTIZATION.items()}
+
+
+# ---------------------------------------------------------------- running exports
+
+class TFLiteRunner:
+    """Runs a ``.tflite`` file one image at a time (the way a phone would)."""
+
+    def __init__(self, path: str | os.PathLike):
+        import tensorflow as tf
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # tf.lite.Interpreter's deprecation notice
+            self.interpreter = tf.lite.Interpreter(model_path=str(path), num_threads=2)
+        self.interpreter.allocate_tensors()
+        self.input = self.interpreter.get_input_details()[0]
+        self.output = self.interpreter.get_output_details()[0]
+
+    def __call__(self, pixels: np.ndarray) -> np.ndarray:
+        out = []
+        for image in np.asarray(pixels, np.float32).reshape((-1, *self.input["shape"][1:])):
+            self.interpreter.set_tensor(self.input["index"], image[None].astype(self.input["dtype"]))
+            self.interpreter.invoke()
+            out.append(np.array(self.interpreter.get_tensor(self.output["index"])[0], dtype=np.float64))
+        return np.stack(out)
+
+
+class SavedModelRunner:
+    def __init__(self, folder: str | os.PathLike):
+        import tensorflow as tf
+
+        self.loaded = tf.saved_model.load(str(folder))
+        self.fn = self.loaded.signatures["serving_default"]
+
+    def __call__(self, pixels: np.ndarray) -> np.ndarray:
+        import tensorflow as tf
+
+        out = self.fn(tf.convert_to_tensor(np.asarray(pixels, np.float32)))
+        return np.asarray(next(iter(out.values())), dtype=np.float64)
+
+
+def runner_for(artifact: Artifact, saved_model_dir: Path | None = None) -> Callable[[np.ndarray], np.ndarray]:
+    """A callable (n, H, W, 3) pixels -> raw model outputs, for any exported format."""
+    if artifact.format == "keras":
+        import keras
+
+        from . import layers  # noqa: F401  (registers ChannelAffine)
+
+        model = keras.saving.load_model(str(artifact.path), safe_mode=True, compile=False)
+        return lambda x: np.asarray(model(np.asarray(x, np.float32), training=False), dtype=np.float64)
+    if artifact.format == "savedmodel":
+        folder = saved_model_dir
+        if folder is None or not folder.is_dir():
+            folder = Path(tempfile.mkdtemp(prefix="tl-sm-"))
+            with zipfile.ZipFile(artifact.path) as zf:
+                zf.extractall(folder)
+            folder = next(p for p in folder.iterdir() if p.is_dir())
+        return SavedModelRunner(folder)
+    return TFLiteRunner(artifact.path)
+
+
+def _top1(raw: np.ndarray) -> np.ndarray:
+    raw = np.asarray(raw, dtype=np.float64)
+    if raw.ndim == 1 or raw.shape[-1] == 1:
+        return (raw.reshape(-1) > 0.5).astype(int)
+    return raw.argmax(axis=-1)
+
+
+def _probs(raw: np.ndarray) -> np.ndarray:
+    raw = np.asarray(raw, dtype=np.float64)
+    if raw.ndim == 1 or raw.shape[-1] == 1:
+        p = raw.reshape(-1)
+        return np.stack([1 - p, p], axis=1)
+    return raw
+
+
+def parity_check(model: Any, artifacts: dict[str, Artifact], images: Sequence[str | os.PathLike],
+                 classes: Sequence[str], saved_model_dir: Path | None = None) -> pd.DataFrame:
+    """Top-1 of each export vs the Keras model on ``images`` (files, decoded with ``load_rgb``).
+
+    One row per image: the Keras top-1, each format's top-1, whether all agree, and
+    the largest absolute probability difference from Keras.
+    """
+    size = int(model.input_shape[1])
+    names, batch, bad = [], [], []
+    for path in images:
+        try:
+            batch.append(load_rgb(path, (size, size)))
+            names.append(Path(path).name)
+        except BadImage as exc:
+            bad.append((Path(path).name, str(exc)))
+    if not batch:
+        raise ExportError("No usable image for the parity check.")
+    pixels = np.stack(batch).astype(np.float32)
+    keras_raw = np.asarray(model(pixels, training=False), dtype=np.float64)
+    keras_top, keras_p = _top1(keras_raw), _probs(keras_raw)
+
+    def label(i: int) -> str:
+        return str(classes[i]) if i < len(classes) else f"class_{i}"
+
+    frame = pd.DataFrame({"image": names, "keras": [label(i) for i in keras_top]})
+    agree = np.ones(len(names), bool)
+    for key, artifact in artifacts.items():
+        raw = runner_for(artifact, saved_model_dir)(pixels)
+        top = _top1(raw)
+        frame[key] = [label(i) for i in top]
+        frame[f"{key} max |Δp|"] = np.abs(_probs(raw) - keras_p).max(axis=1)
+        agree &= top == keras_top
+    frame["all agree"] = agree
+    for name, reason in bad:
+        frame.loc[len(frame)] = {"image": name, "keras": f"skipped: {reason}", "all agree": None}
+    return frame
+
+
+def export_all(model: Any, out_dir: str | os.PathLike, formats: Sequence[str] = tuple(FORMATS),
+               parity_images: Sequence[str | os.PathLike] = (), classes: Sequence[str] = (),
+               stem: str = "model", progress: Callable[[str], None] | None = None) -> ExportReport:
+    """Export ``model`` in ``formats`` into ``out_dir`` and check parity on ``parity_images``.
+
+    A format that fails is reported in ``errors``; the others still export.
+    """
+    report = ExportReport()
+    out = Path(out_dir)
+    saved_dir: Path | None = None
+    note = progress or (lambda _msg: None)
+    wanted = [f for f in FORMATS if f in formats]
+    unknown = set(formats) - set(FORMATS)
+    if unknown:
+        raise ExportError(f"Unknown export format(s): {', '.join(sorted(unknown))}.")
+    if "keras" in wanted:
+        note("Saving .keras")
+        try:
+            report.artifacts["keras"] = export_keras(model, out, stem)
+        except ExportError as exc:
+            report.errors["keras"] = str(exc)
+    if any(f != "keras" for f in wanted):
+        note("Exporting the SavedModel")
+        try:
+            artifact, saved_dir = export_savedmodel(model, out, stem)
+            if "savedmodel" in wanted:
+                report.artifacts["savedmodel"] = artifact
+        except ExportError as exc:
+            for f in wanted:
+                if f != "keras":
+                    report.errors[f] = str(exc)
+    if saved_dir is not None:
+        for key in (f for f in wanted if f in TFLITE_QUANTIZATION):
+            note(f"Converting to {FORMATS[key]}")
+            try:
+                report.artifacts[key] = export_tflite(saved_dir, out, stem, TFLITE_QUANTIZATION[key])
+            except ExportError as exc:
+                report.errors[key] = str(exc)
+    if parity_images and report.artifacts:
+        note("Checking top-1 parity")
+        report.parity = parity_check(model, report.artifacts, parity_images, classes, saved_dir)
+    return report

@@ -1,0 +1,106 @@
+"""Browser tier: a real `streamlit run` on a free loopback port, driven by Debian's
+headless Chromium through Selenium. Screenshots go to a folder that is printed."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO, SHARED, SHARED_WEIGHTS
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMEDRIVER = "/usr/bin/chromedriver"
+START_TIMEOUT_S = 180
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _healthy(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
+            return r.status == 200
+    except OSError:
+        return False
+
+
+@pytest.fixture(scope="session")
+def screenshots() -> Path:
+    folder = Path(os.environ.get("TRANSFER_LAB_SCREENSHOTS", "/tmp/transfer-lab-screenshots"))
+    folder.mkdir(parents=True, exist_ok=True)
+    print(f"\nscreenshots: {folder}")
+    return folder
+
+
+@pytest.fixture(scope="session")
+def app_home(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("browser_home")
+
+
+@pytest.fixture(scope="session")
+def app_server(app_home):
+    """`streamlit run streamlit_app.py`; yields (url, seconds from start to healthy, start time)."""
+    if not Path(CHROMIUM).exists() or not Path(CHROMEDRIVER).exists():
+        pytest.fail("Chromium missing: run scripts/install_browser.sh")
+    port = _free_port()
+    env = {**os.environ, "TRANSFER_LAB_HOME": str(app_home), "TF_CPP_MIN_LOG_LEVEL": "2"}
+    env.pop("TRANSFER_LAB_WEIGHTS_DIR", None)
+    if SHARED_WEIGHTS.is_dir():
+        env["TRANSFER_LAB_WEIGHTS_DIR"] = str(SHARED_WEIGHTS)
+    if (SHARED / "datasets").is_dir():
+        env["TRANSFER_LAB_SAMPLES_DIR"] = str(SHARED / "datasets")
+    log = open(app_home / "streamlit.log", "w+")
+    start = time.perf_counter()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "streamlit", "run", "streamlit_app.py", "--server.port", str(port),
+         "--server.address", "127.0.0.1", "--server.headless", "true"],
+        cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        while not _healthy(url):
+            if proc.poll() is not None or time.perf_counter() - start > START_TIMEOUT_S:
+                log.seek(0)
+                pytest.fail(f"streamlit did not start:\n{log.read()[-3000:]}")
+            time.sleep(0.2)
+        yield url, time.perf_counter() - start, start
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()
+
+
+@pytest.fixture(scope="session")
+def driver():
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    profile = tempfile.mkdtemp(prefix="tl-chromium-")
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                "--disable-component-update", "--disable-sync", "--no-first-run",
+                "--window-size=1400,1000", f"--user-data-dir={profile}"):
+        options.add_argument(arg)
+    drv = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    drv.set_page_load_timeout(120)
+    try:
+        yield drv
+    finally:
+        drv.quit()
+        shutil.rmtree(profile, ignore_errors=True)

@@ -1,0 +1,177 @@
+"""The app in a real browser: every page, a zip upload, charts, thumbnails, feature
+maps, no exception; full-page screenshots and the time to first render."""
+
+from __future__ import annotations
+
+import shutil
+import time
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import CATS_VS_DOGS, SHARED_WEIGHTS, write_images
+
+pytestmark = pytest.mark.browser
+
+PAGE_TIMEOUT_S = 300
+
+
+def By():
+    from selenium.webdriver.common.by import By as _By
+
+    return _By
+
+
+def css(driver, selector: str):
+    return driver.find_elements(By().CSS_SELECTOR, selector)
+
+
+def wait_for(driver, condition, timeout: float = PAGE_TIMEOUT_S, what: str = ""):
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    return WebDriverWait(driver, timeout, poll_frequency=0.25).until(
+        lambda d: condition(d), message=f"timed out waiting for {what}")
+
+
+def wait_idle(driver, timeout: float = PAGE_TIMEOUT_S) -> None:
+    """Until the script has finished running and stays finished for a second."""
+    idle = '[data-testid="stApp"][data-test-script-state="notRunning"]'
+    deadline = time.perf_counter() + timeout
+    while time.perf_counter() < deadline:
+        wait_for(driver, lambda d: css(d, idle), timeout, "the script to finish")
+        time.sleep(1.0)
+        if css(driver, idle):
+            return
+    raise AssertionError("the app kept running")
+
+
+def text_of(driver) -> str:
+    return driver.find_element(By().CSS_SELECTOR, '[data-testid="stApp"]').text
+
+
+def assert_clean(driver, errors_allowed: bool = False) -> None:
+    exceptions = css(driver, '[data-testid="stException"]')
+    assert not exceptions, exceptions[0].text
+    if not errors_allowed:
+        errors = css(driver, '[data-testid="stAlertContentError"]')
+        assert not errors, errors[0].text
+
+
+def screenshot(driver, folder: Path, name: str) -> Path:
+    """The whole page: the window is made as tall as Streamlit's scrolling main area."""
+    height = driver.execute_script(
+        "const m = document.querySelector('[data-testid=\"stMain\"]');"
+        "return Math.max(m ? m.scrollHeight : 0, document.body.scrollHeight);")
+    driver.set_window_size(1400, min(int(height) + 80, 14000))
+    time.sleep(1.5)  # let charts re-layout and images paint
+    path = folder / f"{name}.png"
+    driver.save_screenshot(str(path))
+    driver.set_window_size(1400, 1000)
+    print(f"screenshot: {path}")
+    return path
+
+
+def nav(driver, label: str) -> None:
+    """Client-side page switch through the sidebar (keeps the session and its dataset)."""
+    link = next(a for a in css(driver, '[data-testid="stSidebarNavLink"]') if a.text.strip() == label)
+    link.click()
+    wait_for(driver, lambda d: any(h.text == label for h in css(d, "h1")), 60, f"the {label} page")
+    wait_idle(driver)
+
+
+@pytest.fixture(scope="module")
+def upload_zip(tmp_path_factory) -> Path:
+    """A small dataset with a leak and an unreadable file, zipped with a wrapper folder."""
+    base = tmp_path_factory.mktemp("upload")
+    root = base / "flowers"
+    firsts = []
+    for i, cls in enumerate(["roses", "tulips", "daisies"]):
+        firsts.append(write_images(root / "train" / cls, i, 14, size=(96, 128), seed=11)[0])
+        write_images(root / "validation" / cls, i, 4, size=(96, 128), seed=12)
+    shutil.copy(firsts[0], root / "validation" / "roses" / "copied.png")
+    (root / "train" / "tulips" / "broken.jpg").write_bytes(b"\xff\xd8\xff not a jpeg")
+    archive = base / "flowers.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        for f in sorted(root.rglob("*")):
+            if f.is_file():
+                zf.write(f, f.relative_to(base).as_posix())
+    return archive
+
+
+def test_first_render(app_server, driver, screenshots):
+    url, healthy_s, started = app_server
+    t0 = time.perf_counter()
+    driver.get(url)
+    wait_for(driver, lambda d: any(h.text == "Transfer Lab" for h in css(d, "h1")), 120, "the home page")
+    now = time.perf_counter()
+    print(f"\ntime to first render: {now - started:.1f} s from `streamlit run` "
+          f"(server healthy after {healthy_s:.1f} s; page load to content {now - t0:.1f} s)")
+    wait_idle(driver)
+    assert "Start with the sample dataset" in text_of(driver)
+    assert_clean(driver)
+    screenshot(driver, screenshots, "01_home")
+
+
+def test_zip_upload_dataset_page(app_server, driver, screenshots, upload_zip):
+    nav(driver, "Dataset")
+    radio = next(label for label in css(driver, '[data-testid="stRadio"] label') if "Upload a zip" in label.text)
+    radio.click()
+    wait_for(driver, lambda d: css(d, '[data-testid="stFileUploaderDropzoneInput"]'), 60, "the zip uploader")
+    css(driver, '[data-testid="stFileUploaderDropzoneInput"]')[0].send_keys(str(upload_zip))
+    wait_for(driver, lambda d: len(css(d, ".js-plotly-plot")) >= 4, what="the dataset charts")
+    wait_idle(driver)
+    assert len(css(driver, '[data-testid="stImage"]')) >= 12, "thumbnail grid missing"
+    body = text_of(driver)
+    assert "flowers" in body and "Usable images" in body
+    assert "1 pictures appear in both train and validation" in body
+    assert "broken.jpg" in body
+    assert_clean(driver)
+    screenshot(driver, screenshots, "02_dataset_zip")
+
+
+def test_bad_zip_is_rejected(app_server, driver, screenshots, tmp_path):
+    bad = tmp_path / "holiday.zip"
+    bad.write_bytes(b"PK\x03\x04 this is not really a zip")
+    css(driver, '[data-testid="stFileUploaderDropzoneInput"]')[0].send_keys(str(bad))
+    wait_for(driver, lambda d: css(d, '[data-testid="stAlertContentError"]'), 120, "the rejection")
+    wait_idle(driver)
+    error = css(driver, '[data-testid="stAlertContentError"]')[0].text
+    assert "Zip rejected" in error and "Not a valid zip file" in error
+    assert_clean(driver, errors_allowed=True)
+    screenshot(driver, screenshots, "03_dataset_bad_zip")
+
+
+def test_backbones_page(app_server, driver, screenshots):
+    if not SHARED_WEIGHTS.is_dir():
+        pytest.fail(f"shared weights missing at {SHARED_WEIGHTS}")
+    nav(driver, "Backbones")
+    wait_for(driver, lambda d: css(d, '[data-testid="stDataFrame"]') and css(d, ".js-plotly-plot"),
+             what="the registry table and chart")
+    wait_for(driver, lambda d: "most active channels" in text_of(d), what="the feature maps")
+    wait_idle(driver)
+    body = text_of(driver)
+    assert "Inside EfficientNet-Lite0" in body
+    assert_clean(driver)
+    screenshot(driver, screenshots, "04_backbones")
+
+    button = next(b for b in css(driver, '[data-testid="stButton"] button') if "Measure images/s" in b.text)
+    button.click()
+    wait_for(driver, lambda d: "images/s at 224 px" in text_of(d), what="the speed measurement")
+    wait_idle(driver)
+    assert_clean(driver)
+    screenshot(driver, screenshots, "05_backbones_measured")
+
+
+def test_sample_dataset_from_home(app_server, driver, screenshots):
+    if not CATS_VS_DOGS.is_dir():
+        pytest.fail(f"cats_vs_dogs missing at {CATS_VS_DOGS}")
+    nav(driver, "Home")
+    next(b for b in css(driver, '[data-testid="stButton"] button') if "Start with the sample" in b.text).click()
+    wait_for(driver, lambda d: len(css(d, ".js-plotly-plot")) >= 4 and "cats_vs_dogs" in text_of(d),
+             what="the scanned sample")
+    wait_idle(driver)
+    body = text_of(driver)
+    assert "3,000" in body  # usable images
+    assert_clean(driver)
+    screenshot(driver, screenshots, "06_dataset_sample")

@@ -1,0 +1,117 @@
+"""AppTest of the Backbones page: registry table, speed, chart, layers, feature maps,
+and the missing-weights path (offline is simulated, so the test is the same online)."""
+
+from __future__ import annotations
+
+import io
+import urllib.error
+
+import numpy as np
+import pytest
+from PIL import Image
+from streamlit.testing.v1 import AppTest
+
+from tests.conftest import REPO
+
+APP = str(REPO / "streamlit_app.py")
+
+
+@pytest.fixture
+def offline(tmp_path, monkeypatch):
+    """No Keras weight cache and no network: every ImageNet download fails."""
+    from keras.src.utils import file_utils
+
+    def refuse(url, *args, **kwargs):
+        raise urllib.error.URLError("network unreachable (test)")
+
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras_home"))
+    monkeypatch.setattr(file_utils, "urlretrieve", refuse)
+
+
+def open_page(dataset=None) -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=300)
+    at.run()
+    if dataset is not None:
+        at.switch_page("app_pages/dataset.py").run()
+        at.radio(key="tl_source").set_value("Local folder").run()
+        at.text_input(key="tl_folder").set_value(str(dataset)).run()
+        next(b for b in at.button if b.label == "Scan folder").click().run()
+    at.switch_page("app_pages/backbones.py").run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def button(at: AppTest, label: str):
+    return next(b for b in at.button if b.label == label)
+
+
+def feature_grid(at: AppTest):
+    return [img for el in at.get("image") for img in el.proto.imgs if img.caption.startswith("Layer ")]
+
+
+def test_missing_weights_offer_random_init(offline, image_folder):
+    at = open_page(image_folder)
+    assert at.title[0].value == "Backbones"
+    table = at.dataframe[0].value
+    assert "MobileNetV2" in set(table["backbone"]) and (table["weights"] == "download needed").all()
+    assert len(at.get("plotly_chart")) == 1
+    assert at.header[0].value == "Inside MobileNetV2"
+    assert at.error and "not available offline" in at.error[0].value and "mobilenet_v2" in at.error[0].value
+
+    button(at, "Explore it with random weights instead").click().run()
+    assert not at.exception and not at.error
+    assert any("Random weights" in i.value for i in at.info)
+    m = {x.label: x.value for x in at.metric}
+    assert m["Input"] == "224 × 224 px" and m["Feature map out"] == "7 × 7 × 1280"
+    assert int(m["Layers"]) > 100
+    grid = feature_grid(at)
+    assert len(grid) == 1 and "most active channels" in grid[0].caption
+
+    layer = at.selectbox(key="tl_fm_layer_mobilenet_v2")
+    layer.set_value(layer.options[-1]).run()
+    assert not at.exception and layer.options[-1] in feature_grid(at)[0].caption
+
+
+def test_measure_speed_fills_table_and_chart(offline):
+    at = open_page()
+    at.selectbox(key="tl_measure_name").set_value("mobilenet").run()
+    button(at, "Measure images/s on this machine").click().run()
+    assert not at.exception
+    assert at.success and "images/s at 224 px" in at.success[0].value
+    table = at.dataframe[0].value.set_index("backbone")
+    assert table.loc["MobileNet", "images/s"] > 0
+    assert np.isnan(table.loc["VGG16", "images/s"])
+    chart = at.get("plotly_chart")[0].proto.spec
+    assert "measured here" in chart and "speed not measured" in chart
+
+
+def test_upload_image_for_feature_maps(offline):
+    at = open_page()
+    button(at, "Explore it with random weights instead").click().run()
+    assert at.button_group(key="tl_fm_source").value == "Upload"  # no dataset loaded
+    buf = io.BytesIO()
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (90, 120, 3), np.uint8)).save(buf, "PNG")
+    at.file_uploader(key="tl_fm_upload").upload("noise.png", buf.getvalue(), "image/png").run()
+    assert not at.exception and len(feature_grid(at)) == 1
+
+    at.file_uploader(key="tl_fm_upload").set_value(("fake.png", b"not an image", "image/png")).run()
+    assert not at.exception
+    assert at.error and "not an image" in at.error[0].value
+    assert not feature_grid(at)
+
+
+def test_sidebar_backbone_drives_the_page(offline):
+    at = open_page()
+    at.sidebar.selectbox(key="tl_backbone").set_value("vgg16").run()
+    assert at.header[0].value == "Inside VGG16"
+    assert "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5" in at.error[0].value
+
+
+@pytest.mark.real
+def test_real_backbone_feature_maps(shared_assets, cats_vs_dogs):
+    at = open_page(cats_vs_dogs)
+    assert at.header[0].value == "Inside EfficientNet-Lite0 (ImageNet-1k)"
+    assert not at.error
+    table = at.dataframe[0].value.set_index("backbone")
+    assert table.loc["EfficientNet-Lite0 (ImageNet-1k)", "weights"] == "local"
+    assert len(feature_grid(at)) == 1

@@ -1,0 +1,178 @@
+"""AppTest of the Dataset page: sources, scan, charts, thumbnails, problems, errors."""
+
+from __future__ import annotations
+
+import io
+import shutil
+import zipfile
+from pathlib import Path
+
+import pytest
+from PIL import Image
+from streamlit.testing.v1 import AppTest
+
+from tests.conftest import REPO, write_images
+
+APP = str(REPO / "streamlit_app.py")
+
+
+def open_dataset_page() -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=120)
+    at.run()
+    at.switch_page("app_pages/dataset.py").run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def scan_folder(at: AppTest, path) -> AppTest:
+    at.radio(key="tl_source").set_value("Local folder").run()
+    at.text_input(key="tl_folder").set_value(str(path)).run()
+    next(b for b in at.button if b.label == "Scan folder").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def metrics(at: AppTest) -> dict[str, str]:
+    return {m.label: m.value for m in at.metric}
+
+
+def zip_bytes(root: Path, prefix: str = "") -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        for f in sorted(root.rglob("*")):
+            if f.is_file():
+                zf.write(f, prefix + f.relative_to(root).as_posix())
+    return buf.getvalue()
+
+
+@pytest.fixture
+def problem_folder(tmp_path) -> Path:
+    """Imbalanced, with an unreadable file, a non-image, an exact leak and a near duplicate."""
+    root = tmp_path / "problems"
+    a = write_images(root / "train" / "a", 0, 24, size=(64, 48), seed=5)
+    write_images(root / "train" / "b", 1, 3, size=(48, 64), seed=5)
+    write_images(root / "validation" / "a", 0, 2, seed=6)
+    write_images(root / "validation" / "b", 1, 2, seed=6)
+    shutil.copy(a[0], root / "validation" / "a" / "leak.png")
+    Image.open(a[1]).resize((128, 96)).save(root / "train" / "a" / "bigger_copy.png")
+    (root / "train" / "a" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
+    (root / "train" / "b" / "notes.txt").write_text("hello")
+    return root
+
+
+def test_empty_page_offers_sources():
+    at = open_dataset_page()
+    assert at.title[0].value == "Dataset"
+    assert any("No dataset yet" in i.value for i in at.info)
+    assert at.radio(key="tl_source").options == ["Sample dataset", "Local folder", "Upload a zip"]
+
+
+def test_scan_local_folder_draws_everything(image_folder):
+    at = scan_folder(open_dataset_page(), image_folder)
+    m = metrics(at)
+    assert (m["Usable images"], m["Classes"], m["Training"], m["Validation"], m["Unreadable files"]) == (
+        "32", "2", "24", "8", "0")
+    assert len(at.get("plotly_chart")) == 4
+    assert len(at.get("image")) == 16  # class 'a': 12 train + 4 validation thumbnails
+    assert any("Every file decoded" in s.value for s in at.success)
+    assert any("No picture appears in both" in s.value for s in at.success)
+    assert not at.error and not at.warning
+    assert "ds" in " ".join(m.value for m in at.sidebar.markdown)  # the sidebar shows it at once
+
+
+def test_thumbnail_grid_filters_and_pages(image_folder, tmp_path):
+    write_images(image_folder / "train" / "b", 1, 30, seed=9)  # overwrites 12, adds 18: 30 train 'b'
+    at = scan_folder(open_dataset_page(), image_folder)
+    at.selectbox(key="tl_grid_class").set_value("b").run()
+    at.button_group(key="tl_grid_split").set_value("train").run()
+    assert len(at.get("image")) == 18  # one page of 6 x 3
+    pager = at.get("pagination")[0]
+    assert "30 images · page 1 of 2" in " ".join(c.value for c in at.caption)
+    pager.set_value(2).run()
+    assert not at.exception
+    assert len(at.get("image")) == 12
+    assert "page 2 of 2" in " ".join(c.value for c in at.caption)
+
+
+def test_problems_are_shown(problem_folder):
+    at = scan_folder(open_dataset_page(), problem_folder)
+    m = metrics(at)
+    assert m["Unreadable files"] == "2" and m["Usable images"] == "33"
+    assert m["Exact copies"] == "1" and m["Train/validation leaks"] == "1"
+    assert int(m["Near duplicates"]) >= 1
+    warnings = " ".join(w.value for w in at.warning)
+    assert "imbalanced" in warnings and "Too few training images" in warnings
+    assert "2 files were skipped" in warnings
+    assert "1 pictures appear in both train and validation" in warnings
+    table = at.dataframe[0].value
+    assert set(table["file"]) == {"train/a/broken.png", "train/b/notes.txt"}
+    assert table.set_index("file").loc["train/b/notes.txt", "reason"].startswith("not an image file type")
+    captions = " ".join(img.caption for el in at.get("image") for img in el.proto.imgs)  # pairs side by side
+    assert "train: train/a/img_000.png" in captions and "validation: validation/a/leak.png" in captions
+    assert not at.error
+
+
+@pytest.mark.parametrize("kind", ["missing", "file", "empty"])
+def test_bad_folders_are_friendly_errors(tmp_path, kind):
+    target = {"missing": tmp_path / "nope", "file": tmp_path / "f.txt", "empty": tmp_path / "empty"}[kind]
+    if kind == "file":
+        target.write_text("x")
+    if kind == "empty":
+        (target / "cats").mkdir(parents=True)
+    at = scan_folder(open_dataset_page(), target)
+    expected = {"missing": "Folder not found", "file": "Not a folder", "empty": "No images found"}[kind]
+    assert [e.value for e in at.error] and expected in at.error[0].value
+    assert "tl_dataset" not in at.session_state
+
+
+def test_zip_upload_is_extracted_and_scanned(image_folder, tl_home):
+    at = open_dataset_page()
+    at.radio(key="tl_source").set_value("Upload a zip").run()
+    assert any("upload up to 200 MB" in c.value for c in at.caption)
+    data = zip_bytes(image_folder, prefix="my photos/")
+    at.file_uploader(key="tl_zip").upload("My Photos.zip", data, "application/zip").run()
+    assert not at.exception and not at.error
+    assert metrics(at)["Usable images"] == "32"
+    assert (tl_home / "datasets" / "My_Photos" / "my photos" / "train" / "a").is_dir()
+    assert at.session_state["tl_dataset"].name == "My_Photos"
+    at.run()  # a rerun does not extract again
+    assert metrics(at)["Usable images"] == "32"
+
+
+@pytest.mark.parametrize("payload, reason", [
+    (b"PK\x03\x04 definitely not a zip", "Not a valid zip file"),
+    ("traversal", "points outside the folder"),
+])
+def test_bad_zip_is_rejected_with_the_reason(payload, reason, tl_home):
+    if payload == "traversal":
+        buf = io.BytesIO()
+        with zipfile.ZipFile(buf, "w") as zf:
+            zf.writestr("../evil.png", b"x")
+        payload = buf.getvalue()
+    at = open_dataset_page()
+    at.radio(key="tl_source").set_value("Upload a zip").run()
+    at.file_uploader(key="tl_zip").upload("bad.zip", payload, "application/zip").run()
+    assert not at.exception
+    assert at.error and at.error[0].value.startswith("Zip rejected:") and reason in at.error[0].value
+    assert "tl_dataset" not in at.session_state
+    assert not (tl_home / "datasets" / "bad").exists()
+
+
+def test_source_choice_survives_a_page_switch(image_folder):
+    at = scan_folder(open_dataset_page(), image_folder)
+    at.switch_page("app_pages/home.py").run()
+    at.switch_page("app_pages/dataset.py").run()
+    assert at.radio(key="tl_source").value == "Local folder"
+    assert at.text_input(key="tl_folder").value == str(image_folder)
+    assert metrics(at)["Usable images"] == "32"
+
+
+def test_strategy_advisor_section(image_folder):
+    at = scan_folder(open_dataset_page(), image_folder)
+    assert "Strategy advisor" in [h.value for h in at.header]
+    try:
+        import core.advisor  # noqa: F401
+    except ImportError:
+        assert any("not available yet" in i.value for i in at.info)
+    else:
+        assert any(b.label == "Advise a strategy" for b in at.button)

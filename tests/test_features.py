@@ -1,0 +1,318 @@
+"""core.features: cached extraction with a tiny local backbone (fast tier)."""
+
+from __future__ import annotations
+
+import gc
+import json
+import math
+import time
+import tracemalloc
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+
+from core import backbones, features, settings
+from core.data import Dataset, scan_folder
+from core.errors import TransferLabError
+from core.features import Cancelled, extract_features
+from core.images import load_rgb
+
+from .conftest import write_images
+
+MEAN = np.array([100.0, 110.0, 120.0])
+STD = np.array([50.0, 60.0, 70.0])
+
+
+def make_local_backbone(folder: Path, name: str = "tiny", size: int = 32, seed: int = 0,
+                        feature_filters: int = 12, feature_stride: int = 2):
+    """A small functional classifier saved as NAME.keras + NAME.json (a local backbone)."""
+    keras.utils.set_random_seed(seed)
+    inputs = keras.Input((size, size, 3), name="image")
+    x = keras.layers.Conv2D(8, 3, strides=2, padding="same", activation="relu", name="conv")(inputs)
+    x = keras.layers.Conv2D(feature_filters, 3, strides=feature_stride, padding="same", activation="relu",
+                            name="top_activation")(x)
+    pooled = keras.layers.GlobalAveragePooling2D(name="avg_pool")(x)
+    outputs = keras.layers.Dense(5, activation="softmax", name="predictions")(pooled)
+    model = keras.Model(inputs, outputs, name=name)
+    # "pretrained": weights no random initialisation would give, whatever the seed
+    model.set_weights([w * 1.5 + 0.01 for w in model.get_weights()])
+    folder.mkdir(parents=True, exist_ok=True)
+    model.save(folder / f"{name}.keras")
+    manifest = {
+        "name": name, "input_size": [size, size],
+        "preprocessing": {"mean": MEAN.tolist(), "std": STD.tolist(), "channel_order": "RGB"},
+        "feature_layer": "top_activation", "pooled_layer": "avg_pool", "predictions_layer": "predictions",
+        "params": model.count_params(),
+    }
+    (folder / f"{name}.json").write_text(json.dumps(manifest))
+    return model
+
+
+@pytest.fixture
+def weights_dir(tmp_path, monkeypatch) -> Path:
+    folder = tmp_path / "weights"
+    monkeypatch.setenv(settings.WEIGHTS_ENV, str(folder))
+    make_local_backbone(folder)
+    return folder
+
+
+@pytest.fixture
+def ds(image_folder, weights_dir) -> Dataset:
+    return scan_folder(image_folder)
+
+
+def _entries(home: Path) -> list[str]:
+    folder = home / "features"
+    return sorted(p.name for p in folder.iterdir()) if folder.exists() else []
+
+
+def _reference(paths, size=32) -> np.ndarray:
+    """Features computed one image at a time, outside core.features."""
+    bb = backbones.load_backbone("tiny")
+    rows = []
+    for p in paths:
+        x = load_rgb(p, (size, size)).astype(np.float32)[None]
+        rows.append(bb.model(x).numpy().mean(axis=(1, 2))[0])
+    return np.stack(rows)
+
+
+# ---------------------------------------------------------------- extraction and cache
+
+def test_extract_shape_rows_follow_paths_and_cache(ds, tl_home, monkeypatch):
+    fs = extract_features(ds, "tiny", split="train", batch_size=5)
+    assert fs.from_cache is False
+    assert fs.X.shape == (24, 12) and fs.X.dtype == np.float32
+    assert fs.paths == ds.paths("train")
+    assert np.array_equal(fs.y, ds.labels("train"))
+    assert fs.valid.all() and fs.classes == ["a", "b"]
+    np.testing.assert_allclose(np.asarray(fs.X), _reference(fs.paths), rtol=1e-4, atol=1e-5)
+    assert fs.meta["shape"] == [24, 12] and fs.meta["invalid"] == 0
+    assert _entries(tl_home) == [fs.key]
+
+    # second call: served from disk, no backbone load, no forward pass
+    def no_load(*args, **kwargs):
+        raise AssertionError("backbone loaded although the features were cached")
+
+    monkeypatch.setattr(backbones, "load_backbone", no_load)
+    monkeypatch.setattr(features, "_extract", no_load)
+    start = time.perf_counter()
+    again = extract_features(ds, "tiny", split="train", batch_size=5)
+    elapsed = time.perf_counter() - start
+    assert again.from_cache is True and again.key == fs.key
+    assert elapsed < 1.0
+    assert np.array_equal(np.asarray(again.X), np.asarray(fs.X))
+    assert again.paths == fs.paths and np.array_equal(again.y, fs.y)
+    assert isinstance(again.X, np.memmap)
+
+
+def test_validation_split_is_its_own_entry(ds):
+    train = extract_features(ds, "tiny", split="train")
+    val = extract_features(ds, "tiny", split="validation")
+    assert val.key != train.key and val.from_cache is False
+    assert val.X.shape == (8, 12) and val.paths == ds.paths("validation")
+
+
+def _corrupt_truncate(path: Path):
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) - 40])
+
+
+def _corrupt_flip(path: Path):
+    data = bytearray(path.read_bytes())
+    for i in range(1, 9):  # last bytes are feature values, past the .npy header
+        data[-i] ^= 0xFF
+    path.write_bytes(bytes(data))
+
+
+def _corrupt_meta(path: Path):
+    (path.parent / "meta.json").write_text("{ broken")
+
+
+@pytest.mark.parametrize("corrupt", [_corrupt_truncate, _corrupt_flip, _corrupt_meta], ids=["truncate", "flip", "meta"])
+def test_corrupt_cache_entry_is_detected_and_rebuilt(ds, tl_home, corrupt):
+    first = extract_features(ds, "tiny")
+    original = np.array(first.X)
+    npy = tl_home / "features" / first.key / "features.npy"
+    del first
+    gc.collect()
+    corrupt(npy)
+    rebuilt = extract_features(ds, "tiny")
+    assert rebuilt.from_cache is False
+    assert np.array_equal(np.asarray(rebuilt.X), original)
+    third = extract_features(ds, "tiny")
+    assert third.from_cache is True
+
+
+def test_flipped_bytes_fail_the_checksum(ds, tl_home):
+    from core.errors import CacheCorrupt
+
+    fs = extract_features(ds, "tiny")
+    size = (tl_home / "features" / fs.key / "features.npy").stat().st_size
+    _corrupt_flip(tl_home / "features" / fs.key / "features.npy")
+    assert (tl_home / "features" / fs.key / "features.npy").stat().st_size == size
+    with pytest.raises(CacheCorrupt, match="checksum"):
+        features.read_entry(fs.key, ds.classes)
+
+
+def test_keys_differ_by_pooling_weights_split_and_data(ds, image_folder):
+    avg = extract_features(ds, "tiny", pooling="avg")
+    mx = extract_features(ds, "tiny", pooling="max")
+    flat = extract_features(ds, "tiny", pooling="flatten")
+    rnd0 = extract_features(ds, "tiny", weights=None, seed=0)
+    rnd1 = extract_features(ds, "tiny", weights=None, seed=1)
+    keys = [f.key for f in (avg, mx, flat, rnd0, rnd1)]
+    assert len(set(keys)) == 5
+    assert all(not f.from_cache for f in (avg, mx, flat, rnd0, rnd1))
+    assert flat.X.shape == (24, 8 * 8 * 12) and mx.X.shape == (24, 12)
+    assert not np.allclose(np.asarray(avg.X), np.asarray(mx.X))
+    assert not np.allclose(np.asarray(avg.X), np.asarray(rnd0.X))
+    assert not np.allclose(np.asarray(rnd0.X), np.asarray(rnd1.X))
+    assert avg.meta["weights_id"].startswith("imagenet-") and rnd1.meta["weights_id"] == "random-1"
+
+    # the same dataset after an edit is a new entry, not a stale hit
+    write_images(image_folder / "train" / "a" / "more", 0, 1, seed=9)
+    changed = scan_folder(image_folder)
+    assert changed.fingerprint != ds.fingerprint
+    again = extract_features(changed, "tiny")
+    assert again.key != avg.key and again.from_cache is False and again.X.shape == (25, 12)
+
+
+def test_keys_differ_by_input_size(tmp_path, tl_home):
+    for i, cls in enumerate(["a", "b"]):
+        write_images(tmp_path / "small" / cls, i, 2)
+    ds = scan_folder(tmp_path / "small")
+    small = extract_features(ds, "mobilenet", weights=None, input_size=32)
+    large = extract_features(ds, "mobilenet", weights=None, input_size=48)
+    assert small.key != large.key
+    assert small.meta["input_size"] == 32 and large.meta["input_size"] == 48
+    assert len(_entries(tl_home)) == 2
+    assert features.cache_key("f", "train", "b", "w", 32, "avg") != features.cache_key("f", "train", "b", "w", 48, "avg")
+
+
+def test_loaded_backbone_is_reused(ds, monkeypatch):
+    bb = backbones.load_backbone("tiny")
+    monkeypatch.setattr(backbones, "load_backbone", lambda *a, **k: pytest.fail("reloaded"))
+    fs = extract_features(ds, "tiny", loaded=bb)
+    assert fs.from_cache is False and fs.meta["weights_id"] == bb.weights_id
+
+
+# ---------------------------------------------------------------- progress and cancel
+
+def test_progress_reports_increasing_done_and_speed(ds):
+    seen = []
+    fs = extract_features(ds, "tiny", batch_size=5, progress=seen.append)
+    done = [p.done for p in seen]
+    assert done == [5, 10, 15, 20, 24]
+    assert all(p.total == 24 and not p.cached for p in seen)
+    assert all(p.images_per_s > 0 and math.isfinite(p.images_per_s) for p in seen)
+    assert seen[-1].eta_s == 0 and seen[0].eta_s > 0
+    assert fs.from_cache is False
+
+    cached = []
+    extract_features(ds, "tiny", batch_size=5, progress=cached.append)
+    assert len(cached) == 1 and cached[0].cached and cached[0].done == cached[0].total == 24
+
+
+def test_should_stop_cancels_and_leaves_no_entry(ds, tl_home):
+    checks = []
+
+    def stop_after_one_batch():
+        checks.append(1)
+        return len(checks) > 1
+
+    seen = []
+    with pytest.raises(Cancelled):
+        extract_features(ds, "tiny", batch_size=4, progress=seen.append, should_stop=stop_after_one_batch)
+    assert [p.done for p in seen] == [4]  # it stopped after the first batch, not at the end
+    assert _entries(tl_home) == []  # no entry and no temporary folder left behind
+    with pytest.raises(Cancelled):
+        extract_features(ds, "tiny", should_stop=lambda: True)
+    assert _entries(tl_home) == []
+    fs = extract_features(ds, "tiny")
+    assert fs.from_cache is False and fs.X.shape == (24, 12)
+
+
+# ---------------------------------------------------------------- memory
+
+def _rss_anon_kb() -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("RssAnon:"):
+            return int(line.split()[1])
+    return 0
+
+
+def _measure(root: Path, n_per_class: int) -> tuple[int, int, object]:
+    for i, cls in enumerate(["a", "b"]):
+        write_images(root / "train" / cls, i, n_per_class, size=(32, 32), seed=5)
+        write_images(root / "validation" / cls, i, 1, size=(32, 32), seed=6)
+    ds = scan_folder(root)
+    rss = []
+    gc.collect()
+    tracemalloc.start()
+    try:
+        tracemalloc.reset_peak()
+        base = tracemalloc.get_traced_memory()[0]
+        fs = extract_features(ds, "wide", pooling="flatten", batch_size=8,
+                              progress=lambda p: rss.append(_rss_anon_kb()))
+        peak = tracemalloc.get_traced_memory()[1] - base
+    finally:
+        tracemalloc.stop()
+    return peak, (rss[-1] - rss[0]) * 1024, fs
+
+
+def test_memory_is_bounded_by_a_batch(tmp_path, monkeypatch):
+    folder = tmp_path / "weights"
+    monkeypatch.setenv(settings.WEIGHTS_ENV, str(folder))
+    # feature map 16 x 16 x 128 flattened: 128 KiB per image
+    make_local_backbone(folder, name="wide", feature_filters=128, feature_stride=1)
+    row_bytes = 16 * 16 * 128 * 4
+
+    _measure(tmp_path / "warmup", 4)  # first-use costs (tracing, thread pools) out of the way
+    peak_small, rss_small, small = _measure(tmp_path / "n40", 20)
+    peak_large, rss_large, large = _measure(tmp_path / "n160", 80)
+    assert small.X.shape == (40, 16 * 16 * 128) and large.X.shape == (160, 16 * 16 * 128)
+    assert isinstance(large.X, np.memmap)
+    held = 120 * row_bytes  # what keeping every row in memory would add between 40 and 160 images
+    assert peak_large - peak_small < held / 3, (peak_small, peak_large)
+    assert rss_large < held / 2, (rss_small, rss_large)
+    print("MEM", peak_small, peak_large, rss_small, rss_large, held)
+    assert not large.from_cache
+
+
+# ---------------------------------------------------------------- files that break after the scan
+
+def test_file_broken_after_scan_is_marked_invalid(ds, image_folder):
+    paths = ds.paths("train")
+    garbage = image_folder / "train" / "a" / "img_003.png"
+    deleted = image_folder / "train" / "b" / "img_007.png"
+    garbage.write_bytes(b"no longer a png")
+    deleted.unlink()
+    fs = extract_features(ds, "tiny")  # ds still lists both: the scan is from before
+    assert fs.X.shape == (24, 12) and fs.paths == paths
+    bad = {paths.index(str(garbage)), paths.index(str(deleted))}
+    assert {i for i in range(24) if not fs.valid[i]} == bad
+    assert fs.meta["invalid"] == 2
+    X, y = fs.usable()
+    assert X.shape == (22, 12) and len(y) == 22
+    good = [p for i, p in enumerate(paths) if i not in bad]
+    np.testing.assert_allclose(X, _reference(good), rtol=1e-4, atol=1e-5)
+
+
+# ---------------------------------------------------------------- errors and housekeeping
+
+def test_empty_split_and_bad_pooling(weights_dir, tmp_path):
+    empty = Dataset(name="empty", root=str(tmp_path), classes=["a", "b"], records=[], fingerprint="abc")
+    with pytest.raises(TransferLabError, match="no images"):
+        extract_features(empty, "tiny", split="validation")
+    with pytest.raises(ValueError, match="pooling"):
+        extract_features(empty, "tiny", pooling="median")
+
+
+def test_clear_cache(ds, tl_home):
+    extract_features(ds, "tiny", split="train")
+    extract_features(ds, "tiny", split="validation")
+    assert features.clear_cache() == 2
+    assert _entries(tl_home) == []
+    assert extract_features(ds, "tiny").from_cache is False
