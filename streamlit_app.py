@@ -31,6 +31,9 @@ PAGES = {
         st.Page(common.STRATEGIES_PAGE, title="Strategies", icon=":material/compare_arrows:"),
         st.Page(common.CURVES_PAGE, title="Curves", icon=":material/show_chart:"),
     ],
+    "Predict": [
+        st.Page(common.CLASSIFIER_PAGE, title="Classifier", icon=":material/image_search:"),
+    ],
 }
 
 page = st.navigation(PAGES)

@@ -202,3 +202,34 @@ def sidebar():
 STRATEGIES_PAGE = "app_pages/strategies.py"
 CURVES_PAGE = "app_pages/curves.py"
 CURVES_RUNS = "tl_curves_runs"  # run ids the Curves page shows; set it before st.switch_page
+
+
+# ---------------------------------------------------------------- classifier page
+CLASSIFIER_PAGE = "app_pages/classifier.py"
+
+
+@st.cache_resource(show_spinner=False, max_entries=3)
+def _predictor(kind: str, key: str, weights: str | None, stamp: int, weights_dir: str, home: str):
+    """Loaded and warmed up once per process; ``stamp`` (model file mtime) reloads a rewritten run."""
+    from core import inference
+    from core.runs import RunStore
+
+    if kind == "imagenet":
+        predictor = inference.load_imagenet(key, weights=weights)
+    else:
+        predictor = inference.load_run(RunStore().get(key))
+    predictor.warm_up()
+    return predictor
+
+
+def load_predictor(kind: str, key: str, weights: str | None = "imagenet"):
+    """A ``core.inference.Predictor``: ``kind`` "imagenet" (key: backbone) or "run" (key: run id)."""
+    stamp = 0
+    if kind == "run":
+        from core.runs import RunStore
+
+        try:
+            stamp = RunStore().get(key).model_path.stat().st_mtime_ns
+        except OSError:
+            stamp = 0  # load_run explains that the model is missing
+    return _predictor(kind, key, weights, stamp, str(settings.weights_dir()), str(settings.home()))

@@ -392,12 +392,13 @@ def best_epoch(history: pd.DataFrame, metric: str = "val_accuracy") -> dict | No
             "phase": row.get("phase") if "phase" in history else None}
 
 
-def overfit_hint(history: pd.DataFrame, patience: int = 3, tolerance: float = 0.0) -> dict | None:
+def overfit_hint(history: pd.DataFrame, patience: int = 3, tolerance: float = 0.02) -> dict | None:
     """Validation loss turned up while training loss kept falling: a hint of overfitting.
 
     Fires when the last ``patience`` or more epochs all come after the lowest
-    validation loss, the validation loss has risen since (by more than
-    ``tolerance``, relative) and the training loss has fallen since.
+    validation loss, most of those epochs climbed, the validation loss has risen
+    since by more than ``tolerance`` (relative: noise is not a trend) and the
+    training loss has fallen since.
     """
     if history is None or len(history) < patience + 1 or not {"loss", "val_loss"} <= set(history):
         return None

@@ -36,3 +36,7 @@ class CacheCorrupt(TransferLabError):
 
 class RunError(TransferLabError):
     """A run that cannot be created, found, loaded or started."""
+
+
+class StorageError(TransferLabError):
+    """The data directory is missing, unwritable or full."""

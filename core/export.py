@@ -230,21 +230,23 @@ def _probs(raw: np.ndarray) -> np.ndarray:
     return raw
 
 
-def parity_check(model: Any, artifacts: dict[str, Artifact], images: Sequence[str | os.PathLike],
+def parity_check(model: Any, artifacts: dict[str, Artifact], images: Sequence[Any],
                  classes: Sequence[str], saved_model_dir: Path | None = None) -> pd.DataFrame:
-    """Top-1 of each export vs the Keras model on ``images`` (files, decoded with ``load_rgb``).
+    """Top-1 of each export vs the Keras model on ``images`` (paths, or ``(name, bytes)``
+    pairs), all decoded with ``load_rgb``, the training pipeline's decoder.
 
     One row per image: the Keras top-1, each format's top-1, whether all agree, and
     the largest absolute probability difference from Keras.
     """
     size = int(model.input_shape[1])
     names, batch, bad = [], [], []
-    for path in images:
+    for item in images:
+        name, source = item if isinstance(item, tuple) else (Path(item).name, item)
         try:
-            batch.append(load_rgb(path, (size, size)))
-            names.append(Path(path).name)
+            batch.append(load_rgb(source, (size, size)))
+            names.append(str(name))
         except BadImage as exc:
-            bad.append((Path(path).name, str(exc)))
+            bad.append((str(name), str(exc)))
     if not batch:
         raise ExportError("No usable image for the parity check.")
     pixels = np.stack(batch).astype(np.float32)
@@ -269,7 +271,7 @@ def parity_check(model: Any, artifacts: dict[str, Artifact], images: Sequence[st
 
 
 def export_all(model: Any, out_dir: str | os.PathLike, formats: Sequence[str] = tuple(FORMATS),
-               parity_images: Sequence[str | os.PathLike] = (), classes: Sequence[str] = (),
+               parity_images: Sequence[Any] = (), classes: Sequence[str] = (),
                stem: str = "model", progress: Callable[[str], None] | None = None) -> ExportReport:
     """Export ``model`` in ``formats`` into ``out_dir`` and check parity on ``parity_images``.
 
@@ -310,3 +312,45 @@ def export_all(model: Any, out_dir: str | os.PathLike, formats: Sequence[str] = 
         note("Checking top-1 parity")
         report.parity = parity_check(model, report.artifacts, parity_images, classes, saved_dir)
     return report
+
+
+def validation_images(run, n: int = 8) -> list[str]:
+    """Up to ``n`` validation images of a run, both classes mixed: from its predictions
+    (the files it was evaluated on), else a scan of its dataset's validation split."""
+    paths: list[str] = []
+    frame = run.predictions()
+    if frame is not None and "path" in frame.columns:
+        if "true" in frame.columns:  # interleave the classes so a few images cover them all
+            groups = [list(g["path"]) for _, g in frame.groupby("true", sort=True)]
+            mixed = [p for row in _zip_longest(*groups) for p in row if p is not None]
+        else:
+            mixed = list(frame["path"])
+        paths = [p for p in mixed if isinstance(p, str) and os.path.isfile(p)]
+    if not paths and run.config.get("dataset"):
+        try:
+            from .data import scan_folder
+
+            ds = scan_folder(run.config["dataset"])
+            groups = [[r.path for r in ds.split("validation") if r.label == c] for c in ds.classes]
+            paths = [p for row in _zip_longest(*groups) for p in row if p is not None]
+        except TransferLabError:
+            paths = []
+    return paths[:n]
+
+
+def _zip_longest(*groups):
+    from itertools import zip_longest
+
+    return zip_longest(*groups)
+
+
+def export_folder(key: str) -> Path:
+    """Where the exports of one model go: ``$TRANSFER_LAB_HOME/exports/<key>``."""
+    import re
+
+    from . import settings
+
+    safe = "-".join(re.findall(r"[A-Za-z0-9_.]+", key))[:80] or "model"
+    folder = settings.subdir("exports") / safe
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder

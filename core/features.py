@@ -20,7 +20,7 @@ import numpy as np
 
 from . import atomic, settings
 from .data import Dataset
-from .errors import CacheCorrupt, TransferLabError
+from .errors import CacheCorrupt, StorageError, TransferLabError
 
 POOLINGS = ("avg", "max", "flatten")
 # Bump when decoding, resizing or pooling changes what a cached entry would hold.
@@ -170,8 +170,8 @@ def _extract(ds, split, bb, pooling, batch_size, key, progress, should_stop) -> 
     dim = int(np.prod(forward(tf.zeros((1, bb.input_size, bb.input_size, 3))).shape[1:]))
     folder = _entry_dir(key)
     work = folder.with_name(f".{folder.name}.{time.time_ns()}.tmp")
-    work.mkdir(parents=True)
     try:
+        work.mkdir(parents=True)
         out = np.lib.format.open_memmap(work / "features.npy", mode="w+", dtype=np.float32, shape=(n, dim))
         valid = np.zeros(n, bool)
         start = time.perf_counter()
@@ -207,6 +207,9 @@ def _extract(ds, split, bb, pooling, batch_size, key, progress, should_stop) -> 
                 work.rename(folder)
             except OSError:
                 shutil.rmtree(work, ignore_errors=True)
+    except OSError as exc:  # disk full, folder removed or made read-only under us
+        shutil.rmtree(work, ignore_errors=True)
+        raise StorageError(f"Could not write the feature cache in {folder.parent}: {exc.strerror or exc}") from exc
     except BaseException:
         shutil.rmtree(work, ignore_errors=True)
         raise

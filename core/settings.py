@@ -9,22 +9,31 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from .errors import StorageError
+
 HOME_ENV = "TRANSFER_LAB_HOME"
 WEIGHTS_ENV = "TRANSFER_LAB_WEIGHTS_DIR"
 
 
+def _ensure(path: Path) -> Path:
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise StorageError(
+            f"The data directory {path} cannot be created or written ({exc.strerror or exc}). "
+            f"Choose a writable folder in the sidebar settings or set {HOME_ENV}."
+        ) from exc
+    return path
+
+
 def home() -> Path:
     """The data directory (datasets, feature cache, runs); created on first use."""
-    path = Path(os.environ.get(HOME_ENV) or Path.home() / ".transfer-lab").expanduser()
-    path.mkdir(parents=True, exist_ok=True)
-    return path
+    return _ensure(Path(os.environ.get(HOME_ENV) or Path.home() / ".transfer-lab").expanduser())
 
 
 def subdir(name: str) -> Path:
     """A named folder under the data directory, e.g. ``features`` or ``runs``."""
-    path = home() / name
-    path.mkdir(parents=True, exist_ok=True)
-    return path
+    return _ensure(home() / name)
 
 
 def weights_dir() -> Path | None:

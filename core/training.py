@@ -379,13 +379,13 @@ class _RunReporter:
 
 def execute(run) -> None:
     """Background worker entry: fit the run's config and store model, metrics, predictions."""
-    from .callbacks import save_model_atomic
+    from .models import save_model
     from .runs import RunCancelled
 
     cfg = StrategyConfig.from_dict(run.config)
     result = fit(cfg, _RunReporter(run), run_dir=run.dir)
     if result.cancelled:
         raise RunCancelled("cancelled by user; history and the best checkpoint are kept")
-    save_model_atomic(result.model, run.model_path)
+    record = save_model(result.model, run.model_path)
     run.write_predictions(result.predictions)
-    run.write_metrics(result.metrics)
+    run.write_metrics({**result.metrics, "model_bytes": record["bytes"], "model_sha256": record["sha256"]})

@@ -277,7 +277,6 @@ def test_memory_is_bounded_by_a_batch(tmp_path, monkeypatch):
     held = 120 * row_bytes  # what keeping every row in memory would add between 40 and 160 images
     assert peak_large - peak_small < held / 3, (peak_small, peak_large)
     assert rss_large < held / 2, (rss_small, rss_large)
-    print("MEM", peak_small, peak_large, rss_small, rss_large, held)
     assert not large.from_cache
 
 

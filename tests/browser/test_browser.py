@@ -72,10 +72,14 @@ def screenshot(driver, folder: Path, name: str) -> Path:
     return path
 
 
+def nav_links(driver) -> dict[str, object]:
+    """Sidebar page links by title (a link's text starts with its icon's name)."""
+    return {a.text.strip().splitlines()[-1]: a for a in css(driver, '[data-testid="stSidebarNavLink"]')}
+
+
 def nav(driver, label: str) -> None:
     """Client-side page switch through the sidebar (keeps the session and its dataset)."""
-    link = next(a for a in css(driver, '[data-testid="stSidebarNavLink"]') if a.text.strip() == label)
-    link.click()
+    nav_links(driver)[label].click()
     wait_for(driver, lambda d: any(h.text == label for h in css(d, "h1")), 60, f"the {label} page")
     wait_idle(driver)
 
@@ -175,3 +179,13 @@ def test_sample_dataset_from_home(app_server, driver, screenshots):
     assert "3,000" in body  # usable images
     assert_clean(driver)
     screenshot(driver, screenshots, "06_dataset_sample")
+
+
+def test_every_page_opens(app_server, driver, screenshots):
+    """Every registered page, including those added later, renders without an exception."""
+    titles = list(nav_links(driver))
+    assert {"Home", "Dataset", "Backbones"} <= set(titles)
+    for title in titles:
+        nav(driver, title)
+        assert_clean(driver, errors_allowed=True)
+        screenshot(driver, screenshots, f"page_{title.lower().replace(' ', '_')}")

@@ -1,0 +1,283 @@
+"""Classifier: predictions on uploaded photos or the camera, with top-k, Grad-CAM and
+latency, for a finished run or a plain ImageNet classifier; and the model's export
+(.keras, SavedModel, TFLite) with a top-1 parity check."""
+
+import hashlib
+
+import numpy as np
+import plotly.graph_objects as go
+import streamlit as st
+
+from app_pages import common
+from core import export, inference
+from core.backbones import get_spec, list_backbones, missing_weights_message, weights_location
+from core.errors import TransferLabError
+from core.runs import RunStore
+
+UPLOAD_TYPES = ["jpg", "jpeg", "png", "webp", "bmp", "gif"]
+MAX_CARDS = 12  # photos drawn with chart and Grad-CAM; every photo is in the table
+RESULTS = "tl_clf_results"  # (key, results) of the last classification, so reruns don't recompute
+CAMS = "tl_clf_cams"  # Grad-CAM overlays already computed, by (results key, photo index)
+EXPORTS = "tl_clf_export"  # (model key, ExportReport) of the last export
+
+st.title("Classifier")
+st.write(
+    "Try a model on new photos: a run you trained, or a plain ImageNet classifier. Each photo gets "
+    "its top classes, a Grad-CAM heatmap of the regions that drove the top prediction, and the time "
+    "it took. The photos reach the model exactly as training images did (same decoder, same resize)."
+)
+
+# ---------------------------------------------------------------- model choice
+store = RunStore()
+finished = [r for r in store.list(state="done") if r.model_path.is_file()]
+left, right = st.columns([1, 2])
+kind = left.radio(
+    "Model", ["run", "imagenet"] if finished else ["imagenet", "run"], key="tl_clf_kind",
+    format_func={"run": "A finished run", "imagenet": "ImageNet classifier (1,000 classes)"}.get,
+)
+
+predictor = None
+model_key = None
+run = None
+if kind == "imagenet":
+    specs = [s for s in list_backbones() if s.has_top]
+    offline = {s.name for s in specs if weights_location(s, include_top=True) is not None}
+    names = [s.name for s in specs]
+    sidebar_choice = common.current_backbone()
+    default = sidebar_choice if sidebar_choice in names else next((n for n in names if n in offline), names[0])
+    backbone = right.selectbox(
+        "ImageNet classifier", names, index=names.index(default), key="tl_clf_backbone",
+        format_func=lambda n: get_spec(n).display_name + ("  ✓ offline" if n in offline else ""),
+    )
+    weights = "imagenet"
+    if backbone not in offline:
+        spec = get_spec(backbone)
+        right.info(missing_weights_message(spec, include_top=True) + " Keras tries the download when you continue.",
+                   icon=":material/cloud_download:")
+        if right.checkbox("Use random weights instead (the model runs, but its predictions mean nothing)",
+                          key="tl_clf_random"):
+            weights = None
+    model_key = ("imagenet", backbone, weights)
+    with st.spinner("Loading the model (once per app process)…"):
+        with common.friendly_errors():
+            predictor = common.load_predictor("imagenet", backbone, weights)
+else:
+    if not finished:
+        right.info("No finished run with a saved model yet: train one on the Strategies page, "
+                   "or pick the ImageNet classifier.", icon=":material/info:")
+        st.page_link(common.STRATEGIES_PAGE, label="Open the Strategies page", icon=":material/compare_arrows:")
+    else:
+        by_id = {r.id: r for r in finished}
+
+        def run_label(run_id: str) -> str:
+            r = by_id[run_id]
+            acc = (r.metrics() or {}).get("val_accuracy")
+            acc_text = f" · val acc {acc:.3f}" if isinstance(acc, (int, float)) else ""
+            return f"{r.name} · {r.config.get('strategy', '?')} · {r.config.get('backbone', '?')}{acc_text}"
+
+        run_id = right.selectbox("Run", list(by_id), format_func=run_label, key="tl_clf_run")
+        run = by_id[run_id]
+        model_key = ("run", run_id, run.model_path.stat().st_mtime_ns)
+        with st.spinner("Loading the model (once per app process)…"):
+            with common.friendly_errors():
+                predictor = common.load_predictor("run", run_id)
+
+if predictor is not None:
+    st.caption(
+        f"**{predictor.name}** · input {predictor.input_size} x {predictor.input_size} px · "
+        f"{predictor.num_classes:,} classes · {predictor.model.count_params():,} parameters · "
+        "loaded once per app process, so each photo costs only its own decode and forward pass"
+    )
+
+
+# ---------------------------------------------------------------- helpers
+def topk_figure(result, height: int = 260) -> go.Figure:
+    labels = [label for _, label, _ in result.top][::-1]
+    probs = [p for _, _, p in result.top][::-1]
+    fig = go.Figure(go.Bar(
+        x=probs, y=labels, orientation="h", text=[f"{p:.1%}" for p in probs], textposition="auto",
+        marker={"color": ["#1f6f8b"] * (len(probs) - 1) + ["#e4572e"]},
+        hovertemplate="%{y}: %{x:.2%}<extra></extra>",
+    ))
+    fig.update_layout(height=height, margin={"l": 10, "r": 10, "t": 30, "b": 10},
+                      title={"text": f"Top {len(probs)}", "font": {"size": 14}},
+                      xaxis={"range": [0, 1], "tickformat": ".0%"}, yaxis={"automargin": True})
+    return fig
+
+
+def items_key(items) -> tuple:
+    return tuple((name, len(data), hashlib.sha1(data).hexdigest()[:16]) for name, data in items)
+
+
+def gradcam_overlay(result, data: bytes):
+    """The photo with the Grad-CAM heatmap of its top class laid over it."""
+    from core import explain
+
+    cam = explain.gradcam(predictor.model, result.pixels, result.index)
+    photo = inference.display_image(data, max_side=480)
+    return explain.overlay(photo, cam.heatmap), cam
+
+
+# ---------------------------------------------------------------- inputs
+if predictor is not None:
+    st.header("Photos")
+    c1, c2, c3 = st.columns([2, 1, 1], vertical_alignment="bottom")
+    files = c1.file_uploader(
+        "Photos: JPEG, PNG, WebP, BMP or GIF (first frame); one or many", type=UPLOAD_TYPES,
+        accept_multiple_files=True, key="tl_clf_files",
+    )
+    k = c2.slider("Top-k", 1, min(10, predictor.num_classes), min(5, predictor.num_classes), key="tl_clf_topk")
+    show_cam = c3.toggle("Grad-CAM heatmaps", value=True, key="tl_clf_show_cam",
+                         help="Where in the photo the evidence for the top class is (last convolutional layer).")
+    use_camera = c3.toggle("Use the camera", value=False, key="tl_clf_use_camera")
+    shot = st.camera_input("Take a photo", key="tl_clf_camera") if use_camera else None
+
+    items = [(f.name, f.getvalue()) for f in files or []]
+    if shot is not None:
+        items.append((f"camera-{len(items) + 1}.jpg", shot.getvalue()))
+
+    if not items:
+        st.info("Upload photos or take one with the camera to classify them.", icon=":material/photo_camera:")
+    else:
+        key = (model_key, items_key(items), k)
+        cached = st.session_state.get(RESULTS)
+        if cached and cached[0] == key:
+            results = cached[1]
+        else:
+            bar = st.progress(0.0, text=f"Classifying {len(items)} photo(s)…")
+            results = inference.classify_many(
+                predictor, items, k=k,
+                progress=lambda done, total: bar.progress(done / max(total, 1),
+                                                          text=f"Classified {done} of {total} photos"),
+            )
+            bar.empty()
+            st.session_state[RESULTS] = (key, results)
+            st.session_state[CAMS] = {}
+
+        good = [r for r in results if r.ok]
+        bad = [r for r in results if not r.ok]
+        m = st.columns(4)
+        m[0].metric("Photos", len(results))
+        m[1].metric("Classified", len(good))
+        m[2].metric("Could not be read", len(bad))
+        if good:
+            m[3].metric("Median latency per photo", f"{np.median([r.latency_ms for r in good]):.0f} ms",
+                        help="Decode + resize + forward pass + label decoding. In a batch the forward pass "
+                             "is shared, so each photo counts its share.")
+        if bad:
+            st.warning("Skipped, the rest went on:\n\n" + "\n".join(f"- **{r.name}**: {r.error}" for r in bad),
+                       icon=":material/warning:")
+
+        frame = inference.results_frame(results, k)
+        st.dataframe(frame, hide_index=True, column_config={
+            "probability": st.column_config.ProgressColumn("probability", format="%.3f", min_value=0, max_value=1),
+            "latency_ms": st.column_config.NumberColumn("latency (ms)", format="%.1f"),
+        })
+        st.download_button("Download the results (CSV)", inference.results_csv(results, k),
+                           file_name="predictions.csv", mime="text/csv", icon=":material/download:",
+                           on_click="ignore", key="tl_clf_csv")
+
+        data_by_index = [data for _, data in items]
+        shown = [i for i, r in enumerate(results) if r.ok][:MAX_CARDS]
+        if len(good) > MAX_CARDS:
+            st.caption(f"Showing the first {MAX_CARDS} photos in detail; all {len(results)} are in the table.")
+        cams = st.session_state.setdefault(CAMS, {})
+        for i in shown:
+            r = results[i]
+            with st.container(border=True):
+                st.markdown(f"**{r.name}** → top-1: **{r.label}** ({r.confidence:.1%})")
+                cols = st.columns([1, 1.3, 1])
+                try:
+                    cols[0].image(inference.display_image(data_by_index[i], max_side=480), caption="the photo")
+                except TransferLabError as exc:
+                    cols[0].caption(f"Cannot draw this photo: {exc}")
+                cols[1].plotly_chart(topk_figure(r), key=f"tl_clf_chart_{i}", config={"displayModeBar": False})
+                if show_cam:
+                    if i not in cams:
+                        try:
+                            with st.spinner("Grad-CAM…"):
+                                cams[i] = gradcam_overlay(r, data_by_index[i])
+                        except TransferLabError as exc:
+                            cams[i] = str(exc)
+                        except Exception as exc:  # noqa: BLE001  an explanation failing must not hide the prediction
+                            cams[i] = f"Grad-CAM is not available for this model ({type(exc).__name__}: {exc})."
+                    if isinstance(cams[i], str):
+                        cols[2].caption(cams[i])
+                    else:
+                        picture, cam = cams[i]
+                        cols[2].image(picture, caption=f"Grad-CAM for “{r.label}” at {cam.layer.split('/')[-1]}")
+                share = " (its share of the batch)" if len(good) > 1 else ""
+                st.caption(f"Latency {r.latency_ms:.0f} ms: decode + resize {r.decode_ms:.1f} ms, "
+                           f"forward pass + labels {r.forward_ms:.1f} ms{share}.")
+
+# ---------------------------------------------------------------- export
+if predictor is not None:
+    st.header("Export")
+    st.write(
+        "Download the model to run it elsewhere. Every format holds the preprocessing, so it takes raw "
+        f"RGB pixels (0–255) at {predictor.input_size} x {predictor.input_size} and returns class "
+        "probabilities" + (" (one sigmoid: the probability of the second class)" if predictor.binary else "")
+        + ". Each export is checked against the Keras model: the same top-1 class on a few images."
+    )
+    formats = st.multiselect("Formats", list(export.FORMATS), default=["keras", "savedmodel", "tflite"],
+                             format_func=export.FORMATS.get, key="tl_clf_formats")
+    if run is not None:
+        parity_sources = export.validation_images(run, 8)
+        where = "validation images of the run"
+    else:
+        ok_uploads = [(name, data) for (name, data), r in zip(items, results) if r.ok] if items else []
+        ds = common.current_dataset()
+        if ok_uploads:
+            parity_sources, where = ok_uploads[:8], "uploaded photos"
+        elif ds is not None:
+            parity_sources, where = ds.paths("validation")[:8] or [r.path for r in ds.records[:8]], \
+                f"images of the dataset {ds.name}"
+        else:
+            parity_sources, where = [], ""
+    if parity_sources:
+        st.caption(f"Parity check on {len(parity_sources)} {where}.")
+    else:
+        st.caption("Upload photos (or choose a dataset) for the parity check; the files export without it.")
+
+    if st.button("Export", type="primary", icon=":material/package_2:", key="tl_clf_export_btn",
+                 disabled=not formats):
+        with st.status("Exporting…", expanded=True) as status:
+            with common.friendly_errors():
+                report = export.export_all(
+                    predictor.model, export.export_folder("-".join(str(p) for p in model_key)), formats,
+                    parity_images=parity_sources, classes=predictor.classes,
+                    progress=lambda msg: status.update(label=msg + "…") or st.write(msg),
+                )
+                st.session_state[EXPORTS] = (model_key, report)
+            status.update(label="Export finished", state="complete", expanded=False)
+
+    saved = st.session_state.get(EXPORTS)
+    if saved and saved[0] == model_key:
+        report = saved[1]
+        for fmt, message in report.errors.items():
+            st.error(f"{export.FORMATS.get(fmt, fmt)}: {message}", icon=":material/error:")
+        present = {f: a for f, a in report.artifacts.items() if a.path.is_file()}
+        if present:
+            st.dataframe(report.sizes(), hide_index=True, column_config={
+                "size (MB)": st.column_config.NumberColumn(format="%.2f"),
+                "export seconds": st.column_config.NumberColumn(format="%.1f"),
+            })
+            cols = st.columns(len(present))
+            for col, (fmt, artifact) in zip(cols, present.items()):
+                col.download_button(
+                    f"{artifact.label} · {artifact.size_bytes / 1e6:.1f} MB", data=artifact.path.read_bytes,
+                    file_name=artifact.file_name, mime="application/octet-stream", on_click="ignore",
+                    icon=":material/download:", key=f"tl_clf_dl_{fmt}",
+                )
+        if report.parity is not None:
+            parity = report.parity
+            checked = parity["all agree"].notna()
+            agree = int(parity.loc[checked, "all agree"].astype(bool).sum())
+            total = int(checked.sum())
+            if agree == total:
+                st.success(f"Same top-1 as the Keras model on {agree} of {total} images, in every format.",
+                           icon=":material/check_circle:")
+            else:
+                st.warning(f"Top-1 differs from the Keras model on {total - agree} of {total} images "
+                           "(see the table; quantized formats can flip close calls).", icon=":material/warning:")
+            st.dataframe(parity, hide_index=True)

@@ -1,0 +1,62 @@
+"""Saving and loading run models with an integrity record.
+
+``model.keras`` is written atomically beside ``model.json`` (size + sha256);
+loading checks both first, so a truncated or altered file is reported instead
+of loaded, and Keras loads it with ``safe_mode=True`` (no lambdas, no pickle).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+from . import atomic
+from .errors import CacheCorrupt, RunError
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _record_path(model_path: Path) -> Path:
+    return model_path.with_suffix(".json")
+
+
+def save_model(model, target: Path) -> dict:
+    """Save ``model`` to ``target`` (.keras) atomically and record its size and checksum."""
+    from .callbacks import save_model_atomic
+
+    target = Path(target)
+    save_model_atomic(model, target)
+    record = {"file": target.name, "bytes": target.stat().st_size, "sha256": _sha256(target)}
+    atomic.write_json(_record_path(target), record)
+    return record
+
+
+def verify(path: Path) -> None:
+    """Raise ``CacheCorrupt`` unless ``path`` matches its size and checksum record."""
+    path = Path(path)
+    if not path.is_file():
+        raise RunError(f"This run has no saved model ({path.name} is missing).")
+    record = atomic.read_json(_record_path(path))
+    if not record:
+        raise CacheCorrupt(f"{path} has no integrity record; it was not written by Transfer Lab or was cut short.")
+    if path.stat().st_size != record["bytes"] or _sha256(path) != record["sha256"]:
+        raise CacheCorrupt(f"{path} is truncated or was modified after training; retrain the run to rebuild it.")
+
+
+def load_model(path: Path):
+    """Verify, then load a run model with Keras ``safe_mode=True``."""
+    import keras
+
+    from . import layers  # noqa: F401  (registers ChannelAffine for deserialisation)
+
+    verify(path)
+    try:
+        return keras.saving.load_model(str(path), safe_mode=True, compile=False)
+    except Exception as exc:  # a corrupt zip or an unknown layer: report, never load half
+        raise CacheCorrupt(f"{path} could not be loaded: {exc}") from exc

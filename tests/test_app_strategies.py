@@ -1,0 +1,213 @@
+"""AppTest of the Strategies page: launch real (tiny) runs as background jobs, see them in
+the queue and the comparison, "compare all", cancel from the page, a failed run's reason,
+the advisor's verdict and the layer-depth sweep."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import time
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from core import jobs
+from core.data import scan_folder
+from core.runs import RunStore, pid_alive
+from tests.conftest import REPO
+
+APP = str(REPO / "streamlit_app.py")
+PAGE = "app_pages/strategies.py"
+CURVES = "app_pages/curves.py"
+
+
+@pytest.fixture
+def store(monkeypatch):
+    """One job at a time; every worker still alive at the end is killed."""
+    monkeypatch.setenv(jobs.MAX_JOBS_ENV, "1")
+    store = RunStore()
+    yield store
+    for run in store.list():
+        status = run.status()
+        if status["state"] == "running" and status.get("pid") and pid_alive(status["pid"], status.get("pid_start")):
+            os.killpg(status["pid"], signal.SIGKILL)
+    jobs._reap()
+
+
+def open_page(dataset=None, page=PAGE) -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=120)
+    if dataset is not None:
+        at.session_state["tl_dataset"] = dataset
+    at.run()
+    at.switch_page(page).run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def rerun_until(at: AppTest, predicate, timeout=240.0, what="condition"):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        at.run()
+        assert not at.exception, [e.value for e in at.exception]
+        if predicate(at):
+            return at
+        time.sleep(1.0)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def tiny_scratch(at: AppTest, epochs: int = 2) -> None:
+    """Choose only "From scratch", 32 px, two small conv blocks."""
+    at.multiselect(key="tl_strat_chosen").set_value(["scratch"]).run()
+    at.number_input(key="tl_opt_modern_scratch_input_size").set_value(32)
+    at.text_input(key="tl_opt_modern_scratch_scratch_filters").set_value("8, 16")
+    at.number_input(key="tl_opt_modern_scratch_epochs").set_value(epochs)
+    at.number_input(key="tl_opt_modern_scratch_early_stopping").set_value(0)
+    at.number_input(key="tl_opt_modern_all_batch_size").set_value(8)
+
+
+def texts(elements) -> str:
+    return " ".join(str(e.value) for e in elements)
+
+
+def table_rows(at: AppTest):
+    frames = [d.value for d in at.dataframe if "run_id" in d.value.columns]
+    return frames[0] if frames else None
+
+
+def test_without_a_dataset_the_page_says_where_to_pick_one(store):
+    at = open_page()
+    assert "Choose a dataset first" in texts(at.info)
+    assert not [b for b in at.button if b.key == "tl_strat_train"]
+    assert "No runs yet" in texts(at.caption)
+
+
+def test_launch_a_run_then_see_it_in_the_comparison_and_the_curves(store, image_folder):
+    at = open_page(scan_folder(image_folder))
+    tiny_scratch(at)
+    at.button(key="tl_strat_train").click().run()
+    assert not at.exception
+    assert "Queued training: 1 run" in texts(at.success)
+    [run] = store.list()
+    assert run.config["strategy"] == "scratch" and run.config["dataset"] == str(image_folder)
+    assert run.config["input_size"] == 32 and run.config["scratch_filters"] == [8, 16]
+    assert run.config["epochs"] == 2 and run.config["batch_size"] == 8
+    assert run.effective_state() in ("running", "done")
+    assert f"tl_cancel_{run.id}" in [b.key for b in at.button] or run.is_finished  # the queue shows it
+
+    rerun_until(at, lambda a: table_rows(a) is not None and (table_rows(a)["state"] == "done").all(),
+                what=f"the run to finish; log:\n{run.log_path.read_text() if run.log_path.exists() else ''}")
+    rows = table_rows(at)
+    assert rows["run_id"].tolist() == [run.id] and rows["Strategy"].tolist() == ["From scratch"]
+    assert 0.0 <= rows["val_accuracy"].iloc[0] <= 1.0 and rows["trainable_params"].iloc[0] > 0
+    charts = {c.proto.id for c in at.get("plotly_chart")}
+    assert len(charts) >= 2  # bars and accuracy-vs-time
+    assert "No job queued or running." in texts(at.caption)
+
+    at.switch_page(CURVES).run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert at.multiselect(key="tl_curves_runs").value == [run.id]
+    assert len(at.get("plotly_chart")) == 2  # curves + confusion matrix
+    assert [m.label for m in at.metric][:2] == ["Validation accuracy", "Validation loss"]
+    assert len(at.get("download_button")) == 2
+    assert any("tensorboard --logdir" in c.value for c in at.code)
+
+
+def test_compare_all_queues_five_strategies_and_cancel_from_the_page(store, image_folder):
+    at = open_page(scan_folder(image_folder))
+    at.selectbox(key="tl_opt_modern_all_weights").set_value("random")
+    at.number_input(key="tl_opt_modern_all_input_size").set_value(32)
+    at.button(key="tl_strat_all").click().run()
+    assert "Queued all five strategies: 5 runs" in texts(at.success)
+    runs = store.list()
+    configs = [r.config for r in reversed(runs)]
+    assert [c["strategy"] for c in configs] == ["linear_probe", "feature_extraction", "frozen_augment",
+                                                "fine_tune", "scratch"]
+    assert len({(c["dataset"], c["seed"], c["val_fraction"], c["group"]) for c in configs}) == 1
+    assert all(c["weights"] == "random" and c["input_size"] == 32 for c in configs)
+    states = {r.config["strategy"]: r.effective_state() for r in runs}
+    assert states["linear_probe"] in ("running", "done") and list(states.values()).count("queued") == 4
+
+    # cancel a queued one: at once
+    fine_tune = next(r for r in runs if r.config["strategy"] == "fine_tune")
+    at.button(key=f"tl_cancel_{fine_tune.id}").click().run()
+    assert fine_tune.effective_state() == "cancelled"
+    assert "cancelled" in texts(at.info)
+    assert f"tl_cancel_{fine_tune.id}" not in [b.key for b in at.button]
+
+    # cancel the running one: it stops at its next check and is marked cancelled
+    probe = next(r for r in runs if r.config["strategy"] == "linear_probe")
+    if probe.effective_state() == "running":
+        at.button(key=f"tl_cancel_{probe.id}").click().run()
+        assert "asked to stop" in texts(at.info) or probe.effective_state() == "cancelled"
+    # and the rest, as they come
+    for _ in range(4):
+        for run in store.list(state=("queued", "running")):
+            if f"tl_cancel_{run.id}" in [b.key for b in at.button]:
+                at.button(key=f"tl_cancel_{run.id}").click().run()
+    rerun_until(at, lambda a: not store.list(state=("queued", "running")), timeout=120, what="every run to stop")
+    final = {r.config["strategy"]: r.effective_state() for r in store.list()}
+    assert final["fine_tune"] == "cancelled"
+    assert final["linear_probe"] in ("cancelled", "done")
+    assert set(final.values()) <= {"cancelled", "done"}
+    assert (table_rows(at)["state"] == "cancelled").sum() >= 4
+
+
+def test_a_failed_run_shows_its_reason(store, image_folder, tmp_path):
+    moved = tmp_path / "gone"
+    ds = scan_folder(image_folder)
+    at = open_page(ds)
+    shutil.move(image_folder, moved)  # the dataset disappears after it was scanned
+    tiny_scratch(at)
+    at.button(key="tl_strat_train").click().run()
+    [run] = store.list()
+    rerun_until(at, lambda a: run.effective_state() == "failed", timeout=120, what="the run to fail")
+    at.run()
+    assert "Folder not found" in texts(at.warning) and str(image_folder) in texts(at.warning)
+    at.switch_page(CURVES).run()
+    assert not at.exception
+    errors = texts(at.error)
+    assert "This run failed: Folder not found" in errors
+    assert at.expander[-1].label == "Error details (traceback)" and "DatasetError" in at.code[0].value
+
+
+def test_advisor_verdict_and_sweep_launch(store, image_folder, monkeypatch):
+    """The advisor (stubbed: it needs ImageNet weights) against measured runs; a sweep queues one run per depth."""
+    from core import advisor
+    from core.advisor import Advice
+
+    monkeypatch.setattr(advisor, "advise", lambda ds, backbone, **kw: Advice(
+        "small", "similar", "feature_extraction", 0, ["Size: small.", "Similarity: similar."], {}))
+    ds = scan_folder(image_folder)
+    for strategy, acc in (("feature_extraction", 0.9), ("fine_tune", 0.6)):
+        run = store.create({"strategy": strategy, "dataset": ds.root, "backbone": "mobilenet_v2"})
+        run.set_status("running")
+        run.write_metrics({"val_accuracy": acc, "val_loss": 0.3, "train_seconds": 5.0, "trainable_params": 10,
+                           "val_images": 400})
+        run.set_status("done")
+    at = open_page(ds)
+    at.button(key="tl_strat_advise").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert "Recommended: Feature extraction" in texts(at.markdown)
+    assert "Measurement agrees" in texts(at.success)
+
+    at.text_input(key="tl_sweep_depths").set_value("1, 3")
+    at.number_input(key="tl_sweep_head_epochs").set_value(1)
+    at.number_input(key="tl_sweep_ft_epochs").set_value(1)
+    monkeypatch.setattr(jobs, "submit", lambda run, *a, **kw: run)  # queue only: no training here
+    at.button(key="tl_sweep_launch").click().run()
+    assert "Queued the layer sweep: 2 runs" in texts(at.success)
+    sweep = [r for r in store.list() if r.config.get("sweep")]
+    assert sorted(r.config["fine_tune_layers"] for r in sweep) == [1, 3]
+    assert {r.config["epochs"] for r in sweep} == {1} and {r.config["fine_tune_epochs"] for r in sweep} == {1}
+    assert "2 of 2 runs still queued" in texts(at.caption)
+
+
+def test_bad_options_are_explained_not_raised(store, image_folder):
+    at = open_page(scan_folder(image_folder))
+    at.multiselect(key="tl_strat_chosen").set_value(["scratch"]).run()
+    at.text_input(key="tl_opt_modern_scratch_scratch_filters").set_value("8, lots").run()
+    assert "must be whole numbers" in texts(at.error)
+    at.button(key="tl_strat_train").click().run()
+    assert not at.exception and not store.list()
+    assert "Fix the options above first" in texts(at.error)
