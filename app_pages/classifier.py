@@ -51,16 +51,16 @@ if kind == "imagenet":
     )
     weights = "imagenet"
     if backbone not in offline:
-        spec = get_spec(backbone)
-        right.info(missing_weights_message(spec, include_top=True) + " Keras tries the download when you continue.",
-                   icon=":material/cloud_download:")
-        if right.checkbox("Use random weights instead (the model runs, but its predictions mean nothing)",
-                          key="tl_clf_random"):
-            weights = None
-    model_key = ("imagenet", backbone, weights)
-    with st.spinner("Loading the model (once per app process)…"):
-        with common.friendly_errors():
-            predictor = common.load_predictor("imagenet", backbone, weights)
+        right.info(missing_weights_message(get_spec(backbone), include_top=True), icon=":material/cloud_download:")
+        how = right.radio("Weights", ["download", "random"], index=None, key="tl_clf_weights", horizontal=True,
+                          format_func={"download": "Download the ImageNet weights now",
+                                       "random": "Random weights (runs and times, but predicts nonsense)"}.get)
+        weights = {"download": "imagenet", "random": None}.get(how, "")
+    if weights != "":
+        model_key = ("imagenet", backbone, weights)
+        with st.spinner("Loading the model (once per app process)…"):
+            with common.friendly_errors():
+                predictor = common.load_predictor("imagenet", backbone, weights)
 else:
     if not finished:
         right.info("No finished run with a saved model yet: train one on the Strategies page, "

@@ -18,7 +18,8 @@ from core.strategies import STRATEGIES, StrategyConfig
 REFRESH_S = 2.0
 LEARNING_RATES = (1e-6, 3e-6, 1e-5, 2e-5, 3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2)
 ACTIVE_IDS = "tl_strat_active"  # run ids seen queued/running at the last refresh
-MESSAGE = "tl_strat_message"  # (kind, text) to show once after a callback
+MESSAGE = "tl_strat_message"  # (kind, text) to show once after a launch
+QUEUE_MESSAGE = "tl_strat_queue_message"  # (kind, text) from a queue button, shown inside the queue
 ADVICE = "tl_strat_advice"  # {(fingerprint, backbone): Advice dict or error text}
 SCOPE = "tl_strat_scope"
 
@@ -171,14 +172,14 @@ def _cancel(run_id: str, force: bool = False) -> None:
         run = store.get(run_id)
         if force:
             jobs.kill(run, reason="stopped by user (forced)")
-            st.session_state[MESSAGE] = ("warning", f"Stopped '{run.name}' at once (marked failed).")
+            st.session_state[QUEUE_MESSAGE] = ("warning", f"Stopped '{run.name}' at once (marked failed).")
         else:
             state = jobs.cancel(run)
             text = ("cancelled" if state == "cancelled" else
                     "asked to stop: it ends after the current batch and keeps its history")
-            st.session_state[MESSAGE] = ("info", f"'{run.name}' {text}.")
+            st.session_state[QUEUE_MESSAGE] = ("info", f"'{run.name}' {text}.")
     except TransferLabError as err:
-        st.session_state[MESSAGE] = ("error", str(err))
+        st.session_state[QUEUE_MESSAGE] = ("error", str(err))
 
 
 # ---------------------------------------------------------------- launch form
@@ -260,6 +261,9 @@ def queue_panel() -> None:
     st.session_state[ACTIVE_IDS] = ids
     if before is not None and before - ids:
         st.rerun()  # a run finished: redraw the comparison too
+    if QUEUE_MESSAGE in st.session_state:
+        kind, text = st.session_state.pop(QUEUE_MESSAGE)
+        getattr(st, kind)(text)
     if not active:
         st.caption("No job queued or running.")
         return
@@ -350,12 +354,13 @@ else:
     else:
         labels = done["name"] + " · " + done["run_id"].str[-4:]
         fig = make_subplots(rows=1, cols=4, subplot_titles=("Validation accuracy", "Validation loss",
-                                                            "Wall time (s)", "Trainable parameters"))
+                                                            "Wall time", "Trainable parameters"))
         colors = {s: px.colors.qualitative.Set2[i] for i, s in enumerate(STRATEGIES)}
-        for col, (field, fmt) in enumerate([("val_accuracy", ".1%"), ("val_loss", ".3f"),
-                                            ("train_seconds", ".0f"), ("trainable_params", ".3s")], start=1):
+        formats = {"val_accuracy": "{:.1%}".format, "val_loss": "{:.3f}".format,
+                   "train_seconds": compare.format_seconds, "trainable_params": compare.compact}
+        for col, (field, fmt) in enumerate(formats.items(), start=1):
             fig.add_bar(x=labels, y=done[field], marker_color=[colors.get(s, "#888") for s in done["strategy"]],
-                        text=[format(v, fmt) if pd.notna(v) else "" for v in done[field]], textposition="outside",
+                        text=[fmt(v) if pd.notna(v) else "" for v in done[field]], textposition="outside",
                         showlegend=False, row=1, col=col, hovertext=done["Strategy"])
         fig.update_yaxes(type="log", row=1, col=4)
         fig.update_yaxes(tickformat=".0%", row=1, col=1)

@@ -292,6 +292,15 @@ def peak_rss_bytes() -> dict[str, int | None]:
     return {"vmhwm": hwm, "ru_maxrss": int(maxrss)}
 
 
+def current_rss_bytes() -> int | None:
+    """Resident memory of this process now (``VmRSS``)."""
+    try:
+        m = re.search(r"^VmRSS:\s+(\d+) kB", Path("/proc/self/status").read_text(), re.M)
+        return int(m.group(1)) * 1024 if m else None
+    except OSError:
+        return None
+
+
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))

@@ -4,8 +4,8 @@
 scanned dataset (no rescan: the scan's own memory stays out of the figure), keeps
 N training images, extracts their features with ``core.features`` into the data
 directory it is given (``TRANSFER_LAB_HOME``), and prints one JSON line: seconds,
-images/s, and the peak resident memory (``VmHWM`` and ``ru_maxrss``) before and
-after the extraction.
+images/s, the peak resident memory (``VmHWM`` and ``ru_maxrss``) before and
+after the extraction, and the resident memory after each batch.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
 def main(argv: list[str] | None = None) -> int:
-    from benchmarks.common import peak_rss_bytes
+    from benchmarks.common import current_rss_bytes, peak_rss_bytes
 
     p = argparse.ArgumentParser(prog="python -m benchmarks.extract_job")
     p.add_argument("--dataset-json", required=True)
@@ -42,9 +42,14 @@ def main(argv: list[str] | None = None) -> int:
     bb = backbones.load_backbone(args.backbone, weights, seed=args.seed)
     load_s = time.perf_counter() - t0
     before = peak_rss_bytes()
+    curve: list[tuple[int, int | None]] = []  # (images done, resident memory now)
+
+    def progress(p):
+        curve.append((p.done, current_rss_bytes()))
+
     t1 = time.perf_counter()
     fs = extract_features(ds, args.backbone, split="train", weights=weights, pooling=args.pooling,
-                          seed=args.seed, loaded=bb)
+                          seed=args.seed, loaded=bb, progress=progress)
     seconds = time.perf_counter() - t1
     after = peak_rss_bytes()
     n = len(fs.paths)
@@ -52,6 +57,7 @@ def main(argv: list[str] | None = None) -> int:
         "images": n, "backbone": args.backbone, "from_cache": fs.from_cache, "load_seconds": load_s,
         "seconds": seconds, "images_per_s": n / seconds if seconds > 0 else None,
         "feature_bytes": int(fs.X.nbytes), "peak_before_extract": before, "peak": after,
+        "rss_curve": curve,
     }))
     return 0
 

@@ -173,6 +173,17 @@ def format_seconds(seconds) -> str:
     return f"{s // 3600} h {s % 3600 // 60:02d} min"
 
 
+def compact(n) -> str:
+    """``1234567`` -> ``1.2M``, ``6001`` -> ``6.0k``, ``812`` -> ``812``; empty when unknown."""
+    v = _num(n)
+    if v is None:
+        return ""
+    for div, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if abs(v) >= div:
+            return f"{v / div:.1f}{suffix}"
+    return f"{v:g}"
+
+
 def _num(value) -> float | None:
     try:
         v = float(value)

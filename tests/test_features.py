@@ -179,16 +179,34 @@ def test_keys_differ_by_pooling_weights_split_and_data(ds, image_folder):
     assert again.key != avg.key and again.from_cache is False and again.X.shape == (25, 12)
 
 
-def test_keys_differ_by_input_size(tmp_path, tl_home):
+def test_keys_differ_by_input_size(tmp_path, tl_home, monkeypatch):
+    # a keras.applications entry (not fixed-size), with its constructor swapped for a tiny net
+    built = []
+
+    def tiny_mobilenet(weights=None, include_top=False, input_shape=None, **kwargs):
+        assert weights is None and not include_top
+        built.append(input_shape)
+        inputs = keras.Input(input_shape)
+        return keras.Model(inputs, keras.layers.Conv2D(4, 3, strides=4, name="c")(inputs))
+
+    monkeypatch.setattr(keras.applications, "MobileNet", tiny_mobilenet)
     for i, cls in enumerate(["a", "b"]):
         write_images(tmp_path / "small" / cls, i, 2)
     ds = scan_folder(tmp_path / "small")
     small = extract_features(ds, "mobilenet", weights=None, input_size=32)
     large = extract_features(ds, "mobilenet", weights=None, input_size=48)
-    assert small.key != large.key
+    assert built == [(32, 32, 3), (48, 48, 3)]
+    assert small.key != large.key and not large.from_cache
     assert small.meta["input_size"] == 32 and large.meta["input_size"] == 48
     assert len(_entries(tl_home)) == 2
-    assert features.cache_key("f", "train", "b", "w", 32, "avg") != features.cache_key("f", "train", "b", "w", 48, "avg")
+    assert extract_features(ds, "mobilenet", weights=None, input_size=48).from_cache
+    # a fixed-size local backbone ignores the requested size: same entry
+    folder = tmp_path / "weights"
+    monkeypatch.setenv(settings.WEIGHTS_ENV, str(folder))
+    make_local_backbone(folder)
+    a = extract_features(ds, "tiny", input_size=32)
+    b = extract_features(ds, "tiny", input_size=64)
+    assert a.key == b.key and b.from_cache
 
 
 def test_loaded_backbone_is_reused(ds, monkeypatch):

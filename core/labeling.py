@@ -1,0 +1,638 @@
+"""Auto-labelling of unlabelled photos, and finding photos that look mislabelled.
+
+Two ways to label a photo with one of a dataset's classes:
+
+- **zero-shot from ImageNet**: each class maps to one or more of the 1,000
+  ImageNet classes (suggested from the class name, editable); a photo gets the
+  class whose mapped ImageNet probabilities sum highest, and that sum is its
+  confidence. The probabilities come from the backbone's own ImageNet top
+  applied to the cached pooled features (its top *is* global average pooling
+  then a dense softmax), so the same cached features serve both methods.
+- **few-shot**: logistic regression (or 5-NN) on L2-normalised cached pooled
+  features of the photos already labelled; it works from ~5 photos a class.
+
+Label issues follow the confident-learning idea with plain scikit-learn:
+out-of-fold (5-fold) predicted probabilities of each photo's given label; the
+lowest are the suspects. Outliers are the photos farthest from every class centre.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable, Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+
+from .data import BadFile, Dataset, ImageRecord, fingerprint_files
+from .errors import BadImage, TransferLabError
+from .images import is_image_name, probe
+
+METHODS = ("zero_shot", "few_shot", "compare")
+METHOD_NAMES = {"zero_shot": "Zero-shot (ImageNet)", "few_shot": "Few-shot (your labelled photos)",
+                "compare": "Compare both"}
+FEW_SHOT_MODELS = ("logreg", "knn")
+FEW_SHOT_NAMES = {"logreg": "Logistic regression", "knn": "5 nearest neighbours"}
+UNLABELLED = "unlabelled"
+LOGREG_C = 10.0
+KNN_K = 5
+
+StageProgress = Callable[[str, Any], None]
+"""Called as ``progress(stage, core.features.ExtractProgress)`` during extraction."""
+
+
+class LabelingError(TransferLabError):
+    """Auto-labelling cannot run as asked (no classes, no labelled photos, no ImageNet top...)."""
+
+
+# ---------------------------------------------------------------- ImageNet names
+
+# Groups of ImageNet-1k classes by index range, each range checked against the
+# class-names file by its first and last name before it is trusted.
+RANGE_GROUPS: dict[str, tuple[tuple[int, int, str, str], ...]] = {
+    "dog": ((151, 268, "chihuahua", "mexican hairless"),),
+    "cat": ((281, 285, "tabby", "egyptian cat"),),
+    "big cat": ((286, 293, "cougar", "cheetah"),),
+    "bird": ((7, 24, "cock", "great grey owl"), (80, 100, "black grouse", "black swan"),
+             (127, 146, "white stork", "albatross")),
+    "fish": ((0, 6, "tench", "stingray"), (389, 397, "barracouta", "puffer")),
+    "snake": ((52, 68, "thunder snake", "sidewinder"),),
+    "lizard": ((38, 48, "banded gecko", "komodo dragon"),),
+    "turtle": ((33, 37, "loggerhead", "box turtle"),),
+    "frog": ((30, 32, "bullfrog", "tailed frog"),),
+    "spider": ((72, 77, "black and gold garden spider", "wolf spider"),),
+    "insect": ((300, 326, "tiger beetle", "lycaenid"),),
+    "beetle": ((300, 307, "tiger beetle", "weevil"),),
+    "butterfly": ((321, 326, "admiral", "lycaenid"),),
+    "bear": ((294, 297, "brown bear", "sloth bear"),),
+    "wolf": ((269, 272, "timber wolf", "coyote"),),
+    "fox": ((277, 280, "red fox", "grey fox"),),
+    "monkey": ((365, 382, "orangutan", "squirrel monkey"),),
+    "crab": ((118, 121, "dungeness crab", "king crab"),),
+    "rabbit": ((330, 332, "wood rabbit", "angora"),),
+    "elephant": ((385, 386, "indian elephant", "african elephant"),),
+    "whale": ((147, 148, "grey whale", "killer whale"),),
+}
+# Groups resolved by name (names missing from a names file are simply left out).
+NAME_GROUPS: dict[str, tuple[str, ...]] = {
+    "car": ("ambulance", "beach wagon", "cab", "convertible", "jeep", "limousine", "minivan", "model t",
+            "racer", "sports car", "police van", "pickup"),
+    "truck": ("fire engine", "garbage truck", "pickup", "tow truck", "trailer truck", "moving van", "police van"),
+    "boat": ("canoe", "catamaran", "container ship", "fireboat", "gondola", "lifeboat", "liner", "schooner",
+             "speedboat", "trimaran", "yawl", "pirate", "aircraft carrier", "submarine", "paddlewheel"),
+    "plane": ("airliner", "warplane", "airship", "wing"),
+    "bicycle": ("mountain bike", "bicycle-built-for-two", "tricycle", "unicycle"),
+    "flower": ("daisy", "yellow lady's slipper"),
+    "mushroom": ("mushroom", "agaric", "gyromitra", "stinkhorn", "earthstar", "hen-of-the-woods", "bolete"),
+    "fruit": ("granny smith", "strawberry", "orange", "lemon", "fig", "pineapple", "banana", "jackfruit",
+              "custard apple", "pomegranate"),
+}
+ALIASES = {
+    "puppy": "dog", "doggy": "dog", "doggo": "dog", "hound": "dog", "kitten": "cat", "kitty": "cat",
+    "moggy": "cat", "feline": "cat", "canine": "dog", "ape": "monkey", "primate": "monkey", "automobile": "car",
+    "ship": "boat", "airplane": "plane", "aeroplane": "plane", "aircraft": "plane", "bike": "bicycle",
+    "bug": "insect", "songbird": "bird", "lion": "big cat", "tiger": "big cat",
+}
+
+
+def normalise(name: str) -> str:
+    """Lower case, ``_`` and ``-`` as spaces, single spaces."""
+    return " ".join(re.sub(r"[_\-]+", " ", str(name)).lower().split())
+
+
+def singular(word: str) -> str:
+    """A rough English singular, enough for class-folder names (cats, puppies, foxes)."""
+    w = word
+    if len(w) > 4 and w.endswith("ies"):
+        return w[:-3] + "y"
+    if len(w) > 4 and w.endswith(("ches", "shes", "xes", "sses", "zes")):
+        return w[:-2]
+    if len(w) > 3 and w.endswith("s") and not w.endswith(("ss", "us", "is")):
+        return w[:-1]
+    return w
+
+
+def _phrase_forms(name: str) -> list[str]:
+    phrase = normalise(name)
+    words = phrase.split()
+    forms = [phrase]
+    if words:
+        forms.append(" ".join(words[:-1] + [singular(words[-1])]))
+    return list(dict.fromkeys(f for f in forms if f))
+
+
+def _group(key: str, names: Sequence[str]) -> list[int] | None:
+    key = ALIASES.get(key, key)
+    lowered = [normalise(n) for n in names]
+    if key in RANGE_GROUPS:
+        out: list[int] = []
+        for lo, hi, first, last in RANGE_GROUPS[key]:
+            if hi < len(lowered) and lowered[lo] == first and lowered[hi] == last:
+                out += list(range(lo, hi + 1))
+        return out or None
+    if key in NAME_GROUPS:
+        wanted = {normalise(n) for n in NAME_GROUPS[key]}
+        out = [i for i, n in enumerate(lowered) if n in wanted]
+        return out or None
+    return None
+
+
+def suggest_imagenet(class_name: str, names: Sequence[str], limit: int = 50) -> list[int]:
+    """ImageNet class indices a class called ``class_name`` most likely means.
+
+    A known group first ("cats" -> tabby, tiger cat, Persian, Siamese and Egyptian
+    cat; "dogs" -> the 118 dog breeds), else names that match the class name as
+    whole words (its words too, for multi-word names). Empty when nothing matches.
+    """
+    lowered = [normalise(n) for n in names]
+    forms = _phrase_forms(class_name)
+    for form in forms:
+        found = _group(form, names)
+        if found:
+            return found
+    exact = [i for i, n in enumerate(lowered) if n in forms]
+    pattern = re.compile(r"\b(" + "|".join(re.escape(f) for f in forms) + r")s?\b") if forms else None
+    matches = [i for i, n in enumerate(lowered) if pattern and pattern.search(n) and i not in exact]
+    out = exact + matches
+    if not out:  # try each word of a multi-word name ("tabby cats" -> tabby, cat group)
+        for word in normalise(class_name).split():
+            if len(word) < 3:
+                continue
+            sub = suggest_imagenet(word, names, limit) if word != normalise(class_name) else []
+            out += [i for i in sub if i not in out]
+    return out[:limit] if limit else out
+
+
+def default_mapping(classes: Sequence[str], names: Sequence[str]) -> dict[str, list[int]]:
+    return {c: suggest_imagenet(c, names) for c in classes}
+
+
+def imagenet_names(backbone: str | None = None) -> list[str]:
+    """The 1,000 ImageNet class names (offline: the weights folder's names file or Keras' index)."""
+    from .backbones import get_spec, imagenet_classes
+
+    return imagenet_classes(get_spec(backbone) if backbone else None)
+
+
+# ---------------------------------------------------------------- ImageNet probabilities
+
+_HEADS: dict[tuple[str, str], tuple[np.ndarray, np.ndarray] | None] = {}
+
+
+def _pooled_head(net: Any) -> tuple[np.ndarray, np.ndarray] | None:
+    """``(W, b)`` when ``net`` ends in global average pooling, dropout, then a softmax dense layer."""
+    import keras
+
+    layers = list(net.layers)
+    if not layers or not isinstance(layers[-1], keras.layers.Dense):
+        return None
+    dense = layers[-1]
+    if getattr(dense.activation, "__name__", "") != "softmax":
+        return None
+    i = len(layers) - 2
+    while i >= 0 and isinstance(layers[i], keras.layers.Dropout):
+        i -= 1
+    if i < 0 or not isinstance(layers[i], keras.layers.GlobalAveragePooling2D) or layers[i].keepdims:
+        return None
+    W, b = dense.get_weights()
+    return np.asarray(W, np.float32), np.asarray(b, np.float32)
+
+
+def imagenet_head(backbone: str, weights: Any = "imagenet") -> tuple[np.ndarray, np.ndarray] | None:
+    """The backbone's ImageNet top as ``(W, b)`` on average-pooled features, or None when
+    its top is something else (VGG's dense layers): then the full classifier runs on the photos."""
+    from .backbones import get_spec, load_classifier, weights_id
+
+    spec = get_spec(backbone)
+    if not spec.has_top:
+        raise LabelingError(f"{spec.display_name} has no ImageNet classification top: use few-shot labelling.")
+    key = (backbone, weights_id(spec, weights, 0, spec.default_size))
+    if key not in _HEADS:
+        model, _ = load_classifier(backbone, weights=weights)
+        nets = [layer for layer in model.layers if hasattr(layer, "layers")]
+        _HEADS[key] = _pooled_head(nets[-1]) if nets else None
+    return _HEADS[key]
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    z = logits - logits.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def probabilities_from_pooled(X: np.ndarray, head: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+    """ImageNet probabilities from average-pooled features through the backbone's own top."""
+    W, b = head
+    return softmax(np.asarray(X, np.float64) @ W.astype(np.float64) + b.astype(np.float64))
+
+
+def classifier_probabilities(paths: Sequence[str], backbone: str, weights: Any = "imagenet", batch_size: int = 32,
+                             progress: Callable[[Any], None] | None = None,
+                             should_stop: Callable[[], bool] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """ImageNet probabilities of image files through the full classifier, and a decode-ok mask."""
+    import tensorflow as tf
+
+    from .backbones import load_classifier
+    from .features import Cancelled, ExtractProgress
+    from .pipeline import image_dataset
+
+    model, size = load_classifier(backbone, weights=weights)
+    forward = tf.function(lambda x: model(x, training=False), reduce_retracing=True)
+    out, ok_all = [], []
+    start, done = time.perf_counter(), 0
+    for pixels, ok in image_dataset(list(paths), None, size, batch_size, with_valid_mask=True):
+        if should_stop and should_stop():
+            raise Cancelled("Labelling was cancelled.")
+        out.append(np.asarray(forward(pixels), np.float64))
+        ok_all.append(ok.numpy())
+        done += len(out[-1])
+        if progress:
+            progress(ExtractProgress(done, len(paths), done / max(time.perf_counter() - start, 1e-9)))
+    return np.concatenate(out), np.concatenate(ok_all)
+
+
+def zero_shot_scores(probs: np.ndarray, mapping: Mapping[str, Sequence[int]], classes: Sequence[str]) -> np.ndarray:
+    """``(n, k)``: for each class, the summed ImageNet probability of its mapped classes."""
+    missing = [c for c in classes if not list(mapping.get(c, []))]
+    if missing:
+        raise LabelingError(
+            "Zero-shot labelling needs at least one ImageNet class for every class; none chosen for: "
+            + ", ".join(f"'{c}'" for c in missing) + "."
+        )
+    return np.stack([probs[:, list(mapping[c])].sum(axis=1) for c in classes], axis=1)
+
+
+# ---------------------------------------------------------------- few-shot
+
+def l2_normalise(X: np.ndarray) -> np.ndarray:
+    X = np.asarray(X, np.float64)
+    norms = np.linalg.norm(X, axis=1, keepdims=True)
+    return X / np.maximum(norms, 1e-12)
+
+
+def few_shot_model(model: str = "logreg", n_per_class_min: int = KNN_K):
+    """The classifier used for few-shot labelling (on L2-normalised features)."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.neighbors import KNeighborsClassifier
+
+    if model == "logreg":
+        return LogisticRegression(C=LOGREG_C, max_iter=5000)
+    if model == "knn":
+        return KNeighborsClassifier(n_neighbors=max(1, min(KNN_K, n_per_class_min)), metric="cosine")
+    raise LabelingError(f"Unknown few-shot model '{model}'; use one of {', '.join(FEW_SHOT_MODELS)}.")
+
+
+def few_shot_probabilities(X_labelled: np.ndarray, y_labelled: np.ndarray, X_query: np.ndarray, k: int,
+                           model: str = "logreg") -> np.ndarray:
+    """``(n_query, k)`` class probabilities from a classifier fitted on the labelled photos."""
+    y = np.asarray(y_labelled, np.int64)
+    counts = np.bincount(y, minlength=k)
+    if (counts == 0).any() or k < 2:
+        raise LabelingError("Few-shot labelling needs labelled photos of at least two classes, and of every class.")
+    clf = few_shot_model(model, int(counts.min()))
+    clf.fit(l2_normalise(X_labelled), y)
+    probs = np.zeros((len(X_query), k))
+    if len(X_query):
+        probs[:, clf.classes_] = clf.predict_proba(l2_normalise(X_query))
+    return probs
+
+
+# ---------------------------------------------------------------- unlabelled photos
+
+def scan_unlabelled(folder: str | os.PathLike, name: str | None = None) -> Dataset:
+    """Every image under ``folder`` (any depth), validated, as a one-split dataset to extract features from.
+
+    Its class is the placeholder ``unlabelled``; unreadable files are listed with the reason.
+    """
+    root = Path(folder).expanduser()
+    if not root.is_dir():
+        raise LabelingError(f"Folder not found: {root}")
+    files = sorted(
+        p for p in root.rglob("*")
+        if p.is_file() and not p.is_symlink()
+        and not any(part.startswith((".", "__MACOSX")) for part in p.relative_to(root).parts)
+    )
+    bad: list[BadFile] = []
+    candidates = []
+    for f in files:
+        if is_image_name(f):
+            candidates.append(f)
+        else:
+            bad.append(BadFile(str(f), f"not an image file type ({f.suffix or 'no extension'})"))
+
+    def check(path: Path):
+        try:
+            return probe(path)
+        except BadImage as exc:
+            return str(exc)
+        except Exception as exc:  # a decoder bug must not stop the rest
+            return f"cannot decode: {type(exc).__name__}: {exc}"
+
+    records = []
+    with ThreadPoolExecutor(max_workers=max(2, os.cpu_count() or 2)) as pool:
+        for path, info in zip(candidates, pool.map(check, candidates)):
+            if isinstance(info, str):
+                bad.append(BadFile(str(path), info))
+            else:
+                records.append(ImageRecord(str(path), UNLABELLED, "train", info.width, info.height, info.mode,
+                                           info.format, info.file_bytes))
+    if not records:
+        raise LabelingError(f"No readable photos found in {root} ({len(bad)} unreadable files).")
+    fp = "unlabelled-" + fingerprint_files([Path(r.path) for r in records], root)
+    return Dataset(name=name or root.name, root=str(root), classes=[UNLABELLED], records=records,
+                   bad_files=bad, fingerprint=fp, split_source="folders")
+
+
+def labelled_features(ds: Dataset, backbone: str, weights: Any = "imagenet",
+                      progress: StageProgress | None = None, should_stop=None) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """Pooled features of every usable photo of ``ds`` (both splits): ``X``, class indices, paths."""
+    f = dataset_features(
+        ds, backbone, weights, (lambda s, p: progress(f"labelled photos ({s})", p)) if progress else None, should_stop)
+    return f.X, f.y, f.paths
+
+
+# ---------------------------------------------------------------- auto-labelling
+
+@dataclass
+class LabelResult:
+    """Suggested labels, one row per photo, most confident first."""
+
+    frame: pd.DataFrame  # path, file, suggestion, confidence, + per-method columns
+    classes: list[str]
+    method: str
+    backbone: str
+    bad_files: list[BadFile] = field(default_factory=list)
+    seconds: float = 0.0
+    notes: list[str] = field(default_factory=list)
+
+    def accepted(self, threshold: float) -> pd.DataFrame:
+        return self.frame[self.frame["confidence"] >= threshold]
+
+
+def _top_imagenet(probs: np.ndarray, names: Sequence[str]) -> list[str]:
+    top = probs.argmax(axis=1)
+    return [f"{names[i]} ({probs[r, i]:.0%})" for r, i in enumerate(top)]
+
+
+def auto_label(
+    unlabelled: Dataset,
+    classes: Sequence[str],
+    backbone: str,
+    *,
+    method: str = "zero_shot",
+    mapping: Mapping[str, Sequence[int]] | None = None,
+    labelled: Dataset | None = None,
+    model: str = "logreg",
+    weights: Any = "imagenet",
+    progress: StageProgress | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> LabelResult:
+    """Suggest one of ``classes`` for every photo of ``unlabelled``.
+
+    ``method``: ``zero_shot`` (needs ``mapping`` class -> ImageNet indices; default:
+    the suggestions), ``few_shot`` (needs ``labelled``, a dataset with photos of
+    every class) or ``compare`` (both; where they agree the confidence is the
+    lower of the two, where they disagree it is 0 and few-shot's pick is suggested).
+    """
+    from .features import extract_features
+
+    start = time.perf_counter()
+    classes = list(classes)
+    if method not in METHODS:
+        raise LabelingError(f"Unknown method '{method}'; use one of {', '.join(METHODS)}.")
+    if len(classes) < 2:
+        raise LabelingError("Auto-labelling needs at least two classes; add classes to the dataset first.")
+    notes: list[str] = []
+
+    # Check what each method needs before the long extraction.
+    if method in ("few_shot", "compare"):
+        if labelled is None or not labelled.records:
+            raise LabelingError("Few-shot labelling needs labelled photos: add ~5 photos to each class first, "
+                                "or use zero-shot.")
+        counts = {c: 0 for c in classes}
+        for r in labelled.records:
+            if r.label in counts:
+                counts[r.label] += 1
+        empty = [c for c, n in counts.items() if n == 0]
+        if empty:
+            raise LabelingError("Few-shot labelling needs labelled photos of every class; none yet in: "
+                                + ", ".join(f"'{c}'" for c in empty) + ". Add a few, or use zero-shot.")
+        few = [f"'{c}' ({n})" for c, n in counts.items() if n < 5]
+        if few:
+            notes.append("Few photos to learn from in " + ", ".join(few) + "; about 5 a class or more works better.")
+    names: list[str] = []
+    if method in ("zero_shot", "compare"):
+        names = imagenet_names(backbone)
+        mapping = dict(mapping) if mapping is not None else default_mapping(classes, names)
+        zero_shot_scores(np.zeros((1, len(names))), mapping, classes)  # raises if a class has no mapping
+        if weights != "imagenet":
+            raise LabelingError("Zero-shot labelling needs the backbone's ImageNet weights.")
+
+    fs = extract_features(unlabelled, backbone, split="train", weights=weights, pooling="avg",
+                          progress=(lambda p: progress("photos to label", p)) if progress else None,
+                          should_stop=should_stop)
+    X_all = np.asarray(fs.X)
+    ok = np.asarray(fs.valid, bool)
+    paths = list(fs.paths)
+    bad = list(unlabelled.bad_files) + [BadFile(p, "could not be decoded when its features were extracted")
+                                        for p, v in zip(paths, ok) if not v]
+    X = X_all[ok]
+    kept = [p for p, v in zip(paths, ok) if v]
+    frame = pd.DataFrame({"path": kept, "file": [Path(p).name for p in kept]})
+
+    if method in ("zero_shot", "compare"):
+        head = imagenet_head(backbone, weights)
+        if head is not None:
+            probs = probabilities_from_pooled(X, head)
+        else:
+            probs_all, ok2 = classifier_probabilities(
+                paths, backbone, weights, progress=(lambda p: progress("ImageNet classifier", p)) if progress else None,
+                should_stop=should_stop)
+            probs = probs_all[ok]
+        scores = zero_shot_scores(probs, mapping, classes)
+        frame["zero_shot"] = [classes[i] for i in scores.argmax(axis=1)]
+        frame["zero_shot_confidence"] = scores.max(axis=1)
+        frame["imagenet_top"] = _top_imagenet(probs, names)
+    if method in ("few_shot", "compare"):
+        Xl, yl_ds, _ = labelled_features(labelled, backbone, weights, progress, should_stop)
+        index = {c: i for i, c in enumerate(classes)}
+        names_l = [labelled.classes[i] for i in yl_ds]
+        keep = np.array([n in index for n in names_l], bool)
+        yl = np.array([index[n] for n, k in zip(names_l, keep) if k], np.int64)
+        fprobs = few_shot_probabilities(Xl[keep], yl, X, len(classes), model)
+        frame["few_shot"] = [classes[i] for i in fprobs.argmax(axis=1)]
+        frame["few_shot_confidence"] = fprobs.max(axis=1)
+
+    if method == "zero_shot":
+        frame["suggestion"], frame["confidence"] = frame["zero_shot"], frame["zero_shot_confidence"]
+    elif method == "few_shot":
+        frame["suggestion"], frame["confidence"] = frame["few_shot"], frame["few_shot_confidence"]
+    else:
+        agree = frame["zero_shot"] == frame["few_shot"]
+        frame["agree"] = agree
+        frame["suggestion"] = frame["few_shot"]
+        frame["confidence"] = np.where(agree, np.minimum(frame["zero_shot_confidence"], frame["few_shot_confidence"]), 0.0)
+    frame = frame.sort_values(["confidence", "file"], ascending=[False, True], kind="stable").reset_index(drop=True)
+    first = ["path", "file", "suggestion", "confidence"]
+    frame = frame[first + [c for c in frame.columns if c not in first]]
+    return LabelResult(frame, classes, method, backbone, bad, time.perf_counter() - start, notes)
+
+
+# ---------------------------------------------------------------- label issues and outliers
+
+def out_of_fold_probabilities(X: np.ndarray, y: np.ndarray, folds: int = 5, seed: int = 0) -> np.ndarray:
+    """``(n, k)`` predicted probabilities of each photo from a linear probe that never saw it (k-fold)."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import StratifiedKFold
+
+    y = np.asarray(y, np.int64)
+    k = int(y.max()) + 1 if len(y) else 0
+    counts = np.bincount(y, minlength=k)
+    present = counts[counts > 0]
+    if len(present) < 2:
+        raise LabelingError("Finding label issues needs photos of at least two classes.")
+    folds = int(max(2, min(folds, present.min())))
+    if present.min() < 2:
+        raise LabelingError("Finding label issues needs at least two photos of every class.")
+    Xn = l2_normalise(X)
+    probs = np.zeros((len(y), k))
+    for train, test in StratifiedKFold(folds, shuffle=True, random_state=seed).split(Xn, y):
+        clf = LogisticRegression(C=1.0, max_iter=5000).fit(Xn[train], y[train])
+        probs[np.ix_(test, clf.classes_)] = clf.predict_proba(Xn[test])
+    return probs
+
+
+def knn_disagreement(X: np.ndarray, y: np.ndarray, k: int = KNN_K, chunk: int = 1024) -> np.ndarray:
+    """For each photo, the share of its ``k`` nearest neighbours (cosine, itself excluded) with another label."""
+    Xn = l2_normalise(X).astype(np.float32)
+    y = np.asarray(y)
+    n = len(y)
+    k = max(1, min(k, n - 1))
+    out = np.zeros(n)
+    for s in range(0, n, chunk):
+        sim = Xn[s:s + chunk] @ Xn.T
+        rows = np.arange(sim.shape[0])
+        sim[rows, s + rows] = -np.inf
+        nn = np.argpartition(-sim, k - 1, axis=1)[:, :k]
+        out[s:s + chunk] = (y[nn] != y[s:s + chunk, None]).mean(axis=1)
+    return out
+
+
+def label_issues(X: np.ndarray, y: np.ndarray, classes: Sequence[str], paths: Sequence[str],
+                 folds: int = 5, seed: int = 0) -> pd.DataFrame:
+    """Every photo ranked by how unlikely its label is (most suspect first).
+
+    ``p_given``: out-of-fold probability of the given label. ``flagged``: the
+    probe's own pick is another class with at least that class's average
+    self-confidence (confident learning's per-class threshold).
+    ``knn_disagree``: share of the 5 nearest neighbours with another label.
+    """
+    y = np.asarray(y, np.int64)
+    probs = out_of_fold_probabilities(X, y, folds, seed)
+    k = probs.shape[1]
+    p_given = probs[np.arange(len(y)), y]
+    thresholds = np.array([p_given[y == j].mean() if (y == j).any() else 1.0 for j in range(k)])
+    pred = probs.argmax(axis=1)
+    p_pred = probs[np.arange(len(y)), pred]
+    flagged = (pred != y) & (p_pred >= thresholds[pred])
+    frame = pd.DataFrame({
+        "path": list(paths), "file": [Path(p).name for p in paths],
+        "label": [classes[i] for i in y], "suggested": [classes[i] for i in pred],
+        "p_given": p_given, "p_suggested": p_pred, "knn_disagree": knn_disagreement(X, y),
+        "flagged": flagged,
+    })
+    frame = frame.sort_values(["p_given", "knn_disagree"], ascending=[True, False], kind="stable")
+    frame.insert(0, "rank", np.arange(1, len(frame) + 1))
+    return frame.reset_index(drop=True)
+
+
+def outliers(X: np.ndarray, y: np.ndarray, classes: Sequence[str], paths: Sequence[str]) -> pd.DataFrame:
+    """Every photo ranked by its cosine distance to the nearest class centre (farthest first).
+
+    Photos far from every class are often broken, off-topic or odd duplicates.
+    """
+    y = np.asarray(y, np.int64)
+    Xn = l2_normalise(X)
+    present = [j for j in range(len(classes)) if (y == j).any()]
+    if not present:
+        raise LabelingError("No photos to look for outliers in.")
+    centres = l2_normalise(np.stack([Xn[y == j].mean(axis=0) for j in present]))
+    dist = 1.0 - Xn @ centres.T  # cosine distance to each class centre
+    nearest = dist.argmin(axis=1)
+    d_min = dist[np.arange(len(y)), nearest]
+    own = np.array([dist[i, present.index(c)] for i, c in enumerate(y)])
+    z = (d_min - d_min.mean()) / (d_min.std() or 1.0)
+    frame = pd.DataFrame({
+        "path": list(paths), "file": [Path(p).name for p in paths], "label": [classes[i] for i in y],
+        "nearest_class": [classes[present[j]] for j in nearest], "distance": d_min, "distance_own": own,
+        "z_score": z,
+    })
+    frame = frame.sort_values("distance", ascending=False, kind="stable")
+    frame.insert(0, "rank", np.arange(1, len(frame) + 1))
+    return frame.reset_index(drop=True)
+
+
+@dataclass
+class DatasetFeatures:
+    """Pooled features of every usable photo of a dataset, train split then validation."""
+
+    X: np.ndarray
+    y: np.ndarray
+    paths: list[str]
+    splits: list[str]
+    keys: list[str]  # the feature-cache entries they came from
+    images: int  # how many photos the cached extractions covered
+    seconds: float  # how long those extractions took when they ran
+
+    @property
+    def images_per_s(self) -> float:
+        return self.images / self.seconds if self.seconds > 0 else float("nan")
+
+
+def dataset_features(ds: Dataset, backbone: str, weights: Any = "imagenet", progress: StageProgress | None = None,
+                     should_stop=None, splits: Sequence[str] = ("train", "validation")) -> DatasetFeatures:
+    """Features of every usable photo of ``ds`` from the feature cache (extracted once, then reused)."""
+    from .features import extract_features
+
+    Xs, ys, paths, split_of, keys = [], [], [], [], []
+    images, seconds = 0, 0.0
+    for split in splits:
+        if not ds.split(split):
+            continue
+        fs = extract_features(ds, backbone, split=split, weights=weights, pooling="avg",
+                              progress=(lambda p, s=split: progress(s, p)) if progress else None,
+                              should_stop=should_stop)
+        X, y = fs.usable()
+        Xs.append(X)
+        ys.append(y)
+        kept = [p for p, ok in zip(fs.paths, fs.valid) if ok]
+        paths += kept
+        split_of += [split] * len(kept)
+        keys.append(fs.key)
+        images += int(fs.meta.get("shape", [len(fs.paths)])[0])
+        seconds += float(fs.meta.get("seconds", 0.0))
+    if not Xs:
+        raise LabelingError(f"Dataset '{ds.name}' has no photos.")
+    return DatasetFeatures(np.concatenate(Xs), np.concatenate(ys), paths, split_of, keys, images, seconds)
+
+
+def flip_labels(y: np.ndarray, n_per_class: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """A copy of two-or-more-class labels with ``n_per_class`` of each class moved to the next class.
+
+    For testing the label-issue finder: returns ``(noisy labels, flipped indices)``.
+    """
+    y = np.asarray(y, np.int64)
+    rng = np.random.default_rng(seed)
+    k = int(y.max()) + 1
+    noisy = y.copy()
+    flipped = []
+    for j in range(k):
+        idx = rng.choice(np.flatnonzero(y == j), size=n_per_class, replace=False)
+        noisy[idx] = (j + 1) % k
+        flipped += list(idx)
+    return noisy, np.sort(np.array(flipped))
