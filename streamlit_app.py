@@ -23,13 +23,15 @@ PAGES = {
     ],
     "Data": [
         st.Page(common.DATASET_PAGE, title="Dataset", icon=":material/photo_library:"),
+        st.Page(common.LABEL_PAGE, title="Label", icon=":material/label:"),
     ],
     "Models": [
         st.Page(common.BACKBONES_PAGE, title="Backbones", icon=":material/account_tree:"),
+        st.Page(common.EXPLORE_PAGE, title="Explore features", icon=":material/scatter_plot:"),
     ],
     "Train": [
         st.Page(common.STRATEGIES_PAGE, title="Strategies", icon=":material/compare_arrows:"),
-        st.Page(common.CURVES_PAGE, title="Curves", icon=":material/show_chart:"),
+        st.Page(common.CURVES_PAGE, title="Training curves", icon=":material/show_chart:"),
     ],
     "Predict": [
         st.Page(common.CLASSIFIER_PAGE, title="Classifier", icon=":material/image_search:"),

@@ -43,31 +43,38 @@ if right.button("Measure images/s on this machine", icon=":material/speed:"):
 table = speed.backbone_table()
 with table_slot:
     st.dataframe(
-        table.drop(columns=["name"]),
+        table.drop(columns=["name", "measured on"]),
         hide_index=True,
+        placeholder="–",
+        height=36 * (len(table) + 1) + 4,
         column_config={
             "params (M)": st.column_config.NumberColumn(format="%.1f"),
             "top-1 %": st.column_config.NumberColumn("ImageNet top-1 %", format="%.1f"),
             "top-5 %": st.column_config.NumberColumn("ImageNet top-5 %", format="%.1f"),
             "images/s": st.column_config.NumberColumn("images/s here", format="%.1f",
-                                                      help="Forward passes at the input size; measure below."),
+                                                      help="Forward passes at the input size; measure below. "
+                                                           "It depends on what else the machine is doing."),
             "weights": st.column_config.TextColumn("ImageNet weights", help="local: on this machine, works offline"),
         },
     )
 with chart_slot:
+    devices = sorted(set(table["measured on"]) - {""})
+    if devices:
+        st.caption(f"Speed measured on {', '.join(devices)}.")
+    short = table["backbone"].str.replace(r" \(.*\)$", "", regex=True)  # "EfficientNet-Lite0 (ImageNet-1k)"
     measured = table[table["images/s"].notna() & table["top-1 %"].notna()]
     unmeasured = table[table["images/s"].isna() & table["top-1 %"].notna()]
     fig = go.Figure()
     fig.add_trace(go.Scatter(
         x=unmeasured["params (M)"], y=unmeasured["top-1 %"], mode="markers+text", name="speed not measured",
-        text=unmeasured["backbone"], textposition="top center", textfont={"color": "#888"},
+        text=short[unmeasured.index], textposition="top center", textfont={"color": "#888"},
         marker={"size": 9, "color": "rgba(0,0,0,0)", "line": {"color": "#999", "width": 1.5}},
         hovertemplate="%{text}<br>%{x:.1f} M params<br>top-1 %{y:.1f}%<extra>not measured</extra>",
     ))
     if not measured.empty:
         fig.add_trace(go.Scatter(
             x=measured["params (M)"], y=measured["top-1 %"], mode="markers+text", name="measured here",
-            text=measured["backbone"], textposition="top center", customdata=measured["images/s"],
+            text=short[measured.index], textposition="top center", customdata=measured["images/s"],
             marker={"size": measured["images/s"], "sizemode": "area", "sizemin": 8,
                     "sizeref": 2.0 * measured["images/s"].max() / 45**2, "color": measured["images/s"],
                     "colorscale": "Viridis", "showscale": True, "colorbar": {"title": "images/s"}},

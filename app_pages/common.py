@@ -35,6 +35,11 @@ def friendly_errors():
         st.error(str(exc), icon=":material/error:")
 
 
+def plural(n: int, word: str, words: str | None = None) -> str:
+    """'1 file', '3 files': counts read as sentences."""
+    return f"{n:,} {word if n == 1 else (words or word + 's')}"
+
+
 def current_dataset():
     return st.session_state.get(DATASET)
 
@@ -165,10 +170,14 @@ def sidebar():
             "Backbone",
             names,
             key=BACKBONE,
-            format_func=lambda n: get_spec(n).display_name + ("  ✓ offline" if n in offline else ""),
+            format_func=lambda n: ("✓ " if n in offline else "") + get_spec(n).display_name,
             help="The ImageNet network whose features every page uses. "
-            "✓ offline: its weights are on this machine; the others download on first use.",
+            "✓: its weights are on this machine (works offline); the others download on first use.",
         )
+        if st.session_state[BACKBONE] in offline:
+            st.caption("✓ ImageNet weights on this machine")
+        else:
+            st.caption("ImageNet weights download on first use")
         try:
             home = settings.home()
         except OSError as exc:
@@ -233,3 +242,22 @@ def load_predictor(kind: str, key: str, weights: str | None = "imagenet"):
         except OSError:
             stamp = 0  # load_run explains that the model is missing
     return _predictor(kind, key, weights, stamp, str(settings.weights_dir()), str(settings.home()))
+
+
+# ---------------------------------------------------------------- label and explore pages
+LABEL_PAGE = "app_pages/label.py"
+EXPLORE_PAGE = "app_pages/explore.py"
+
+
+def stage_progress(bar):
+    """A ``progress(stage, core.features.ExtractProgress)`` callback that draws into ``bar`` (an st.progress)."""
+
+    def update(stage: str, p) -> None:
+        if p.cached:
+            text = f"{stage}: {p.total:,} images, features from the cache"
+        else:
+            eta = f", about {p.eta_s:,.0f} s left" if p.eta_s == p.eta_s and p.images_per_s > 0 else ""
+            text = f"{stage}: {p.done:,} of {p.total:,} images ({p.images_per_s:,.1f} images/s{eta})"
+        bar.progress(min(p.done / max(p.total, 1), 1.0), text=text)
+
+    return update

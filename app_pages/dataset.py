@@ -14,9 +14,11 @@ from app_pages import common
 
 SOURCES = ("Sample dataset", "Local folder", "Upload a zip")
 GRID_COLUMNS, GRID_ROWS, THUMB_PX = 6, 3, 160
+SCATTER_MAX = 5000  # dots in the size chart; more are sampled
 PAIRS_SHOWN = 6
 ZIP_STATE = "tl_zip_done"  # (file_id, error message or None, skipped members, extracted folder)
 DUPS_STATE = "tl_dups"  # {fingerprint: duplicates DataFrame}
+ADVICE_STATE = "tl_advice"  # {(fingerprint, backbone): core.advisor.Advice}
 
 st.title("Dataset")
 
@@ -81,7 +83,7 @@ else:
         if error:
             st.error(f"Zip rejected: {error}", icon=":material/block:")
         elif skipped:
-            with st.expander(f"{len(skipped)} entries of the zip were skipped"):
+            with st.expander(f"{common.plural(len(skipped), 'entry', 'entries')} of the zip skipped"):
                 st.dataframe(pd.DataFrame([(s.name, s.reason) for s in skipped], columns=["entry", "reason"]),
                              hide_index=True)
 
@@ -92,7 +94,7 @@ if ds is None:
 
 # ---------------------------------------------------------------- overview
 st.divider()
-st.header(f"{ds.name}")
+st.header(f"Current dataset: {ds.name}")
 st.caption(f"`{ds.root}` · fingerprint `{ds.fingerprint}`")
 counts = ds.counts()
 cols = st.columns(5)
@@ -118,16 +120,19 @@ left.plotly_chart(
            title="Images per class and split"),
     key="chart_counts",
 )
+sized = images if len(images) <= SCATTER_MAX else images.sample(SCATTER_MAX, random_state=0)
 right.plotly_chart(
-    px.histogram(images, x=["width", "height"], barmode="overlay", nbins=40, opacity=0.7,
-                 title="Image width and height (pixels)",
-                 labels={"value": "pixels", "variable": "side"}),
+    px.scatter(sized, x="width", y="height", color="label", opacity=0.5,
+               marginal_x="histogram", marginal_y="histogram", hover_name=sized["path"].map(os.path.basename),
+               title="Image sizes in pixels (one dot per image"
+                     + (f", {SCATTER_MAX:,} sampled)" if len(sized) < len(images) else ")"),
+               labels={"label": "class"}),
     key="chart_sizes",
 )
 left, right = st.columns(2)
 left.plotly_chart(
-    px.histogram(images, x="aspect", color="label", nbins=40, barmode="overlay", opacity=0.7,
-                 title="Aspect ratio (width / height; 1 = square)",
+    px.histogram(images, x="aspect", color="label", nbins=40,
+                 title="Aspect ratio (1 = square, above 1 = landscape)",
                  labels={"aspect": "width / height", "label": "class"}),
     key="chart_aspect",
 )
@@ -161,7 +166,8 @@ else:
 # ---------------------------------------------------------------- problems
 st.subheader("Unreadable files")
 if ds.bad_files:
-    st.warning(f"{len(ds.bad_files)} files were skipped; training ignores them.", icon=":material/broken_image:")
+    st.warning(f"{common.plural(len(ds.bad_files), 'file')} could not be read and will be left out of training.",
+               icon=":material/broken_image:")
     st.dataframe(
         pd.DataFrame([(os.path.relpath(b.path, ds.root), b.reason) for b in ds.bad_files], columns=["file", "reason"]),
         hide_index=True,
@@ -207,7 +213,7 @@ def _pair_rows(rows: pd.DataFrame, a: str, b: str, title_a: str, title_b: str) -
 if leaks.empty:
     st.success("No picture appears in both train and validation.", icon=":material/check_circle:")
 else:
-    st.warning(f"{len(leaks)} pictures appear in both train and validation: remove one copy of each, "
+    st.warning(f"{common.plural(len(leaks), 'picture')} in both train and validation: remove one copy of each, "
                "or the validation accuracy will be too optimistic.", icon=":material/content_copy:")
     _pair_rows(leaks, "train_path", "validation_path", "train", "validation")
 inside = pairs[~pairs["leak"]]
@@ -223,16 +229,33 @@ if not pairs.empty:
         )
 
 # ---------------------------------------------------------------- strategy advisor
-# Section owned by core.advisor (written separately): it gets the dataset and the
-# sidebar's backbone and renders whatever advice object it returns.
 st.divider()
 st.header("Strategy advisor")
 try:
     from core import advisor
+    from core.strategies import STRATEGIES
 except ImportError:
     st.info("The strategy advisor is not available yet in this version.", icon=":material/construction:")
 else:
-    st.write("Which strategy fits this dataset: measured from the data and the chosen backbone.")
-    if st.button("Advise a strategy", key="tl_advise"):
-        with common.friendly_errors(), st.spinner("Measuring the dataset…"):
-            st.write(advisor.advise(ds, backbone=common.current_backbone()))
+    backbone = common.current_backbone()
+    st.write(
+        "Which strategy fits this dataset, from two measurements: its size (training images per class) "
+        "and how well the sidebar's backbone already separates its classes (a linear probe on the "
+        "ImageNet features of a sample)."
+    )
+    key = (ds.fingerprint, backbone)
+    if st.button("Advise a strategy", key="tl_advise", icon=":material/lightbulb:"):
+        bar = st.progress(0.0, text="Extracting features of a sample…")
+        with common.friendly_errors():
+            st.session_state[ADVICE_STATE] = {key: advisor.advise(
+                ds, backbone=backbone,
+                progress=lambda p: bar.progress(min(p.done / max(p.total, 1), 1.0),
+                                                text=f"Features of the sample: {p.done:,} of {p.total:,} images"),
+            )}
+        bar.empty()
+    advice = st.session_state.get(ADVICE_STATE, {}).get(key)
+    if advice is not None:
+        st.success(f"Recommended: **{STRATEGIES[advice.strategy]}** "
+                   f"(dataset {advice.size}, {advice.similarity} to ImageNet)", icon=":material/lightbulb:")
+        st.table(advice.table())
+        st.markdown("\n".join(f"- {reason}" for reason in advice.reasons))

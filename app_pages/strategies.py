@@ -162,9 +162,9 @@ def launch(configs: list[dict], what: str) -> None:
         st.session_state[MESSAGE] = ("error", f"Could not start {what}: {err}")
         return
     limit = jobs.max_jobs()
-    st.session_state[MESSAGE] = ("success", f"Queued {what}: {len(created)} run{'s' * (len(created) != 1)}. "
-                                 f"{limit} run{'s' * (limit != 1)} train at a time "
-                                 f"(TRANSFER_LAB_MAX_JOBS); the others wait in the queue below.")
+    at_a_time = "one run trains at a time" if limit == 1 else f"{limit} runs train at a time"
+    st.session_state[MESSAGE] = ("success", f"Queued {what}: {len(created)} run{'s' * (len(created) != 1)}; "
+                                 f"{at_a_time} (TRANSFER_LAB_MAX_JOBS), the others wait in the queue below.")
 
 
 def _cancel(run_id: str, force: bool = False) -> None:
@@ -277,8 +277,9 @@ def queue_panel() -> None:
         position += state == "queued"
         with st.container(border=True):
             top = st.columns([3, 1, 1], vertical_alignment="center")
-            top[0].markdown(f"**{run.name}** · {STRATEGIES.get(run.config.get('strategy'), '?')} · "
-                            f"`{run.id}`")
+            strategy = STRATEGIES.get(run.config.get("strategy"), "?")
+            top[0].markdown(f"**{run.name}**" + ("" if strategy in run.name else f" · {strategy}")
+                            + f"  \n:gray[`{run.id}`]")
             asked = run.cancel_requested()
             if asked and state == "running":
                 top[1].caption("stopping…")
@@ -354,7 +355,7 @@ else:
     else:
         labels = done["name"] + " · " + done["run_id"].str[-4:]
         fig = make_subplots(rows=1, cols=4, subplot_titles=("Validation accuracy", "Validation loss",
-                                                            "Wall time", "Trainable parameters"))
+                                                            "Wall time (s)", "Trainable parameters"))
         colors = {s: px.colors.qualitative.Set2[i] for i, s in enumerate(STRATEGIES)}
         formats = {"val_accuracy": "{:.1%}".format, "val_loss": "{:.3f}".format,
                    "train_seconds": compare.format_seconds, "trainable_params": compare.compact}
@@ -362,8 +363,13 @@ else:
             fig.add_bar(x=labels, y=done[field], marker_color=[colors.get(s, "#888") for s in done["strategy"]],
                         text=[fmt(v) if pd.notna(v) else "" for v in done[field]], textposition="outside",
                         showlegend=False, row=1, col=col, hovertext=done["Strategy"])
-        fig.update_yaxes(type="log", row=1, col=4)
-        fig.update_yaxes(tickformat=".0%", row=1, col=1)
+        params = done["trainable_params"].dropna()
+        if len(params) > 1 and params.max() > 20 * max(params.min(), 1):
+            fig.update_yaxes(type="log", dtick=1, tickformat="~s", row=1, col=4)
+        else:
+            fig.update_yaxes(tickformat="~s", row=1, col=4)
+        fig.update_yaxes(tickformat=".0%", range=[0, 1.08], row=1, col=1)
+        fig.update_yaxes(tickformat=".2~g", row=1, col=2)
         fig.update_xaxes(showticklabels=False)
         fig.update_layout(height=330, margin=dict(t=40, b=10))
         st.plotly_chart(fig, key="tl_strat_bars")
@@ -382,7 +388,8 @@ else:
         scatter.add_trace(go.Scatter(x=front["train_seconds"], y=front["val_accuracy"], mode="lines",
                                      line=dict(dash="dot", color="grey"), name="best trade-offs"))
         scatter.update_traces(marker_size=13, selector=dict(mode="markers"))
-        scatter.update_layout(height=380, yaxis_tickformat=".0%", margin=dict(t=10))
+        scatter.update_layout(height=380, yaxis_tickformat=".0%", yaxis_range=[0, 1.05], margin=dict(t=10))
+        scatter.update_xaxes(dtick=1)  # log axis: one tick per decade
         st.plotly_chart(scatter, key="tl_strat_scatter")
         st.caption("Up and to the left is better. The dotted line joins the runs nothing beats on both time and "
                    "accuracy; feature runs after the first reuse cached features, so they look faster.")

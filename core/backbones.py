@@ -182,15 +182,19 @@ def keras_cache_dir() -> Path:
     return Path(base) / "models"
 
 
+# Keras caches a few downloads under another name than the URL's file name.
+_CACHE_NAMES = {"NASNet-mobile.h5": "nasnet_mobile.h5", "NASNet-mobile-no-top.h5": "nasnet_mobile_no_top.h5"}
+
+
 def weights_location(spec: BackboneSpec, include_top: bool = False, size: int | None = None) -> Path | None:
     """Where ImageNet weights for ``spec`` are on disk, or None (a download is needed)."""
     if spec.family == "local":
         return Path(spec.model_path)
     filename = spec.weights_filename(include_top, size)
-    candidates = []
-    if settings.weights_dir():
-        candidates.append(settings.weights_dir() / filename)
-    candidates.append(keras_cache_dir() / filename)
+    names = [filename, *([_CACHE_NAMES[filename]] if filename in _CACHE_NAMES else [])]
+    folders = [settings.weights_dir()] if settings.weights_dir() else []
+    folders.append(keras_cache_dir())
+    candidates = [folder / name for folder in folders for name in names]
     return next((c for c in candidates if c.is_file()), None)
 
 

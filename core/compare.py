@@ -252,7 +252,7 @@ def run_row(run) -> dict:
         "run_id": run.id, "name": run.name if run.name != run.id else run_name(cfg),
         "strategy": strategy, "Strategy": STRATEGIES.get(strategy, strategy),
         "backbone": "scratch CNN" if strategy == "scratch" else cfg.get("backbone", ""),
-        "weights": cfg.get("weights", ""), "input_size": m.get("input_size", cfg.get("input_size")),
+        "weights": cfg.get("weights", ""), "input_size": m.get("input_size") or cfg.get("input_size") or None,
         "state": status["state"], "val_accuracy": m.get("val_accuracy"), "val_loss": m.get("val_loss"),
         "macro_f1": m.get("macro_f1"), "train_seconds": m.get("train_seconds", wall),
         "trainable_params": m.get("trainable_params"), "total_params": m.get("total_params"),
@@ -275,7 +275,7 @@ def comparison_table(runs: Iterable) -> pd.DataFrame:
         except TransferLabError:
             continue  # deleted while listing
     table = pd.DataFrame(rows, columns=COLUMNS)
-    for col in ("val_accuracy", "val_loss", "macro_f1", "train_seconds", "trainable_params", "total_params",
+    for col in ("input_size", "val_accuracy", "val_loss", "macro_f1", "train_seconds", "trainable_params", "total_params",
                 "epochs_run", "images_per_s", "val_images", "fine_tune_layers", "unfrozen_layers"):
         table[col] = pd.to_numeric(table[col], errors="coerce")
     return table

@@ -432,10 +432,29 @@ def relabel(ds: Dataset, path: str | os.PathLike, new_label: str) -> Path:
     dst_folder = root.joinpath(*parts[:i], new_label, *parts[i + 1:-1])
     if not src.is_file():
         raise DatasetError(f"Photo not found: {src.name} (was it moved or deleted?).")
+    existing = dst_folder
+    while not existing.exists() and existing != root:
+        existing = existing.parent
+    for folder in (src.parent, existing):
+        if not writable(folder):
+            raise DatasetError(
+                f"The folder {folder} is read-only, so {src.name} cannot be relabelled there. "
+                "Copy the dataset to a writable folder (or build one on the Label page) to fix labels."
+            )
     try:
         return _move_file(src, dst_folder)
     except OSError as exc:
         raise DatasetError(f"Could not move {src.name} to '{new_label}': {exc.strerror or exc}") from exc
+
+
+def writable(folder: str | os.PathLike) -> bool:
+    """Whether files may be added to and removed from ``folder``: the file system allows it and the
+    folder is not marked read-only (no owner write bit), which is respected even when running as root."""
+    try:
+        mode = os.stat(folder).st_mode
+    except OSError:
+        return False
+    return bool(mode & 0o200) and os.access(folder, os.W_OK | os.X_OK)
 
 
 def camera_name() -> str:

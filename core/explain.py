@@ -137,9 +137,9 @@ def tile_maps(maps: np.ndarray, columns: int = 8, cell: int = 96, pad: int = 2) 
 # softmax / sigmoid ``Dense`` is applied without its activation (Grad-CAM uses
 # the class score before the softmax, which does not saturate).
 
-_JET = np.array(  # a perceptual "turbo"-like ramp: blue (cold) -> green -> yellow -> red (hot)
-    [[48, 18, 59], [70, 107, 227], [40, 188, 235], [50, 241, 152], [164, 252, 60],
-     [238, 207, 58], [251, 128, 34], [208, 47, 5], [122, 4, 3]], dtype=np.float32
+_JET = np.array(  # a jet-like ramp: dark blue (cold) -> cyan -> green -> yellow -> red (hot)
+    [[30, 30, 140], [40, 110, 230], [40, 200, 220], [120, 230, 110], [250, 220, 40], [250, 130, 30],
+     [225, 30, 25]], dtype=np.float32
 )
 
 
@@ -358,7 +358,7 @@ def colorize(heatmap: np.ndarray) -> np.ndarray:
     return (_JET[lo] * (1 - frac) + _JET[hi] * frac).astype(np.uint8)
 
 
-def overlay(image_uint8: np.ndarray, heatmap: np.ndarray, alpha: float = 0.45) -> np.ndarray:
+def overlay(image_uint8: np.ndarray, heatmap: np.ndarray, alpha: float = 0.5) -> np.ndarray:
     """The heatmap, smoothly enlarged to the image's size, blended over it (uint8 RGB)."""
     from PIL import Image
 

@@ -101,8 +101,29 @@ def export_keras(model: Any, out_dir: str | os.PathLike, stem: str = "model") ->
     return Artifact("keras", target, time.perf_counter() - start)
 
 
+def _export_inference_savedmodel(model: Any, path: Path) -> None:
+    """A SavedModel whose ``serve`` (and ``serving_default``) signature calls the model with
+    ``training=False``. Plain ``model.export`` traces ``model(x)`` with no training flag, and
+    Keras' random augmentation layers default to ``training=True``: a run trained with
+    augmentation would then flip, rotate and zoom every photo at serving time (and the
+    random ops would not convert to TFLite)."""
+    import keras
+    import tensorflow as tf
+
+    shape = model.input_shape
+    if isinstance(shape, list):
+        raise ExportError("Export needs a model with one image input.")
+    archive = keras.export.ExportArchive()
+    archive.track(model)
+    archive.add_endpoint(
+        "serve", lambda pixels: model(pixels, training=False),
+        input_signature=[tf.TensorSpec((None, *shape[1:]), tf.float32, name="pixels")],
+    )
+    archive.write_out(str(path), verbose=False)
+
+
 def export_savedmodel(model: Any, out_dir: str | os.PathLike, stem: str = "model") -> tuple[Artifact, Path]:
-    """``model.export`` (a ``serve`` signature: float32 pixels -> probabilities) zipped as
+    """The model as a SavedModel (``serve``: float32 pixels -> probabilities, inference mode) zipped as
     ``stem_savedmodel.zip``; returns the artifact and the unzipped folder (for TFLite)."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -110,7 +131,7 @@ def export_savedmodel(model: Any, out_dir: str | os.PathLike, stem: str = "model
     staging = Path(tempfile.mkdtemp(prefix=".tmp-sm-", dir=out)) / folder.name
     start = time.perf_counter()
     try:
-        model.export(str(staging), format="tf_saved_model", verbose=False)
+        _export_inference_savedmodel(model, staging)
         if folder.exists():
             shutil.rmtree(folder)
         os.replace(staging, folder)
@@ -350,7 +371,7 @@ def export_folder(key: str) -> Path:
 
     from . import settings
 
-    safe = "-".join(re.findall(r"[A-Za-z0-9_.]+", key))[:80] or "model"
+    safe = "-".join(re.findall(r"[A-Za-z0-9_]+", key))[:80] or "model"
     folder = settings.subdir("exports") / safe
     folder.mkdir(parents=True, exist_ok=True)
     return folder

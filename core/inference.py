@@ -21,7 +21,7 @@ from typing import Any, Callable, Iterable, Sequence
 import numpy as np
 import pandas as pd
 
-from .errors import BadImage, RunError, TransferLabError
+from .errors import BadImage, RunError, TransferLabError, WeightsUnavailable
 from .images import Source, load_rgb, open_rgb
 
 DEFAULT_TOP_K = 5
@@ -163,8 +163,13 @@ def load_imagenet(backbone: str, weights: Any = "imagenet") -> Predictor:
     from .backbones import get_spec, imagenet_classes, load_classifier
 
     spec = get_spec(backbone)
+    try:
+        classes = imagenet_classes(spec)
+    except WeightsUnavailable:
+        if weights is not None:
+            raise
+        classes = [f"imagenet_{i}" for i in range(1000)]  # random weights predict nonsense anyway
     model, size = load_classifier(backbone, weights=weights)
-    classes = imagenet_classes(spec)
     label = "ImageNet" if weights == "imagenet" else ("random weights" if weights is None else "custom weights")
     return Predictor(model, size, classes, name=f"{spec.display_name} ({label})", kind="imagenet",
                      source=backbone, weights="random" if weights is None else str(weights))

@@ -369,6 +369,7 @@ class LabelResult:
     bad_files: list[BadFile] = field(default_factory=list)
     seconds: float = 0.0
     notes: list[str] = field(default_factory=list)
+    model: str = ""  # the few-shot classifier, when one was used
 
     def accepted(self, threshold: float) -> pd.DataFrame:
         return self.frame[self.frame["confidence"] >= threshold]
@@ -399,8 +400,6 @@ def auto_label(
     every class) or ``compare`` (both; where they agree the confidence is the
     lower of the two, where they disagree it is 0 and few-shot's pick is suggested).
     """
-    from .features import extract_features
-
     start = time.perf_counter()
     classes = list(classes)
     if method not in METHODS:
@@ -433,9 +432,9 @@ def auto_label(
         if weights != "imagenet":
             raise LabelingError("Zero-shot labelling needs the backbone's ImageNet weights.")
 
-    fs = extract_features(unlabelled, backbone, split="train", weights=weights, pooling="avg",
-                          progress=(lambda p: progress("photos to label", p)) if progress else None,
-                          should_stop=should_stop)
+    fs = cached_extract(unlabelled, backbone, split="train", weights=weights,
+                        progress=(lambda p: progress("photos to label", p)) if progress else None,
+                        should_stop=should_stop)
     X_all = np.asarray(fs.X)
     ok = np.asarray(fs.valid, bool)
     paths = list(fs.paths)
@@ -480,7 +479,8 @@ def auto_label(
     frame = frame.sort_values(["confidence", "file"], ascending=[False, True], kind="stable").reset_index(drop=True)
     first = ["path", "file", "suggestion", "confidence"]
     frame = frame[first + [c for c in frame.columns if c not in first]]
-    return LabelResult(frame, classes, method, backbone, bad, time.perf_counter() - start, notes)
+    return LabelResult(frame, classes, method, backbone, bad, time.perf_counter() - start, notes,
+                       model if method != "zero_shot" else "")
 
 
 # ---------------------------------------------------------------- label issues and outliers
@@ -577,6 +577,51 @@ def outliers(X: np.ndarray, y: np.ndarray, classes: Sequence[str], paths: Sequen
     return frame.reset_index(drop=True)
 
 
+_LOADED: dict[tuple[str, str, int], Any] = {}
+
+
+def loaded_backbone(backbone: str, weights: Any = "imagenet"):
+    """A backbone loaded once per process and reused by every extraction here (the last one is kept)."""
+    from .backbones import get_spec, load_backbone, weights_id
+
+    spec = get_spec(backbone)
+    key = (backbone, weights_id(spec, weights, 0, spec.default_size), spec.default_size)
+    if key not in _LOADED:
+        _LOADED.clear()
+        _LOADED[key] = load_backbone(backbone, weights)
+    return _LOADED[key]
+
+
+def _cache_key(ds: Dataset, backbone: str, split: str, weights: Any) -> str:
+    from .backbones import get_spec, weights_id
+    from .features import cache_key
+
+    spec = get_spec(backbone)
+    return cache_key(ds.fingerprint, split, backbone, weights_id(spec, weights, 0, spec.default_size),
+                     spec.default_size, "avg")
+
+
+def features_cached(ds: Dataset, backbone: str, weights: Any = "imagenet",
+                    splits: Sequence[str] = ("train", "validation")) -> bool:
+    """Whether the pooled features of every split of ``ds`` that has photos are in the feature cache."""
+    from . import settings
+
+    root = settings.subdir("features")
+    return all((root / _cache_key(ds, backbone, s, weights) / "meta.json").is_file()
+               for s in splits if ds.split(s))
+
+
+def cached_extract(ds: Dataset, backbone: str, *, split: str, weights: Any = "imagenet", progress=None,
+                   should_stop=None):
+    """``core.features.extract_features`` (pooling ``avg``) that loads the backbone only on a
+    cache miss, and then only once for all the splits and datasets that need it."""
+    from .features import extract_features
+
+    hit = features_cached(ds, backbone, weights, splits=(split,))
+    return extract_features(ds, backbone, split=split, weights=weights, pooling="avg", progress=progress,
+                            should_stop=should_stop, loaded=None if hit else loaded_backbone(backbone, weights))
+
+
 @dataclass
 class DatasetFeatures:
     """Pooled features of every usable photo of a dataset, train split then validation."""
@@ -597,16 +642,14 @@ class DatasetFeatures:
 def dataset_features(ds: Dataset, backbone: str, weights: Any = "imagenet", progress: StageProgress | None = None,
                      should_stop=None, splits: Sequence[str] = ("train", "validation")) -> DatasetFeatures:
     """Features of every usable photo of ``ds`` from the feature cache (extracted once, then reused)."""
-    from .features import extract_features
-
     Xs, ys, paths, split_of, keys = [], [], [], [], []
     images, seconds = 0, 0.0
     for split in splits:
         if not ds.split(split):
             continue
-        fs = extract_features(ds, backbone, split=split, weights=weights, pooling="avg",
-                              progress=(lambda p, s=split: progress(s, p)) if progress else None,
-                              should_stop=should_stop)
+        fs = cached_extract(ds, backbone, split=split, weights=weights,
+                            progress=(lambda p, s=split: progress(s, p)) if progress else None,
+                            should_stop=should_stop)
         X, y = fs.usable()
         Xs.append(X)
         ys.append(y)

@@ -50,14 +50,31 @@ def _size(name: str, size: int | None) -> int:
     return spec.default_size if spec.fixed_size or not size else int(size)
 
 
+def _cores() -> int:
+    """CPU cores this process may use (a container or taskset may allow fewer than exist)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def _cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def _device() -> str:
+    """What ran the measurement, as a person would name it."""
     import tensorflow as tf
 
     gpus = tf.config.list_physical_devices("GPU")
     if gpus:
         details = tf.config.experimental.get_device_details(gpus[0])
-        return f"GPU: {details.get('device_name', gpus[0].name)}"
-    return f"CPU: {platform.processor() or platform.machine()}"
+        return f"GPU {details.get('device_name', gpus[0].name)}"
+    return f"CPU {_cpu_name()} ({_cores()} cores)"
 
 
 def measure(
@@ -99,7 +116,7 @@ def measure(
     result = SpeedResult(
         backbone=name, size=size, batch_size=batch_size, batches=batches,
         images_per_s=batch_size / per_batch, seconds_per_batch=per_batch, device=_device(),
-        host=platform.node(), cpu_count=os.cpu_count() or 1, tf_version=tf.__version__,
+        host=platform.node(), cpu_count=_cores(), tf_version=tf.__version__,
         measured_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
     )
     atomic.write_json(bench_path(name, size), asdict(result))

@@ -12,6 +12,7 @@ from PIL import Image
 from streamlit.testing.v1 import AppTest
 
 from tests.conftest import REPO, write_images
+from tests.test_app_backbones import offline  # noqa: F401  (fixture)
 
 APP = str(REPO / "streamlit_app.py")
 
@@ -102,8 +103,8 @@ def test_problems_are_shown(problem_folder):
     assert int(m["Near duplicates"]) >= 1
     warnings = " ".join(w.value for w in at.warning)
     assert "imbalanced" in warnings and "Too few training images" in warnings
-    assert "2 files were skipped" in warnings
-    assert "1 pictures appear in both train and validation" in warnings
+    assert "2 files could not be read" in warnings
+    assert "1 picture in both train and validation" in warnings
     table = at.dataframe[0].value
     assert set(table["file"]) == {"train/a/broken.png", "train/b/notes.txt"}
     assert table.set_index("file").loc["train/b/notes.txt", "reason"].startswith("not an image file type")
@@ -167,12 +168,21 @@ def test_source_choice_survives_a_page_switch(image_folder):
     assert metrics(at)["Usable images"] == "32"
 
 
-def test_strategy_advisor_section(image_folder):
+def test_strategy_advisor_without_weights_is_a_friendly_error(image_folder, offline):
     at = scan_folder(open_dataset_page(), image_folder)
     assert "Strategy advisor" in [h.value for h in at.header]
-    try:
-        import core.advisor  # noqa: F401
-    except ImportError:
-        assert any("not available yet" in i.value for i in at.info)
-    else:
-        assert any(b.label == "Advise a strategy" for b in at.button)
+    at.button(key="tl_advise").click().run()
+    assert not at.exception
+    assert at.error and "not available offline" in at.error[0].value
+
+
+@pytest.mark.real
+def test_strategy_advisor_recommends(image_folder, shared_assets):
+    at = scan_folder(open_dataset_page(), image_folder)
+    at.button(key="tl_advise").click().run()
+    assert not at.exception and not at.error
+    advice = next(s.value for s in at.success if s.value.startswith("Recommended"))
+    assert "dataset small" in advice  # 12 training images a class
+    assert "◀ this dataset" in at.table[0].value.to_string()
+    at.run()  # the advice stays for this dataset and backbone
+    assert any(s.value == advice for s in at.success)

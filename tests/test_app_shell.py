@@ -63,7 +63,8 @@ def test_local_weights_make_a_backbone_the_default(tmp_path, monkeypatch):
     at = new_app()
     box = at.sidebar.selectbox(key="tl_backbone")
     assert box.value == "resnet50"
-    assert "✓ offline" in box.format_func("resnet50") and "offline" not in box.format_func("vgg16")
+    assert box.format_func("resnet50") == "✓ ResNet50" and box.format_func("vgg16") == "VGG16"
+    assert "✓ ImageNet weights on this machine" in [c.value for c in at.sidebar.caption]
 
 
 def test_settings_expander_mirrors_environment(tmp_path, tl_home, monkeypatch):

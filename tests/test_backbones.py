@@ -201,18 +201,7 @@ KERAS_CACHE_NAMES = {
     "efficientnet_b0": "efficientnetb0_notop.h5",
 }
 
-NASNET_CACHE_BUG = (
-    "core bug: NASNetMobile's weights_file/_notop are the download URL's basename "
-    "('NASNet-mobile-no-top.h5'), but keras.applications caches the file as 'nasnet_mobile_no_top.h5', "
-    "so weights_location() never finds a Keras-cached NASNetMobile"
-)
-
-
-@pytest.mark.parametrize(
-    "name",
-    [pytest.param(n, marks=pytest.mark.xfail(strict=True, reason=NASNET_CACHE_BUG)) if n == "nasnet_mobile" else n
-     for n in sorted(KERAS_CACHE_NAMES)],
-)
+@pytest.mark.parametrize("name", sorted(KERAS_CACHE_NAMES))
 def test_weights_already_in_keras_cache_are_found(name, keras_models):
     spec = get_spec(name)
     cached = keras_models / KERAS_CACHE_NAMES[name]

@@ -49,6 +49,27 @@ def test_split_folder_aliases(tmp_path):
     assert ds.counts() == {"train": {"x": 3, "y": 3}, "validation": {"x": 2, "y": 2}}
 
 
+def test_several_folders_of_one_split_are_merged(tmp_path):
+    root = tmp_path / "three_way"
+    for i, cls in enumerate(["x", "y"]):
+        write_images(root / "train" / cls, i, 3)
+        write_images(root / "val" / cls, i, 2, seed=1)
+        write_images(root / "test" / cls, i, 1, seed=2)
+    ds = scan_folder(root)
+    assert ds.split_source == "folders"
+    assert ds.counts()["validation"] == {"x": 3, "y": 3}  # val/ and test/ both kept
+    assert len(ds.records) == 12
+
+
+def test_fingerprint_changes_when_the_folder_moves(tmp_path, image_folder):
+    before = scan_folder(image_folder)
+    moved = tmp_path / "elsewhere"
+    image_folder.rename(moved)
+    after = scan_folder(moved)
+    assert after.fingerprint != before.fingerprint  # cached absolute paths would be stale
+    assert all(Path(r.path).is_file() and str(moved) in r.path for r in after.records)
+
+
 def test_single_wrapper_folder_is_unwrapped(tmp_path, image_folder):
     wrapped = tmp_path / "zipped"
     shutil.copytree(image_folder, wrapped / "cats_and_dogs")

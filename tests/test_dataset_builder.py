@@ -190,7 +190,7 @@ def test_relabel_any_layout(tl_home, image_folder):
 
 
 def test_photo_names_are_made_safe():
-    assert db._photo_name("a b/c?d*.PNG", "PNG") == "c_d_.png"
+    assert db._photo_name("a b/c?d*.PNG", "PNG") == "c_d.png"
     assert db._photo_name("x", "JPEG") == "x.jpg"
     assert db._photo_name("...", "PNG") == "photo.png"
     assert db._photo_name("pic.heic", "PPM") == "pic"  # not an accepted extension: write_photo rejects it
@@ -203,3 +203,17 @@ def test_unaccepted_format_rejected(tl_home):
     report = db.add_photos("d", "a", [("pic.ppm", buf.getvalue())])
     assert not report.added and "not accepted" in report.rejected[0].reason
     assert os.listdir(tl_home / "datasets/d/a") == []
+
+
+def test_relabel_refuses_read_only_folders(tl_home, image_folder):
+    ds = scan_folder(image_folder, use_cache=False)
+    src = Path(ds.split("train")[0].path)
+    mode = src.parent.stat().st_mode
+    os.chmod(src.parent, 0o555)  # marked read-only, as the shared sample is (respected even as root)
+    try:
+        with pytest.raises(DatasetError, match="read-only"):
+            db.relabel(ds, src, "b")
+    finally:
+        os.chmod(src.parent, mode)
+    assert src.exists()
+    assert db.writable(src.parent) and not db.writable(image_folder / "missing")

@@ -101,7 +101,7 @@ def test_extract_shape_rows_follow_paths_and_cache(ds, tl_home, monkeypatch):
     again = extract_features(ds, "tiny", split="train", batch_size=5)
     elapsed = time.perf_counter() - start
     assert again.from_cache is True and again.key == fs.key
-    assert elapsed < 1.0
+    assert elapsed < 2.0  # milliseconds of work; generous for a loaded CI machine
     assert np.array_equal(np.asarray(again.X), np.asarray(fs.X))
     assert again.paths == fs.paths and np.array_equal(again.y, fs.y)
     assert isinstance(again.X, np.memmap)

@@ -1,0 +1,275 @@
+"""Explore: how a backbone's features see this dataset, before training anything — a
+2-D feature map, how well each backbone separates the classes, photos that look
+mislabelled, and outliers."""
+
+from pathlib import Path
+
+import pandas as pd
+import plotly.express as px
+import streamlit as st
+
+from core import dataset_builder as db, embedding, labeling, speed
+from core.backbones import get_spec
+from core.errors import TransferLabError
+from app_pages import common
+
+THUMB_PX = 150
+SEP = "tl_exp_sep"  # {"fingerprint", "per_class", "table", "note"}
+FINDINGS = "tl_exp_findings"  # {feature keys: (issues frame, outliers frame)}
+MSGS = "tl_exp_msgs"
+RESCAN = "tl_exp_rescan"  # (root, name) to rescan after a relabel
+
+st.title("Explore features")
+st.write(
+    "How does a pretrained network see **your** photos? Its pooled features, drawn in 2-D, show whether the "
+    "classes fall apart on their own; a table measures it for every backbone; and the same features point at "
+    "photos that look mislabelled and at outliers."
+)
+for kind, text in st.session_state.pop(MSGS, []):
+    getattr(st, kind)(text)
+
+ds = common.current_dataset()
+if ds is None:
+    st.info("No dataset yet: choose one on the Dataset page, or build one on the Label page.",
+            icon=":material/arrow_back:")
+    left, right = st.columns(2)
+    left.page_link(common.DATASET_PAGE, label="Dataset page", icon=":material/photo_library:")
+    right.page_link(common.LABEL_PAGE, label="Label page", icon=":material/label:")
+    st.stop()
+if len(ds.classes) < 2:
+    st.info(f"Dataset '{ds.name}' has one class; exploring needs at least two.", icon=":material/info:")
+    st.stop()
+
+backbone = common.current_backbone()
+spec = get_spec(backbone)
+left, right = st.columns([3, 2], vertical_alignment="center")
+random = right.toggle("Random weights (baseline)", key="tl_exp_random",
+                      help="The same network untrained: what the map looks like without ImageNet pretraining.")
+weights = None if random else "imagenet"
+wlabel = "random weights" if random else "ImageNet weights"
+left.markdown(f"**{ds.name}** · {len(ds.records):,} photos · {ds.num_classes} classes · "
+              f"**{spec.display_name}** ({wlabel}; change the network in the sidebar)")
+
+try:
+    cached = labeling.features_cached(ds, backbone, weights)
+except TransferLabError as exc:
+    st.error(str(exc), icon=":material/error:")
+    st.stop()
+
+
+def extract_button(where: str) -> None:
+    measured = speed.read(backbone)
+    eta = f" — about {len(ds.records) / measured.images_per_s:,.0f} s at the {measured.images_per_s:,.0f} images/s " \
+          "measured here" if measured else ""
+    st.info(f"This needs the {spec.display_name} features of the {len(ds.records):,} photos{eta}. "
+            "They are extracted once, then cached.", icon=":material/memory:")
+    if st.button("Extract features", type="primary", icon=":material/play_arrow:", key=f"tl_exp_extract_{where}"):
+        bar = st.progress(0.0, text="Loading the network…")
+        with common.friendly_errors():
+            labeling.dataset_features(ds, backbone, weights, progress=common.stage_progress(bar))
+            st.rerun()
+        bar.empty()
+
+
+def features():
+    return labeling.dataset_features(ds, backbone, weights)
+
+
+def findings(feats):
+    store = st.session_state.setdefault(FINDINGS, {})
+    key = "+".join(feats.keys)
+    if key not in store:
+        store.clear()
+        store[key] = (labeling.label_issues(feats.X, feats.y, ds.classes, feats.paths),
+                      labeling.outliers(feats.X, feats.y, ds.classes, feats.paths))
+    return store[key]
+
+
+def relabel(path: str, new_label: str) -> None:
+    try:
+        moved = db.relabel(ds, path, new_label)
+    except TransferLabError as exc:
+        st.session_state.setdefault(MSGS, []).append(("error", str(exc)))
+        return
+    st.session_state.setdefault(MSGS, []).append(
+        ("success", f"Moved {Path(path).name} to '{new_label}' ({moved}). The dataset was rescanned; its features "
+                    "are extracted again for the new fingerprint."))
+    st.session_state[RESCAN] = (ds.root, ds.name)
+
+
+if st.session_state.get(RESCAN):
+    root, name = st.session_state.pop(RESCAN)
+    common.scan(root, name=name)
+    st.rerun()
+
+tab_map, tab_sep, tab_issues, tab_out = st.tabs(
+    ["Feature map", "Separability across backbones", "Possibly mislabelled", "Outliers"])
+
+# ---------------------------------------------------------------- map
+with tab_map:
+    if not cached:
+        extract_button("map")
+    else:
+        method = st.segmented_control("Projection", embedding.METHODS, format_func=embedding.METHOD_NAMES.get,
+                                      default="pca", required=True, key="tl_exp_method",
+                                      help="PCA: the two directions of largest spread, instant. t-SNE: keeps "
+                                           "neighbours together (clusters read better), takes seconds; cached.")
+        hint = "about 10–30 s for a few thousand photos, then cached" if method == "tsne" else "a moment"
+        with st.spinner(f"{embedding.METHOD_NAMES[method]} of {len(ds.records):,} photos ({hint})…"):
+            try:
+                fmap = embedding.feature_map(ds, backbone, weights=weights, method=method)
+            except TransferLabError as exc:
+                st.error(str(exc), icon=":material/error:")
+                fmap = None
+        if fmap is not None:
+            frame = fmap.frame
+            axis = embedding.METHOD_NAMES[method]
+            fig = px.scatter(frame, x="x", y="y", color="label", symbol="split", hover_name="file",
+                             hover_data={"x": False, "y": False, "label": True, "split": True},
+                             custom_data=["path"], symbol_map={"train": "circle", "validation": "x"},
+                             labels={"label": "class", "split": "split"}, height=600,
+                             title=f"{spec.display_name} features of {ds.name}, {axis} to 2-D "
+                                   "(colour: class, marker: split)")
+            fig.update_traces(marker={"size": 7, "opacity": 0.75})
+            fig.update_layout(xaxis_title=f"{axis} 1", yaxis_title=f"{axis} 2", legend_title_text="class, split")
+            event = st.plotly_chart(fig, key=f"tl_exp_map_{method}", on_select="rerun",
+                                    selection_mode=("points", "box", "lasso"))
+            took = f"computed in {fmap.seconds:.1f} s" + (" earlier, read from the cache" if fmap.from_cache else "")
+            extra = ""
+            if method == "pca" and fmap.info.get("explained_variance"):
+                extra = " · the two axes hold {:.0%} of the variance".format(sum(fmap.info["explained_variance"]))
+            st.caption(f"{axis} of {len(frame):,} photos {took}{extra}. Hover a point for its file and class; "
+                       "click one, or drag a box or lasso, to see the photos.")
+            points = (event or {}).get("selection", {}).get("points", []) if event else []
+            paths = []
+            for p in points:
+                cd = p.get("customdata")
+                if cd:
+                    paths.append(cd[0] if isinstance(cd, (list, tuple)) else cd)
+            if paths:
+                sel = frame.set_index("path").loc[[p for p in dict.fromkeys(paths) if p in set(frame["path"])]]
+                st.markdown(f"**{len(sel)} selected photo{'s' if len(sel) != 1 else ''}**"
+                            + (" (the first 24 shown)" if len(sel) > 24 else ""))
+                cols = st.columns(8)
+                for i, (path, row) in enumerate(sel.head(24).iterrows()):
+                    with cols[i % 8]:
+                        st.image(common.thumb(path, 120), caption=f"{row['label']} · {row['file']}", width=120)
+
+# ---------------------------------------------------------------- separability
+with tab_sep:
+    st.write("How well each backbone's features separate **your** classes, measured on your photos: "
+             "a 5-nearest-neighbour vote (leave-one-out) and the silhouette score (-1 to 1; higher means tight, "
+             "well-apart classes), beside the extraction speed on this machine.")
+    from core.backbones import list_backbones, weights_location
+
+    offline = [s for s in list_backbones() if weights_location(s) is not None]
+    options = [(s.name, "imagenet") for s in offline] + [(s.name, None) for s in offline]
+    if (backbone, weights) not in options:
+        options.append((backbone, weights))
+    label_of = {o: f"{get_spec(o[0]).display_name} ({embedding.weights_label(o[1])})" for o in options}
+    default = [o for o in embedding.default_entries() if o in options]
+    picked = st.multiselect("Backbones to compare", options, default=default, format_func=label_of.get,
+                            key="tl_exp_sep_entries",
+                            help="Those whose weights are on this machine, and random-weight baselines.")
+    train_counts = ds.counts()["train"]
+    biggest = max(train_counts.values()) if train_counts else 0
+    per_class = st.number_input("Training photos a class to measure on (0: all)", 0, max(biggest, 1),
+                                min(100, biggest), 10, key="tl_exp_sep_n",
+                                help="Extraction through big backbones is slow on a CPU: a seeded sample keeps it "
+                                     "short. The same sample is used for every backbone.")
+    per_class = int(per_class) or None
+    if st.button("Measure separability", type="primary", icon=":material/leaderboard:", disabled=not picked,
+                 key="tl_exp_sep_go"):
+        bar = st.progress(0.0, text="Starting…")
+        with common.friendly_errors():
+            table = embedding.separability_table(ds, picked, per_class=per_class, progress=common.stage_progress(bar))
+            st.session_state[SEP] = {"fingerprint": ds.fingerprint, "table": table,
+                                     "note": embedding.sample_note(ds, per_class)}
+        bar.empty()
+    held = st.session_state.get(SEP)
+    if held and held["fingerprint"] == ds.fingerprint:
+        table = held["table"]
+        shown = table.drop(columns=["name"]).copy()
+        if not shown["error"].fillna("").astype(bool).any():
+            shown = shown.drop(columns=["error"])
+        st.dataframe(shown, hide_index=True, column_config={
+            "backbone": "backbone",
+            "weights": "weights",
+            "knn_accuracy": st.column_config.ProgressColumn("5-NN accuracy (leave-one-out)", format="percent",
+                                                            min_value=0.0, max_value=1.0),
+            "silhouette": st.column_config.NumberColumn("silhouette (cosine)", format="%.3f"),
+            "images_per_s": st.column_config.NumberColumn("extraction images/s here", format="%.1f"),
+            "images": st.column_config.NumberColumn("photos", format="%d"),
+            "dims": st.column_config.NumberColumn("feature size", format="%d"),
+            "extract_seconds": st.column_config.NumberColumn("extraction s", format="%.1f"),
+            "chance": st.column_config.NumberColumn("chance", format="percent"),
+            "error": "problem",
+        })
+        best = table.dropna(subset=["knn_accuracy"]).head(1)
+        if not best.empty:
+            b = best.iloc[0]
+            st.success(f"Best separated by **{b['backbone']} ({b['weights']})**: {b['knn_accuracy']:.1%} 5-NN "
+                       f"accuracy (chance {b['chance']:.0%}), on {held['note']}.", icon=":material/emoji_events:")
+    else:
+        st.caption("Pick backbones and press “Measure separability”; photos already extracted come from the cache.")
+
+# ---------------------------------------------------------------- mislabelled
+with tab_issues:
+    if not cached:
+        extract_button("issues")
+    else:
+        try:
+            feats = features()
+            issues, outs = findings(feats)
+        except TransferLabError as exc:
+            st.error(str(exc), icon=":material/error:")
+            issues = outs = None
+        if issues is not None:
+            flagged = int(issues["flagged"].sum())
+            st.write(
+                f"Each photo's label checked against a linear probe that never saw it (5-fold, out-of-fold "
+                f"probabilities of the given label) and against its 5 nearest neighbours. **{flagged}** photo"
+                f"{'s are' if flagged != 1 else ' is'} flagged: the probe confidently puts them in another class. "
+                "Most suspect first."
+            )
+            n_show = st.slider("Show", 4, min(60, len(issues)), min(12, len(issues)), 4, key="tl_exp_issues_n")
+            read_only = not db.writable(Path(ds.root))
+            cols = st.columns(4)
+            for i, row in issues.head(n_show).reset_index(drop=True).iterrows():
+                with cols[i % 4].container(border=True):
+                    st.image(common.thumb(row["path"], THUMB_PX), width=THUMB_PX)
+                    st.markdown(f"**{row['file']}**  \nlabelled **{row['label']}** ({row['p_given']:.0%}) · "
+                                f"looks like **{row['suggested']}** ({row['p_suggested']:.0%})")
+                    st.caption(f"{row['knn_disagree'] * 5:.0f} of 5 nearest neighbours disagree"
+                               + (" · flagged" if row["flagged"] else ""))
+                    if row["suggested"] != row["label"]:
+                        st.button(f"Relabel as {row['suggested']}", key=f"tl_exp_relabel::{row['path']}",
+                                  on_click=relabel, args=(row["path"], row["suggested"]),
+                                  disabled=not db.writable(Path(row["path"]).parent),
+                                  help="Moves the file into that class's folder (same split).")
+            if read_only:
+                st.caption("This dataset's folders are read-only, so photos cannot be relabelled here; build an "
+                           "editable copy on the Label page.")
+
+# ---------------------------------------------------------------- outliers
+with tab_out:
+    if not cached:
+        extract_button("outliers")
+    else:
+        try:
+            feats = features()
+            _, outs = findings(feats)
+        except TransferLabError as exc:
+            st.error(str(exc), icon=":material/error:")
+            outs = None
+        if outs is not None:
+            st.write("The photos farthest from every class centre (cosine distance of their features): often broken, "
+                     "off-topic or odd images worth a look.")
+            n_show = st.slider("Show", 4, min(60, len(outs)), min(12, len(outs)), 4, key="tl_exp_out_n")
+            cols = st.columns(4)
+            for i, row in outs.head(n_show).reset_index(drop=True).iterrows():
+                with cols[i % 4].container(border=True):
+                    st.image(common.thumb(row["path"], THUMB_PX), width=THUMB_PX)
+                    st.markdown(f"**{row['file']}**  \nlabelled **{row['label']}** · nearest class "
+                                f"**{row['nearest_class']}**")
+                    st.caption(f"distance {row['distance']:.3f} (z = {row['z_score']:.1f})")

@@ -1,0 +1,184 @@
+"""Grad-CAM: shape and range, it points at the informative region on a constructed
+model, and it reaches the feature maps inside nested models (run models, ImageNet
+classifiers, fine-tuned and reloaded models)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from core import explain
+from core.errors import TransferLabError
+
+SIZE = 32
+
+
+def red_detector_base(size: int = SIZE):
+    """A "backbone": channel 0 fires on red pixels, channel 1 on blue; 2x2 pooled -> 16x16 maps."""
+    import keras
+
+    inputs = keras.Input((size, size, 3), name="base_input")
+    conv = keras.layers.Conv2D(2, 1, activation="relu", name="detect")
+    x = conv(inputs)
+    x = keras.layers.MaxPooling2D(2, name="top_pool")(x)
+    base = keras.Model(inputs, x, name="detector_base")
+    kernel = np.zeros((1, 1, 3, 2), np.float32)
+    kernel[0, 0] = [[1, -1], [-1, 0], [-1, 1]]  # ch0: r - g - b ; ch1: b - r
+    conv.set_weights([kernel, np.zeros(2, np.float32)])
+    return base
+
+
+def red_patch_image(size: int = SIZE, box=(2, 12, 4, 14)) -> np.ndarray:
+    img = np.full((size, size, 3), 90, np.uint8)  # grey: no evidence either way
+    top, bottom, left, right = box
+    img[top:bottom, left:right] = (240, 10, 10)
+    return img
+
+
+def transfer_model_on(base, classes: int, aug: bool = True):
+    """Built the way runs are: core.strategies.build_transfer_model over a Backbone."""
+    from core.backbones import Backbone, get_spec
+    from core.layers import ChannelAffine
+    from core.strategies import Augment, augmentation, build_head, build_transfer_model
+
+    pre = ChannelAffine(scale=(1 / 255.0,) * 3, offset=(0.0,) * 3, name="preprocess")
+    bb = Backbone(get_spec("mobilenet_v2"), None, base, pre, SIZE, "test")
+    head = build_head(2, classes, 0, 0.0)
+    dense = head.get_layer("head_output")
+    if classes == 2:  # one sigmoid unit: positive = "red"
+        dense.set_weights([np.array([[8.0], [-8.0]], np.float32), np.array([-0.5], np.float32)])
+    else:
+        dense.set_weights([np.array([[8.0, -8.0, 0.0], [-8.0, 8.0, 0.0]], np.float32), np.zeros(3, np.float32)])
+    return build_transfer_model(bb, "avg", head, augmentation(Augment(), seed=1) if aug else None)
+
+
+def assert_points_at_box(cam, box=(2, 12, 4, 14), scale=2):
+    top, bottom, left, right = (v // scale for v in box)
+    inside = cam[top:bottom, left:right]
+    outside = cam.copy()
+    outside[top:bottom, left:right] = np.nan
+    assert inside.mean() > 0.5, inside.mean()
+    assert np.nanmax(outside) < 0.2, np.nanmax(outside)
+    peak = np.unravel_index(np.argmax(cam), cam.shape)
+    assert top <= peak[0] < bottom and left <= peak[1] < right
+
+
+def test_gradcam_points_at_the_red_patch_through_a_nested_base():
+    model = transfer_model_on(red_detector_base(), classes=3)
+    path = explain.gradcam_layer_path(model)
+    assert [layer.name for layer in path] == ["detector_base", "top_pool"]
+    image = red_patch_image()
+    probs = np.asarray(model(image[None].astype("float32"), training=False))[0]
+    assert probs.argmax() == 0  # "red"
+    cam = explain.gradcam(model, image)
+    assert cam.class_index == 0 and cam.layer == "detector_base/top_pool"
+    assert cam.heatmap.shape == (16, 16) and cam.heatmap.dtype == np.float32
+    assert cam.heatmap.min() >= 0 and cam.heatmap.max() == pytest.approx(1.0)
+    assert_points_at_box(cam.heatmap)
+    # the "blue" class has no support anywhere in this image: an all-zero map, not noise or NaN
+    blue = explain.gradcam(model, image, class_index=1)
+    assert blue.class_index == 1 and np.all(blue.heatmap == 0)
+
+
+def test_gradcam_moves_with_the_object():
+    model = transfer_model_on(red_detector_base(), classes=3, aug=False)
+    box = (18, 30, 16, 28)
+    cam = explain.gradcam(model, red_patch_image(box=box)).heatmap
+    assert_points_at_box(cam, box)
+
+
+def test_gradcam_sigmoid_model_and_save_reload(tmp_path):
+    import keras
+
+    import core.layers  # noqa: F401
+
+    model = transfer_model_on(red_detector_base(), classes=2)
+    image = red_patch_image()
+    cam = explain.gradcam(model, image)
+    assert cam.class_index == 1  # the sigmoid unit says "red"
+    assert_points_at_box(cam.heatmap)
+    negated = explain.gradcam(model, image, class_index=0)
+    assert negated.class_index == 0 and negated.score == pytest.approx(-cam.score)
+    model.save(tmp_path / "model.keras")
+    loaded = keras.saving.load_model(tmp_path / "model.keras", safe_mode=True)
+    again = explain.gradcam(loaded, image)
+    np.testing.assert_allclose(again.heatmap, cam.heatmap, atol=1e-5)
+    assert again.layer == cam.layer
+
+
+def test_gradcam_uses_the_score_before_the_softmax():
+    """A saturated softmax (p = 1.0 in float32) would give zero gradients; logits do not."""
+    model = transfer_model_on(red_detector_base(), classes=3, aug=False)
+    dense = model.get_layer("head").get_layer("head_output")
+    w, b = dense.get_weights()
+    dense.set_weights([w * 50, b])
+    image = red_patch_image()
+    probs = np.asarray(model(image[None].astype("float32"), training=False))[0]
+    assert probs[0] == 1.0
+    cam = explain.gradcam(model, image)
+    assert cam.heatmap.max() == pytest.approx(1.0)
+    assert_points_at_box(cam.heatmap)
+
+
+def test_gradcam_on_a_flat_model_and_errors():
+    import keras
+
+    inputs = keras.Input((SIZE, SIZE, 3))
+    x = keras.layers.Conv2D(4, 3, padding="same", name="conv_a")(inputs)
+    x = keras.layers.Conv2D(4, 3, strides=2, padding="same", name="conv_b")(x)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    flat = keras.Model(inputs, keras.layers.Dense(2, activation="softmax")(x))
+    cam = explain.gradcam(flat, np.random.default_rng(0).integers(0, 255, (SIZE, SIZE, 3)))
+    assert cam.layer == "conv_b" and cam.heatmap.shape == (16, 16)
+    assert 0 <= cam.heatmap.min() and cam.heatmap.max() <= 1
+
+    dense_only = keras.Sequential([keras.Input((SIZE, SIZE, 3)), keras.layers.Flatten(), keras.layers.Dense(2)])
+    with pytest.raises(TransferLabError, match="has none"):
+        explain.gradcam_layer_path(dense_only)
+    with pytest.raises(TransferLabError, match="input size"):
+        explain.gradcam(flat, np.zeros((10, 10, 3)))
+    with pytest.raises(TransferLabError, match="RGB"):
+        explain.gradcam(flat, np.zeros((SIZE, SIZE)))
+    with pytest.raises(TransferLabError, match="out of range"):
+        explain.gradcam(flat, np.zeros((SIZE, SIZE, 3)), class_index=7)
+
+
+def test_gradcam_registry_classifier_and_fine_tuned_run_model(tmp_path):
+    """keras.applications MobileNetV2 with its top (random weights: no download offline),
+    and a fine-tuned transfer model on its base, saved and reloaded as a run would be."""
+    import keras
+
+    from core.backbones import load_backbone, load_classifier
+    from core.strategies import Augment, augmentation, build_head, build_transfer_model, unfreeze_top
+
+    classifier, size = load_classifier("mobilenet_v2", weights=None)
+    image = np.random.default_rng(1).integers(0, 255, (size, size, 3))
+    cam = explain.gradcam(classifier, image)
+    assert cam.layer.endswith("/out_relu") and cam.heatmap.shape == (7, 7)
+    assert 0 <= cam.heatmap.min() and cam.heatmap.max() <= 1
+    probs = np.asarray(classifier(image[None].astype("float32"), training=False))[0]
+    assert probs[cam.class_index] == probs.max()  # the predicted class (random weights: near ties)
+
+    bb = load_backbone("mobilenet_v2", weights=None, input_size=96)
+    model = build_transfer_model(bb, "avg", build_head(bb.feature_shape[-1], 4, 16, 0.2),
+                                 augmentation(Augment(), seed=0))
+    unfreeze_top(bb.base, 10)
+    model.save(tmp_path / "run.keras")
+    loaded = keras.saving.load_model(tmp_path / "run.keras", safe_mode=True)
+    small = image[:96, :96]
+    a, b = explain.gradcam(model, small), explain.gradcam(loaded, small)
+    assert a.layer == b.layer and a.layer.endswith("/out_relu") and a.heatmap.shape == (3, 3)
+    np.testing.assert_allclose(a.heatmap, b.heatmap, atol=1e-4)
+
+
+def test_overlay_and_colorize():
+    heat = np.zeros((4, 4), np.float32)
+    heat[0, 0] = 1.0
+    image = np.full((40, 60, 3), 128, np.uint8)
+    out = explain.overlay(image, heat)
+    assert out.shape == (40, 60, 3) and out.dtype == np.uint8
+    # hot corner turns red, the cold far corner stays close to the photo
+    assert out[0, 0, 0] > 150 and out[0, 0, 2] < 100
+    assert np.abs(out[-1, -1].astype(int) - 128).max() < 60
+    colours = explain.colorize(np.array([[0.0, 1.0, np.nan]]))
+    assert colours.shape == (1, 3, 3) and colours[0, 1, 0] > colours[0, 1, 2]
