@@ -139,10 +139,13 @@ if predictor is not None:
     if not items:
         st.info("Upload photos or take one with the camera to classify them.", icon=":material/photo_camera:")
     else:
-        key = (model_key, items_key(items), k)
+        key = (model_key, items_key(items))
         cached = st.session_state.get(RESULTS)
         if cached and cached[0] == key:
             results = cached[1]
+            for r in results:  # a new top-k needs no new forward pass
+                if r.ok and len(r.top) != min(k, predictor.num_classes):
+                    r.top = inference.top_k(r.probabilities, predictor.classes, k)
         else:
             bar = st.progress(0.0, text=f"Classifying {len(items)} photo(s)…")
             results = inference.classify_many(
@@ -172,6 +175,7 @@ if predictor is not None:
         st.dataframe(frame, hide_index=True, column_config={
             "probability": st.column_config.ProgressColumn("probability", format="%.3f", min_value=0, max_value=1),
             "latency_ms": st.column_config.NumberColumn("latency (ms)", format="%.1f"),
+            "top_k": st.column_config.TextColumn(f"top {k}"),
         })
         st.download_button("Download the results (CSV)", inference.results_csv(results, k),
                            file_name="predictions.csv", mime="text/csv", icon=":material/download:",

@@ -172,7 +172,8 @@ if metrics:
     c[0].metric("Validation accuracy", f"{metrics['val_accuracy']:.1%}")
     c[1].metric("Validation loss", f"{metrics['val_loss']:.3f}")
     c[2].metric("Macro F1", f"{metrics.get('macro_f1', float('nan')):.3f}")
-    c[3].metric("Training time", compare.format_seconds(metrics.get("train_seconds")))
+    c[3].metric("Training time", compare.format_seconds(metrics.get("train_seconds"), short=True),
+                help=compare.format_seconds(metrics.get("train_seconds")))
     c[4].metric("Trainable params", f"{metrics.get('trainable_params', 0):,}")
     c[5].metric("Epochs", metrics.get("epochs_run", "?"))
     best = compare.best_epoch(run.history())

@@ -333,12 +333,15 @@ else:
         },
     )
     picked = [shown.iloc[i]["run_id"] for i in selection.selection.rows] if selection else []
-    c = st.columns([1, 1, 3])
-    if c[0].button("Curves of the selected runs", icon=":material/show_chart:", disabled=not picked,
-                   key="tl_strat_open_curves"):
+    c = st.columns([1, 1, 2], vertical_alignment="center")
+    if c[0].button("Show curves", icon=":material/show_chart:", disabled=not picked, key="tl_strat_open_curves",
+                   help="Open the selected runs on the Training curves page."):
         st.session_state[common.CURVES_RUNS] = picked
         st.switch_page(common.CURVES_PAGE)
-    if c[1].button("Delete the selected runs", icon=":material/delete:", disabled=not picked, key="tl_strat_delete"):
+    c[2].caption("Tick rows in the table to compare their curves or delete them." if not picked else
+                 f"{len(picked)} run{'s' * (len(picked) != 1)} selected.")
+    if c[1].button("Delete", icon=":material/delete:", disabled=not picked, key="tl_strat_delete",
+                   help="Delete the selected runs and their files (running ones must be cancelled first)."):
         with common.friendly_errors():
             for run_id in picked:
                 store.delete(run_id)

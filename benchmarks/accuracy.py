@@ -10,7 +10,7 @@ from .common import Context, GroupResult, attempt, fmt_seconds, log
 
 BACKBONE = "efficientnet_lite0"
 STRATEGIES = ("linear_probe", "feature_extraction", "frozen_augment", "fine_tune")
-QUICK_PER_CLASS = 100
+QUICK_PER_CLASS = 50
 # --quick also trims the epochs of the strategies that train on images
 QUICK_EPOCHS = {"frozen_augment": dict(epochs=2), "fine_tune": dict(fine_tune_epochs=1),
                 "scratch": dict(epochs=5)}

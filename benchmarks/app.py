@@ -147,7 +147,7 @@ def memory_item(ctx: Context, result: GroupResult, small: int, large: int) -> No
 
 def run(ctx: Context) -> GroupResult:
     result = GroupResult("app", ctx.quick)
-    small, large = (100, 400) if ctx.quick else (500, 2000)
+    small, large = (50, 200) if ctx.quick else (500, 2000)
     if ctx.quick:
         result.notes.append(f"--quick: memory at {small} vs {large} images (full: 500 vs 2,000); one startup round")
     attempt(result, "6 app start", startup_item, ctx, result, 1 if ctx.quick else 3)

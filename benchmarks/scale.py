@@ -11,7 +11,7 @@ import sys
 from .common import REPO, Context, GroupResult, at_least, at_most, attempt, fmt, linear_fit, log, ratio
 
 SIZES = (250, 500, 1000, 2000)
-QUICK_SIZES = (50, 100, 200, 400)
+QUICK_SIZES = (50, 100, 150, 200)
 R2_TARGET = 0.98
 MEMORY_GROWTH_TARGET = 1.10  # peak at the largest size / peak at the smallest
 BACKBONE = "efficientnet_lite0"

@@ -331,7 +331,7 @@ def head_training(ctx: Context, result: GroupResult, per_class: int | None) -> N
 
 def run(ctx: Context) -> GroupResult:
     result = GroupResult("speed", ctx.quick)
-    per_class = 100 if ctx.quick else None
+    per_class = 50 if ctx.quick else None
     ds = ctx.sample(per_class)
     n = len(ds.paths("train"))
     warm_file_cache(ds.paths("train") + ds.paths("validation"))

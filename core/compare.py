@@ -161,13 +161,15 @@ def run_name(config: dict) -> str:
 
 # ---------------------------------------------------------------- formatting
 
-def format_seconds(seconds) -> str:
-    """``45 s``, ``3 min 05 s``, ``1 h 02 min``; ``?`` when unknown."""
+def format_seconds(seconds, short: bool = False) -> str:
+    """``45 s``, ``3 min 05 s``, ``1 h 02 min`` (short: ``45 s``, ``3.1 min``, ``1.0 h``); ``?`` when unknown."""
     if seconds is None or not isinstance(seconds, (int, float)) or not math.isfinite(seconds) or seconds < 0:
         return "?"
     s = int(round(seconds))
-    if s < 60:
+    if s < 60 or (short and s < 120):
         return f"{s} s"
+    if short:
+        return f"{seconds / 60:.1f} min" if s < 3600 else f"{seconds / 3600:.1f} h"
     if s < 3600:
         return f"{s // 60} min {s % 60:02d} s"
     return f"{s // 3600} h {s % 3600 // 60:02d} min"

@@ -315,7 +315,8 @@ def classify_many(
 
 
 def results_frame(results: Sequence[Prediction], k: int = DEFAULT_TOP_K) -> pd.DataFrame:
-    """One row per photo: file, status, top-1 label / index / probability, top-k, latency, error."""
+    """One row per photo: file, status, top-1 label / index / probability, the top ``k`` as
+    "label (p); ..." in ``top_k``, latency, error."""
     rows = []
     for r in results:
         rows.append({
@@ -324,11 +325,11 @@ def results_frame(results: Sequence[Prediction], k: int = DEFAULT_TOP_K) -> pd.D
             "top1": r.label,
             "top1_index": r.index if r.ok else None,
             "probability": r.confidence if r.ok else None,
-            f"top{k}": "; ".join(f"{label} ({p:.3f})" for _, label, p in r.top[:k]),
+            "top_k": "; ".join(f"{label} ({p:.3f})" for _, label, p in r.top[:k]),
             "latency_ms": round(r.latency_ms, 2) if r.ok else None,
             "error": r.error,
         })
-    columns = ["file", "status", "top1", "top1_index", "probability", f"top{k}", "latency_ms", "error"]
+    columns = ["file", "status", "top1", "top1_index", "probability", "top_k", "latency_ms", "error"]
     return pd.DataFrame(rows, columns=columns)
 
 

@@ -99,6 +99,23 @@ def test_run_model_on_a_batch_with_bad_files(finished_run):
     assert downloads, "CSV download button missing"
 
 
+def test_camera_photo_and_top_k_change(finished_run):
+    at = open_page()
+    assert not at.camera_input  # the camera asks for permission only when switched on
+    at.toggle(key="tl_clf_use_camera").set_value(True).run()
+    jpeg = png_bytes(photo(3, (60, 80)), fmt="JPEG", quality=90)
+    at.camera_input(key="tl_clf_camera").set_value(("shot.jpg", jpeg, "image/jpeg")).run()
+    assert not at.exception, [e.value for e in at.exception]
+    table = at.dataframe[0].value
+    assert list(table["file"]) == ["camera-1.jpg"] and list(table["status"]) == ["ok"]
+    assert table["top_k"][0].count(";") == 2  # three classes: top-5 shows all three
+    results = at.session_state["tl_clf_results"][1]
+    at.slider(key="tl_clf_topk").set_value(1).run()
+    assert at.session_state["tl_clf_results"][1] is results  # same results, no new forward pass
+    assert at.dataframe[0].value["top_k"][0].count(";") == 0
+    assert len(results[0].top) == 1
+
+
 def test_export_from_the_page(finished_run):
     at = open_page()
     assert any("Parity check on 8 validation images of the run" in c.value for c in at.caption)

@@ -185,6 +185,8 @@ def test_progress_summary():
     assert frac == 0.25 and text.startswith("Extracting features (train) · 50/200 images")
     assert compare.progress_summary({"phase": "load", "message": "Loading vgg16"}) == (None, "Loading vgg16")
     assert compare.format_seconds(3725) == "1 h 02 min" and compare.format_seconds(float("nan")) == "?"
+    assert [compare.format_seconds(v, short=True) for v in (59, 108, 600, 7200)] == ["59 s", "108 s", "10.0 min",
+                                                                                     "2.0 h"]
     assert [compare.compact(v) for v in (812, 6001, 2_586_177, None)] == ["812", "6.0k", "2.6M", ""]
 
 

@@ -245,10 +245,10 @@ def test_results_table_and_csv(predictor):
     items = [("good.png", inputs["good.png"][0]), ("notes.jpg", inputs["notes.jpg"][0])]
     results = inference.classify_many(predictor, items, k=2)
     frame = inference.results_frame(results, 2)
-    assert list(frame.columns) == ["file", "status", "top1", "top1_index", "probability", "top2", "latency_ms", "error"]
+    assert list(frame.columns) == ["file", "status", "top1", "top1_index", "probability", "top_k", "latency_ms", "error"]
     assert list(frame["status"]) == ["ok", "error"]
     assert frame.loc[0, "top1"] == results[0].label and frame.loc[0, "top1_index"] == results[0].index
-    assert frame.loc[0, "top2"].count(";") == 1 and frame.loc[1, "error"].startswith("not an image")
+    assert frame.loc[0, "top_k"].count(";") == 1 and frame.loc[1, "error"].startswith("not an image")
     csv = inference.results_csv(results, 2).decode()
     assert csv.splitlines()[0].startswith("file,status,top1") and "notes.jpg,error" in csv
 
