@@ -259,7 +259,7 @@ if predictor is not None:
     if saved and saved[0] == model_key:
         report = saved[1]
         for fmt, message in report.errors.items():
-            st.error(f"{export.FORMATS.get(fmt, fmt)}: {message}", icon=":material/error:")
+            st.error(f"{export.FORMATS.get(fmt, 'Parity check')}: {message}", icon=":material/error:")
         present = {f: a for f, a in report.artifacts.items() if a.path.is_file()}
         if present:
             st.dataframe(report.sizes(), hide_index=True, column_config={

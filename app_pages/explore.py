@@ -25,6 +25,9 @@ st.write(
     "classes fall apart on their own; a table measures it for every backbone; and the same features point at "
     "photos that look mislabelled and at outliers."
 )
+if st.session_state.get(RESCAN):  # a relabel moved a file: the dataset every page uses is scanned again
+    root, name = st.session_state.pop(RESCAN)
+    common.scan(root, name=name)
 for kind, text in st.session_state.pop(MSGS, []):
     getattr(st, kind)(text)
 
@@ -96,11 +99,6 @@ def relabel(path: str, new_label: str) -> None:
                     "are extracted again for the new fingerprint."))
     st.session_state[RESCAN] = (ds.root, ds.name)
 
-
-if st.session_state.get(RESCAN):
-    root, name = st.session_state.pop(RESCAN)
-    common.scan(root, name=name)
-    st.rerun()
 
 tab_map, tab_sep, tab_issues, tab_out = st.tabs(
     ["Feature map", "Separability across backbones", "Possibly mislabelled", "Outliers"])

@@ -13,9 +13,10 @@ from core import compare, jobs
 from core.backbones import get_spec, weights_location
 from core.errors import TransferLabError
 from core.runs import RunStore
-from core.strategies import STRATEGIES, StrategyConfig
+from core.strategies import STRATEGIES
 
-REFRESH_S = 2.0
+REFRESH_S = 2.0  # queue refresh while jobs run
+IDLE_REFRESH_S = 10.0  # and while none does (runs started elsewhere, e.g. `python -m core train --background`)
 LEARNING_RATES = (1e-6, 3e-6, 1e-5, 2e-5, 3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2)
 ACTIVE_IDS = "tl_strat_active"  # run ids seen queued/running at the last refresh
 MESSAGE = "tl_strat_message"  # (kind, text) to show once after a launch
@@ -97,7 +98,7 @@ def strategy_options(strategy: str, preset: str) -> dict:
     return out
 
 
-def common_options(preset: str, ds) -> dict:
+def common_options(preset: str, ds) -> tuple[dict, str]:
     """Options shared by every selected strategy, folded away in an expander."""
     d = compare.preset_config("feature_extraction", preset)
     k = lambda field: _key(preset, "all", field)  # noqa: E731
@@ -161,6 +162,7 @@ def launch(configs: list[dict], what: str) -> None:
     except TransferLabError as err:
         st.session_state[MESSAGE] = ("error", f"Could not start {what}: {err}")
         return
+    st.session_state[ACTIVE_IDS] = {r.id for r in store.list(state=compare.ACTIVE)}  # no extra rerun for these
     limit = jobs.max_jobs()
     at_a_time = "one run trains at a time" if limit == 1 else f"{limit} runs train at a time"
     st.session_state[MESSAGE] = ("success", f"Queued {what}: {len(created)} run{'s' * (len(created) != 1)}; "
@@ -259,8 +261,8 @@ def queue_panel() -> None:
     ids = {r.id for r in active}
     before = st.session_state.get(ACTIVE_IDS)
     st.session_state[ACTIVE_IDS] = ids
-    if before is not None and before - ids:
-        st.rerun()  # a run finished: redraw the comparison too
+    if before is not None and before != ids:
+        st.rerun()  # a run finished or appeared: redraw the comparison, adjust the refresh rate
     if QUEUE_MESSAGE in st.session_state:
         kind, text = st.session_state.pop(QUEUE_MESSAGE)
         getattr(st, kind)(text)
@@ -299,7 +301,7 @@ def queue_panel() -> None:
 
 st.header("Jobs", divider="gray")
 _active_now = bool(store.list(state=compare.ACTIVE))
-st.fragment(run_every=REFRESH_S if _active_now else None)(queue_panel)()
+st.fragment(run_every=REFRESH_S if _active_now else IDLE_REFRESH_S)(queue_panel)()
 
 
 # ---------------------------------------------------------------- comparison
@@ -324,7 +326,7 @@ else:
             "name": "run", "input_size": st.column_config.NumberColumn("px"),
             "val_accuracy_pct": st.column_config.ProgressColumn("val accuracy", format="%.1f%%", min_value=0,
                                                                 max_value=100),
-            "val_loss": st.column_config.NumberColumn("val loss", format="%.3f"),
+            "val_loss": st.column_config.NumberColumn("val loss", format="%.3g"),
             "train_seconds": st.column_config.NumberColumn("time (s)", format="%.1f",
                                                            help="Wall time of the fit, data and features included."),
             "trainable_params": st.column_config.NumberColumn("trainable params", format="localized"),
@@ -360,7 +362,7 @@ else:
         fig = make_subplots(rows=1, cols=4, subplot_titles=("Validation accuracy", "Validation loss",
                                                             "Wall time (s)", "Trainable parameters"))
         colors = {s: px.colors.qualitative.Set2[i] for i, s in enumerate(STRATEGIES)}
-        formats = {"val_accuracy": "{:.1%}".format, "val_loss": "{:.3f}".format,
+        formats = {"val_accuracy": "{:.1%}".format, "val_loss": "{:.3g}".format,
                    "train_seconds": compare.format_seconds, "trainable_params": compare.compact}
         for col, (field, fmt) in enumerate(formats.items(), start=1):
             fig.add_bar(x=labels, y=done[field], marker_color=[colors.get(s, "#888") for s in done["strategy"]],

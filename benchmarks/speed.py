@@ -257,6 +257,7 @@ def classifier_latency(ctx: Context, result: GroupResult, ds, photos: int) -> No
     from core.images import load_rgb
 
     name = "efficientnet_lite0"
+    log(f"classifier latency: {photos} uploaded photos through {name} with its ImageNet top")
     model, size = backbones.load_classifier(name)
     classes = backbones.imagenet_classes(backbones.get_spec(name))
 

@@ -331,7 +331,10 @@ def export_all(model: Any, out_dir: str | os.PathLike, formats: Sequence[str] = 
                 report.errors[key] = str(exc)
     if parity_images and report.artifacts:
         note("Checking top-1 parity")
-        report.parity = parity_check(model, report.artifacts, parity_images, classes, saved_dir)
+        try:
+            report.parity = parity_check(model, report.artifacts, parity_images, classes, saved_dir)
+        except ExportError as exc:  # the files are still good to download
+            report.errors["parity"] = str(exc)
     return report
 
 

@@ -133,7 +133,7 @@ def test_auto_label_a_folder_and_accept(tmp_path):
     at = open_page("app_pages/label.py")
     at.radio(key="tl_lab_src").set_value("Folder on this machine")
     ok(at.run())
-    at.text_input(key="tl_lab_inbox_path").set_value(str(inbox))
+    ok(at.text_input(key="tl_lab_inbox_path").set_value(str(inbox)).run())
     ok(button(at, "Use this folder").click().run())
     assert "8 photos" in texts(at.caption) and "1 unreadable" in texts(at.caption)
 
@@ -174,7 +174,7 @@ def test_few_shot_needs_photos_of_every_class(tmp_path):
     at = open_page("app_pages/label.py")
     at.radio(key="tl_lab_src").set_value("Folder on this machine")
     ok(at.run())
-    at.text_input(key="tl_lab_inbox_path").set_value(str(inbox))
+    ok(at.text_input(key="tl_lab_inbox_path").set_value(str(inbox)).run())
     ok(button(at, "Use this folder").click().run())
     at.radio(key="tl_lab_method").set_value("few_shot")
     ok(at.run())

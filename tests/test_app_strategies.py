@@ -12,7 +12,7 @@ import time
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from core import jobs
+from core import compare, jobs
 from core.data import scan_folder
 from core.runs import RunStore, pid_alive
 from tests.conftest import REPO
@@ -113,7 +113,9 @@ def test_launch_a_run_then_see_it_in_the_comparison_and_the_curves(store, image_
     assert any("tensorboard --logdir" in c.value for c in at.code)
 
 
-def test_compare_all_queues_five_strategies_and_cancel_from_the_page(store, image_folder):
+def test_compare_all_queues_five_strategies_on_the_same_split(store, image_folder, monkeypatch):
+    """Queue only (no worker starts): five runs, same data, split and seed; a queued one cancels at once."""
+    monkeypatch.setattr(jobs, "pump", lambda *a, **kw: [])
     at = open_page(scan_folder(image_folder))
     at.selectbox(key="tl_opt_modern_all_weights").set_value("random")
     at.number_input(key="tl_opt_modern_all_input_size").set_value(32)
@@ -125,30 +127,38 @@ def test_compare_all_queues_five_strategies_and_cancel_from_the_page(store, imag
                                                 "fine_tune", "scratch"]
     assert len({(c["dataset"], c["seed"], c["val_fraction"], c["group"]) for c in configs}) == 1
     assert all(c["weights"] == "random" and c["input_size"] == 32 for c in configs)
-    states = {r.config["strategy"]: r.effective_state() for r in runs}
-    assert states["linear_probe"] in ("running", "done") and list(states.values()).count("queued") == 4
+    assert [r.effective_state() for r in runs] == ["queued"] * 5
+    waiting = [c.value for c in at.caption if c.value.startswith("Waiting in the queue")]
+    assert waiting == [f"Waiting in the queue (#{i})" for i in range(1, 6)]
 
-    # cancel a queued one: at once
     fine_tune = next(r for r in runs if r.config["strategy"] == "fine_tune")
     at.button(key=f"tl_cancel_{fine_tune.id}").click().run()
     assert fine_tune.effective_state() == "cancelled"
-    assert "cancelled" in texts(at.info)
+    assert f"'{fine_tune.name}' cancelled." in texts(at.info)
     assert f"tl_cancel_{fine_tune.id}" not in [b.key for b in at.button]
+    states = table_rows(at).set_index("run_id")["state"]
+    assert states[fine_tune.id] == "cancelled" and (states == "queued").sum() == 4
 
-    # cancel the other queued ones, then the running one: it stops at its next check, marked cancelled
-    for run in store.list(state="queued"):
-        at.button(key=f"tl_cancel_{run.id}").click().run()
-        assert run.effective_state() == "cancelled"
-    probe = next(r for r in runs if r.config["strategy"] == "linear_probe")
-    if probe.effective_state() == "running":
-        at.button(key=f"tl_cancel_{probe.id}").click().run()
-        assert "asked to stop" in texts(at.info) or probe.effective_state() == "cancelled"
-    rerun_until(at, lambda a: not store.list(state=("queued", "running")), timeout=120, what="every run to stop")
-    final = {r.config["strategy"]: r.effective_state() for r in store.list()}
-    assert final["fine_tune"] == "cancelled"
-    assert final["linear_probe"] in ("cancelled", "done")
-    assert set(final.values()) <= {"cancelled", "done"}
-    assert (table_rows(at)["state"] == "cancelled").sum() >= 4
+
+def test_cancel_a_running_job_from_the_queue(store, image_folder):
+    """A real worker (a test entry point that waits for a file) runs; the queue shows it and cancels it."""
+    ds = scan_folder(image_folder)
+    run = store.create({"entry": "tests.jobs_targets:gate", "strategy": "fine_tune", "dataset": ds.root},
+                       name="waiting job")
+    jobs.submit(run)
+    end = time.monotonic() + 30
+    while not (run.dir / "starts.log").exists() and time.monotonic() < end:
+        time.sleep(0.05)
+    run.write_progress({"phase": "fine_tune", "epoch": 3, "epochs": 4, "batch": 1, "batches": 2,
+                        "images_per_s": 20.0, "eta_s": 70}, force=True)
+    at = open_page(ds)
+    [bar] = at.get("progress")
+    assert bar.proto.text == "Fine-tuning · epoch 3/4 · batch 1/2 · 20.0 images/s · ETA 1 min 10 s"
+    at.button(key=f"tl_cancel_{run.id}").click().run()
+    assert "'waiting job' asked to stop" in texts(at.info) or run.effective_state() == "cancelled"
+    rerun_until(at, lambda a: run.effective_state() == "cancelled", timeout=30, what="the run to stop")
+    rerun_until(at, lambda a: "No job queued or running." in texts(a.caption), timeout=10, what="an empty queue")
+    assert table_rows(at)["state"].tolist() == ["cancelled"]
 
 
 def test_a_failed_run_shows_its_reason(store, image_folder, tmp_path):
@@ -210,3 +220,38 @@ def test_bad_options_are_explained_not_raised(store, image_folder):
     at.button(key="tl_strat_train").click().run()
     assert not at.exception and not store.list()
     assert "Fix the options above first" in texts(at.error)
+
+
+def test_classic_preset_with_every_strategy_renders_its_options(store, image_folder, monkeypatch):
+    monkeypatch.setattr(jobs, "pump", lambda *a, **kw: [])
+    at = open_page(scan_folder(image_folder))
+    at.segmented_control(key="tl_strat_preset").set_value("classic").run()
+    at.multiselect(key="tl_strat_chosen").set_value(list(compare.STRATEGIES)).run()
+    assert not at.exception and not at.error
+    assert at.number_input(key="tl_opt_classic_all_input_size").value == 150
+    assert at.number_input(key="tl_opt_classic_fine_tune_fine_tune_layers").value == 4
+    assert at.text_input(key="tl_opt_classic_scratch_scratch_filters").value == "32, 64, 128, 128"
+    assert "VGG16" in texts(at.caption)
+    at.button(key="tl_strat_train").click().run()
+    configs = {r.config["strategy"]: r.config for r in store.list()}
+    assert set(configs) == set(compare.STRATEGIES)
+    assert {c["backbone"] for c in configs.values()} == {"vgg16"}
+    assert configs["feature_extraction"]["optimizer"] == "rmsprop" and configs["scratch"]["learning_rate"] == 1e-4
+
+
+def test_sweep_chart_from_finished_runs(store, image_folder, monkeypatch):
+    monkeypatch.setattr(jobs, "pump", lambda *a, **kw: [])
+    ds = scan_folder(image_folder)
+    base = compare.preset_config("fine_tune", dataset=ds.root)
+    for cfg, acc in zip(compare.sweep_configs(base, [2, 8]), [0.9, 0.85]):
+        run = store.create(cfg, name=cfg["name"])
+        run.set_status("running")
+        run.append_history({"epoch": 1, "phase": "head", "val_accuracy": 0.8, "val_loss": 0.4})
+        run.append_history({"epoch": 2, "phase": "fine_tune", "val_accuracy": acc, "val_loss": 0.3})
+        run.write_metrics({"val_accuracy": acc, "val_loss": 0.3, "train_seconds": 3.0, "trainable_params": 100})
+        run.set_status("done")
+    at = open_page(ds)
+    chart = next(c for c in at.get("plotly_chart") if "top layers unfrozen" in c.proto.spec)
+    assert "head only, base frozen: 80.0%" in chart.proto.spec
+    assert "Best fine-tuning accuracy 90.0% with the top 2 layers unfrozen" in texts(at.info)
+    assert "Unfreezing more (8) did not help" in texts(at.info)

@@ -148,6 +148,8 @@ def test_failures_are_reported_per_format(tmp_path, monkeypatch, images):
         export.export_all(tiny_model(), tmp_path, formats=["onnx"])
     with pytest.raises(TransferLabError, match="No usable image"):
         export.parity_check(tiny_model(), {}, [("x.png", b"nope")], ["a"])
+    report = export.export_all(tiny_model(), tmp_path, formats=["keras"], parity_images=[("x.png", b"nope")])
+    assert set(report.artifacts) == {"keras"} and "No usable image" in report.errors["parity"]
 
 
 def test_validation_images_of_a_run_mix_the_classes(tl_home, image_folder):

@@ -73,14 +73,34 @@ def screenshot(driver, folder: Path, name: str) -> Path:
 
 
 def nav_links(driver) -> dict[str, object]:
-    """Sidebar page links by title (a link's text starts with its icon's name)."""
-    return {a.text.strip().splitlines()[-1]: a for a in css(driver, '[data-testid="stSidebarNavLink"]')}
+    """Sidebar page links by title (a link's text starts with its icon's name); the
+    sidebar is redrawn on every run, so a lookup that meets a stale link tries again."""
+    from selenium.common.exceptions import StaleElementReferenceException
+
+    def lookup(d):
+        try:
+            return {a.text.strip().splitlines()[-1]: a for a in css(d, '[data-testid="stSidebarNavLink"]')}
+        except StaleElementReferenceException:
+            return None
+
+    return wait_for(driver, lookup, 60, "the page links")
 
 
 def nav(driver, label: str) -> None:
     """Client-side page switch through the sidebar (keeps the session and its dataset)."""
-    nav_links(driver)[label].click()
-    wait_for(driver, lambda d: any(h.text == label for h in css(d, "h1")), 60, f"the {label} page")
+    from selenium.common.exceptions import StaleElementReferenceException
+
+    def click(d):
+        try:
+            link = nav_links(d)[label]
+            href = link.get_attribute("href")
+            link.click()
+            return href
+        except StaleElementReferenceException:
+            return None
+
+    href = wait_for(driver, click, 60, f"the {label} link")
+    wait_for(driver, lambda d: d.current_url.rstrip("/") == href.rstrip("/"), 60, f"the {label} page")
     wait_idle(driver)
 
 

@@ -1,0 +1,178 @@
+"""The Label and Explore pages in a real browser: build a two-class dataset by uploading
+photos, auto-label more photos, accept them, and open the feature map. Screenshots are
+saved in the folder the ``screenshots`` fixture prints."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.browser.test_browser import (assert_clean, css, nav, screenshot, text_of, wait_for, wait_idle)
+from tests.conftest import CATS_VS_DOGS, SHARED_WEIGHTS
+
+pytestmark = pytest.mark.browser
+
+DATASET = "pets_browser"
+LONG_S = 600  # model loads and extraction on a shared 2-core CPU
+
+
+def photos(split: str, cls: str, n: int, skip: int = 0) -> list[Path]:
+    return sorted((CATS_VS_DOGS / split / cls).iterdir())[skip:skip + n]
+
+
+def button(driver, text: str, timeout: float = 120):
+    def find(d):
+        found = [b for b in css(d, '[data-testid="stButton"] button, [data-testid="stFormSubmitButton"] button')
+                 if text in b.text and b.is_enabled()]
+        return found[0] if found else None
+
+    return wait_for(driver, find, timeout, f"the button '{text}'")
+
+
+def click(driver, element) -> None:
+    driver.execute_script("arguments[0].scrollIntoView({block: 'center'});", element)
+    time.sleep(0.3)
+    element.click()
+
+
+def widget(driver, testid: str, label: str):
+    def find(d):
+        found = [w for w in css(d, f'[data-testid="{testid}"]') if label in w.text]
+        return found[0] if found else None
+
+    return wait_for(driver, find, 60, f"the {testid} '{label}'")
+
+
+def choose(driver, label: str, option: str) -> None:
+    """Pick ``option`` in the selectbox labelled ``label``."""
+    box = widget(driver, "stSelectbox", label)
+    click(driver, box.find_element("css selector", '[data-baseweb="select"]'))
+    item = wait_for(driver, lambda d: next((o for o in css(d, '[role="option"]') if o.text.strip() == option), None),
+                    30, f"the option '{option}'")
+    item.click()
+    wait_idle(driver)
+
+
+def type_into(driver, label: str, text: str) -> None:
+    field = widget(driver, "stTextInput", label).find_element("css selector", "input")
+    field.clear()
+    field.send_keys(text)
+
+
+def upload(driver, label: str, files: list[Path]) -> None:
+    box = widget(driver, "stFileUploader", label)
+    box.find_element("css selector", '[data-testid="stFileUploaderDropzoneInput"]').send_keys(
+        "\n".join(str(f) for f in files))
+
+
+def test_build_autolabel_and_explore(app_server, driver, screenshots):
+    if not (CATS_VS_DOGS.is_dir() and SHARED_WEIGHTS.is_dir()):
+        pytest.fail(f"shared assets missing at {CATS_VS_DOGS} / {SHARED_WEIGHTS}")
+    url, _, _ = app_server
+    if not driver.current_url.startswith(url):
+        driver.get(url)
+        wait_idle(driver)
+    nav(driver, "Label")
+    assert_clean(driver)
+
+    # -- create a two-class dataset
+    if "Name of the new dataset" not in text_of(driver):
+        choose(driver, "Dataset", "➕ New dataset…")
+    type_into(driver, "Name of the new dataset", DATASET)
+    type_into(driver, "Classes, separated by commas", "cats, dogs")
+    click(driver, button(driver, "Create dataset"))
+    wait_for(driver, lambda d: f"Created dataset '{DATASET}'" in text_of(d), 120, "the new dataset")
+    wait_idle(driver)
+
+    # -- add five photos to each class by uploading them
+    upload(driver, "Photos (JPEG, PNG", photos("train", "cats", 5))
+    click(driver, button(driver, "Add 5 photos to 'cats'"))
+    wait_for(driver, lambda d: "Added to 'cats': 5 photos" in text_of(d), 120, "the cats")
+    wait_idle(driver)
+    choose(driver, "To class", "dogs")
+    upload(driver, "Photos (JPEG, PNG", photos("train", "dogs", 5))
+    click(driver, button(driver, "Add 5 photos to 'dogs'"))
+    wait_for(driver, lambda d: "Added to 'dogs': 5 photos" in text_of(d), 120, "the dogs")
+    wait_idle(driver)
+    assert_clean(driver)
+    body = text_of(driver)
+    assert "cats (5)" in body and "dogs (5)" in body
+    screenshot(driver, screenshots, "label_01_dataset_built")
+
+    # -- auto-label twelve more photos (both methods) and accept them
+    upload(driver, "Unlabelled photos", photos("validation", "cats", 6) + photos("validation", "dogs", 6))
+    click(driver, button(driver, "Use these 12 photos"))
+    wait_for(driver, lambda d: "12 photos to label" in text_of(d), 120, "the unlabelled photos")
+    wait_idle(driver)
+    radio = next(lab for lab in css(driver, '[data-testid="stRadio"] label') if "Compare both" in lab.text)
+    click(driver, radio)
+    wait_idle(driver)
+    assert "tabby" in text_of(driver)  # the suggested ImageNet classes behind 'cats'
+    click(driver, button(driver, "Suggest labels"))
+    wait_for(driver, lambda d: "Suggestions for 12 photos" in text_of(d), LONG_S, "the suggestions")
+    wait_idle(driver, LONG_S)
+    assert_clean(driver)
+    screenshot(driver, screenshots, "label_02_suggestions")
+
+    from selenium.webdriver.common.keys import Keys
+
+    thumb = widget(driver, "stSlider", "Accept suggestions").find_element("css selector", '[role="slider"]')
+    click(driver, thumb)
+    thumb.send_keys(Keys.HOME)  # threshold 0: accept every suggestion
+    wait_for(driver, lambda d: "Add 12 labelled photos" in text_of(d), 60, "all twelve accepted")
+    wait_idle(driver)
+    click(driver, button(driver, "Add 12 labelled photos"))
+    wait_for(driver, lambda d: "Added 12 photos" in text_of(d), 120, "the accepted photos")
+    wait_idle(driver)
+    _, home_count = _counts(app_server)
+    assert home_count == 22
+    assert_clean(driver)
+    screenshot(driver, screenshots, "label_03_accepted")
+
+    # -- the feature map of the new dataset
+    click(driver, button(driver, "Use this dataset on every page"))
+    wait_for(driver, lambda d: "This is the dataset every page uses" in text_of(d), 120, "the dataset in use")
+    wait_idle(driver)
+    nav(driver, "Explore features")
+    click(driver, button(driver, "Extract features"))
+    wait_for(driver, lambda d: css(d, ".js-plotly-plot") and "PCA of 22 photos" in text_of(d), LONG_S,
+             "the feature map")
+    wait_idle(driver)
+    assert_clean(driver)
+    screenshot(driver, screenshots, "label_04_feature_map_pca")
+
+    seg = next(b for b in css(driver, '[data-testid="stButtonGroup"] button') if "t-SNE" in b.text)
+    click(driver, seg)
+    wait_for(driver, lambda d: "t-SNE of 22 photos" in text_of(d), 180, "the t-SNE map")
+    wait_idle(driver)
+    assert_clean(driver)
+    screenshot(driver, screenshots, "label_05_feature_map_tsne")
+
+    tab = next(t for t in css(driver, '[role="tab"]') if "Possibly mislabelled" in t.text)
+    click(driver, tab)
+    time.sleep(1.0)
+    assert "linear probe that never saw it" in text_of(driver)
+    screenshot(driver, screenshots, "label_06_mislabelled")
+
+
+def _counts(app_server) -> tuple[dict[str, int], int]:
+    """Photos per class of the built dataset, read from its folder in the app's data directory."""
+    import os
+
+    home = Path(os.environ.get("TRANSFER_LAB_BROWSER_HOME", ""))
+    del home
+    from tests.browser import conftest as bconf  # noqa: F401
+
+    folder = _app_home(app_server) / "datasets" / DATASET
+    counts = {c.name: sum(1 for f in c.iterdir() if f.is_file()) for c in folder.iterdir() if c.is_dir()}
+    return counts, sum(counts.values())
+
+
+def _app_home(app_server) -> Path:
+    url, _, _ = app_server
+    for p in Path("/tmp").glob("pytest-of-*/pytest-*/browser_home*"):
+        if (p / "datasets" / DATASET).is_dir():
+            return p
+    raise AssertionError("the app's data directory was not found")
