@@ -170,7 +170,7 @@ metrics = run.metrics() if state == "done" else None
 if metrics:
     c = st.columns(6)
     c[0].metric("Validation accuracy", f"{metrics['val_accuracy']:.1%}")
-    c[1].metric("Validation loss", f"{metrics['val_loss']:.3f}")
+    c[1].metric("Validation loss", f"{metrics['val_loss']:.3g}")
     c[2].metric("Macro F1", f"{metrics.get('macro_f1', float('nan')):.3f}")
     c[3].metric("Training time", compare.format_seconds(metrics.get("train_seconds"), short=True),
                 help=compare.format_seconds(metrics.get("train_seconds")))
@@ -208,7 +208,10 @@ if metrics:
     if worst.empty:
         st.caption("No predictions recorded." if predictions is None or predictions.empty else "No mistakes at all.")
     else:
-        st.caption("Sorted by the probability given to the true class, lowest first.")
+        mistakes = int((~predictions["correct"].astype(bool)).sum())
+        st.caption("Sorted by the probability given to the true class, lowest first: "
+                   + (f"{mistakes} of {len(predictions)} validation images are misclassified (✗)." if mistakes else
+                      "every validation image is classified correctly, so these are the least confident ones."))
         cols = st.columns(6)
         for i, row in worst.iterrows():
             mark = "✓" if row["correct"] else "✗"

@@ -120,15 +120,21 @@ left.plotly_chart(
            title="Images per class and split"),
     key="chart_counts",
 )
-sized = images if len(images) <= SCATTER_MAX else images.sample(SCATTER_MAX, random_state=0)
-right.plotly_chart(
-    px.scatter(sized, x="width", y="height", color="label", opacity=0.5,
-               marginal_x="histogram", marginal_y="histogram", hover_name=sized["path"].map(os.path.basename),
-               title="Image sizes in pixels (one dot per image"
-                     + (f", {SCATTER_MAX:,} sampled)" if len(sized) < len(images) else ")"),
-               labels={"label": "class"}),
-    key="chart_sizes",
-)
+sizes = images[["width", "height"]].drop_duplicates()
+if len(sizes) == 1:
+    right.markdown("**Image sizes**")
+    right.info(f"All {len(images):,} images are {sizes.iloc[0]['width']} × {sizes.iloc[0]['height']} pixels "
+               "(width × height).", icon=":material/aspect_ratio:")
+else:
+    sized = images if len(images) <= SCATTER_MAX else images.sample(SCATTER_MAX, random_state=0)
+    right.plotly_chart(
+        px.scatter(sized, x="width", y="height", color="label", opacity=0.4,
+                   hover_name=sized["path"].map(os.path.basename),
+                   title="Image sizes in pixels (one dot per image"
+                         + (f", {SCATTER_MAX:,} sampled)" if len(sized) < len(images) else ")"),
+                   labels={"label": "class"}),
+        key="chart_sizes",
+    )
 left, right = st.columns(2)
 left.plotly_chart(
     px.histogram(images, x="aspect", color="label", nbins=40,

@@ -230,7 +230,8 @@ with tab_issues:
                 f"{'s are' if flagged != 1 else ' is'} flagged: the probe confidently puts them in another class. "
                 "Most suspect first."
             )
-            n_show = st.slider("Show", 4, min(60, len(issues)), min(12, len(issues)), 4, key="tl_exp_issues_n")
+            n_show = (st.slider("Show", 4, min(60, len(issues)), min(12, len(issues)), 4, key="tl_exp_issues_n")
+                      if len(issues) > 4 else len(issues))
             read_only = not db.writable(Path(ds.root))
             cols = st.columns(4)
             for i, row in issues.head(n_show).reset_index(drop=True).iterrows():
@@ -263,7 +264,8 @@ with tab_out:
         if outs is not None:
             st.write("The photos farthest from every class centre (cosine distance of their features): often broken, "
                      "off-topic or odd images worth a look.")
-            n_show = st.slider("Show", 4, min(60, len(outs)), min(12, len(outs)), 4, key="tl_exp_out_n")
+            n_show = (st.slider("Show", 4, min(60, len(outs)), min(12, len(outs)), 4, key="tl_exp_out_n")
+                      if len(outs) > 4 else len(outs))
             cols = st.columns(4)
             for i, row in outs.head(n_show).reset_index(drop=True).iterrows():
                 with cols[i % 4].container(border=True):

@@ -262,7 +262,7 @@ def parity_check(model: Any, artifacts: dict[str, Artifact], images: Sequence[An
     size = int(model.input_shape[1])
     names, batch, bad = [], [], []
     for item in images:
-        name, source = item if isinstance(item, tuple) else (Path(item).name, item)
+        name, source = item if isinstance(item, tuple) else (f"{Path(item).parent.name}/{Path(item).name}", item)
         try:
             batch.append(load_rgb(source, (size, size)))
             names.append(str(name))

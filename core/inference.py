@@ -92,10 +92,13 @@ def _file_key(path: Path) -> tuple[str, int, int]:
     return str(path.resolve()), st.st_mtime_ns, st.st_size
 
 
-def load_model_file(path: str | os.PathLike):
+def load_model_file(path: str | os.PathLike, verify: bool = False):
     """``keras.saving.load_model(path, safe_mode=True)``, cached by path + mtime + size.
 
-    A file replaced on disk (a rerun) has a new mtime and is loaded again.
+    A file replaced on disk (a rerun) has a new mtime and is loaded again. With
+    ``verify`` the file must first match its integrity record (``core.models``:
+    size + sha256 written at training), so a truncated or altered run model is
+    reported, not loaded.
     """
     import keras
 
@@ -106,6 +109,10 @@ def load_model_file(path: str | os.PathLike):
         if key in _MODELS:
             _MODELS.move_to_end(key)
             return _MODELS[key]
+    if verify:
+        from .models import verify as verify_record
+
+        verify_record(Path(path))
     try:
         model = keras.saving.load_model(str(path), safe_mode=True, compile=False)
     except (OSError, ValueError, TypeError, KeyError) as exc:
@@ -138,11 +145,11 @@ def run_classes(run, num_outputs: int) -> list[str]:
 
 
 def load_run(run) -> Predictor:
-    """The predictor of a finished run (its ``model.keras``)."""
+    """The predictor of a finished run (its ``model.keras``, checked against its integrity record)."""
     path = Path(run.model_path)
     if not path.is_file():
         raise RunError(f"Run '{run.name}' has no saved model yet (it is not finished, or it failed).")
-    model = load_model_file(path)
+    model = load_model_file(path, verify=True)
     size = _input_size(model)
     classes = run_classes(run, int(model.output.shape[-1]))
     cfg = run.config

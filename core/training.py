@@ -311,6 +311,7 @@ def _fit_on_features(ctx: _Context):
     except Cancelled:
         ctx.cancelled = True
         return None, bb.input_size, None
+    ctx.extra["features_cached"] = all(fs.from_cache for fs in feats.values())
     if cfg.strategy == "linear_probe":
         head = _linear_probe(cfg, ctx.ds, feats, ctx.rec)
     else:

@@ -47,11 +47,12 @@ def card_lines(at: AppTest) -> list[str]:
 
 @pytest.fixture
 def finished_run(tl_home, image_folder):
+    from core.models import save_model
     from core.runs import RunStore
 
     run = RunStore().create({"strategy": "feature_extraction", "backbone": "tiny", "weights": "random",
                              "dataset": str(image_folder)}, name="tiny demo")
-    tiny_model().save(run.model_path)
+    save_model(tiny_model(), run.model_path)  # with its integrity record, as training saves it
     run.write_metrics({"classes": ["red", "green", "blue"], "val_accuracy": 0.75})
     run.set_status("running")
     run.set_status("done")
@@ -130,6 +131,14 @@ def test_export_from_the_page(finished_run):
     assert len(parity) == 8 and parity["all agree"].all()
     labels = [b.proto.label for b in at.get("download_button")]
     assert sum("MB" in label for label in labels) == 3
+
+
+def test_altered_run_model_gets_a_message_not_a_traceback(finished_run):
+    data = finished_run.model_path.read_bytes()
+    finished_run.model_path.write_bytes(data[:1000])
+    at = open_page()
+    assert any("truncated or was modified" in e.value for e in at.error)
+    assert not at.file_uploader and not at.exception
 
 
 def test_no_finished_run_points_to_training(tl_home):

@@ -115,7 +115,8 @@ def test_finished_run_curves_boundary_best_epoch_overfitting_and_details(store, 
     assert "Possible overfitting" in texts(at.warning) and "epoch 5" in texts(at.warning)
 
     # details of the finished run
-    assert [m.value for m in at.metric][:2] == ["66.7%", "0.610"]
+    assert [m.value for m in at.metric][:2] == ["66.7%", "0.61"]
+    assert "2 of 6 validation images are misclassified" in texts(at.caption)
     cm = figure(at, 1)
     assert values(cm["data"][0]["z"]) == [[2, 1], [1, 2]]
     per_class = next(d.value for d in at.dataframe if "precision" in d.value.columns)

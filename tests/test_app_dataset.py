@@ -73,7 +73,8 @@ def test_scan_local_folder_draws_everything(image_folder):
     m = metrics(at)
     assert (m["Usable images"], m["Classes"], m["Training"], m["Validation"], m["Unreadable files"]) == (
         "32", "2", "24", "8", "0")
-    assert len(at.get("plotly_chart")) == 4
+    assert len(at.get("plotly_chart")) == 3  # one image size: said in words, not a chart
+    assert any(i.value.startswith("All 32 images are 48 × 40 pixels") for i in at.info)
     assert len(at.get("image")) == 16  # class 'a': 12 train + 4 validation thumbnails
     assert any("Every file decoded" in s.value for s in at.success)
     assert any("No picture appears in both" in s.value for s in at.success)
@@ -99,6 +100,7 @@ def test_problems_are_shown(problem_folder):
     at = scan_folder(open_dataset_page(), problem_folder)
     m = metrics(at)
     assert m["Unreadable files"] == "2" and m["Usable images"] == "33"
+    assert len(at.get("plotly_chart")) == 4  # several image sizes: a scatter of them
     assert m["Exact copies"] == "1" and m["Train/validation leaks"] == "1"
     assert int(m["Near duplicates"]) >= 1
     warnings = " ".join(w.value for w in at.warning)

@@ -290,7 +290,9 @@ def test_load_run_reads_classes_and_refuses_unfinished(tl_home):
     run = store.create({"strategy": "feature_extraction", "backbone": "tiny", "weights": "random"}, name="demo")
     with pytest.raises(RunError, match="no saved model"):
         inference.load_run(run)
-    tiny_model(classes=2).save(run.model_path)
+    from core.models import save_model
+
+    save_model(tiny_model(classes=2), run.model_path)  # as core.training.execute saves it
     run.write_metrics({"classes": ["cats", "dogs"], "val_accuracy": 0.5})
     run.set_status("done")
     p = inference.load_run(run)
@@ -298,6 +300,24 @@ def test_load_run_reads_classes_and_refuses_unfinished(tl_home):
     assert "demo" in p.name and "feature_extraction" in p.name
     run.write_metrics({})  # no class names stored: generic ones, still usable
     assert inference.load_run(run).classes == ["class_0", "class_1"]
+
+
+def test_load_run_refuses_a_model_altered_after_training(tl_home):
+    from core.errors import CacheCorrupt
+    from core.models import save_model
+    from core.runs import RunStore
+
+    run = RunStore().create({"strategy": "feature_extraction"})
+    save_model(tiny_model(), run.model_path)
+    run.set_status("done")
+    data = run.model_path.read_bytes()
+    run.model_path.write_bytes(data[: len(data) // 2])  # cut short after training
+    with pytest.raises(CacheCorrupt, match="truncated or was modified"):
+        inference.load_run(run)
+    run.model_path.with_suffix(".json").unlink()
+    run.model_path.write_bytes(data)
+    with pytest.raises(CacheCorrupt, match="no integrity record"):
+        inference.load_run(run)
 
 
 def test_measure_latency(predictor):

@@ -111,7 +111,7 @@ def upload_zip(tmp_path_factory) -> Path:
     root = base / "flowers"
     firsts = []
     for i, cls in enumerate(["roses", "tulips", "daisies"]):
-        firsts.append(write_images(root / "train" / cls, i, 14, size=(96, 128), seed=11)[0])
+        firsts.append(write_images(root / "train" / cls, i, 14, size=(96 + 16 * i, 128), seed=11)[0])
         write_images(root / "validation" / cls, i, 4, size=(96, 128), seed=12)
     shutil.copy(firsts[0], root / "validation" / "roses" / "copied.png")
     (root / "train" / "tulips" / "broken.jpg").write_bytes(b"\xff\xd8\xff not a jpeg")

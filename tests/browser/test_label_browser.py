@@ -67,7 +67,7 @@ def upload(driver, label: str, files: list[Path]) -> None:
         "\n".join(str(f) for f in files))
 
 
-def test_build_autolabel_and_explore(app_server, driver, screenshots):
+def test_build_autolabel_and_explore(app_server, app_home, driver, screenshots):
     if not (CATS_VS_DOGS.is_dir() and SHARED_WEIGHTS.is_dir()):
         pytest.fail(f"shared assets missing at {CATS_VS_DOGS} / {SHARED_WEIGHTS}")
     url, _, _ = app_server
@@ -126,8 +126,9 @@ def test_build_autolabel_and_explore(app_server, driver, screenshots):
     click(driver, button(driver, "Add 12 labelled photos"))
     wait_for(driver, lambda d: "Added 12 photos" in text_of(d), 120, "the accepted photos")
     wait_idle(driver)
-    _, home_count = _counts(app_server)
-    assert home_count == 22
+    folder = app_home / "datasets" / DATASET
+    counts = {c.name: sum(1 for f in c.iterdir() if f.is_file()) for c in folder.iterdir() if c.is_dir()}
+    assert sum(counts.values()) == 22 and set(counts) == {"cats", "dogs"}, counts
     assert_clean(driver)
     screenshot(driver, screenshots, "label_03_accepted")
 
@@ -155,24 +156,3 @@ def test_build_autolabel_and_explore(app_server, driver, screenshots):
     time.sleep(1.0)
     assert "linear probe that never saw it" in text_of(driver)
     screenshot(driver, screenshots, "label_06_mislabelled")
-
-
-def _counts(app_server) -> tuple[dict[str, int], int]:
-    """Photos per class of the built dataset, read from its folder in the app's data directory."""
-    import os
-
-    home = Path(os.environ.get("TRANSFER_LAB_BROWSER_HOME", ""))
-    del home
-    from tests.browser import conftest as bconf  # noqa: F401
-
-    folder = _app_home(app_server) / "datasets" / DATASET
-    counts = {c.name: sum(1 for f in c.iterdir() if f.is_file()) for c in folder.iterdir() if c.is_dir()}
-    return counts, sum(counts.values())
-
-
-def _app_home(app_server) -> Path:
-    url, _, _ = app_server
-    for p in Path("/tmp").glob("pytest-of-*/pytest-*/browser_home*"):
-        if (p / "datasets" / DATASET).is_dir():
-            return p
-    raise AssertionError("the app's data directory was not found")
