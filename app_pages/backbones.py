@@ -76,7 +76,7 @@ with chart_slot:
             x=measured["params (M)"], y=measured["top-1 %"], mode="markers+text", name="measured here",
             text=short[measured.index], textposition="top center", customdata=measured["images/s"],
             marker={"size": measured["images/s"], "sizemode": "area", "sizemin": 8,
-                    "sizeref": 2.0 * measured["images/s"].max() / 45**2, "color": measured["images/s"],
+                    "sizeref": 2.0 * measured["images/s"].max() / 30**2, "color": measured["images/s"],
                     "colorscale": "Viridis", "showscale": True, "colorbar": {"title": "images/s"}},
             hovertemplate="%{text}<br>%{x:.1f} M params<br>top-1 %{y:.1f}%<br>%{customdata:.1f} images/s"
                           "<extra></extra>",

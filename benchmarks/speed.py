@@ -49,8 +49,8 @@ def compiled_forward(model, pooling: str):
     return forward
 
 
-def bare_forward_seconds(forward, size: int, images: int, batch: int = BATCH, seed: int = 0) -> float:
-    """Seconds to push ``images`` in-memory images through ``forward`` in batches of
+def bare_forward_seconds(forward, size: int, images: int, batch: int = BATCH, seed: int = 0) -> Stopwatch:
+    """Wall and CPU seconds to push ``images`` in-memory images through ``forward`` in batches of
     ``batch`` (the last one partial, as in extraction), results fetched to numpy."""
     import tensorflow as tf
 
@@ -81,13 +81,13 @@ def trace_seconds(forward, size: int, batch: int = BATCH) -> float:
     return max(first - (time.perf_counter() - t1), 0.0)
 
 
-def _timed_batches(forward, full, part, n_full: int) -> float:
-    start = time.perf_counter()
-    for _ in range(n_full):
-        forward(full).numpy()
-    if part is not None:
-        forward(part).numpy()
-    return time.perf_counter() - start
+def _timed_batches(forward, full, part, n_full: int) -> Stopwatch:
+    with Stopwatch() as t:
+        for _ in range(n_full):
+            forward(full).numpy()
+        if part is not None:
+            forward(part).numpy()
+    return t
 
 
 class _Progress:
@@ -125,7 +125,7 @@ def textbook_extract(bb, pooling: str, directory: Path, batch: int = TEXTBOOK_BA
     size = bb.input_size
     shape = tuple(int(d) for d in conv_base.output.shape[1:])
 
-    start = time.perf_counter()
+    watch = Stopwatch().__enter__()
     if ImageDataGenerator is not None:
         datagen = ImageDataGenerator()
         generator = datagen.flow_from_directory(str(directory), target_size=(size, size), batch_size=batch,
@@ -153,8 +153,10 @@ def textbook_extract(bb, pooling: str, directory: Path, batch: int = TEXTBOOK_BA
                                 for f in files[i:i + batch]])
             features[i:i + batch] = conv_base.predict(batch_x, verbose=0)
     features = features.reshape((sample_count, -1))
-    seconds = time.perf_counter() - start
-    return {"seconds": seconds, "images": sample_count, "images_per_s": rate(sample_count, seconds),
+    watch.__exit__(None, None, None)
+    seconds = watch.seconds
+    return {"seconds": seconds, "cpu_seconds": watch.cpu, "images": sample_count,
+            "images_per_s": rate(sample_count, seconds),
             "source": source, "feature_dim": int(features.shape[1])}
 
 
@@ -193,24 +195,28 @@ def pipeline_case(ctx: Context, result: GroupResult, ds, name: str, size: int, w
     assert not fs.from_cache, "the benchmark's data directory must start empty"
     log(f"{label}: bare forward pass again")
     bare2 = bare_forward_seconds(forward, size, n, seed=1)
-    bare_ips = rate(2 * n, bare1 + bare2)
+    bare_ips = rate(2 * n, bare1.seconds + bare2.seconds)
     ours_ips = rate(n, ours_t.seconds)
     eff = ratio(ours_ips, bare_ips)
+    eff_cpu = ratio((bare1.cpu + bare2.cpu) / 2, ours_t.cpu)
     fig = {"images": n, "batch": BATCH, "pooling": pooling, "weights": str(weights),
            "feature_dim": int(fs.X.shape[1]), "load_seconds": load_t.seconds, "trace_seconds": trace_s,
            "extract_seconds": ours_t.seconds, "extract_images_per_s": ours_ips,
            "extract_steady_images_per_s": progress.last.images_per_s if progress.last else None,
-           "bare_seconds": [bare1, bare2], "bare_images_per_s": bare_ips,
-           "bare_images_per_s_each": [rate(n, bare1), rate(n, bare2)], "efficiency": eff}
+           "extract_cpu_seconds": ours_t.cpu,
+           "bare_seconds": [bare1.seconds, bare2.seconds], "bare_cpu_seconds": [bare1.cpu, bare2.cpu],
+           "bare_images_per_s": bare_ips,
+           "bare_images_per_s_each": [rate(n, bare1.seconds), rate(n, bare2.seconds)], "efficiency": eff,
+           "efficiency_cpu_time": eff_cpu}
     result.figures.setdefault("pipeline", {})[label] = fig
     result.add(f"1 pipeline efficiency {label}",
                f"ours {fmt(ours_ips)} img/s / bare forward {fmt(bare_ips)} img/s ({n} images; "
-               f"ours includes ~{fmt_seconds(trace_s)} of tracing)",
+               f"ours includes ~{fmt_seconds(trace_s)} of tracing); CPU-time ratio {fmt(eff_cpu)}",
                eff, f">= {EFFICIENCY_TARGET}", at_least(eff, EFFICIENCY_TARGET))
 
     if name in TEXTBOOK_CASES:
         attempt(result, f"2 vs textbook loop {label}", _textbook_item, result, ds, bb, label, pooling,
-                ours_t.seconds, scratch / f"textbook-{name}")
+                ours_t, scratch / f"textbook-{name}")
     if name == "efficientnet_lite0":
         attempt(result, "3 cached rerun", _cache_item, result, ds, name, size, weights, pooling, ctx.seed,
                 ours_t.seconds, load_t.seconds)
@@ -218,15 +224,20 @@ def pipeline_case(ctx: Context, result: GroupResult, ds, name: str, size: int, w
     gc.collect()
 
 
-def _textbook_item(result, ds, bb, label, pooling, ours_seconds, folder):
+def _textbook_item(result, ds, bb, label, pooling, ours_t, folder):
+    ours_seconds = ours_t.seconds
     n = len(ds.paths("train"))
     log(f"{label}: textbook loop over the same {n} files")
     tb = textbook_extract(bb, pooling, textbook_folder(ds, "train", folder))
     assert tb["images"] == n, f"textbook loop saw {tb['images']} images, ours {n}"
     speedup = ratio(tb["seconds"], ours_seconds)
-    result.figures.setdefault("textbook", {})[label] = {**tb, "ours_seconds": ours_seconds, "speedup": speedup}
+    speedup_cpu = ratio(tb["cpu_seconds"], ours_t.cpu)
+    result.figures.setdefault("textbook", {})[label] = {**tb, "ours_seconds": ours_seconds,
+                                                        "ours_cpu_seconds": ours_t.cpu, "speedup": speedup,
+                                                        "speedup_cpu_time": speedup_cpu}
     result.add(f"2 vs textbook loop {label}",
-               f"textbook {fmt_seconds(tb['seconds'])} / ours {fmt_seconds(ours_seconds)}",
+               f"textbook {fmt_seconds(tb['seconds'])} / ours {fmt_seconds(ours_seconds)}; "
+               f"CPU-time ratio {fmt(speedup_cpu)}",
                speedup, f">= {TEXTBOOK_TARGET}x", at_least(speedup, TEXTBOOK_TARGET))
 
 
@@ -277,26 +288,30 @@ def classifier_latency(ctx: Context, result: GroupResult, ds, photos: int) -> No
     for data in uploads[:3]:  # warm: trace, allocate, fill caches
         classify(data)
         forward(one).numpy()
-    full, bare = [], []
+    full, bare, full_cpu, bare_cpu = [], [], [], []
     first_top = None
     for i, data in enumerate(uploads):  # alternate, so machine noise hits both alike
-        t0 = time.perf_counter()
-        top = classify(data)
-        t1 = time.perf_counter()
-        forward(one).numpy()
-        t2 = time.perf_counter()
-        full.append(t1 - t0)
-        bare.append(t2 - t1)
+        with Stopwatch() as a:
+            top = classify(data)
+        with Stopwatch() as b:
+            forward(one).numpy()
+        full.append(a.seconds)
+        bare.append(b.seconds)
+        full_cpu.append(a.cpu)
+        bare_cpu.append(b.cpu)
         first_top = first_top or top[0]
     p50, p95 = percentile(full, 50), percentile(full, 95)
     b50, b95 = percentile(bare, 50), percentile(bare, 95)
     result.figures["classifier"] = {
         "backbone": name, "size": size, "photos": len(full), "p50_s": p50, "p95_s": p95,
         "bare_p50_s": b50, "bare_p95_s": b95, "ratio_p50": ratio(p50, b50), "ratio_p95": ratio(p95, b95),
+        "cpu_p50_s": percentile(full_cpu, 50), "bare_cpu_p50_s": percentile(bare_cpu, 50),
+        "ratio_p50_cpu_time": ratio(percentile(full_cpu, 50), percentile(bare_cpu, 50)),
         "first_photo": ds.paths("validation")[0], "first_top1": first_top,
     }
     result.add("5 classifier latency p50", f"photo {fmt_seconds(p50)} / bare forward {fmt_seconds(b50)} "
-               f"({len(full)} photos, warm)", ratio(p50, b50))
+               f"({len(full)} photos, warm); CPU-time ratio "
+               f"{fmt(ratio(percentile(full_cpu, 50), percentile(bare_cpu, 50)))}", ratio(p50, b50))
     result.add("5 classifier latency p95", f"photo {fmt_seconds(p95)} / bare forward {fmt_seconds(b95)}",
                ratio(p95, b95))
     del model

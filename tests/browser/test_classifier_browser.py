@@ -61,6 +61,11 @@ def test_upload_a_cat_photo_and_see_its_class(app_server, driver, screenshots):
     driver.get(f"{url}/classifier")
     wait_for(driver, lambda d: any(h.text == "Classifier" for h in css(d, "h1")), what="the Classifier page")
     wait_idle(driver)
+    # other browser tests may have finished runs in this app's data directory: pick ImageNet explicitly
+    imagenet = [el for el in css(driver, '[data-testid="stRadio"] label') if "ImageNet classifier" in el.text]
+    assert imagenet, "model choice missing"
+    imagenet[0].click()
+    wait_idle(driver)
     wait_for(driver, lambda d: css(d, '[data-testid="stFileUploaderDropzoneInput"]'), what="the uploader "
              "(the EfficientNet-Lite0 classifier loads first)")
     body = driver.find_element("css selector", '[data-testid="stApp"]').text

@@ -22,7 +22,21 @@ def photos(split: str, cls: str, n: int, skip: int = 0) -> list[Path]:
     return sorted((CATS_VS_DOGS / split / cls).iterdir())[skip:skip + n]
 
 
+def fresh(find):
+    """A finder that tries again when Streamlit redraws the element under it."""
+    from selenium.common.exceptions import StaleElementReferenceException
+
+    def safe(d):
+        try:
+            return find(d)
+        except StaleElementReferenceException:
+            return None
+
+    return safe
+
+
 def button(driver, text: str, timeout: float = 120):
+    @fresh
     def find(d):
         found = [b for b in css(d, '[data-testid="stButton"] button, [data-testid="stFormSubmitButton"] button')
                  if text in b.text and b.is_enabled()]
@@ -38,6 +52,7 @@ def click(driver, element) -> None:
 
 
 def widget(driver, testid: str, label: str):
+    @fresh
     def find(d):
         found = [w for w in css(d, f'[data-testid="{testid}"]') if label in w.text]
         return found[0] if found else None
@@ -48,9 +63,10 @@ def widget(driver, testid: str, label: str):
 def choose(driver, label: str, option: str) -> None:
     """Pick ``option`` in the selectbox labelled ``label``."""
     box = widget(driver, "stSelectbox", label)
-    click(driver, box.find_element("css selector", '[data-baseweb="select"]'))
-    item = wait_for(driver, lambda d: next((o for o in css(d, '[role="option"]') if o.text.strip() == option), None),
-                    30, f"the option '{option}'")
+    opener = box.find_elements("css selector", 'button[aria-label="Open"]') or box.find_elements("css selector", "input")
+    click(driver, opener[0])
+    item = wait_for(driver, fresh(lambda d: next((o for o in css(d, '[role="option"]') if o.text.strip() == option),
+                                                 None)), 30, f"the option '{option}'")
     item.click()
     wait_idle(driver)
 
@@ -83,18 +99,18 @@ def test_build_autolabel_and_explore(app_server, app_home, driver, screenshots):
     type_into(driver, "Name of the new dataset", DATASET)
     type_into(driver, "Classes, separated by commas", "cats, dogs")
     click(driver, button(driver, "Create dataset"))
-    wait_for(driver, lambda d: f"Created dataset '{DATASET}'" in text_of(d), 120, "the new dataset")
+    wait_for(driver, fresh(lambda d: f"Created dataset '{DATASET}'" in text_of(d)), 120, "the new dataset")
     wait_idle(driver)
 
     # -- add five photos to each class by uploading them
     upload(driver, "Photos (JPEG, PNG", photos("train", "cats", 5))
     click(driver, button(driver, "Add 5 photos to 'cats'"))
-    wait_for(driver, lambda d: "Added to 'cats': 5 photos" in text_of(d), 120, "the cats")
+    wait_for(driver, fresh(lambda d: "Added to 'cats': 5 photos" in text_of(d)), 120, "the cats")
     wait_idle(driver)
     choose(driver, "To class", "dogs")
     upload(driver, "Photos (JPEG, PNG", photos("train", "dogs", 5))
     click(driver, button(driver, "Add 5 photos to 'dogs'"))
-    wait_for(driver, lambda d: "Added to 'dogs': 5 photos" in text_of(d), 120, "the dogs")
+    wait_for(driver, fresh(lambda d: "Added to 'dogs': 5 photos" in text_of(d)), 120, "the dogs")
     wait_idle(driver)
     assert_clean(driver)
     body = text_of(driver)
@@ -104,14 +120,14 @@ def test_build_autolabel_and_explore(app_server, app_home, driver, screenshots):
     # -- auto-label twelve more photos (both methods) and accept them
     upload(driver, "Unlabelled photos", photos("validation", "cats", 6) + photos("validation", "dogs", 6))
     click(driver, button(driver, "Use these 12 photos"))
-    wait_for(driver, lambda d: "12 photos to label" in text_of(d), 120, "the unlabelled photos")
+    wait_for(driver, fresh(lambda d: "12 photos to label" in text_of(d)), 120, "the unlabelled photos")
     wait_idle(driver)
     radio = next(lab for lab in css(driver, '[data-testid="stRadio"] label') if "Compare both" in lab.text)
     click(driver, radio)
     wait_idle(driver)
     assert "tabby" in text_of(driver)  # the suggested ImageNet classes behind 'cats'
     click(driver, button(driver, "Suggest labels"))
-    wait_for(driver, lambda d: "Suggestions for 12 photos" in text_of(d), LONG_S, "the suggestions")
+    wait_for(driver, fresh(lambda d: "Suggestions for 12 photos" in text_of(d)), LONG_S, "the suggestions")
     wait_idle(driver, LONG_S)
     assert_clean(driver)
     screenshot(driver, screenshots, "label_02_suggestions")
@@ -121,10 +137,10 @@ def test_build_autolabel_and_explore(app_server, app_home, driver, screenshots):
     thumb = widget(driver, "stSlider", "Accept suggestions").find_element("css selector", '[role="slider"]')
     click(driver, thumb)
     thumb.send_keys(Keys.HOME)  # threshold 0: accept every suggestion
-    wait_for(driver, lambda d: "Add 12 labelled photos" in text_of(d), 60, "all twelve accepted")
+    wait_for(driver, fresh(lambda d: "Add 12 labelled photos" in text_of(d)), 60, "all twelve accepted")
     wait_idle(driver)
     click(driver, button(driver, "Add 12 labelled photos"))
-    wait_for(driver, lambda d: "Added 12 photos" in text_of(d), 120, "the accepted photos")
+    wait_for(driver, fresh(lambda d: "Added 12 photos" in text_of(d)), 120, "the accepted photos")
     wait_idle(driver)
     folder = app_home / "datasets" / DATASET
     counts = {c.name: sum(1 for f in c.iterdir() if f.is_file()) for c in folder.iterdir() if c.is_dir()}
@@ -134,11 +150,11 @@ def test_build_autolabel_and_explore(app_server, app_home, driver, screenshots):
 
     # -- the feature map of the new dataset
     click(driver, button(driver, "Use this dataset on every page"))
-    wait_for(driver, lambda d: "This is the dataset every page uses" in text_of(d), 120, "the dataset in use")
+    wait_for(driver, fresh(lambda d: "This is the dataset every page uses" in text_of(d)), 120, "the dataset in use")
     wait_idle(driver)
     nav(driver, "Explore features")
     click(driver, button(driver, "Extract features"))
-    wait_for(driver, lambda d: css(d, ".js-plotly-plot") and "PCA of 22 photos" in text_of(d), LONG_S,
+    wait_for(driver, fresh(lambda d: css(d, ".js-plotly-plot") and "PCA of 22 photos" in text_of(d)), LONG_S,
              "the feature map")
     wait_idle(driver)
     assert_clean(driver)
@@ -146,7 +162,7 @@ def test_build_autolabel_and_explore(app_server, app_home, driver, screenshots):
 
     seg = next(b for b in css(driver, '[data-testid="stButtonGroup"] button') if "t-SNE" in b.text)
     click(driver, seg)
-    wait_for(driver, lambda d: "t-SNE of 22 photos" in text_of(d), 180, "the t-SNE map")
+    wait_for(driver, fresh(lambda d: "t-SNE of 22 photos" in text_of(d)), 180, "the t-SNE map")
     wait_idle(driver)
     assert_clean(driver)
     screenshot(driver, screenshots, "label_05_feature_map_tsne")
