@@ -20,6 +20,8 @@ RESULTS = "tl_clf_results"  # (key, results) of the last classification, so reru
 CAMS = "tl_clf_cams"  # Grad-CAM overlays already computed, by (results key, photo index)
 EXPORTS = "tl_clf_export"  # (model key, ExportReport) of the last export
 
+common.keep_compiled_models_warm()  # warm latency: Streamlit would drop the compiled kernels after every rerun
+
 st.title("Classifier")
 st.write(
     "Try a model on new photos: a run you trained, or a plain ImageNet classifier. Each photo gets "
@@ -232,7 +234,8 @@ if predictor is not None:
         ok_uploads = [(name, data) for (name, data), r in zip(items, results) if r.ok] if items else []
         ds = common.current_dataset()
         if ok_uploads:
-            parity_sources, where = ok_uploads[:8], "uploaded photos"
+            parity_sources = ok_uploads[:8]
+            where = "uploaded photo" if len(parity_sources) == 1 else "uploaded photos"
         elif ds is not None:
             parity_sources, where = ds.paths("validation")[:8] or [r.path for r in ds.records[:8]], \
                 f"images of the dataset {ds.name}"

@@ -261,3 +261,47 @@ def stage_progress(bar):
         bar.progress(min(p.done / max(p.total, 1), 1.0), text=text)
 
     return update
+
+
+def keep_compiled_models_warm() -> None:
+    """Stop Streamlit from throwing away TensorFlow's compiled kernels after every rerun.
+
+    After each script run Streamlit calls ``keras.backend.clear_session()``
+    (``script_runner._clean_problem_modules``). With TensorFlow that clears the eager
+    kernel cache, so every cached model's compiled forward pass is re-instantiated on
+    the next click: about 1 s for EfficientNet-Lite0 on 2 idle cores, several seconds
+    on a busy machine, which defeats ``st.cache_resource``. Keras 3 runs eagerly and
+    has no graph to leak, so the cleanup is replaced by one that keeps the kernels and
+    still closes matplotlib figures. Process-wide and idempotent; if Streamlit renames
+    the hook, nothing is patched and only the speed-up is lost.
+    """
+    import sys
+
+    try:
+        from streamlit.runtime.scriptrunner import script_runner
+    except ImportError:
+        return
+    current = getattr(script_runner, "_clean_problem_modules", None)
+    if current is None or getattr(current, "_tl_keeps_kernels", False):
+        return
+
+    def clean_problem_modules() -> None:
+        plt = sys.modules.get("matplotlib.pyplot")
+        if plt is not None:
+            try:
+                plt.close("all")
+            except Exception:  # noqa: BLE001  as Streamlit's own cleanup: never break a rerun
+                pass
+
+    clean_problem_modules._tl_keeps_kernels = True
+    script_runner._clean_problem_modules = clean_problem_modules
+
+
+def square_thumb(path: str, size: int = 160) -> np.ndarray:
+    """``thumb`` centred on a square light tile, so grids of photos line up in rows."""
+    img = thumb(path, size)
+    h, w = img.shape[:2]
+    tile = np.full((size, size, 3), 246, np.uint8)
+    top, left = (size - h) // 2, (size - w) // 2
+    tile[top:top + h, left:left + w] = img[:size, :size, :3]
+    return tile

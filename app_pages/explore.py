@@ -151,7 +151,7 @@ with tab_map:
                 cols = st.columns(8)
                 for i, (path, row) in enumerate(sel.head(24).iterrows()):
                     with cols[i % 8]:
-                        st.image(common.thumb(path, 120), caption=f"{row['label']} · {row['file']}", width=120)
+                        st.image(common.square_thumb(path, 120), caption=f"{row['label']} · {row['file']}", width=120)
 
 # ---------------------------------------------------------------- separability
 with tab_sep:
@@ -236,7 +236,7 @@ with tab_issues:
             cols = st.columns(4)
             for i, row in issues.head(n_show).reset_index(drop=True).iterrows():
                 with cols[i % 4].container(border=True):
-                    st.image(common.thumb(row["path"], THUMB_PX), width=THUMB_PX)
+                    st.image(common.square_thumb(row["path"], THUMB_PX), width=THUMB_PX)
                     st.markdown(f"**{row['file']}**  \nlabelled **{row['label']}** ({row['p_given']:.0%}) · "
                                 f"looks like **{row['suggested']}** ({row['p_suggested']:.0%})")
                     st.caption(f"{row['knn_disagree'] * 5:.0f} of 5 nearest neighbours disagree"
@@ -269,7 +269,7 @@ with tab_out:
             cols = st.columns(4)
             for i, row in outs.head(n_show).reset_index(drop=True).iterrows():
                 with cols[i % 4].container(border=True):
-                    st.image(common.thumb(row["path"], THUMB_PX), width=THUMB_PX)
+                    st.image(common.square_thumb(row["path"], THUMB_PX), width=THUMB_PX)
                     st.markdown(f"**{row['file']}**  \nlabelled **{row['label']}** · nearest class "
                                 f"**{row['nearest_class']}**")
                     st.caption(f"distance {row['distance']:.3f} (z = {row['z_score']:.1f})")

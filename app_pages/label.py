@@ -15,12 +15,12 @@ from core.images import IMAGE_EXTENSIONS
 from app_pages import common
 
 NEW = "➕ New dataset…"
-LEAVE_OUT = "— leave out —"
+LEAVE_OUT = "— skip —"
 SOURCES = ("Upload photos", "Upload a zip", "Folder on this machine")
 PHOTO_TYPES = sorted(e.lstrip(".") for e in IMAGE_EXTENSIONS)
 GRID_COLS, GRID_ROWS, THUMB_PX = 8, 3, 120
-SUGGEST_COLS, SUGGEST_ROWS, SUGGEST_PX = 6, 4, 150
-DEFAULT_THRESHOLD = 0.8
+SUGGEST_COLS, SUGGEST_ROWS, SUGGEST_PX = 5, 4, 170
+DEFAULT_THRESHOLD = 0.6
 
 MSGS = "tl_lab_msgs"  # [(kind, text)] shown once, after the rerun an action caused
 NEXT_DS = "tl_lab_ds_next"  # dataset to select on the next run (set before the selectbox exists)
@@ -208,7 +208,7 @@ for cls, tab in zip(classes, tabs):
         grid = st.columns(GRID_COLS)
         for i, path in enumerate(shown):
             with grid[i % GRID_COLS]:
-                st.image(common.thumb(str(path), THUMB_PX), width=THUMB_PX)
+                st.image(common.square_thumb(str(path), THUMB_PX), width=THUMB_PX)
                 st.checkbox(path.name, key=f"tl_lab_sel::{cls}::{path.name}")
         selected = [p for p in shown if st.session_state.get(f"tl_lab_sel::{cls}::{p.name}")]
         others = [c for c in classes if c != cls]
@@ -347,6 +347,8 @@ if st.button("Suggest labels", type="primary", icon=":material/auto_awesome:", k
         st.session_state[RESULT] = {"dataset": name, "result": result, "threshold": None}
         st.session_state[TOUCHED] = set()
         st.session_state.pop(CHOICES, None)
+        st.session_state.pop("tl_lab_thr", None)  # a new result starts from the default threshold
+        st.session_state.pop("tl_lab_sugg_page", None)
     bar.empty()
 
 # ---------------------------------------------------------------- suggestions
@@ -425,14 +427,15 @@ grid = st.columns(SUGGEST_COLS)
 options = [LEAVE_OUT] + classes
 for i, (_, row) in enumerate(shown.iterrows()):
     with grid[i % SUGGEST_COLS].container(border=True):
-        st.image(common.thumb(row["path"], SUGGEST_PX), width=SUGGEST_PX)
+        st.image(common.square_thumb(row["path"], SUGGEST_PX), width=SUGGEST_PX)
         conf = float(row["confidence"])
         accepted = conf >= threshold
-        st.progress(min(max(conf, 0.0), 1.0),
-                    text=f"{'✅' if accepted else '❔'} {row['suggestion']} · {conf:.0%}")
+        mark = ":green[:material/check_circle:]" if accepted else ":orange[:material/help:]"
+        st.progress(min(max(conf, 0.0), 1.0), text=f"{mark} **{row['suggestion']}** · {conf:.0%}")
         if result.method == "compare":
-            st.caption(f"zero-shot: {row['zero_shot']} {row['zero_shot_confidence']:.0%} · "
-                       f"few-shot: {row['few_shot']} {row['few_shot_confidence']:.0%}")
+            agree = "agree" if row["agree"] else ":orange[disagree]"
+            st.caption(f"zero-shot: {row['zero_shot']} {row['zero_shot_confidence']:.0%}  \n"
+                       f"few-shot: {row['few_shot']} {row['few_shot_confidence']:.0%} · {agree}")
         elif "imagenet_top" in row:
             st.caption(f"ImageNet sees: {row['imagenet_top']}")
         current_choice = choices.get(row["path"])

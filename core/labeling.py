@@ -39,6 +39,7 @@ METHOD_NAMES = {"zero_shot": "Zero-shot (ImageNet)", "few_shot": "Few-shot (your
 FEW_SHOT_MODELS = ("logreg", "knn")
 FEW_SHOT_NAMES = {"logreg": "Logistic regression", "knn": "5 nearest neighbours"}
 UNLABELLED = "unlabelled"
+MAX_UNLABELLED = 20_000  # files looked at in one folder of unlabelled photos
 LOGREG_C = 10.0
 KNN_K = 5
 
@@ -312,11 +313,19 @@ def scan_unlabelled(folder: str | os.PathLike, name: str | None = None) -> Datas
     root = Path(folder).expanduser()
     if not root.is_dir():
         raise LabelingError(f"Folder not found: {root}")
-    files = sorted(
-        p for p in root.rglob("*")
-        if p.is_file() and not p.is_symlink()
-        and not any(part.startswith((".", "__MACOSX")) for part in p.relative_to(root).parts)
-    )
+    files = []
+    try:
+        for p in root.rglob("*"):
+            if any(part.startswith((".", "__MACOSX")) for part in p.relative_to(root).parts):
+                continue
+            if p.is_file() and not p.is_symlink():
+                files.append(p)
+                if len(files) > MAX_UNLABELLED:
+                    raise LabelingError(
+                        f"{root} holds more than {MAX_UNLABELLED:,} files; point at a smaller folder of photos.")
+    except OSError as exc:
+        raise LabelingError(f"Cannot read the folder {root}: {exc.strerror or exc}") from exc
+    files.sort()
     bad: list[BadFile] = []
     candidates = []
     for f in files:

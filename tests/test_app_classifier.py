@@ -4,7 +4,6 @@ shared weights, cats and dogs through the page."""
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
@@ -131,6 +130,22 @@ def test_export_from_the_page(finished_run):
     assert len(parity) == 8 and parity["all agree"].all()
     labels = [b.proto.label for b in at.get("download_button")]
     assert sum("MB" in label for label in labels) == 3
+
+
+def test_reruns_keep_the_compiled_model_warm(finished_run, monkeypatch):
+    """Streamlit's post-run cleanup calls keras.backend.clear_session(), which empties
+    TensorFlow's kernel cache: each click would recompile the cached model (seconds)."""
+    import keras
+
+    calls = []
+    monkeypatch.setattr(keras.backend, "clear_session", lambda *a, **k: calls.append(1))
+    at = open_page()
+    calls.clear()
+    upload(at, [("a.png", png_bytes(photo(1)))])
+    at.slider(key="tl_clf_topk").set_value(2).run()
+    assert calls == [] and not at.exception
+    results = at.session_state["tl_clf_results"][1]
+    assert results[0].forward_ms < 5000  # a warm forward pass of a 251-parameter model, even on a busy machine
 
 
 def test_altered_run_model_gets_a_message_not_a_traceback(finished_run):

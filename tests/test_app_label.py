@@ -149,7 +149,7 @@ def test_auto_label_a_folder_and_accept(tmp_path):
     at.slider(key="tl_lab_thr").set_value(1.0)
     ok(at.run())
     picks = [s for s in at.selectbox if (s.key or "").startswith("tl_lab_pick::")]
-    assert all(s.value == "— leave out —" for s in picks)
+    assert all(s.value == "— skip —" for s in picks)
     assert button(at, "Add 0 labelled photos").disabled
     first = picks[0]
     right = "cats" if Path(first.key.split("::", 1)[1]).name.startswith("c") else "dogs"

@@ -307,3 +307,10 @@ def test_outliers_are_far_from_every_class_centre():
 def test_l2_normalise_handles_zero_rows():
     Xn = labeling.l2_normalise(np.array([[3.0, 4.0], [0.0, 0.0]]))
     np.testing.assert_allclose(Xn, [[0.6, 0.8], [0, 0]])
+
+
+def test_scan_unlabelled_refuses_huge_folders(tmp_path, monkeypatch):
+    monkeypatch.setattr(labeling, "MAX_UNLABELLED", 3)
+    write_images(tmp_path / "many", 0, 5)
+    with pytest.raises(labeling.LabelingError, match="more than 3 files"):
+        labeling.scan_unlabelled(tmp_path / "many")

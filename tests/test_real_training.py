@@ -17,7 +17,7 @@ import pytest
 from core import training
 from core.strategies import StrategyConfig, classic_recipe, modern_defaults
 
-pytestmark = pytest.mark.real
+pytestmark = pytest.mark.real  # test_frozen_base_with_augmentation_and_scratch is also marked slow
 
 LITE0 = "efficientnet_lite0"
 SUBSET = 100  # images per class and split for the strategies that push pixels through the base
@@ -72,6 +72,8 @@ def test_linear_probe_reaches_097(cats_vs_dogs):
     result = measured("linear_probe (full)", lite0(cats_vs_dogs, "linear_probe"))
     assert result.metrics["val_accuracy"] >= 0.97, result.metrics
     assert result.metrics["trainable_params"] == 1280 + 1
+    if "feature_extraction (full)" in FIGURES:  # same backbone, size and pooling: the cache is reused
+        assert result.metrics["features_cached"] is True
 
 
 # ---------------------------------------------------------------- a seeded subset: image-pipeline strategies
@@ -82,6 +84,7 @@ def test_fine_tune_after_feature_extraction_ends_no_more_than_001_below(cats_vs_
     ft = measured(f"fine_tune ({SUBSET}/class)", lite0(cats_vs_dogs, "fine_tune", limit_per_class=SUBSET,
                                                        epochs=fe.metrics["epochs_run"], early_stopping=4,
                                                        reduce_lr=2, fine_tune_epochs=1, fine_tune_layers=20))
+    assert ft.metrics["features_cached"] is True  # phase 1 reuses the subset's cached features
     hist = ft.history
     head = hist[hist["phase"] == "head"]
     assert (hist["phase"] == "fine_tune").sum() == 1
@@ -101,11 +104,12 @@ def test_random_weights_stay_far_below_imagenet(cats_vs_dogs):
                         lite0(cats_vs_dogs, "linear_probe", limit_per_class=SUBSET))
     rand = measured(f"feature_extraction random weights ({SUBSET}/class)",
                     lite0(cats_vs_dogs, "feature_extraction", weights="random", limit_per_class=SUBSET))
-    assert rand.metrics["weights_id"].startswith("random-")
+    assert rand.metrics["weights_id"].startswith("random-") and imagenet.metrics["features_cached"] is True
     assert rand.metrics["val_accuracy"] <= 0.75, rand.metrics
     assert imagenet.metrics["val_accuracy"] - rand.metrics["val_accuracy"] >= 0.2
 
 
+@pytest.mark.slow  # about a minute more on CI's 2 cores; figures for the comparison table
 def test_frozen_base_with_augmentation_and_scratch(cats_vs_dogs):
     frozen = measured(f"frozen_augment ({SUBSET}/class)",
                       lite0(cats_vs_dogs, "frozen_augment", limit_per_class=SUBSET, epochs=1))

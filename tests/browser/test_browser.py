@@ -123,7 +123,7 @@ def upload_zip(tmp_path_factory) -> Path:
     return archive
 
 
-def test_first_render(app_server, driver, screenshots):
+def test_first_render(driver, app_server, screenshots):  # browser first: not part of the time
     url, healthy_s, started = app_server
     t0 = time.perf_counter()
     driver.get(url)

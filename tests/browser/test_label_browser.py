@@ -84,6 +84,14 @@ def upload(driver, label: str, files: list[Path]) -> None:
 
 
 def test_build_autolabel_and_explore(app_server, app_home, driver, screenshots):
+    try:
+        _build_autolabel_and_explore(app_server, app_home, driver, screenshots)
+    except Exception:
+        screenshot(driver, screenshots, "label_failure")  # what the user saw when it went wrong
+        raise
+
+
+def _build_autolabel_and_explore(app_server, app_home, driver, screenshots):
     if not (CATS_VS_DOGS.is_dir() and SHARED_WEIGHTS.is_dir()):
         pytest.fail(f"shared assets missing at {CATS_VS_DOGS} / {SHARED_WEIGHTS}")
     url, _, _ = app_server
@@ -134,8 +142,8 @@ def test_build_autolabel_and_explore(app_server, app_home, driver, screenshots):
 
     from selenium.webdriver.common.keys import Keys
 
-    thumb = widget(driver, "stSlider", "Accept suggestions").find_element("css selector", '[role="slider"]')
-    click(driver, thumb)
+    thumb = widget(driver, "stSlider", "Accept suggestions").find_element("css selector", 'input[type="range"]')
+    driver.execute_script("arguments[0].scrollIntoView({block: 'center'}); arguments[0].focus();", thumb)
     thumb.send_keys(Keys.HOME)  # threshold 0: accept every suggestion
     wait_for(driver, fresh(lambda d: "Add 12 labelled photos" in text_of(d)), 60, "all twelve accepted")
     wait_idle(driver)
