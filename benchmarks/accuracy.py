@@ -83,7 +83,8 @@ def run(ctx: Context) -> GroupResult:
     if ctx.quick:
         result.notes.append(f"--quick: limit_per_class={QUICK_PER_CLASS} ({2 * QUICK_PER_CLASS} train / "
                             f"{2 * QUICK_PER_CLASS} validation images) and fewer epochs "
-                            f"({', '.join(f'{k}: {v}' for k, v in QUICK_EPOCHS.items())}); not comparable "
+                            f"({'; '.join(k + ' ' + ', '.join(f'{a}={b}' for a, b in v.items()) for k, v in QUICK_EPOCHS.items())}); "
+                            "not comparable "
                             "with the anchors")
     result.notes.append("configs: core.strategies.modern_defaults (Adam; feature extraction with early stopping); "
                         "random weights = the same EfficientNet-Lite0 graph with Keras' initialisers")
