@@ -374,8 +374,10 @@ def defaults(threshold: float) -> None:
     for _, row in st.session_state[RESULT]["result"].frame.iterrows():
         if row["path"] in touched:
             continue
-        choices[row["path"]] = row["suggestion"] if row["confidence"] >= threshold else None
-        st.session_state.pop(f"tl_lab_pick::{row['path']}", None)
+        choice = row["suggestion"] if row["confidence"] >= threshold else None
+        choices[row["path"]] = choice
+        # Set the tile's widget too (the browser keeps a widget's value unless the server sends a new one).
+        st.session_state[f"tl_lab_pick::{row['path']}"] = choice or LEAVE_OUT
 
 
 def on_threshold() -> None:
@@ -429,8 +431,8 @@ for i, (_, row) in enumerate(shown.iterrows()):
     with grid[i % SUGGEST_COLS].container(border=True):
         st.image(common.square_thumb(row["path"], SUGGEST_PX), width=SUGGEST_PX)
         conf = float(row["confidence"])
-        accepted = conf >= threshold
-        mark = ":green[:material/check_circle:]" if accepted else ":orange[:material/help:]"
+        adding = choices.get(row["path"]) is not None
+        mark = ":green[:material/check_circle:]" if adding else ":orange[:material/help:]"
         st.progress(min(max(conf, 0.0), 1.0), text=f"{mark} **{row['suggestion']}** · {conf:.0%}")
         if result.method == "compare":
             agree = "agree" if row["agree"] else ":orange[disagree]"
@@ -438,6 +440,7 @@ for i, (_, row) in enumerate(shown.iterrows()):
                        f"few-shot: {row['few_shot']} {row['few_shot_confidence']:.0%} · {agree}")
         elif "imagenet_top" in row:
             st.caption(f"ImageNet sees: {row['imagenet_top']}")
-        current_choice = choices.get(row["path"])
-        st.selectbox(row["file"], options, index=options.index(current_choice) if current_choice in options else 0,
-                     key=f"tl_lab_pick::{row['path']}", on_change=on_pick, args=(row["path"],))
+        key = f"tl_lab_pick::{row['path']}"
+        if st.session_state.get(key) not in options:  # first shown, or its class was renamed meanwhile
+            st.session_state[key] = choices.get(row["path"]) or LEAVE_OUT
+        st.selectbox(row["file"], options, key=key, on_change=on_pick, args=(row["path"],))

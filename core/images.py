@@ -87,7 +87,7 @@ def _reason(exc: Exception) -> str:
     if isinstance(exc, UnidentifiedImageError):
         return "not an image (unrecognised format)"
     if isinstance(exc, (Image.DecompressionBombError, Image.DecompressionBombWarning)):
-        return f"decompression bomb: {exc}"
+        return f"image too large (decompression bomb guard, limit {MAX_PIXELS / 1e6:.0f} MP): {exc}"
     return str(exc)
 
 
