@@ -125,10 +125,11 @@ with tab_map:
             fig = px.scatter(frame, x="x", y="y", color="label", symbol="split", hover_name="file",
                              hover_data={"x": False, "y": False, "label": True, "split": True},
                              custom_data=["path"], symbol_map={"train": "circle", "validation": "x"},
+                             color_discrete_sequence=px.colors.qualitative.Set1,
                              labels={"label": "class", "split": "split"}, height=600,
                              title=f"{spec.display_name} features of {ds.name}, {axis} to 2-D "
                                    "(colour: class, marker: split)")
-            fig.update_traces(marker={"size": 7, "opacity": 0.75})
+            fig.update_traces(marker={"size": 9, "opacity": 0.8})
             fig.update_layout(xaxis_title=f"{axis} 1", yaxis_title=f"{axis} 2", legend_title_text="class, split")
             event = st.plotly_chart(fig, key=f"tl_exp_map_{method}", on_select="rerun",
                                     selection_mode=("points", "box", "lasso"))
@@ -224,12 +225,22 @@ with tab_issues:
             issues = outs = None
         if issues is not None:
             flagged = int(issues["flagged"].sum())
+            disagree = int((issues["suggested"] != issues["label"]).sum())
             st.write(
-                f"Each photo's label checked against a linear probe that never saw it (5-fold, out-of-fold "
-                f"probabilities of the given label) and against its 5 nearest neighbours. **{flagged}** photo"
-                f"{'s are' if flagged != 1 else ' is'} flagged: the probe confidently puts them in another class. "
-                "Most suspect first."
+                "Each photo's label is checked by a linear probe that never saw that photo (5-fold: trained on the "
+                "other four fifths) and by its 5 nearest neighbours. Most suspect first: the lowest probability "
+                "for the label the photo has."
             )
+            if flagged:
+                st.warning(f"**{flagged}** photo{'s look' if flagged != 1 else ' looks'} mislabelled: the probe "
+                           "confidently puts it in another class. Check them first; one click moves a photo.",
+                           icon=":material/report:")
+            elif disagree:
+                st.info(f"No photo is flagged with confidence; the probe leans to another class for {disagree} "
+                        f"photo{'s' if disagree != 1 else ''}, shown first.", icon=":material/info:")
+            else:
+                st.success("No photo looks mislabelled: the probe agrees with every label. Below are the photos "
+                           "it is least sure of.", icon=":material/check_circle:")
             n_show = (st.slider("Show", 4, min(60, len(issues)), min(12, len(issues)), 4, key="tl_exp_issues_n")
                       if len(issues) > 4 else len(issues))
             read_only = not db.writable(Path(ds.root))
@@ -237,10 +248,15 @@ with tab_issues:
             for i, row in issues.head(n_show).reset_index(drop=True).iterrows():
                 with cols[i % 4].container(border=True):
                     st.image(common.square_thumb(row["path"], THUMB_PX), width=THUMB_PX)
-                    st.markdown(f"**{row['file']}**  \nlabelled **{row['label']}** ({row['p_given']:.0%}) · "
-                                f"looks like **{row['suggested']}** ({row['p_suggested']:.0%})")
-                    st.caption(f"{row['knn_disagree'] * 5:.0f} of 5 nearest neighbours disagree"
-                               + (" · flagged" if row["flagged"] else ""))
+                    if row["suggested"] != row["label"]:
+                        badge = ":red-badge[:material/report: flagged]" if row["flagged"] else \
+                            ":orange-badge[:material/help: doubtful]"
+                        st.markdown(f"**{row['file']}** {badge}  \nlabelled **{row['label']}**, looks like "
+                                    f"**{row['suggested']}** ({row['p_suggested']:.0%} sure)")
+                    else:
+                        st.markdown(f"**{row['file']}** :green-badge[label agrees]  \nlabelled **{row['label']}**, "
+                                    f"the probe agrees but is only {row['p_given']:.0%} sure")
+                    st.caption(f"{row['knn_disagree'] * 5:.0f} of its 5 nearest neighbours have another label")
                     if row["suggested"] != row["label"]:
                         st.button(f"Relabel as {row['suggested']}", key=f"tl_exp_relabel::{row['path']}",
                                   on_click=relabel, args=(row["path"], row["suggested"]),
@@ -270,6 +286,8 @@ with tab_out:
             for i, row in outs.head(n_show).reset_index(drop=True).iterrows():
                 with cols[i % 4].container(border=True):
                     st.image(common.square_thumb(row["path"], THUMB_PX), width=THUMB_PX)
-                    st.markdown(f"**{row['file']}**  \nlabelled **{row['label']}** · nearest class "
-                                f"**{row['nearest_class']}**")
-                    st.caption(f"distance {row['distance']:.3f} (z = {row['z_score']:.1f})")
+                    odd = " :orange-badge[unusually far]" if row["z_score"] >= 2 else ""
+                    st.markdown(f"**{row['file']}**{odd}  \nlabelled **{row['label']}** · closest to the "
+                                f"**{row['nearest_class']}** centre")
+                    st.caption(f"cosine distance {row['distance']:.3f} to that centre, {row['z_score']:.1f} standard "
+                               "deviations above the average photo")
