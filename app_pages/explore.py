@@ -255,7 +255,7 @@ with tab_issues:
                                     f"**{row['suggested']}** ({row['p_suggested']:.0%} sure)")
                     else:
                         st.markdown(f"**{row['file']}** :green-badge[label agrees]  \nlabelled **{row['label']}**, "
-                                    f"the probe agrees but is only {row['p_given']:.0%} sure")
+                                    f"the probe agrees ({row['p_given']:.0%} sure)")
                     st.caption(f"{row['knn_disagree'] * 5:.0f} of its 5 nearest neighbours have another label")
                     if row["suggested"] != row["label"]:
                         st.button(f"Relabel as {row['suggested']}", key=f"tl_exp_relabel::{row['path']}",

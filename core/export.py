@@ -22,6 +22,8 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import pandas as pd
 
+from . import atomic
+from .callbacks import save_model_atomic
 from .errors import BadImage, TransferLabError
 from .images import load_rgb
 
@@ -73,15 +75,11 @@ class ExportReport:
 
 
 def _atomic_dir_zip(folder: Path, target: Path) -> None:
-    tmp = target.with_name(f".tmp-{os.getpid()}-{target.name}")
-    try:
+    with atomic.atomic_path(target) as tmp:
         with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as zf:
             for path in sorted(folder.rglob("*")):
                 if path.is_file():
                     zf.write(path, Path(folder.name) / path.relative_to(folder))
-        os.replace(tmp, target)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def export_keras(model: Any, out_dir: str | os.PathLike, stem: str = "model") -> Artifact:
@@ -89,15 +87,11 @@ def export_keras(model: Any, out_dir: str | os.PathLike, stem: str = "model") ->
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     target = out / f"{stem}.keras"
-    tmp = out / f".tmp-{os.getpid()}-{stem}.keras"
     start = time.perf_counter()
     try:
-        model.save(tmp)
-        os.replace(tmp, target)
+        save_model_atomic(model, target)
     except (OSError, ValueError, TypeError) as exc:
         raise ExportError(f"Saving as .keras failed: {exc}") from exc
-    finally:
-        tmp.unlink(missing_ok=True)
     return Artifact("keras", target, time.perf_counter() - start)
 
 
@@ -166,12 +160,7 @@ def export_tflite(saved_model_dir: str | os.PathLike, out_dir: str | os.PathLike
         blob = converter.convert()
     except Exception as exc:  # noqa: BLE001  the converter raises many types; the user needs the reason
         raise ExportError(f"TFLite conversion ({quantization or 'float32'}) failed: {exc}") from exc
-    tmp = target.with_name(f".tmp-{os.getpid()}-{target.name}")
-    try:
-        tmp.write_bytes(blob)
-        os.replace(tmp, target)
-    finally:
-        tmp.unlink(missing_ok=True)
+    atomic.write_bytes(target, blob)
     return Artifact(TFLITE_KEY[quantization], target, time.perf_counter() - start)
 
 

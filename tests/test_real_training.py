@@ -104,7 +104,9 @@ def test_random_weights_stay_far_below_imagenet(cats_vs_dogs):
                         lite0(cats_vs_dogs, "linear_probe", limit_per_class=SUBSET))
     rand = measured(f"feature_extraction random weights ({SUBSET}/class)",
                     lite0(cats_vs_dogs, "feature_extraction", weights="random", limit_per_class=SUBSET))
-    assert rand.metrics["weights_id"].startswith("random-") and imagenet.metrics["features_cached"] is True
+    assert rand.metrics["weights_id"].startswith("random-")
+    if f"feature_extraction ({SUBSET}/class)" in FIGURES:  # the subset's ImageNet features are reused
+        assert imagenet.metrics["features_cached"] is True
     assert rand.metrics["val_accuracy"] <= 0.75, rand.metrics
     assert imagenet.metrics["val_accuracy"] - rand.metrics["val_accuracy"] >= 0.2
 

@@ -178,5 +178,5 @@ def _build_autolabel_and_explore(app_server, app_home, driver, screenshots):
     tab = next(t for t in css(driver, '[role="tab"]') if "Possibly mislabelled" in t.text)
     click(driver, tab)
     time.sleep(1.0)
-    assert "linear probe that never saw it" in text_of(driver)
+    assert "never saw that photo" in text_of(driver)
     screenshot(driver, screenshots, "label_06_mislabelled")
