@@ -4,7 +4,6 @@ mislabelled, and outliers."""
 
 from pathlib import Path
 
-import pandas as pd
 import plotly.express as px
 import streamlit as st
 

@@ -73,7 +73,7 @@ def separability(X: np.ndarray, y: np.ndarray, folds: int = 5, seed: int = 0) ->
     folds = int(max(2, min(folds, counts[counts > 0].min())))
     cv = StratifiedKFold(folds, shuffle=True, random_state=seed)
     probe = make_pipeline(Normalizer(), LogisticRegression(C=10.0, max_iter=2000))
-    knn = make_pipeline(Normalizer(), KNeighborsClassifier(n_neighbors=min(5, int(counts.min()))))
+    knn = make_pipeline(Normalizer(), KNeighborsClassifier(n_neighbors=min(5, int(counts[counts > 0].min()))))
     return {
         "probe_accuracy": float(cross_val_score(probe, X, y, cv=cv).mean()),
         "knn_accuracy": float(cross_val_score(knn, X, y, cv=cv).mean()),

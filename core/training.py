@@ -194,6 +194,9 @@ def fit(cfg: StrategyConfig, reporter: Reporter | None = None, *, run_dir: Path 
     """
     from .distribute import get_strategy
 
+    import keras
+
+    keras.utils.set_random_seed(cfg.seed)  # head init, dropout and shuffling repeat for one seed
     rec = _Recording(reporter or NullReporter())
     start = time.perf_counter()
     rec.on_progress({"phase": "scan", "message": "Scanning the dataset"})

@@ -45,11 +45,6 @@ def test_separability_three_classes_and_few_samples():
     assert sep["folds"] == 3 and sep["probe_accuracy"] >= 0.9
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "core bug: core/advisor.py separability uses n_neighbors=min(5, counts.min()) with counts = "
-    "np.bincount(y), which includes 0 for a label index with no samples (e.g. labels {0, 2}: a class "
-    "with no training images in the sample); KNeighborsClassifier(n_neighbors=0) raises ValueError. "
-    "folds already uses counts[counts > 0]; the k-NN size should too"))
 def test_separability_with_a_class_index_missing():
     X, y = gaussians(20, shift=8.0, classes=3)
     keep = y != 1

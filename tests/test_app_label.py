@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
 
 import pytest
-from PIL import Image
 from streamlit.testing.v1 import AppTest
 
 from core import dataset_builder as db
@@ -234,3 +232,20 @@ def test_explore_relabel_moves_the_file(tmp_path):
     ok(relabel[0].click().run())
     assert "wrong.png" in [p.name for p in db.photos("mixed")["green"]]
     assert "Moved wrong.png to 'green'" in texts(at.success)
+
+
+def test_camera_snapshot_is_added(tmp_path):
+    import io
+
+    from PIL import Image
+
+    db.create_dataset("cam", ["me", "you"])
+    at = open_page("app_pages/label.py")
+    ok(at.toggle(key="tl_lab_camera_on").set_value(True).run())
+    buf = io.BytesIO()
+    Image.new("RGB", (64, 48), (10, 120, 200)).save(buf, "JPEG")
+    ok(at.camera_input[0].set_value(("image.jpg", buf.getvalue(), "image/jpeg")).run())
+    ok(button(at, "Add the snapshot to 'me'").click().run())
+    added = db.photos("cam")["me"]
+    assert len(added) == 1 and added[0].name.startswith("camera_") and added[0].suffix == ".jpg"
+    assert "Added 1 photo" in texts(at.success)

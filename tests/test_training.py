@@ -249,10 +249,6 @@ def test_fit_passes_balanced_class_weights(use_env, tmp_path, monkeypatch):
     assert seen == [pytest.approx({0: 8 / 12, 1: 8 / 4}), None]
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "core bug: core/training.py fit never seeds Keras/TensorFlow with cfg.seed (keras.utils.set_random_seed "
-    "is only called when loading random backbone weights), so head initialisation, dropout and batch "
-    "shuffling differ between two runs of the same config"))
 def test_same_seed_same_history(use_env):
     cfg = tiny_config(use_env["data"], "feature_extraction", epochs=2, seed=5)
     first = training.fit(cfg).history
@@ -289,8 +285,12 @@ def test_limit_per_class_trains_on_a_seeded_subset(use_env):
     cfg = tiny_config(use_env["data"], "linear_probe", limit_per_class=5)
     result = training.fit(cfg)
     assert result.metrics["train_images"] == 10 and result.metrics["val_images"] == 8  # val has 4 a class
-    again = training.load_dataset(cfg)
-    assert sorted(again.paths("train")) == sorted(training.load_dataset(cfg).paths("train"))
+    chosen = sorted(training.load_dataset(cfg).paths("train"))
+    assert sorted(p for p in result.predictions["path"]) == sorted(training.load_dataset(cfg).paths("validation"))
+    assert chosen == sorted(training.load_dataset(cfg).paths("train"))  # seeded: the same subset again
+    other = sorted(training.load_dataset(tiny_config(use_env["data"], "linear_probe", limit_per_class=5,
+                                                     seed=99)).paths("train"))
+    assert len(other) == 10 and other != chosen
 
 
 # ---------------------------------------------------------------- cancel

@@ -180,3 +180,15 @@ def _build_autolabel_and_explore(app_server, app_home, driver, screenshots):
     time.sleep(1.0)
     assert "never saw that photo" in text_of(driver)
     screenshot(driver, screenshots, "label_06_mislabelled")
+
+    # -- how well each backbone separates these 22 photos (every offline backbone + a random baseline)
+    tab = next(t for t in css(driver, '[role="tab"]') if "Separability" in t.text)
+    click(driver, tab)
+    time.sleep(1.0)
+    click(driver, button(driver, "Measure separability"))
+    wait_for(driver, fresh(lambda d: "Best separated by" in text_of(d)), LONG_S, "the separability table")
+    wait_idle(driver, LONG_S)
+    assert_clean(driver)
+    body = text_of(driver)
+    assert "EfficientNet-Lite2" in body and "random" in body
+    screenshot(driver, screenshots, "label_07_separability")
