@@ -164,7 +164,7 @@ with tab_sep:
     options = [(s.name, "imagenet") for s in offline] + [(s.name, None) for s in offline]
     if (backbone, weights) not in options:
         options.append((backbone, weights))
-    label_of = {o: f"{get_spec(o[0]).display_name} ({embedding.weights_label(o[1])})" for o in options}
+    label_of = {o: f"{get_spec(o[0]).display_name} · {embedding.weights_label(o[1])}" for o in options}
     default = [o for o in embedding.default_entries() if o in options]
     picked = st.multiselect("Backbones to compare", options, default=default, format_func=label_of.get,
                             key="tl_exp_sep_entries",
@@ -187,26 +187,30 @@ with tab_sep:
     held = st.session_state.get(SEP)
     if held and held["fingerprint"] == ds.fingerprint:
         table = held["table"]
-        shown = table.drop(columns=["name"]).copy()
+        shown = table.drop(columns=["name", "extract_seconds", "chance"]).copy()
         if not shown["error"].fillna("").astype(bool).any():
             shown = shown.drop(columns=["error"])
-        st.dataframe(shown, hide_index=True, column_config={
+        order = ["backbone", "weights", "knn_accuracy", "silhouette", "images_per_s", "speed_from", "images", "dims",
+                 "error"]
+        st.dataframe(shown, hide_index=True, column_order=[c for c in order if c in shown.columns], column_config={
             "backbone": "backbone",
             "weights": "weights",
             "knn_accuracy": st.column_config.ProgressColumn("5-NN accuracy (leave-one-out)", format="percent",
                                                             min_value=0.0, max_value=1.0),
             "silhouette": st.column_config.NumberColumn("silhouette (cosine)", format="%.3f"),
-            "images_per_s": st.column_config.NumberColumn("extraction images/s here", format="%.1f"),
+            "images_per_s": st.column_config.NumberColumn(
+                "images/s here", format="%.1f",
+                help="From the speed benchmark on the Backbones page when it was run; else from this extraction, "
+                     "whose first batch includes warm-up (small samples understate the speed)."),
+            "speed_from": "speed measured by",
             "images": st.column_config.NumberColumn("photos", format="%d"),
             "dims": st.column_config.NumberColumn("feature size", format="%d"),
-            "extract_seconds": st.column_config.NumberColumn("extraction s", format="%.1f"),
-            "chance": st.column_config.NumberColumn("chance", format="percent"),
             "error": "problem",
         })
         best = table.dropna(subset=["knn_accuracy"]).head(1)
         if not best.empty:
             b = best.iloc[0]
-            st.success(f"Best separated by **{b['backbone']} ({b['weights']})**: {b['knn_accuracy']:.1%} 5-NN "
+            st.success(f"Best separated by **{b['backbone']} · {b['weights']}**: {b['knn_accuracy']:.1%} 5-NN "
                        f"accuracy (chance {b['chance']:.0%}), on {held['note']}.", icon=":material/emoji_events:")
     else:
         st.caption("Pick backbones and press “Measure separability”; photos already extracted come from the cache.")

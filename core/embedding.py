@@ -248,6 +248,17 @@ def default_entries() -> list[tuple[str, Any]]:
     return entries
 
 
+def _benchmark(name: str) -> float | None:
+    """Images/s from the backbone speed benchmark (``core.speed``) when it was measured here."""
+    from . import speed
+
+    try:
+        result = speed.read(name)
+    except TransferLabError:
+        return None
+    return float(result.images_per_s) if result else None
+
+
 def weights_label(weights: Any) -> str:
     if weights is None:
         return "random"
@@ -289,15 +300,18 @@ def separability_table(
                                      (lambda s, p, stage=stage: progress(stage, p)) if progress else None,
                                      should_stop, splits=(split,))
             row.update(separability(feats.X, feats.y, seed))
-            row.update({"dims": int(feats.X.shape[1]), "images_per_s": feats.images_per_s,
-                        "extract_seconds": feats.seconds, "error": ""})
+            bench = _benchmark(name)
+            row.update({"dims": int(feats.X.shape[1]), "extract_seconds": feats.seconds, "error": "",
+                        "images_per_s": bench if bench else feats.images_per_s,
+                        "speed_from": "speed benchmark" if bench else
+                        f"this extraction ({feats.images} photos, warm-up included)"})
         except Cancelled:
             raise
         except TransferLabError as exc:
             row["error"] = str(exc)
         rows.append(row)
     columns = ["backbone", "weights", "knn_accuracy", "silhouette", "images_per_s", "images", "dims",
-               "extract_seconds", "chance", "name", "error"]
+               "extract_seconds", "speed_from", "chance", "name", "error"]
     frame = pd.DataFrame(rows).reindex(columns=columns)
     frame = frame.sort_values(["knn_accuracy", "silhouette"], ascending=False, na_position="last", kind="stable")
     return frame.reset_index(drop=True)

@@ -105,13 +105,21 @@ def test_separability_table_real_vs_random(tiny, flat_folder):
     entries = embedding.default_entries()
     assert entries == [(tiny, "imagenet"), (tiny, None)]
     table = embedding.separability_table(ds, entries, per_class=6, split="train")
-    assert list(table["weights"]) == ["ImageNet", "random"] or set(table["weights"]) == {"ImageNet", "random"}
+    assert sorted(table["weights"]) == ["ImageNet", "random"]
     assert (table["images"] == 18).all() and (table["error"] == "").all()
     assert (table["images_per_s"] > 0).all() and (table["dims"] == 3).all()
     real = table[table["weights"] == "ImageNet"].iloc[0]
     assert real["knn_accuracy"] == 1.0 and real["silhouette"] > 0.5
     assert real["chance"] == pytest.approx(1 / 3)
     assert table["knn_accuracy"].is_monotonic_decreasing
+    assert (table["speed_from"] == "this extraction (18 photos, warm-up included)").all()
+
+    from core import speed
+
+    measured = speed.measure(tiny, batch_size=4, batches=1)
+    again = embedding.separability_table(ds, entries, per_class=6, split="train")
+    assert np.allclose(again["images_per_s"], measured.images_per_s)
+    assert (again["speed_from"] == "speed benchmark").all()
 
 
 def test_separability_table_reports_a_backbone_that_cannot_run(tiny, flat_folder, monkeypatch):
