@@ -4,7 +4,7 @@ measured on this machine), and inside one: its layers and what a layer "sees".""
 import plotly.graph_objects as go
 import streamlit as st
 
-from core import explain, speed
+from core import explain, speed, uploads
 from core.backbones import get_spec, list_backbones, weights_location
 from core.errors import TransferLabError, WeightsUnavailable
 from core.images import IMAGE_EXTENSIONS, load_rgb
@@ -129,9 +129,12 @@ choice = st.segmented_control("Image", ["From the dataset", "Upload"], required=
                               default="From the dataset" if ds is not None else "Upload", key="tl_fm_source")
 image, image_caption = None, ""
 if choice == "Upload":
-    upload = st.file_uploader("An image", type=sorted(e.lstrip(".") for e in IMAGE_EXTENSIONS), key="tl_fm_upload")
+    photo_mb = uploads.photo_limit_mb(st.get_option("server.maxUploadSize"))
+    upload = st.file_uploader("An image", type=sorted(e.lstrip(".") for e in IMAGE_EXTENSIONS), key="tl_fm_upload",
+                              max_upload_size=photo_mb)
     if upload is not None:
         with common.friendly_errors():
+            uploads.check_size(upload.name, upload.size, photo_mb)
             image, image_caption = load_rgb(upload.getvalue()), upload.name
 elif ds is None:
     st.info("No dataset loaded yet: upload an image, or choose a dataset on the Dataset page.")

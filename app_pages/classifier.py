@@ -9,7 +9,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from app_pages import common
-from core import export, inference
+from core import export, inference, uploads
 from core.backbones import get_spec, list_backbones, missing_weights_message, weights_location
 from core.errors import TransferLabError
 from core.runs import RunStore
@@ -124,9 +124,10 @@ def gradcam_overlay(result, data: bytes):
 if predictor is not None:
     st.header("Photos")
     c1, c2, c3 = st.columns([2, 1, 1], vertical_alignment="bottom")
+    photo_mb = uploads.photo_limit_mb(st.get_option("server.maxUploadSize"))
     files = c1.file_uploader(
         "Photos: JPEG, PNG, WebP, BMP or GIF (first frame); one or many", type=UPLOAD_TYPES,
-        accept_multiple_files=True, key="tl_clf_files",
+        accept_multiple_files=True, key="tl_clf_files", max_upload_size=photo_mb,
     )
     k = c2.slider("Top-k", 1, min(10, predictor.num_classes), min(5, predictor.num_classes), key="tl_clf_topk")
     show_cam = c3.toggle("Grad-CAM heatmaps", value=True, key="tl_clf_show_cam",
@@ -134,9 +135,14 @@ if predictor is not None:
     use_camera = c3.toggle("Use the camera", value=False, key="tl_clf_use_camera")
     shot = st.camera_input("Take a photo", key="tl_clf_camera") if use_camera else None
 
-    items = [(f.name, f.getvalue()) for f in files or []]
+    named = [(f.name, f) for f in files or []]
     if shot is not None:
-        items.append((f"camera-{len(items) + 1}.jpg", shot.getvalue()))
+        named.append((f"camera-{len(named) + 1}.jpg", shot))
+    accepted, too_big = uploads.within_limit(named, photo_mb)
+    if too_big:
+        st.error("Rejected, the rest went on:\n\n" + "\n".join(f"- {reason}" for reason in too_big),
+                 icon=":material/block:")
+    items = [(name, f.getvalue()) for name, f in accepted]
 
     if not items:
         st.info("Upload photos or take one with the camera to classify them.", icon=":material/photo_camera:")

@@ -7,7 +7,7 @@ import pandas as pd
 import plotly.express as px
 import streamlit as st
 
-from core import archives, samples, stats
+from core import archives, samples, stats, uploads
 from core.data import DEFAULT_SEED, DEFAULT_VAL_FRACTION
 from core.errors import TransferLabError
 from app_pages import common
@@ -72,6 +72,7 @@ else:
         done = st.session_state.get(ZIP_STATE)
         if done is None or done[0] != upload.file_id:
             try:
+                uploads.check_size(upload.name, upload.size, limit_mb)
                 report = archives.dataset_from_zip(upload, upload.name)
                 done = (upload.file_id, None, report.skipped, str(report.folder))
             except TransferLabError as exc:

@@ -8,7 +8,7 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-from core import archives, dataset_builder as db, labeling, settings
+from core import archives, dataset_builder as db, labeling, settings, uploads
 from core.backbones import get_spec
 from core.errors import TransferLabError
 from core.images import IMAGE_EXTENSIONS
@@ -29,6 +29,8 @@ RESULT = "tl_lab_result"  # {"dataset": name, "result": LabelResult}
 CHOICES = "tl_lab_choices"  # {photo path: class or None}: what "Add" will do
 TOUCHED = "tl_lab_touched"  # photo paths whose label the user picked by hand
 UPLOADS = "tl_lab_uploads"  # counter in the uploaders' keys: bumped to clear them after an add
+UPLOAD_MB = st.get_option("server.maxUploadSize")  # a zip; photos have their own, lower limit
+PHOTO_MB = uploads.photo_limit_mb(UPLOAD_MB)
 
 
 def say(kind: str, text: str) -> None:
@@ -40,6 +42,14 @@ def show_messages() -> None:
              "info": ":material/info:"}
     for kind, text in st.session_state.pop(MSGS, []):
         getattr(st, kind)(text, icon=icons[kind])
+
+
+def within_limit(items, limit_mb: int) -> list:
+    """The uploaded ``(name, file)`` items within the size limit; each one over it is reported."""
+    kept, too_big = uploads.within_limit(items, limit_mb)
+    for reason in too_big:
+        say("error", f"Rejected: {reason}")
+    return kept
 
 
 def act(fn, *args, ok: str | None = None, **kwargs):
@@ -170,12 +180,13 @@ st.subheader("Add photos")
 n_up = st.session_state.get(UPLOADS, 0)
 left, right = st.columns([1, 3])
 target = left.selectbox("To class", classes, key="tl_lab_add_to")
-uploads = right.file_uploader("Photos (JPEG, PNG, …)", type=PHOTO_TYPES, accept_multiple_files=True,
-                              key=f"tl_lab_up_{n_up}",
-                              help="Each photo is checked; unreadable files are rejected with the reason.")
-if uploads and right.button(f"Add {len(uploads)} photo{'s' if len(uploads) != 1 else ''} to '{target}'",
-                            type="primary", icon=":material/add_photo_alternate:", key="tl_lab_add_btn"):
-    report = act(db.add_photos, name, target, db.as_items(uploads))
+photo_files = right.file_uploader("Photos (JPEG, PNG, …)", type=PHOTO_TYPES, accept_multiple_files=True,
+                                  key=f"tl_lab_up_{n_up}", max_upload_size=PHOTO_MB,
+                                  help="Each photo is checked; unreadable files are rejected with the reason.")
+n_files = len(photo_files or [])
+if photo_files and right.button(f"Add {n_files} photo{'s' if n_files != 1 else ''} to '{target}'",
+                                type="primary", icon=":material/add_photo_alternate:", key="tl_lab_add_btn"):
+    report = act(db.add_photos, name, target, within_limit(db.as_items(photo_files), PHOTO_MB))
     if report is not None:
         say("warning" if report.rejected else "success", report.summary().replace("Added", f"Added to '{target}':", 1))
         after_edit(name)
@@ -185,7 +196,7 @@ with st.expander("Take a photo with the camera", icon=":material/photo_camera:")
     if st.toggle("Turn the camera on", key="tl_lab_camera_on"):
         shot = st.camera_input("Camera", key=f"tl_lab_cam_{n_up}", label_visibility="collapsed")
         if shot is not None and st.button(f"Add the snapshot to '{target}'", key="tl_lab_cam_add"):
-            report = act(db.add_photos, name, target, [(db.camera_name(), shot)])
+            report = act(db.add_photos, name, target, within_limit([(db.camera_name(), shot)], PHOTO_MB))
             if report is not None:
                 say("warning" if report.rejected else "success", report.summary())
                 after_edit(name)
@@ -257,10 +268,10 @@ def new_inbox() -> Path:
 source = st.radio("Unlabelled photos from", SOURCES, horizontal=True, key="tl_lab_src")
 if source == SOURCES[0]:
     inbox_up = st.file_uploader("Unlabelled photos", type=PHOTO_TYPES, accept_multiple_files=True,
-                                key=f"tl_lab_inbox_up_{n_up}")
+                                key=f"tl_lab_inbox_up_{n_up}", max_upload_size=PHOTO_MB)
     if inbox_up and st.button(f"Use these {len(inbox_up)} photos", key="tl_lab_inbox_use", icon=":material/inbox:"):
         where = new_inbox()
-        report = db.save_photos(where, db.as_items(inbox_up))
+        report = db.save_photos(where, within_limit(db.as_items(inbox_up), PHOTO_MB))
         if report.rejected:
             say("warning", report.summary())
         if report.added:
@@ -272,7 +283,9 @@ elif source == SOURCES[1]:
                                  key=f"tl_lab_inbox_zip_{n_up}")
     if inbox_zip is not None and st.button("Unpack and use it", key="tl_lab_inbox_unzip", icon=":material/unarchive:"):
         where = new_inbox()
-        report = act(archives.extract_zip, inbox_zip, where)
+        report = None
+        if within_limit([(inbox_zip.name, inbox_zip)], UPLOAD_MB):
+            report = act(archives.extract_zip, inbox_zip, where)
         if report is not None:
             if report.skipped:
                 say("info", f"{len(report.skipped)} entries of the zip were skipped: "

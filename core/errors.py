@@ -40,3 +40,7 @@ class RunError(TransferLabError):
 
 class StorageError(TransferLabError):
     """The data directory is missing, unwritable or full."""
+
+
+class UploadTooLarge(TransferLabError):
+    """An uploaded file over its size limit; the message names the file, its size and the limit."""
