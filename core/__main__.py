@@ -36,7 +36,10 @@ def _train(args) -> int:
     code = worker.main([str(run.dir)])
     print(json.dumps({k: v for k, v in (run.metrics() or {}).items()
                       if k in ("val_accuracy", "val_loss", "train_seconds", "trainable_params")}, indent=2))
-    print(f"state: {run.status()['state']}")
+    status = run.status()
+    print(f"state: {status['state']}")
+    if status.get("reason"):
+        print(f"reason: {status['reason']}", file=sys.stderr if code else sys.stdout)
     return code
 
 

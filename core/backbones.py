@@ -313,6 +313,8 @@ def load_backbone(
     """
     import keras
 
+    from .layers import InferenceModel
+
     spec = get_spec(name)
     size = spec.default_size if spec.fixed_size or not input_size else int(input_size)
     if size < spec.min_size:
@@ -321,6 +323,7 @@ def load_backbone(
         base = _load_local(spec, weights, seed, include_top=False)
     else:
         base = _load_keras(spec, weights, seed, size, include_top=False)
+    base = InferenceModel(base.input, base.output, name=base.name)
     pre = preprocess_layer(spec)
     inputs = keras.Input((size, size, 3), name="pixels")
     model = keras.Model(inputs, base(pre(inputs)), name=f"{spec.name}_features")

@@ -71,12 +71,16 @@ class BestWeights(keras.callbacks.Callback):
 
     ``baseline`` (val_accuracy, val_loss) makes the starting weights the ones to
     beat: fine-tuning that only hurts ends where feature extraction left off.
+    ``saved`` is the model the checkpoint holds when it is not the one trained: a head
+    trained on cached features is saved inside its pixel model, like every model of the app.
     """
 
-    def __init__(self, checkpoint: Path | None = None, baseline: tuple[float, float] | None = None):
+    def __init__(self, checkpoint: Path | None = None, baseline: tuple[float, float] | None = None,
+                 saved=None):
         super().__init__()
         self.checkpoint = checkpoint
         self.baseline = baseline
+        self.saved = saved
         self.best_score: tuple[float, float] | None = None
         self.best_weights = None
         self.best_epoch: int | None = None
@@ -95,7 +99,7 @@ class BestWeights(keras.callbacks.Callback):
             self.best_score, self.best_epoch = score, epoch + 1
             self.best_weights = self.model.get_weights()
             if self.checkpoint is not None:
-                save_model_atomic(self.model, self.checkpoint)
+                save_model_atomic(self.saved if self.saved is not None else self.model, self.checkpoint)
 
     def restore(self, model) -> None:
         if self.best_weights is not None:

@@ -40,3 +40,18 @@ class ChannelAffine(keras.layers.Layer):
             "offset": self.offset,
             "reverse_channels": self.reverse_channels,
         }
+
+
+@keras.saving.register_keras_serializable(package="transfer_lab")
+class InferenceModel(keras.Model):
+    """A functional model (a backbone's base) that always runs its layers in inference mode.
+
+    Keras 3 passes the outer ``training`` flag of ``fit`` into a nested model even where the
+    graph called it with ``training=False`` (``keras.src.models.functional.operation_fn``), so
+    ``base(x, training=False)`` alone would update BatchNorm statistics of an unfrozen base and
+    switch on its stochastic-depth Dropout. Built as ``InferenceModel(base.input, base.output)``,
+    it shares the base's layers and weights.
+    """
+
+    def call(self, inputs, training=None, mask=None, **kwargs):
+        return super().call(inputs, training=False, mask=mask, **kwargs)

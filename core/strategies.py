@@ -176,7 +176,7 @@ def build_transfer_model(backbone, pooling: str, head, aug=None):
     inputs = keras.Input((size, size, 3), name="pixels")
     x = aug(inputs) if aug is not None else inputs
     x = backbone.preprocess(x)
-    x = backbone.base(x, training=False)  # BatchNorm stays in inference mode, even when unfrozen
+    x = backbone.base(x)  # an InferenceModel: BatchNorm and Dropout in inference mode, even when unfrozen
     x = pooling_layer(pooling)(x)
     outputs = head(x)
     return keras.Model(inputs, outputs, name=f"{backbone.spec.name}_transfer")

@@ -79,13 +79,13 @@ def _targets(y: np.ndarray, num_classes: int) -> np.ndarray:
 # ---------------------------------------------------------------- Keras glue
 
 def _callbacks(cfg: StrategyConfig, reporter: Reporter, phase: str, epoch_offset: int, n_train: int,
-               checkpoint: Path | None, tb_dir: Path | None, baseline=None):
+               checkpoint: Path | None, tb_dir: Path | None, baseline=None, saved=None):
     import keras
 
     from .callbacks import BestWeights, ProgressCallback
 
     progress = ProgressCallback(reporter, phase, epoch_offset, n_train, cfg.batch_size)
-    best = BestWeights(checkpoint, baseline)
+    best = BestWeights(checkpoint, baseline, saved)
     cbs: list = [progress, best]
     if cfg.early_stopping:
         cbs.append(keras.callbacks.EarlyStopping(monitor="val_loss", patience=cfg.early_stopping))
@@ -106,9 +106,9 @@ def _compile(model, cfg: StrategyConfig, num_classes: int, learning_rate: float)
 
 
 def _fit(model, cfg, reporter, phase, train, val, epochs, epoch_offset, n_train, weights, ckpt, tb,
-         restore_best: bool, baseline=None) -> bool:
-    """One ``model.fit`` phase; returns True when it was cancelled."""
-    cbs, progress, best = _callbacks(cfg, reporter, phase, epoch_offset, n_train, ckpt, tb, baseline)
+         restore_best: bool, baseline=None, saved=None) -> bool:
+    """One ``model.fit`` phase; returns True when it was cancelled. ``saved``: see ``BestWeights``."""
+    cbs, progress, best = _callbacks(cfg, reporter, phase, epoch_offset, n_train, ckpt, tb, baseline, saved)
     kwargs = dict(validation_data=val, epochs=epoch_offset + epochs, initial_epoch=epoch_offset,
                   callbacks=cbs, verbose=0, class_weight=weights)
     if isinstance(train, tuple):
@@ -165,15 +165,18 @@ def _linear_probe(cfg, ds, feats, reporter):
     return head
 
 
-def _train_head(ctx, feats, ckpt):
+def _train_head(ctx, feats, bb):
+    """A head on cached features; returns it and the pixel model around it (what checkpoints hold)."""
     cfg, k = ctx.cfg, ctx.k
     X, y = feats["train"].usable()
     Xv, yv = feats["validation"].usable()
     head = build_head(X.shape[1], k, cfg.head_units, cfg.dropout)
+    pixels = build_transfer_model(bb, cfg.pooling, head)
     _compile(head, cfg, k, cfg.learning_rate)
     ctx.cancelled = _fit(head, cfg, ctx.rec, "head", (X, _targets(y, k)), (Xv, _targets(yv, k)),
-                         cfg.epochs, 0, len(y), ctx.weights_for(y), ckpt, ctx.tb, cfg.restore_best)
-    return head
+                         cfg.epochs, 0, len(y), ctx.weights_for(y), ctx.ckpt, ctx.tb, cfg.restore_best,
+                         saved=pixels)
+    return head, pixels
 
 
 def _image_data(cfg, ds, size, split, shuffle):
@@ -317,18 +320,18 @@ def _fit_on_features(ctx: _Context):
     ctx.extra["features_cached"] = all(fs.from_cache for fs in feats.values())
     if cfg.strategy == "linear_probe":
         head = _linear_probe(cfg, ctx.ds, feats, ctx.rec)
+        model = build_transfer_model(bb, cfg.pooling, head)
+        if ctx.ckpt is not None:
+            from .callbacks import save_model_atomic
+
+            save_model_atomic(model, ctx.ckpt)
     else:
-        head = _train_head(ctx, feats, ckpt=None if cfg.strategy == "fine_tune" else ctx.ckpt)
+        head, model = _train_head(ctx, feats, bb)
     bb.base.trainable = False
     Xv, yv = feats["validation"].usable()
     paths = [p for p, ok in zip(feats["validation"].paths, feats["validation"].valid) if ok]
     probs = (to_probabilities(head.predict(Xv, verbose=0), ctx.k), yv, paths)
     if cfg.strategy != "fine_tune" or ctx.cancelled:
-        model = build_transfer_model(bb, cfg.pooling, head)
-        if ctx.ckpt is not None and cfg.strategy == "linear_probe":
-            from .callbacks import save_model_atomic
-
-            save_model_atomic(model, ctx.ckpt)
         return model, bb.input_size, probs
     return _fine_tune(ctx, bb, head, baseline=ctx.rec.rows[-1] if cfg.restore_best else None)
 

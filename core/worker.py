@@ -84,7 +84,8 @@ def _execute(run: Run) -> int:
         run.transition("running", "cancelled", reason=str(err))
     except BaseException as err:  # noqa: BLE001 - every way out must be recorded
         trace = traceback.format_exc()
-        _log(f"failed:\n{trace}")
+        # bad input (a TransferLabError) is the user's to fix: its reason, not a traceback
+        _log(f"failed: {_reason(err)}" if isinstance(err, TransferLabError) else f"failed:\n{trace}")
         run.transition("running", "failed", error=trace, reason=_reason(err))
         code = 1
     else:

@@ -87,10 +87,6 @@ def test_bad_arguments_are_refused_by_argparse(tl_home):
     assert not (tl_home / "runs").exists() or not list((tl_home / "runs").iterdir())
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "core bug: core/__main__.py _train runs worker.main in the foreground, whose _log prints the full "
-    "traceback of a bad dataset to stdout, and the CLI then prints only 'state: failed' and '{}' without "
-    "the run's one-line reason (DESIGN: bad input gets a clear message, never a traceback)"))
 def test_train_on_a_missing_folder_says_why_without_a_traceback(tmp_path, tl_home):
     missing = tmp_path / "nope"
     proc = cli("train", "--dataset", missing, "--strategy", "scratch", "--epochs", 1, home=tl_home)

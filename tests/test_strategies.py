@@ -230,14 +230,9 @@ def _transfer_model(name, aug=None):
     return bb, strategies.build_transfer_model(bb, "avg", head, aug)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "core bug: core/strategies.py build_transfer_model calls backbone.base(x, training=False), but in "
-    "Keras 3 (3.15) a nested functional model's explicit training=False is overridden by the outer "
-    "call context (keras/src/models/functional.py operation_fn injects training=True during fit), "
-    "so BatchNorm moving statistics (and any Dropout inside the base) run in training mode"))
 def test_transfer_model_calls_base_in_inference_mode(tiny):
     """Even with every base layer (BatchNorm included) trainable, a training step must not
-    touch the BatchNorm moving statistics: the base is called with training=False."""
+    touch the BatchNorm moving statistics: the base always runs in inference mode."""
     bb, model = _transfer_model(tiny)
     bb.base.trainable = True
     assert all(layer.trainable for layer in bb.base.layers if _is_bn(layer))

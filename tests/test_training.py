@@ -327,10 +327,6 @@ def test_cancel_during_feature_extraction(use_env, tmp_path):
     assert result.cancelled and result.model is None and result.history.empty
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "core bug: core/training.py _train_head saves the BestWeights checkpoint of the *head* model "
-    "(pooled features in), so a cancelled feature_extraction run keeps a checkpoint.keras that takes "
-    "(None, 16) features, not raw pixels like every other model of the app"))
 def test_cancelled_feature_extraction_checkpoint_takes_pixels(use_env, tmp_path):
     cfg = tiny_config(use_env["data"], "feature_extraction", epochs=5, batch_size=2)
     result = training.fit(cfg, CountingReporter(stop_after=3), run_dir=tmp_path / "run")
@@ -339,10 +335,6 @@ def test_cancelled_feature_extraction_checkpoint_takes_pixels(use_env, tmp_path)
     assert model.input_shape == (None, TINY_SIZE, TINY_SIZE, 3)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "core bug: core/training.py _fit_on_features passes ckpt=None to _train_head for fine_tune, so a "
-    "fine_tune run cancelled during its head phase (or whose phase 2 never beats the baseline) leaves "
-    "no checkpoint.keras at all"))
 def test_cancelled_fine_tune_head_phase_keeps_a_checkpoint(use_env, tmp_path):
     cfg = tiny_config(use_env["data"], "fine_tune", epochs=5, batch_size=2)
     result = training.fit(cfg, CountingReporter(stop_after=3), run_dir=tmp_path / "run")
