@@ -304,7 +304,8 @@ def separability_table(
             row.update({"dims": int(feats.X.shape[1]), "extract_seconds": feats.seconds, "error": "",
                         "images_per_s": bench if bench else feats.images_per_s,
                         "speed_from": "speed benchmark" if bench else
-                        f"this extraction ({feats.images} photos, warm-up included)"})
+                        f"this extraction ({feats.images} photos, warm-up included)" if feats.images else
+                        "not measured: every photo came from the feature cache (see the Backbones page)"})
         except Cancelled:
             raise
         except TransferLabError as exc:

@@ -4,12 +4,17 @@ Cache key: dataset fingerprint x split x backbone x weights identity x input
 size x pooling x preprocessing version. Entries are written in chunks into a
 memory-mapped ``.npy`` beside a ``meta.json`` carrying a checksum; a corrupt or
 truncated entry is detected on read and rebuilt. Memory is bounded by a batch.
+
+A new entry copies the rows of unchanged files (same path, size and mtime) from
+other entries of the same network and settings, so an edited dataset or a subset
+of an extracted one only runs the network on the photos it has not seen.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 import time
 from dataclasses import dataclass
@@ -146,11 +151,60 @@ def extract_features(
     except CacheCorrupt:
         shutil.rmtree(_entry_dir(key), ignore_errors=True)
 
-    bb = loaded or backbones.load_backbone(backbone, weights, size, seed)
-    return _extract(ds, split, bb, pooling, batch_size, key, progress, should_stop)
+    if not paths:
+        raise TransferLabError(f"The {split} split of '{ds.name}' has no images to extract features from.")
+    stamps = [_stamp(p) for p in paths]
+    net = _Network(backbone, wid, size, pooling)
+    reused = _reusable_rows(net, dict(zip(paths, stamps)))
+    if len(reused) < len(paths):
+        loaded = loaded or backbones.load_backbone(backbone, weights, size, seed)
+    return _extract(ds, split, net, loaded, reused, stamps, batch_size, key, progress, should_stop)
 
 
-def _extract(ds, split, bb, pooling, batch_size, key, progress, should_stop) -> FeatureSet:
+@dataclass(frozen=True)
+class _Network:
+    """What a cached row depends on besides the image: rows agreeing on it can be shared."""
+
+    backbone: str
+    weights_id: str
+    input_size: int
+    pooling: str
+
+
+def _stamp(path: str) -> str | None:
+    """Size and mtime of a file: a row is reused only while both are unchanged."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return f"{st.st_size}:{st.st_mtime_ns}"
+
+
+def _reusable_rows(net: _Network, wanted: dict[str, str | None]) -> dict[str, tuple[np.ndarray, int]]:
+    """``path -> (features, row)`` from intact entries of ``net`` holding the unchanged file."""
+    found: dict[str, tuple[np.ndarray, int]] = {}
+    root = settings.subdir("features")
+    for meta_path in sorted(root.glob(f"{net.backbone}-{net.input_size}-{net.pooling}-*/meta.json")):
+        meta = atomic.read_json(meta_path)
+        if not meta or len(found) == len(wanted) or "stamps" not in meta or (
+                meta.get("backbone"), meta.get("weights_id"), meta.get("input_size"), meta.get("pooling"),
+                meta.get("prep_version")) != (net.backbone, net.weights_id, net.input_size, net.pooling,
+                                              PREP_VERSION):
+            continue
+        rows = [(i, p) for i, (p, s) in enumerate(zip(meta["paths"], meta["stamps"]))
+                if s is not None and p not in found and wanted.get(p) == s]
+        if not rows:
+            continue
+        try:
+            donor = read_entry(meta["key"], [])  # checksummed: a damaged entry lends nothing
+        except (CacheCorrupt, KeyError):
+            continue
+        found.update((p, (donor.X, i)) for i, p in rows if donor.valid[i])
+    return found
+
+
+def _extract(ds, split, net, bb, reused, stamps, batch_size, key, progress, should_stop) -> FeatureSet:
+    """Write entry ``key``: rows in ``reused`` are copied, the network runs on the others."""
     import tensorflow as tf
 
     from .pipeline import image_dataset
@@ -158,44 +212,48 @@ def _extract(ds, split, bb, pooling, batch_size, key, progress, should_stop) -> 
     paths = ds.paths(split)
     labels = ds.labels(split)
     n = len(paths)
-    if n == 0:
-        raise TransferLabError(f"The {split} split of '{ds.name}' has no images to extract features from.")
-
-    model = bb.model
-
-    @tf.function(reduce_retracing=True)
-    def forward(x):
-        return pool_features(model(x, training=False), pooling)
-
-    dim = int(np.prod(forward(tf.zeros((1, bb.input_size, bb.input_size, 3))).shape[1:]))
+    todo = [i for i, p in enumerate(paths) if p not in reused]
+    forward = _compiled_forward(bb.model, net.pooling) if todo else None
+    if forward is not None:
+        dim = int(np.prod(forward(tf.zeros((1, net.input_size, net.input_size, 3))).shape[1:]))
+    else:
+        dim = int(reused[paths[0]][0].shape[1])
     folder = _entry_dir(key)
     work = folder.with_name(f".{folder.name}.{time.time_ns()}.tmp")
     try:
         work.mkdir(parents=True)
         out = np.lib.format.open_memmap(work / "features.npy", mode="w+", dtype=np.float32, shape=(n, dim))
         valid = np.zeros(n, bool)
+        for i, p in enumerate(paths):
+            if p in reused:
+                features, row = reused[p]
+                out[i], valid[i] = features[row], True
         start = time.perf_counter()
-        done = 0
-        for pixels, ok in image_dataset(paths, None, bb.input_size, batch_size, with_valid_mask=True):
+        extracted = 0
+        batches = image_dataset([paths[i] for i in todo], None, net.input_size, batch_size,
+                                with_valid_mask=True) if todo else ()
+        for pixels, ok in batches:
             if should_stop and should_stop():
                 raise Cancelled("Feature extraction was cancelled.")
             feats = forward(pixels).numpy()
-            rows = slice(done, done + len(feats))
+            rows = todo[extracted:extracted + len(feats)]
             out[rows] = feats
             valid[rows] = ok.numpy()
-            done += len(feats)
+            extracted += len(feats)
             if progress:
-                progress(ExtractProgress(done, n, done / max(time.perf_counter() - start, 1e-9)))
+                progress(ExtractProgress(n - len(todo) + extracted, n,
+                                         extracted / max(time.perf_counter() - start, 1e-9)))
         out.flush()
         del out
         np.save(work / "labels.npy", labels)
         np.save(work / "valid.npy", valid)
         names = ("features.npy", "labels.npy", "valid.npy")
         meta = {
-            "key": key, "dataset": ds.name, "fingerprint": ds.fingerprint, "backbone": bb.spec.name,
-            "weights_id": bb.weights_id, "input_size": bb.input_size, "pooling": pooling,
-            "prep_version": PREP_VERSION, "shape": [n, dim], "paths": paths, "classes": ds.classes,
-            "seconds": time.perf_counter() - start, "invalid": int((~valid).sum()),
+            "key": key, "dataset": ds.name, "fingerprint": ds.fingerprint, "backbone": net.backbone,
+            "weights_id": net.weights_id, "input_size": net.input_size, "pooling": net.pooling,
+            "prep_version": PREP_VERSION, "shape": [n, dim], "paths": paths, "stamps": stamps,
+            "classes": ds.classes, "seconds": time.perf_counter() - start, "invalid": int((~valid).sum()),
+            "reused": n - len(todo),
             "sizes": {f: (work / f).stat().st_size for f in names},
             "checksums": {f: _digest(work / f) for f in names},
         }
@@ -216,6 +274,16 @@ def _extract(ds, split, bb, pooling, batch_size, key, progress, should_stop) -> 
     fs = read_entry(key, ds.classes)
     fs.from_cache = False
     return fs
+
+
+def _compiled_forward(model, pooling: str):
+    import tensorflow as tf
+
+    @tf.function(reduce_retracing=True)
+    def forward(x):
+        return pool_features(model(x, training=False), pooling)
+
+    return forward
 
 
 def clear_cache() -> int:

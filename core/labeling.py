@@ -640,12 +640,12 @@ class DatasetFeatures:
     paths: list[str]
     splits: list[str]
     keys: list[str]  # the feature-cache entries they came from
-    images: int  # how many photos the cached extractions covered
+    images: int  # how many photos the network ran on (rows reused from other entries excluded)
     seconds: float  # how long those extractions took when they ran
 
     @property
     def images_per_s(self) -> float:
-        return self.images / self.seconds if self.seconds > 0 else float("nan")
+        return self.images / self.seconds if self.images and self.seconds > 0 else float("nan")
 
 
 def dataset_features(ds: Dataset, backbone: str, weights: Any = "imagenet", progress: StageProgress | None = None,
@@ -666,7 +666,7 @@ def dataset_features(ds: Dataset, backbone: str, weights: Any = "imagenet", prog
         paths += kept
         split_of += [split] * len(kept)
         keys.append(fs.key)
-        images += int(fs.meta.get("shape", [len(fs.paths)])[0])
+        images += int(fs.meta.get("shape", [len(fs.paths)])[0]) - int(fs.meta.get("reused", 0))
         seconds += float(fs.meta.get("seconds", 0.0))
     if not Xs:
         raise LabelingError(f"Dataset '{ds.name}' has no photos.")

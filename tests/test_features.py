@@ -333,3 +333,64 @@ def test_clear_cache(ds, tl_home):
     assert features.clear_cache() == 2
     assert _entries(tl_home) == []
     assert extract_features(ds, "tiny").from_cache is False
+
+
+# ---------------------------------------------------------------- reuse across entries
+
+def _add_photos(folder: Path, prefix: str, n: int, label_index: int, seed: int) -> list[Path]:
+    """``n`` new generated photos named ``prefix_i.png`` in ``folder``."""
+    out = []
+    for src in write_images(folder.parent / f".gen-{prefix}", label_index, n, seed=seed):
+        out.append(src.replace(folder / f"{prefix}_{src.stem}.png"))
+    return out
+
+
+def test_edited_dataset_extracts_only_its_new_photos(ds, image_folder, monkeypatch):
+    first = extract_features(ds, "tiny", split="train")
+    _add_photos(image_folder / "train" / "a", "new", 2, 0, seed=7)
+    edited = scan_folder(image_folder)
+    assert edited.fingerprint != ds.fingerprint
+    seen: list[int] = []
+    real = features._compiled_forward
+
+    def counting(model, pooling):
+        fn = real(model, pooling)
+        return lambda x: (seen.append(int(x.shape[0])), fn(x))[1]
+
+    monkeypatch.setattr(features, "_compiled_forward", counting)
+    again = extract_features(edited, "tiny", split="train")
+    new = [p for p in again.paths if p not in first.paths]
+    assert len(new) == 2 and again.from_cache is False
+    assert again.meta["reused"] == len(again.paths) - 2 == len(first.paths)
+    assert seen == [1, 2]  # the 1-image probe, then only the new photos
+    for p in first.paths:
+        np.testing.assert_array_equal(again.X[again.paths.index(p)], first.X[first.paths.index(p)])
+    np.testing.assert_allclose(np.asarray(again.X), _reference(again.paths), rtol=1e-4, atol=1e-5)
+
+
+def test_subset_of_an_extracted_dataset_needs_no_network(ds, monkeypatch):
+    from core.data import subset
+
+    extract_features(ds, "tiny", split="train")
+    small = subset(ds, 3, seed=0)
+    expected = _reference(small.paths("train"))
+    monkeypatch.setattr(backbones, "load_backbone", lambda *a, **k: pytest.fail("backbone loaded"))
+    fs = extract_features(small, "tiny", split="train")
+    assert fs.meta["reused"] == len(fs.paths) == len(small.paths("train")) == 6
+    np.testing.assert_allclose(np.asarray(fs.X), expected, rtol=1e-4, atol=1e-5)
+
+
+def test_changed_file_or_damaged_entry_is_not_reused(ds, image_folder, tl_home):
+    first = extract_features(ds, "tiny", split="train")
+    changed = Path(first.paths[0])
+    _add_photos(changed.parent, "swap", 1, 1, seed=9)[0].replace(changed)  # same path, other photo
+    again = extract_features(scan_folder(image_folder), "tiny", split="train")
+    assert again.meta["reused"] == len(again.paths) - 1
+    np.testing.assert_allclose(np.asarray(again.X), _reference(again.paths), rtol=1e-4, atol=1e-5)
+
+    for entry in (tl_home / "features").iterdir():  # a donor failing its checksum lends nothing
+        _corrupt_flip(entry / "features.npy")
+    _add_photos(image_folder / "train" / "b", "later", 1, 1, seed=11)
+    third = extract_features(scan_folder(image_folder), "tiny", split="train")
+    assert third.meta["reused"] == 0
+    np.testing.assert_allclose(np.asarray(third.X), _reference(third.paths), rtol=1e-4, atol=1e-5)
