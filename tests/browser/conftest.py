@@ -11,6 +11,7 @@ import sys
 import tempfile
 import time
 import urllib.request
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -49,19 +50,23 @@ def app_home(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("browser_home")
 
 
-@pytest.fixture(scope="session")
-def app_server(app_home):
-    """`streamlit run streamlit_app.py`; yields (url, seconds from start to healthy, start time)."""
+def require_chromium() -> None:
     if not Path(CHROMIUM).exists() or not Path(CHROMEDRIVER).exists():
         pytest.fail("Chromium missing: run scripts/install_browser.sh")
+
+
+@contextmanager
+def streamlit_server(home: Path):
+    """`streamlit run streamlit_app.py` on a free loopback port with ``home`` as its data directory;
+    yields (process, url, seconds from start to healthy, start time) and stops it afterwards."""
     port = _free_port()
-    env = {**os.environ, "TRANSFER_LAB_HOME": str(app_home), "TF_CPP_MIN_LOG_LEVEL": "2"}
+    env = {**os.environ, "TRANSFER_LAB_HOME": str(home), "TF_CPP_MIN_LOG_LEVEL": "2"}
     env.pop("TRANSFER_LAB_WEIGHTS_DIR", None)
     if SHARED_WEIGHTS.is_dir():
         env["TRANSFER_LAB_WEIGHTS_DIR"] = str(SHARED_WEIGHTS)
     if (SHARED / "datasets").is_dir():
         env["TRANSFER_LAB_SAMPLES_DIR"] = str(SHARED / "datasets")
-    log = open(app_home / "streamlit.log", "w+")
+    log = open(home / "streamlit.log", "w+")
     start = time.perf_counter()
     proc = subprocess.Popen(
         [sys.executable, "-m", "streamlit", "run", "streamlit_app.py", "--server.port", str(port),
@@ -75,7 +80,7 @@ def app_server(app_home):
                 log.seek(0)
                 pytest.fail(f"streamlit did not start:\n{log.read()[-3000:]}")
             time.sleep(0.2)
-        yield url, time.perf_counter() - start, start
+        yield proc, url, time.perf_counter() - start, start
     finally:
         proc.terminate()
         try:
@@ -86,7 +91,16 @@ def app_server(app_home):
 
 
 @pytest.fixture(scope="session")
-def driver():
+def app_server(app_home):
+    """The app for the browser tier; yields (url, seconds from start to healthy, start time)."""
+    require_chromium()
+    with streamlit_server(app_home) as (_, url, healthy_s, start):
+        yield url, healthy_s, start
+
+
+@contextmanager
+def chromium():
+    """A headless Chromium with its own fresh profile (so its own app session), quit afterwards."""
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
@@ -104,3 +118,9 @@ def driver():
     finally:
         drv.quit()
         shutil.rmtree(profile, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def driver():
+    with chromium() as drv:
+        yield drv

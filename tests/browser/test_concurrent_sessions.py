@@ -6,14 +6,13 @@ and readable folders, and a third session sees both. A screenshot per session.""
 from __future__ import annotations
 
 import json
-import shutil
-import tempfile
 import time
+from contextlib import ExitStack
 from pathlib import Path
 
 import pytest
 
-from tests.browser.conftest import CHROMEDRIVER, CHROMIUM
+from tests.browser.conftest import chromium
 from tests.browser.test_browser import screenshot
 from tests.conftest import SHARED_WEIGHTS, write_images
 
@@ -162,29 +161,8 @@ def datasets(tmp_path_factory) -> list[Path]:
 @pytest.fixture(scope="module")
 def browsers():
     """Five Chromium instances, each with its own fresh profile: five independent app sessions."""
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    drivers, profiles = [], []
-    try:
-        for _ in BACKBONES:
-            profile = tempfile.mkdtemp(prefix="tl-chromium-concurrent-")
-            profiles.append(profile)
-            options = webdriver.ChromeOptions()
-            options.binary_location = CHROMIUM
-            for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                        "--disable-component-update", "--disable-sync", "--no-first-run",
-                        "--window-size=1400,1000", f"--user-data-dir={profile}"):
-                options.add_argument(arg)
-            driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
-            driver.set_page_load_timeout(120)
-            drivers.append(driver)
-        yield drivers
-    finally:
-        for driver in drivers:
-            driver.quit()
-        for profile in profiles:
-            shutil.rmtree(profile, ignore_errors=True)
+    with ExitStack() as stack:
+        yield [stack.enter_context(chromium()) for _ in BACKBONES]
 
 
 def test_five_sessions_keep_their_own_selections_and_share_runs(app_server, app_home, browsers, datasets,
