@@ -160,3 +160,33 @@ def test_backbones_page_rejects_an_oversize_image(server_limit_mb):
     ok(at.file_uploader(key="tl_fm_upload").set_value(("big.jpg", jpeg(2 * MB), "image/jpeg")).run())
     assert "big.jpg is 2.0 MB; the limit is 1 MB." in texts(at.error)
     assert not [img for el in at.get("image") for img in el.proto.imgs if img.caption.startswith("Layer ")]
+
+
+def test_label_page_camera_snapshot_over_the_limit_is_rejected(server_limit_mb):
+    server_limit_mb(1)
+    db.create_dataset("cam", ["me", "you"])
+    at = open_page("app_pages/label.py")
+    ok(at.toggle(key="tl_lab_camera_on").set_value(True).run())
+    ok(at.camera_input[0].set_value(("image.jpg", jpeg(int(1.5 * MB)), "image/jpeg")).run())
+    ok(next(b for b in at.button if b.label.startswith("Add the snapshot")).click().run())
+    assert "is 1.5 MB; the limit is 1 MB." in texts(at.error)
+    assert db.photos("cam")["me"] == []
+
+
+def test_label_inbox_rejects_an_oversize_photo_and_zip(server_limit_mb):
+    server_limit_mb(1)
+    db.create_dataset("pets", ["cats", "dogs"])
+    at = open_page("app_pages/label.py")
+    at.file_uploader(key="tl_lab_inbox_up_0").set_value([("a.jpg", jpeg(seed=1), "image/jpeg"),
+                                                         ("big.jpg", jpeg(int(1.2 * MB), seed=2), "image/jpeg")])
+    ok(at.run())
+    ok(next(b for b in at.button if b.label == "Use these 2 photos").click().run())
+    assert "Rejected: big.jpg is 1.2 MB; the limit is 1 MB." in texts(at.error)
+    assert "**1 photos** to label" in texts(at.caption)
+
+    ok(at.radio(key="tl_lab_src").set_value("Upload a zip").run())
+    at.file_uploader(key="tl_lab_inbox_zip_1").set_value(("more.zip", dataset_zip(int(1.6 * MB)), "application/zip"))
+    ok(at.run())
+    ok(next(b for b in at.button if b.label == "Unpack and use it").click().run())
+    assert "Rejected: more.zip is 1.6 MB; the limit is 1 MB." in texts(at.error)
+    assert "**1 photos** to label" in texts(at.caption)  # still the photo from before, not the zip's 8
