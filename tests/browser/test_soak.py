@@ -21,7 +21,7 @@ REQUESTS = 200
 WARM_UP = 50  # requests before the baseline: model load, Grad-CAM tracing, allocator pools filling up
 RUNS = 20
 # Measured on the 2-core machine: ~1,120 MB after 50 requests, then between 1,140 and 1,175 MB
-# (growth +28 MB at the end). 200 MB catches a leak of about 1.3 MB per request or more.
+# (growth +25 to +37 MB at the end, four runs). 200 MB catches a leak of about 1.3 MB per request.
 RSS_GROWTH_BOUND_MB = 200
 REQUEST_TIMEOUT_S = 120
 RUNS_TIMEOUT_S = 600
