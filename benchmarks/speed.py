@@ -35,20 +35,6 @@ TEXTBOOK_TARGET = 1.5
 CACHE_TARGET = 0.02
 
 
-def compiled_forward(model, pooling: str):
-    """The same compiled function ``core.features`` extracts with: model in inference
-    mode, then ``core.features.pool_features``."""
-    import tensorflow as tf
-
-    from core.features import pool_features
-
-    @tf.function(reduce_retracing=True)
-    def forward(x):
-        return pool_features(model(x, training=False), pooling)
-
-    return forward
-
-
 def bare_forward_seconds(forward, size: int, images: int, batch: int = BATCH, seed: int = 0) -> Stopwatch:
     """Wall and CPU seconds to push ``images`` in-memory images through ``forward`` in batches of
     ``batch`` (the last one partial, as in extraction), results fetched to numpy."""
@@ -177,7 +163,7 @@ def pipeline_case(ctx: Context, result: GroupResult, ds, name: str, size: int, w
                   scratch: Path) -> None:
     """Items 1-3 for one backbone: bare, ours, bare, [textbook], [cached rerun]."""
     from core import backbones
-    from core.features import extract_features
+    from core.features import compiled_forward, extract_features
 
     n = len(ds.paths("train"))
     label = f"{name}@{size}"

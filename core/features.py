@@ -213,7 +213,7 @@ def _extract(ds, split, net, bb, reused, stamps, batch_size, key, progress, shou
     labels = ds.labels(split)
     n = len(paths)
     todo = [i for i, p in enumerate(paths) if p not in reused]
-    forward = _compiled_forward(bb.model, net.pooling) if todo else None
+    forward = compiled_forward(bb.model, net.pooling) if todo else None
     if forward is not None:
         dim = int(np.prod(forward(tf.zeros((1, net.input_size, net.input_size, 3))).shape[1:]))
     else:
@@ -276,7 +276,8 @@ def _extract(ds, split, net, bb, reused, stamps, batch_size, key, progress, shou
     return fs
 
 
-def _compiled_forward(model, pooling: str):
+def compiled_forward(model, pooling: str):
+    """The compiled batch function extraction runs: ``model`` in inference mode, then pooling."""
     import tensorflow as tf
 
     @tf.function(reduce_retracing=True)

@@ -351,13 +351,13 @@ def test_edited_dataset_extracts_only_its_new_photos(ds, image_folder, monkeypat
     edited = scan_folder(image_folder)
     assert edited.fingerprint != ds.fingerprint
     seen: list[int] = []
-    real = features._compiled_forward
+    real = features.compiled_forward
 
     def counting(model, pooling):
         fn = real(model, pooling)
         return lambda x: (seen.append(int(x.shape[0])), fn(x))[1]
 
-    monkeypatch.setattr(features, "_compiled_forward", counting)
+    monkeypatch.setattr(features, "compiled_forward", counting)
     again = extract_features(edited, "tiny", split="train")
     new = [p for p in again.paths if p not in first.paths]
     assert len(new) == 2 and again.from_cache is False
