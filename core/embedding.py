@@ -304,8 +304,10 @@ def separability_table(
             row.update({"dims": int(feats.X.shape[1]), "extract_seconds": feats.seconds, "error": "",
                         "images_per_s": bench if bench else feats.images_per_s,
                         "speed_from": "speed benchmark" if bench else
+                        f"an earlier extraction ({feats.images} photos) these features were cached from"
+                        if feats.speed_inherited else
                         f"this extraction ({feats.images} photos, warm-up included)" if feats.images else
-                        "not measured: every photo came from the feature cache (see the Backbones page)"})
+                        "not measured: the features came from an older feature cache (see the Backbones page)"})
         except Cancelled:
             raise
         except TransferLabError as exc:

@@ -155,10 +155,10 @@ def extract_features(
         raise TransferLabError(f"The {split} split of '{ds.name}' has no images to extract features from.")
     stamps = [_stamp(p) for p in paths]
     net = _Network(backbone, wid, size, pooling)
-    reused = _reusable_rows(net, dict(zip(paths, stamps)))
+    reused, donor_speed = _reusable_rows(net, dict(zip(paths, stamps)))
     if len(reused) < len(paths):
         loaded = loaded or backbones.load_backbone(backbone, weights, size, seed)
-    return _extract(ds, split, net, loaded, reused, stamps, batch_size, key, progress, should_stop)
+    return _extract(ds, split, net, loaded, reused, donor_speed, stamps, batch_size, key, progress, should_stop)
 
 
 @dataclass(frozen=True)
@@ -180,9 +180,19 @@ def _stamp(path: str) -> str | None:
     return f"{st.st_size}:{st.st_mtime_ns}"
 
 
-def _reusable_rows(net: _Network, wanted: dict[str, str | None]) -> dict[str, tuple[np.ndarray, int]]:
-    """``path -> (features, row)`` from intact entries of ``net`` holding the unchanged file."""
+def measured_speed(meta: dict) -> dict | None:
+    """``{"images", "seconds"}`` of the forward passes an entry ran, or inherited from the
+    entries it reused every row from, so a speed stays known after rows move between entries."""
+    speed = meta.get("speed")
+    return speed if speed and speed.get("images") and speed.get("seconds", 0) > 0 else None
+
+
+def _reusable_rows(net: _Network, wanted: dict[str, str | None]) -> tuple[dict[str, tuple[np.ndarray, int]],
+                                                                          dict | None]:
+    """``path -> (features, row)`` from intact entries of ``net`` holding the unchanged file,
+    and the measured speed of the first donor that has one."""
     found: dict[str, tuple[np.ndarray, int]] = {}
+    speed = None
     root = settings.subdir("features")
     for meta_path in sorted(root.glob(f"{net.backbone}-{net.input_size}-{net.pooling}-*/meta.json")):
         meta = atomic.read_json(meta_path)
@@ -200,10 +210,11 @@ def _reusable_rows(net: _Network, wanted: dict[str, str | None]) -> dict[str, tu
         except (CacheCorrupt, KeyError):
             continue
         found.update((p, (donor.X, i)) for i, p in rows if donor.valid[i])
-    return found
+        speed = speed or measured_speed(meta)
+    return found, speed
 
 
-def _extract(ds, split, net, bb, reused, stamps, batch_size, key, progress, should_stop) -> FeatureSet:
+def _extract(ds, split, net, bb, reused, donor_speed, stamps, batch_size, key, progress, should_stop) -> FeatureSet:
     """Write entry ``key``: rows in ``reused`` are copied, the network runs on the others."""
     import tensorflow as tf
 
@@ -243,6 +254,7 @@ def _extract(ds, split, net, bb, reused, stamps, batch_size, key, progress, shou
             if progress:
                 progress(ExtractProgress(n - len(todo) + extracted, n,
                                          extracted / max(time.perf_counter() - start, 1e-9)))
+        seconds = time.perf_counter() - start
         out.flush()
         del out
         np.save(work / "labels.npy", labels)
@@ -252,8 +264,10 @@ def _extract(ds, split, net, bb, reused, stamps, batch_size, key, progress, shou
             "key": key, "dataset": ds.name, "fingerprint": ds.fingerprint, "backbone": net.backbone,
             "weights_id": net.weights_id, "input_size": net.input_size, "pooling": net.pooling,
             "prep_version": PREP_VERSION, "shape": [n, dim], "paths": paths, "stamps": stamps,
-            "classes": ds.classes, "seconds": time.perf_counter() - start, "invalid": int((~valid).sum()),
+            "classes": ds.classes, "seconds": seconds, "invalid": int((~valid).sum()),
             "reused": n - len(todo),
+            "speed": {"images": len(todo), "seconds": seconds, "inherited": False} if todo else
+            donor_speed and {**donor_speed, "inherited": True},
             "sizes": {f: (work / f).stat().st_size for f in names},
             "checksums": {f: _digest(work / f) for f in names},
         }

@@ -31,6 +31,7 @@ import pandas as pd
 
 from .data import BadFile, Dataset, ImageRecord, fingerprint_files
 from .errors import BadImage, TransferLabError
+from .features import measured_speed
 from .images import is_image_name, probe
 
 METHODS = ("zero_shot", "few_shot", "compare")
@@ -640,8 +641,9 @@ class DatasetFeatures:
     paths: list[str]
     splits: list[str]
     keys: list[str]  # the feature-cache entries they came from
-    images: int  # how many photos the network ran on (rows reused from other entries excluded)
-    seconds: float  # how long those extractions took when they ran
+    images: int  # photos whose forward pass the speed below was measured on
+    seconds: float  # how long those forward passes took
+    speed_inherited: bool = False  # measured by earlier entries these rows were reused from
 
     @property
     def images_per_s(self) -> float:
@@ -652,7 +654,7 @@ def dataset_features(ds: Dataset, backbone: str, weights: Any = "imagenet", prog
                      should_stop=None, splits: Sequence[str] = ("train", "validation")) -> DatasetFeatures:
     """Features of every usable photo of ``ds`` from the feature cache (extracted once, then reused)."""
     Xs, ys, paths, split_of, keys = [], [], [], [], []
-    images, seconds = 0, 0.0
+    images, seconds, inherited = 0, 0.0, False
     for split in splits:
         if not ds.split(split):
             continue
@@ -666,11 +668,14 @@ def dataset_features(ds: Dataset, backbone: str, weights: Any = "imagenet", prog
         paths += kept
         split_of += [split] * len(kept)
         keys.append(fs.key)
-        images += int(fs.meta.get("shape", [len(fs.paths)])[0]) - int(fs.meta.get("reused", 0))
-        seconds += float(fs.meta.get("seconds", 0.0))
+        speed = measured_speed(fs.meta)
+        if speed:
+            images += int(speed["images"])
+            seconds += float(speed["seconds"])
+            inherited = inherited or bool(speed.get("inherited"))
     if not Xs:
         raise LabelingError(f"Dataset '{ds.name}' has no photos.")
-    return DatasetFeatures(np.concatenate(Xs), np.concatenate(ys), paths, split_of, keys, images, seconds)
+    return DatasetFeatures(np.concatenate(Xs), np.concatenate(ys), paths, split_of, keys, images, seconds, inherited)
 
 
 def flip_labels(y: np.ndarray, n_per_class: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:

@@ -113,6 +113,9 @@ def test_separability_table_real_vs_random(tiny, flat_folder):
     assert real["chance"] == pytest.approx(1 / 3)
     assert table["knn_accuracy"].is_monotonic_decreasing
     assert (table["speed_from"] == "this extraction (18 photos, warm-up included)").all()
+    fewer = embedding.separability_table(ds, entries, per_class=4, split="train")  # rows from the cache
+    assert np.allclose(fewer["images_per_s"], table["images_per_s"])
+    assert fewer["speed_from"].str.startswith("an earlier extraction (18 photos)").all()
 
     from core import speed
 

@@ -363,6 +363,7 @@ def test_edited_dataset_extracts_only_its_new_photos(ds, image_folder, monkeypat
     assert len(new) == 2 and again.from_cache is False
     assert again.meta["reused"] == len(again.paths) - 2 == len(first.paths)
     assert seen == [1, 2]  # the 1-image probe, then only the new photos
+    assert again.meta["speed"]["images"] == 2 and not again.meta["speed"]["inherited"]
     for p in first.paths:
         np.testing.assert_array_equal(again.X[again.paths.index(p)], first.X[first.paths.index(p)])
     np.testing.assert_allclose(np.asarray(again.X), _reference(again.paths), rtol=1e-4, atol=1e-5)
@@ -377,6 +378,8 @@ def test_subset_of_an_extracted_dataset_needs_no_network(ds, monkeypatch):
     monkeypatch.setattr(backbones, "load_backbone", lambda *a, **k: pytest.fail("backbone loaded"))
     fs = extract_features(small, "tiny", split="train")
     assert fs.meta["reused"] == len(fs.paths) == len(small.paths("train")) == 6
+    donor = extract_features(ds, "tiny", split="train").meta["speed"]  # the speed measured on the donor
+    assert fs.meta["speed"] == {**donor, "inherited": True} and donor["images"] == len(ds.paths("train"))
     np.testing.assert_allclose(np.asarray(fs.X), expected, rtol=1e-4, atol=1e-5)
 
 
