@@ -112,6 +112,8 @@ if ds.split_source == "stratified":
 balance = stats.imbalance(ds)
 if balance and balance["warning"]:
     st.warning(balance["warning"], icon=":material/balance:")
+if gaps := stats.unvalidated(ds):
+    st.warning(gaps, icon=":material/rule:")
 
 images = stats.image_frame(ds)
 st.subheader("Counts and sizes")

@@ -490,12 +490,14 @@ def per_class_frame(metrics: dict) -> pd.DataFrame:
 
 def worst_predictions(predictions: pd.DataFrame | None, n: int = 12, wrong_only: bool = False) -> pd.DataFrame:
     """The validation images the model got most wrong: lowest probability of the true class first."""
-    if predictions is None or predictions.empty or "p_true" not in predictions:
-        return pd.DataFrame(columns=["path", "true", "predicted", "confidence", "p_true", "correct"])
+    if predictions is not None and "p_true" in predictions and "true_confidence" not in predictions:
+        predictions = predictions.rename(columns={"p_true": "true_confidence"})  # runs made before the rename
+    if predictions is None or predictions.empty or "true_confidence" not in predictions:
+        return pd.DataFrame(columns=["path", "true", "predicted", "confidence", "true_confidence", "correct"])
     frame = predictions
     if wrong_only and "correct" in frame:
         frame = frame[~frame["correct"].astype(bool)]
-    return frame.sort_values(["p_true", "path"], ascending=[True, True]).head(n).reset_index(drop=True)
+    return frame.sort_values(["true_confidence", "path"], ascending=[True, True]).head(n).reset_index(drop=True)
 
 
 # ---------------------------------------------------------------- layer-depth sweep

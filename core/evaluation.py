@@ -31,32 +31,41 @@ def confusion(y_true: np.ndarray, y_pred: np.ndarray, k: int) -> np.ndarray:
     return m
 
 
+def _class_scores(cm: np.ndarray, i: int) -> dict:
+    """Precision, recall and F1 of class ``i``; None where undefined, so a class with no
+    validation photos (and none predicted) neither scores 0 nor drags the macro F1 down."""
+    tp, support, predicted = int(cm[i, i]), int(cm[i].sum()), int(cm[:, i].sum())
+    recall = tp / support if support else None
+    precision = tp / predicted if predicted else (0.0 if support else None)
+    if recall is None and precision is None:
+        f1 = None
+    elif not recall or not precision:  # missed every photo, or only false alarms
+        f1 = 0.0
+    else:
+        f1 = 2 * precision * recall / (precision + recall)
+    return {"precision": precision, "recall": recall, "f1": f1, "support": support}
+
+
 def summarize(probs: np.ndarray, y: np.ndarray, classes: list[str], paths: list[str]) -> tuple[dict, pd.DataFrame]:
     """Accuracy, log loss, confusion matrix, per-class precision/recall/F1, one row per file."""
     k = len(classes)
     pred = probs.argmax(axis=1)
     cm = confusion(y, pred, k)
     eps = 1e-7
-    per_class = {}
-    for i, name in enumerate(classes):
-        tp = cm[i, i]
-        precision = tp / cm[:, i].sum() if cm[:, i].sum() else 0.0
-        recall = tp / cm[i].sum() if cm[i].sum() else 0.0
-        f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-        per_class[name] = {"precision": float(precision), "recall": float(recall), "f1": float(f1),
-                           "support": int(cm[i].sum())}
+    per_class = {name: _class_scores(cm, i) for i, name in enumerate(classes)}
+    scored = [c["f1"] for c in per_class.values() if c["f1"] is not None]
     metrics = {
         "val_accuracy": float(np.mean(pred == y)) if len(y) else float("nan"),
         "val_loss": float(-np.mean(np.log(probs[np.arange(len(y)), y] + eps))) if len(y) else float("nan"),
-        "macro_f1": float(np.mean([c["f1"] for c in per_class.values()])),
+        "macro_f1": float(np.mean(scored)) if scored else float("nan"),
         "confusion_matrix": cm.tolist(), "classes": classes, "per_class": per_class, "val_images": int(len(y)),
     }
     predictions = pd.DataFrame({
         "path": paths, "true": [classes[i] for i in y], "predicted": [classes[i] for i in pred],
-        "confidence": probs[np.arange(len(y)), pred], "p_true": probs[np.arange(len(y)), y],
+        "confidence": probs[np.arange(len(y)), pred], "true_confidence": probs[np.arange(len(y)), y],
         "correct": pred == y,
     })
-    for i, name in enumerate(classes):
+    for i, name in enumerate(classes):  # the only columns starting "p_": a class may be named "true"
         predictions[f"p_{name}"] = probs[:, i]
     return metrics, predictions
 

@@ -85,6 +85,21 @@ def imbalance(ds: Dataset) -> dict | None:
     }
 
 
+def unvalidated(ds: Dataset) -> str | None:
+    """A warning naming the classes that have training photos but none to validate on:
+    training works, but nothing measures how well they are recognised."""
+    counts = ds.counts()
+    missing = [c for c in ds.classes if counts["train"][c] and not counts["validation"][c]]
+    if not missing or not ds.split("validation"):
+        return None
+    names = ", ".join(f"'{c}'" for c in missing)
+    fix = ("add a few of their photos to validation/" if ds.split_source != "stratified" else
+           "a class needs at least two photos to be split")
+    them = "it" if len(missing) == 1 else "them"
+    return (f"No validation photos for {names}: training uses {them}, but nothing measures how well "
+            f"the model recognises {them} ({fix}).")
+
+
 # ---------------------------------------------------------------- hashes
 
 _DCT = np.cos(np.pi / _PHASH_SIDE * (np.arange(_PHASH_SIDE)[:, None]) * (np.arange(_PHASH_SIDE)[None, :] + 0.5))

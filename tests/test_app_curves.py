@@ -82,7 +82,7 @@ def fine_tuned_run(store, tmp_path, name="ft"):
     p_true = np.where(np.array(true) == "b", p_b, 1 - p_b)
     run.write_predictions(pd.DataFrame({
         "path": [str(p) for p in paths], "true": true, "predicted": predicted,
-        "confidence": np.maximum(p_b, 1 - p_b), "p_true": p_true, "correct": predicted == np.array(true),
+        "confidence": np.maximum(p_b, 1 - p_b), "true_confidence": p_true, "correct": predicted == np.array(true),
         "p_a": 1 - p_b, "p_b": p_b}))
     run.write_metrics({
         "val_accuracy": 4 / 6, "val_loss": 0.61, "macro_f1": 0.667, "confusion_matrix": [[2, 1], [1, 2]],
@@ -123,7 +123,7 @@ def test_finished_run_curves_boundary_best_epoch_overfitting_and_details(store, 
     assert per_class["class"].tolist() == ["a", "b"]
     gallery = at.get("image")
     captions = [img.proto.imgs[0].caption for img in gallery]
-    assert len(captions) == 6 and captions[:2] == ["✗ true a → b (90%)", "✗ true b → a (60%)"]  # lowest p_true first
+    assert len(captions) == 6 and captions[:2] == ["✗ true a → b (90%)", "✗ true b → a (60%)"]  # lowest true_confidence first
     assert len(at.get("download_button")) == 2
     assert f'tensorboard --logdir "{run.tb_dir}"' in texts(at.code)
 

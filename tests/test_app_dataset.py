@@ -48,12 +48,14 @@ def zip_bytes(root: Path, prefix: str = "") -> bytes:
 
 @pytest.fixture
 def problem_folder(tmp_path) -> Path:
-    """Imbalanced, with an unreadable file, a non-image, an exact leak and a near duplicate."""
+    """Imbalanced, with an unreadable file, a non-image, an exact leak, a near duplicate and a
+    class with no validation photos."""
     root = tmp_path / "problems"
     a = write_images(root / "train" / "a", 0, 24, size=(64, 48), seed=5)
     write_images(root / "train" / "b", 1, 3, size=(48, 64), seed=5)
     write_images(root / "validation" / "a", 0, 2, seed=6)
     write_images(root / "validation" / "b", 1, 2, seed=6)
+    write_images(root / "train" / "c", 2, 12, seed=7)
     shutil.copy(a[0], root / "validation" / "a" / "leak.png")
     Image.open(a[1]).resize((128, 96)).save(root / "train" / "a" / "bigger_copy.png")
     (root / "train" / "a" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
@@ -99,13 +101,14 @@ def test_thumbnail_grid_filters_and_pages(image_folder, tmp_path):
 def test_problems_are_shown(problem_folder):
     at = scan_folder(open_dataset_page(), problem_folder)
     m = metrics(at)
-    assert m["Unreadable files"] == "2" and m["Usable images"] == "33"
+    assert m["Unreadable files"] == "2" and m["Usable images"] == "45"
     assert len(at.get("plotly_chart")) == 4  # several image sizes: a scatter of them
     assert m["Exact copies"] == "1" and m["Train/validation leaks"] == "1"
     assert int(m["Near duplicates"]) >= 1
     warnings = " ".join(w.value for w in at.warning)
     assert "imbalanced" in warnings and "Too few training images" in warnings
     assert "2 files could not be read" in warnings
+    assert "No validation photos for 'c'" in warnings
     assert "1 picture in both train and validation" in warnings
     table = at.dataframe[0].value
     assert set(table["file"]) == {"train/a/broken.png", "train/b/notes.txt"}

@@ -275,7 +275,7 @@ def test_confusion_per_class_and_worst_predictions():
     assert compare.per_class_frame(metrics)["class"].tolist() == ["a", "b"]
     pred = pd.DataFrame({"path": ["p1", "p2", "p3", "p4"], "true": ["a", "a", "b", "b"],
                          "predicted": ["a", "b", "b", "b"], "confidence": [0.9, 0.8, 0.6, 0.99],
-                         "p_true": [0.9, 0.2, 0.6, 0.99], "correct": [True, False, True, True]})
+                         "true_confidence": [0.9, 0.2, 0.6, 0.99], "correct": [True, False, True, True]})
     worst = compare.worst_predictions(pred, 2)
     assert worst["path"].tolist() == ["p2", "p3"]
     assert compare.worst_predictions(pred, 5, wrong_only=True)["path"].tolist() == ["p2"]
