@@ -10,98 +10,13 @@ from pathlib import Path
 
 import pytest
 
+from tests.browser.ui import (RADIO, assert_clean, click_button, click_text, css, nav, nav_links, screenshot,
+                              text_of, wait_for, wait_idle)
 from tests.conftest import CATS_VS_DOGS, SHARED_WEIGHTS, write_images
 
 pytestmark = pytest.mark.browser
 
 PAGE_TIMEOUT_S = 300
-
-
-def By():
-    from selenium.webdriver.common.by import By as _By
-
-    return _By
-
-
-def css(driver, selector: str):
-    return driver.find_elements(By().CSS_SELECTOR, selector)
-
-
-def wait_for(driver, condition, timeout: float = PAGE_TIMEOUT_S, what: str = ""):
-    from selenium.webdriver.support.ui import WebDriverWait
-
-    return WebDriverWait(driver, timeout, poll_frequency=0.25).until(
-        lambda d: condition(d), message=f"timed out waiting for {what}")
-
-
-def wait_idle(driver, timeout: float = PAGE_TIMEOUT_S) -> None:
-    """Until the script has finished running and stays finished for a second."""
-    idle = '[data-testid="stApp"][data-test-script-state="notRunning"]'
-    deadline = time.perf_counter() + timeout
-    while time.perf_counter() < deadline:
-        wait_for(driver, lambda d: css(d, idle), timeout, "the script to finish")
-        time.sleep(1.0)
-        if css(driver, idle):
-            return
-    raise AssertionError("the app kept running")
-
-
-def text_of(driver) -> str:
-    return driver.find_element(By().CSS_SELECTOR, '[data-testid="stApp"]').text
-
-
-def assert_clean(driver, errors_allowed: bool = False) -> None:
-    exceptions = css(driver, '[data-testid="stException"]')
-    assert not exceptions, exceptions[0].text
-    if not errors_allowed:
-        errors = css(driver, '[data-testid="stAlertContentError"]')
-        assert not errors, errors[0].text
-
-
-def screenshot(driver, folder: Path, name: str) -> Path:
-    """The whole page: the window is made as tall as Streamlit's scrolling main area."""
-    height = driver.execute_script(
-        "const m = document.querySelector('[data-testid=\"stMain\"]');"
-        "return Math.max(m ? m.scrollHeight : 0, document.body.scrollHeight);")
-    driver.set_window_size(1400, min(int(height) + 80, 14000))
-    time.sleep(1.5)  # let charts re-layout and images paint
-    path = folder / f"{name}.png"
-    driver.save_screenshot(str(path))
-    driver.set_window_size(1400, 1000)
-    print(f"screenshot: {path}")
-    return path
-
-
-def nav_links(driver) -> dict[str, object]:
-    """Sidebar page links by title (a link's text starts with its icon's name); the
-    sidebar is redrawn on every run, so a lookup that meets a stale link tries again."""
-    from selenium.common.exceptions import StaleElementReferenceException
-
-    def lookup(d):
-        try:
-            return {a.text.strip().splitlines()[-1]: a for a in css(d, '[data-testid="stSidebarNavLink"]')}
-        except StaleElementReferenceException:
-            return None
-
-    return wait_for(driver, lookup, 60, "the page links")
-
-
-def nav(driver, label: str) -> None:
-    """Client-side page switch through the sidebar (keeps the session and its dataset)."""
-    from selenium.common.exceptions import StaleElementReferenceException
-
-    def click(d):
-        try:
-            link = nav_links(d)[label]
-            href = link.get_attribute("href")
-            link.click()
-            return href
-        except StaleElementReferenceException:
-            return None
-
-    href = wait_for(driver, click, 60, f"the {label} link")
-    wait_for(driver, lambda d: d.current_url.rstrip("/") == href.rstrip("/"), 60, f"the {label} page")
-    wait_idle(driver)
 
 
 @pytest.fixture(scope="module")
@@ -139,11 +54,10 @@ def test_first_render(driver, app_server, screenshots):  # browser first: not pa
 
 def test_zip_upload_dataset_page(app_server, driver, screenshots, upload_zip):
     nav(driver, "Dataset")
-    radio = next(label for label in css(driver, '[data-testid="stRadio"] label') if "Upload a zip" in label.text)
-    radio.click()
+    click_text(driver, RADIO, "Upload a zip")
     wait_for(driver, lambda d: css(d, '[data-testid="stFileUploaderDropzoneInput"]'), 60, "the zip uploader")
     css(driver, '[data-testid="stFileUploaderDropzoneInput"]')[0].send_keys(str(upload_zip))
-    wait_for(driver, lambda d: len(css(d, ".js-plotly-plot")) >= 4, what="the dataset charts")
+    wait_for(driver, lambda d: len(css(d, ".js-plotly-plot")) >= 4, PAGE_TIMEOUT_S, "the dataset charts")
     wait_idle(driver)
     assert len(css(driver, '[data-testid="stImage"]')) >= 12, "thumbnail grid missing"
     body = text_of(driver)
@@ -171,17 +85,16 @@ def test_backbones_page(app_server, driver, screenshots):
         pytest.fail(f"shared weights missing at {SHARED_WEIGHTS}")
     nav(driver, "Backbones")
     wait_for(driver, lambda d: css(d, '[data-testid="stDataFrame"]') and css(d, ".js-plotly-plot"),
-             what="the registry table and chart")
-    wait_for(driver, lambda d: "most active channels" in text_of(d), what="the feature maps")
+             PAGE_TIMEOUT_S, "the registry table and chart")
+    wait_for(driver, lambda d: "most active channels" in text_of(d), PAGE_TIMEOUT_S, "the feature maps")
     wait_idle(driver)
     body = text_of(driver)
     assert "Inside EfficientNet-Lite0" in body
     assert_clean(driver)
     screenshot(driver, screenshots, "04_backbones")
 
-    button = next(b for b in css(driver, '[data-testid="stButton"] button') if "Measure images/s" in b.text)
-    button.click()
-    wait_for(driver, lambda d: "images/s at 224 px" in text_of(d), what="the speed measurement")
+    click_button(driver, "Measure images/s")
+    wait_for(driver, lambda d: "images/s at 224 px" in text_of(d), PAGE_TIMEOUT_S, "the speed measurement")
     wait_idle(driver)
     assert_clean(driver)
     screenshot(driver, screenshots, "05_backbones_measured")
@@ -191,9 +104,9 @@ def test_sample_dataset_from_home(app_server, driver, screenshots):
     if not CATS_VS_DOGS.is_dir():
         pytest.fail(f"cats_vs_dogs missing at {CATS_VS_DOGS}")
     nav(driver, "Home")
-    next(b for b in css(driver, '[data-testid="stButton"] button') if "Start with the sample" in b.text).click()
+    click_button(driver, "Start with the sample")
     wait_for(driver, lambda d: len(css(d, ".js-plotly-plot")) >= 4 and "cats_vs_dogs" in text_of(d),
-             what="the scanned sample")
+             PAGE_TIMEOUT_S, "the scanned sample")
     wait_idle(driver)
     body = text_of(driver)
     assert "3,000" in body  # usable images

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.browser.conftest import chromium
-from tests.browser.test_browser import screenshot
+from tests.browser.ui import assert_clean, click_button, css, nav, scan_folder, screenshot, text_of, wait_for, wait_idle
 from tests.conftest import SHARED_WEIGHTS, write_images
 
 pytestmark = pytest.mark.browser
@@ -27,67 +27,18 @@ VIEWER = 2
 TIMEOUT_S = 120
 TRAIN_TIMEOUT_S = 360
 SIDEBAR_BACKBONE = '[data-testid="stSidebar"] input[aria-label="Backbone"]'
-IDLE = '[data-testid="stApp"][data-test-script-state="notRunning"]'
-
-
-def until(driver, condition, timeout: float = TIMEOUT_S, what: str = ""):
-    """WebDriverWait that treats elements Streamlit re-rendered meanwhile as "not yet"."""
-    from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
-    from selenium.webdriver.support.ui import WebDriverWait
-
-    return WebDriverWait(driver, timeout, poll_frequency=0.3,
-                         ignored_exceptions=(StaleElementReferenceException, NoSuchElementException)).until(
-        condition, message=f"timed out waiting for {what}")
-
-
-def css(driver, selector: str):
-    from selenium.webdriver.common.by import By
-
-    return driver.find_elements(By.CSS_SELECTOR, selector)
-
-
-def app_text(driver) -> str:
-    from selenium.webdriver.common.by import By
-
-    return driver.find_element(By.CSS_SELECTOR, '[data-testid="stApp"]').text
-
-
-def sidebar_text(driver) -> str:
-    from selenium.webdriver.common.by import By
-
-    return driver.find_element(By.CSS_SELECTOR, '[data-testid="stSidebar"]').text
-
-
-def idle(driver, timeout: float = TIMEOUT_S) -> None:
-    """Until the script has stopped running and stays stopped for a second."""
-    deadline = time.perf_counter() + timeout
-    while time.perf_counter() < deadline:
-        until(driver, lambda d: css(d, IDLE), timeout, "the script to finish")
-        time.sleep(1.0)
-        if css(driver, IDLE):
-            return
-    raise AssertionError("the app kept running")
-
-
-def assert_clean(driver) -> None:
-    for selector in ('[data-testid="stException"]', '[data-testid="stAlertContentError"]'):
-        found = css(driver, selector)
-        assert not found, found[0].text
 
 
 def shown_backbone(driver) -> str:
-    from selenium.webdriver.common.by import By
-
-    return driver.find_element(By.CSS_SELECTOR, SIDEBAR_BACKBONE).get_attribute("value").removeprefix("✓ ").strip()
+    return driver.find_element("css selector", SIDEBAR_BACKBONE).get_attribute("value").removeprefix("✓ ").strip()
 
 
 def pick_backbone(driver, name: str) -> None:
     """Type into the sidebar's backbone box and click the option of exactly that name."""
-    from selenium.webdriver.common.by import By
     from selenium.webdriver.common.keys import Keys
 
     def attempt(d):
-        box = d.find_element(By.CSS_SELECTOR, SIDEBAR_BACKBONE)
+        box = d.find_element("css selector", SIDEBAR_BACKBONE)
         box.click()
         box.send_keys(Keys.CONTROL, "a")
         box.send_keys(name)
@@ -96,52 +47,9 @@ def pick_backbone(driver, name: str) -> None:
             exact[0].click()
         return bool(exact)
 
-    until(driver, attempt, 60, f"the backbone option {name}")
-    until(driver, lambda d: shown_backbone(d) == name, TIMEOUT_S, f"{name} in the sidebar")
-    idle(driver)
-
-
-def go(driver, title: str) -> None:
-    """Switch page through the sidebar link (keeps the session's state)."""
-    def click(d):
-        links = [a for a in css(d, '[data-testid="stSidebarNavLink"]') if a.text.strip().splitlines()[-1] == title]
-        if links:
-            links[0].click()
-        return bool(links)
-
-    until(driver, click, 60, f"the {title} link")
-    until(driver, lambda d: any(h.text == title for h in css(d, "h1")), TIMEOUT_S, f"the {title} page")
-    idle(driver)
-
-
-def click_text(driver, selector: str, label: str) -> None:
-    """Click the first element matching ``selector`` whose text contains ``label``."""
-    def click(d):
-        found = [el for el in css(d, selector) if label in el.text]
-        if found:
-            d.execute_script("arguments[0].scrollIntoView({block: 'center'});", found[0])
-            found[0].click()
-        return bool(found)
-
-    until(driver, click, 60, f"'{label}' to click")
-
-
-def click_button(driver, label: str) -> None:
-    click_text(driver, '[data-testid="stButton"] button', label)
-
-
-def scan_folder(driver, folder: Path) -> None:
-    go(driver, "Dataset")
-    click_text(driver, '[data-testid="stRadio"] label', "Local folder")
-    field = 'input[aria-label="Folder path on this machine"]'
-    until(driver, lambda d: css(d, field), 60, "the folder input")
-    idle(driver)
-    until(driver, lambda d: css(d, field)[0].send_keys(str(folder) + "\n") or True, 30, "typing the folder")
-    idle(driver)
-    click_button(driver, "Scan folder")
-    until(driver, lambda d: "Usable images" in app_text(d) and f"Dataset: {folder.name}" in sidebar_text(d),
-          TIMEOUT_S, f"the scan of {folder.name}")
-    idle(driver)
+    wait_for(driver, attempt, 60, f"the backbone option {name}")
+    wait_for(driver, lambda d: shown_backbone(d) == name, TIMEOUT_S, f"{name} in the sidebar")
+    wait_idle(driver, TIMEOUT_S)
 
 
 @pytest.fixture(scope="module")
@@ -174,9 +82,9 @@ def test_five_sessions_keep_their_own_selections_and_share_runs(app_server, app_
     for driver in browsers:
         driver.get(url)
     for driver in browsers:
-        until(driver, lambda d: css(d, SIDEBAR_BACKBONE) and any(h.text == "Transfer Lab" for h in css(d, "h1")),
-              TIMEOUT_S, "the home page and its sidebar")
-        idle(driver)
+        wait_for(driver, lambda d: css(d, SIDEBAR_BACKBONE) and any(h.text == "Transfer Lab" for h in css(d, "h1")),
+                 TIMEOUT_S, "the home page and its sidebar")
+        wait_idle(driver, TIMEOUT_S)
 
     # every session picks its own backbone, one after the other
     for driver, backbone in zip(browsers, BACKBONES):
@@ -189,14 +97,15 @@ def test_five_sessions_keep_their_own_selections_and_share_runs(app_server, app_
         for n, (driver, backbone) in enumerate(zip(browsers, BACKBONES)):
             assert shown_backbone(driver) == backbone, f"session {n} lost its backbone"
             expected = f"Dataset: {datasets[n].name}" if n in TRAINERS else "Dataset: none yet"
-            assert expected in sidebar_text(driver), f"session {n}: {sidebar_text(driver)}"
+            sidebar = text_of(driver, "stSidebar")
+            assert expected in sidebar, f"session {n}: {sidebar}"
 
     check_own_selections()
 
     # both trainers open Strategies (their own dataset and backbone) and press Train at the same moment
     for n in TRAINERS:
-        go(browsers[n], "Strategies")
-        caption = app_text(browsers[n])
+        nav(browsers[n], "Strategies")
+        caption = text_of(browsers[n])
         assert datasets[n].name in caption and BACKBONES[n] in caption, caption
     from selenium.webdriver.common.keys import Keys
 
@@ -210,10 +119,11 @@ def test_five_sessions_keep_their_own_selections_and_share_runs(app_server, app_
 
     for n in TRAINERS:
         click_button(browsers[n], "Train selected")
-    launched = until(browsers[0], lambda d: len(mine()) == 2 and mine(), 60, "both runs in the run store")
+    launched = wait_for(browsers[0], lambda d: len(mine()) == 2 and mine(), 60, "both runs in the run store")
     # one queue for everyone: each trainer's queue panel lists its own run and the other session's
     for n in TRAINERS:
-        until(browsers[n], lambda d: all(r.id in app_text(d) for r in launched), 60, f"both runs in session {n}'s queue")
+        wait_for(browsers[n], lambda d: all(r.id in text_of(d) for r in launched), 60,
+                 f"both runs in session {n}'s queue")
 
     # both runs go through the queue (one job at a time) and finish
     deadline = time.perf_counter() + TRAIN_TIMEOUT_S
@@ -235,21 +145,21 @@ def test_five_sessions_keep_their_own_selections_and_share_runs(app_server, app_
         assert not run.history().empty and run.model_path.stat().st_size > 0
 
     for n in TRAINERS:  # the trainers' queues empty out by themselves (the panel refreshes)
-        until(browsers[n], lambda d: "No job queued or running." in app_text(d), TIMEOUT_S, f"session {n}'s queue")
-        idle(browsers[n])
+        wait_for(browsers[n], lambda d: "No job queued or running." in text_of(d), TIMEOUT_S, f"session {n}'s queue")
+        wait_idle(browsers[n], TIMEOUT_S)
         assert_clean(browsers[n])
 
     # a third session lists both finished runs on the Training curves page
     viewer = browsers[VIEWER]
-    go(viewer, "Training curves")
-    box = until(viewer, lambda d: css(d, '[data-testid="stMultiSelect"] input'), TIMEOUT_S, "the Runs picker")[0]
+    nav(viewer, "Training curves")
+    box = wait_for(viewer, lambda d: css(d, '[data-testid="stMultiSelect"] input'), TIMEOUT_S, "the Runs picker")[0]
     box.click()
-    listed = until(viewer, lambda d: [o.text for o in css(d, '[role="option"]')] or None, 30, "the run options")
+    listed = wait_for(viewer, lambda d: [o.text for o in css(d, '[role="option"]')] or None, 30, "the run options")
     listed += [el.text for el in css(viewer, '[data-testid="stMultiSelect"]')]  # the chips already selected
     for run in runs:
         assert any(run.id[-4:] in text and "done" in text for text in listed), (run.id, listed)
     box.send_keys(Keys.ESCAPE)  # close the list
-    idle(viewer)
+    wait_idle(viewer, TIMEOUT_S)
     assert_clean(viewer)
 
     # after all that, every session still shows its own choices

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.browser.test_browser import (assert_clean, css, nav, screenshot, text_of, wait_for, wait_idle)
+from tests.browser.ui import (RADIO, assert_clean, click, click_button, click_text, css, nav, screenshot, text_of,
+                              wait_for, wait_idle)
 from tests.conftest import CATS_VS_DOGS, SHARED_WEIGHTS
 
 pytestmark = pytest.mark.browser
@@ -22,61 +23,20 @@ def photos(split: str, cls: str, n: int, skip: int = 0) -> list[Path]:
     return sorted((CATS_VS_DOGS / split / cls).iterdir())[skip:skip + n]
 
 
-def fresh(find):
-    """A finder that tries again when Streamlit redraws the element under it."""
-    from selenium.common.exceptions import StaleElementReferenceException
-
-    def safe(d):
-        try:
-            return find(d)
-        except StaleElementReferenceException:
-            return None
-
-    return safe
-
-
-def button(driver, text: str, timeout: float = 120):
-    @fresh
-    def find(d):
-        found = [b for b in css(d, '[data-testid="stButton"] button, [data-testid="stFormSubmitButton"] button')
-                 if text in b.text and b.is_enabled()]
-        return found[0] if found else None
-
-    return wait_for(driver, find, timeout, f"the button '{text}'")
-
-
-def click(driver, element) -> None:
-    driver.execute_script("arguments[0].scrollIntoView({block: 'center'});", element)
-    time.sleep(0.3)
-    element.click()
-
-
 def widget(driver, testid: str, label: str):
-    @fresh
-    def find(d):
-        found = [w for w in css(d, f'[data-testid="{testid}"]') if label in w.text]
-        return found[0] if found else None
-
-    return wait_for(driver, find, 60, f"the {testid} '{label}'")
+    """The widget of that kind whose label contains ``label``, once drawn."""
+    return wait_for(driver, lambda d: next((w for w in css(d, f'[data-testid="{testid}"]') if label in w.text), None),
+                    60, f"the {testid} '{label}'")
 
 
-def choose(driver, label: str, option: str) -> None:
-    """Pick ``option`` in the selectbox labelled ``label``."""
+def choose(driver, label: str, option: str, exact: bool = True) -> None:
+    """Pick ``option`` in the selectbox labelled ``label`` (not ``exact``: the first option containing it)."""
     box = widget(driver, "stSelectbox", label)
     opener = box.find_elements("css selector", 'button[aria-label="Open"]') or box.find_elements("css selector", "input")
     click(driver, opener[0])
-    item = wait_for(driver, fresh(lambda d: next((o for o in css(d, '[role="option"]') if o.text.strip() == option),
-                                                 None)), 30, f"the option '{option}'")
-    item.click()
-    wait_idle(driver)
-
-
-def choose_containing(driver, label: str, text: str) -> None:
-    box = widget(driver, "stSelectbox", label)
-    opener = box.find_elements("css selector", 'button[aria-label="Open"]') or box.find_elements("css selector", "input")
-    click(driver, opener[0])
-    item = wait_for(driver, fresh(lambda d: next((o for o in css(d, '[role="option"]') if text in o.text), None)),
-                    30, f"an option with '{text}'")
+    item = wait_for(driver, lambda d: next((o for o in css(d, '[role="option"]')
+                                            if (o.text.strip() == option if exact else option in o.text)), None),
+                    30, f"the option '{option}'")
     item.click()
     wait_idle(driver)
 
@@ -112,26 +72,26 @@ def _build_autolabel_and_explore(app_server, app_home, driver, screenshots):
     assert_clean(driver)
     backbone = widget(driver, "stSelectbox", "Backbone")
     if "EfficientNet-Lite0" not in backbone.text:  # an earlier test may have picked another network
-        choose_containing(driver, "Backbone", "EfficientNet-Lite0")
+        choose(driver, "Backbone", "EfficientNet-Lite0", exact=False)
 
     # -- create a two-class dataset
     if "Name of the new dataset" not in text_of(driver):
         choose(driver, "Dataset", "➕ New dataset…")
     type_into(driver, "Name of the new dataset", DATASET)
     type_into(driver, "Classes, separated by commas", "cats, dogs")
-    click(driver, button(driver, "Create dataset"))
-    wait_for(driver, fresh(lambda d: f"Created dataset '{DATASET}'" in text_of(d)), 120, "the new dataset")
+    click_button(driver, "Create dataset")
+    wait_for(driver, lambda d: f"Created dataset '{DATASET}'" in text_of(d), 120, "the new dataset")
     wait_idle(driver)
 
     # -- add five photos to each class by uploading them
     upload(driver, "Photos (JPEG, PNG", photos("train", "cats", 5))
-    click(driver, button(driver, "Add 5 photos to 'cats'"))
-    wait_for(driver, fresh(lambda d: "Added to 'cats': 5 photos" in text_of(d)), 120, "the cats")
+    click_button(driver, "Add 5 photos to 'cats'")
+    wait_for(driver, lambda d: "Added to 'cats': 5 photos" in text_of(d), 120, "the cats")
     wait_idle(driver)
     choose(driver, "To class", "dogs")
     upload(driver, "Photos (JPEG, PNG", photos("train", "dogs", 5))
-    click(driver, button(driver, "Add 5 photos to 'dogs'"))
-    wait_for(driver, fresh(lambda d: "Added to 'dogs': 5 photos" in text_of(d)), 120, "the dogs")
+    click_button(driver, "Add 5 photos to 'dogs'")
+    wait_for(driver, lambda d: "Added to 'dogs': 5 photos" in text_of(d), 120, "the dogs")
     wait_idle(driver)
     assert_clean(driver)
     body = text_of(driver)
@@ -140,15 +100,14 @@ def _build_autolabel_and_explore(app_server, app_home, driver, screenshots):
 
     # -- auto-label twelve more photos (both methods) and accept them
     upload(driver, "Unlabelled photos", photos("validation", "cats", 6) + photos("validation", "dogs", 6))
-    click(driver, button(driver, "Use these 12 photos"))
-    wait_for(driver, fresh(lambda d: "12 photos to label" in text_of(d)), 120, "the unlabelled photos")
+    click_button(driver, "Use these 12 photos")
+    wait_for(driver, lambda d: "12 photos to label" in text_of(d), 120, "the unlabelled photos")
     wait_idle(driver)
-    radio = next(lab for lab in css(driver, '[data-testid="stRadio"] label') if "Compare both" in lab.text)
-    click(driver, radio)
+    click_text(driver, RADIO, "Compare both")
     wait_idle(driver)
     assert "tabby" in text_of(driver)  # the suggested ImageNet classes behind 'cats'
-    click(driver, button(driver, "Suggest labels"))
-    wait_for(driver, fresh(lambda d: "Suggestions for 12 photos" in text_of(d)), LONG_S, "the suggestions")
+    click_button(driver, "Suggest labels")
+    wait_for(driver, lambda d: "Suggestions for 12 photos" in text_of(d), LONG_S, "the suggestions")
     wait_idle(driver, LONG_S)
     assert_clean(driver)
     screenshot(driver, screenshots, "label_02_suggestions")
@@ -158,10 +117,10 @@ def _build_autolabel_and_explore(app_server, app_home, driver, screenshots):
     thumb = widget(driver, "stSlider", "Accept suggestions").find_element("css selector", 'input[type="range"]')
     driver.execute_script("arguments[0].scrollIntoView({block: 'center'}); arguments[0].focus();", thumb)
     thumb.send_keys(Keys.HOME)  # threshold 0: accept every suggestion
-    wait_for(driver, fresh(lambda d: "Add 12 labelled photos" in text_of(d)), 60, "all twelve accepted")
+    wait_for(driver, lambda d: "Add 12 labelled photos" in text_of(d), 60, "all twelve accepted")
     wait_idle(driver)
-    click(driver, button(driver, "Add 12 labelled photos"))
-    wait_for(driver, fresh(lambda d: "Added 12 photos" in text_of(d)), 120, "the accepted photos")
+    click_button(driver, "Add 12 labelled photos")
+    wait_for(driver, lambda d: "Added 12 photos" in text_of(d), 120, "the accepted photos")
     wait_idle(driver)
     folder = app_home / "datasets" / DATASET
     counts = {c.name: sum(1 for f in c.iterdir() if f.is_file()) for c in folder.iterdir() if c.is_dir()}
@@ -170,36 +129,33 @@ def _build_autolabel_and_explore(app_server, app_home, driver, screenshots):
     screenshot(driver, screenshots, "label_03_accepted")
 
     # -- the feature map of the new dataset
-    click(driver, button(driver, "Use this dataset on every page"))
-    wait_for(driver, fresh(lambda d: "This is the dataset every page uses" in text_of(d)), 120, "the dataset in use")
+    click_button(driver, "Use this dataset on every page")
+    wait_for(driver, lambda d: "This is the dataset every page uses" in text_of(d), 120, "the dataset in use")
     wait_idle(driver)
     nav(driver, "Explore features")
-    click(driver, button(driver, "Extract features"))
-    wait_for(driver, fresh(lambda d: css(d, ".js-plotly-plot") and "PCA of 22 photos" in text_of(d)), LONG_S,
+    click_button(driver, "Extract features")
+    wait_for(driver, lambda d: css(d, ".js-plotly-plot") and "PCA of 22 photos" in text_of(d), LONG_S,
              "the feature map")
     wait_idle(driver)
     assert_clean(driver)
     screenshot(driver, screenshots, "label_04_feature_map_pca")
 
-    seg = next(b for b in css(driver, '[data-testid="stButtonGroup"] button') if "t-SNE" in b.text)
-    click(driver, seg)
-    wait_for(driver, fresh(lambda d: "t-SNE of 22 photos" in text_of(d)), 180, "the t-SNE map")
+    click_text(driver, '[data-testid="stButtonGroup"] button', "t-SNE")
+    wait_for(driver, lambda d: "t-SNE of 22 photos" in text_of(d), 180, "the t-SNE map")
     wait_idle(driver)
     assert_clean(driver)
     screenshot(driver, screenshots, "label_05_feature_map_tsne")
 
-    tab = next(t for t in css(driver, '[role="tab"]') if "Possibly mislabelled" in t.text)
-    click(driver, tab)
+    click_text(driver, '[role="tab"]', "Possibly mislabelled")
     time.sleep(1.0)
     assert "never saw that photo" in text_of(driver)
     screenshot(driver, screenshots, "label_06_mislabelled")
 
     # -- how well each backbone separates these 22 photos (every offline backbone + a random baseline)
-    tab = next(t for t in css(driver, '[role="tab"]') if "Separability" in t.text)
-    click(driver, tab)
+    click_text(driver, '[role="tab"]', "Separability")
     time.sleep(1.0)
-    click(driver, button(driver, "Measure separability"))
-    wait_for(driver, fresh(lambda d: "Best separated by" in text_of(d)), LONG_S, "the separability table")
+    click_button(driver, "Measure separability")
+    wait_for(driver, lambda d: "Best separated by" in text_of(d), LONG_S, "the separability table")
     wait_idle(driver, LONG_S)
     assert_clean(driver)
     body = text_of(driver)

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.browser.conftest import chromium, require_chromium, streamlit_server
+from tests.browser.ui import ERRORS, IDLE, RADIO, click_text, css, text_of, wait_for
 from tests.conftest import CATS_VS_DOGS, SHARED_WEIGHTS, write_images
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -24,9 +25,8 @@ RUNS = 20
 # (growth +25 to +37 MB at the end, four runs). 200 MB catches a leak of about 1.3 MB per request.
 RSS_GROWTH_BOUND_MB = 200
 REQUEST_TIMEOUT_S = 120
+POLL_S = 0.1  # within a request, whose seconds are reported: finer than the default
 RUNS_TIMEOUT_S = 600
-IDLE = '[data-testid="stApp"][data-test-script-state="notRunning"]'
-ERRORS = '[data-testid="stException"], [data-testid="stAlertContentError"]'
 UPLOAD = '[data-testid="stFileUploaderDropzoneInput"]'
 REMOVE = '[data-testid="stFileChipDeleteBtn"] button'
 
@@ -35,21 +35,6 @@ def rss_mb(pid: int) -> float:
     """Resident memory of a process (VmRSS in /proc/PID/status), in MiB."""
     line = next(x for x in Path(f"/proc/{pid}/status").read_text().splitlines() if x.startswith("VmRSS:"))
     return int(line.split()[1]) / 1024
-
-
-def until(driver, condition, timeout: float = REQUEST_TIMEOUT_S, what: str = ""):
-    from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
-    from selenium.webdriver.support.ui import WebDriverWait
-
-    return WebDriverWait(driver, timeout, poll_frequency=0.1,
-                         ignored_exceptions=(StaleElementReferenceException, NoSuchElementException)).until(
-        condition, message=f"timed out waiting for {what}")
-
-
-def css(driver, selector: str):
-    from selenium.webdriver.common.by import By
-
-    return driver.find_elements(By.CSS_SELECTOR, selector)
 
 
 def photos() -> list[Path]:
@@ -62,17 +47,19 @@ def photos() -> list[Path]:
 def classify(driver, photo: Path) -> str:
     """Replace the uploaded photo with ``photo``; return its rendered top-1 line."""
     if css(driver, REMOVE):  # one photo at a time, else every upload reclassifies all the previous ones
-        until(driver, lambda d: css(d, REMOVE)[0].click() or True, 30, "the remove button")
-        until(driver, lambda d: not css(d, REMOVE) and css(d, IDLE) and any(
+        wait_for(driver, lambda d: css(d, REMOVE)[0].click() or True, 30, "the remove button", POLL_S)
+        wait_for(driver, lambda d: not css(d, REMOVE) and css(d, IDLE) and any(
             "Upload photos or take one" in e.text for e in css(d, '[data-testid="stAlertContentInfo"]')),
-            what="the page without the photo")
-    field = until(driver, lambda d: css(d, UPLOAD), what="the uploader")[0]
+            REQUEST_TIMEOUT_S, "the page without the photo", POLL_S)
+    field = wait_for(driver, lambda d: css(d, UPLOAD), REQUEST_TIMEOUT_S, "the uploader", POLL_S)[0]
     driver.execute_script("arguments[0].value = '';", field)  # chromedriver would add to the last selection
     field.send_keys(str(photo))
     prefix = f"{photo.name} → top-1:"
-    lines = until(driver, lambda d: [m.text for m in css(d, '[data-testid="stMarkdownContainer"]')
-                                     if m.text.startswith(prefix)], what=f"the prediction for {photo.name}")
-    until(driver, lambda d: css(d, IDLE) and len(css(d, REMOVE)) == 1, what="the page to settle")
+    lines = wait_for(driver, lambda d: [m.text for m in css(d, '[data-testid="stMarkdownContainer"]')
+                                        if m.text.startswith(prefix)],
+                     REQUEST_TIMEOUT_S, f"the prediction for {photo.name}", POLL_S)
+    wait_for(driver, lambda d: css(d, IDLE) and len(css(d, REMOVE)) == 1, REQUEST_TIMEOUT_S, "the page to settle",
+             POLL_S)
     return lines[0]
 
 
@@ -112,15 +99,12 @@ def test_soak_classifier_requests_and_short_runs(soak_server, screenshots, tmp_p
 
     with chromium() as driver:
         driver.get(f"{url}/classifier")
-        until(driver, lambda d: any(h.text == "Classifier" for h in css(d, "h1")), what="the Classifier page")
+        wait_for(driver, lambda d: any(h.text == "Classifier" for h in css(d, "h1")), REQUEST_TIMEOUT_S,
+                 "the Classifier page")
         # the soak's runs finish with models meanwhile, which makes "a finished run" the default: pick ImageNet
-        def pick_imagenet(d) -> bool:
-            choice = [el for el in css(d, '[data-testid="stRadio"] label') if "ImageNet classifier" in el.text]
-            return bool(choice) and (choice[0].click() or True)
-
-        until(driver, pick_imagenet, what="the model choice")
-        until(driver, lambda d: css(d, UPLOAD) and "EfficientNet-Lite0 (ImageNet-1k) (ImageNet)" in d.find_element(
-            "css selector", '[data-testid="stMain"]').text, 300, "the uploader (EfficientNet-Lite0 loads first)")
+        click_text(driver, RADIO, "ImageNet classifier", REQUEST_TIMEOUT_S)
+        wait_for(driver, lambda d: css(d, UPLOAD) and "EfficientNet-Lite0 (ImageNet-1k) (ImageNet)" in text_of(
+            d, "stMain"), 300, "the uploader (EfficientNet-Lite0 loads first)")
 
         seconds, errors, rss_series = [], [], {}
         for n, photo in enumerate(photos(), start=1):
@@ -144,8 +128,8 @@ def test_soak_classifier_requests_and_short_runs(soak_server, screenshots, tmp_p
         assert states == ["done"] * RUNS, [(r.id, r.status()["state"], r.status().get("reason")) for r in runs]
         assert len({r.id for r in runs}) == RUNS
         driver.get(f"{url}/strategies")
-        until(driver, lambda d: "No job queued or running." in d.find_element("css selector", '[data-testid="stApp"]')
-              .text and css(d, ".js-plotly-plot"), 300, "the Strategies page with the finished runs")
+        wait_for(driver, lambda d: "No job queued or running." in text_of(d) and css(d, ".js-plotly-plot"), 300,
+                 "the Strategies page with the finished runs")
         errors += [f"Strategies page: {e.text}" for e in css(driver, ERRORS)]
         driver.save_screenshot(str(screenshots / "soak_strategies.png"))
 
