@@ -187,7 +187,7 @@ with tab_sep:
     held = st.session_state.get(SEP)
     if held and held["fingerprint"] == ds.fingerprint:
         table = held["table"]
-        shown = table.drop(columns=["name", "extract_seconds", "chance"]).copy()
+        shown = table.drop(columns=["name", "chance"]).copy()
         if not shown["error"].fillna("").astype(bool).any():
             shown = shown.drop(columns=["error"])
         order = ["backbone", "weights", "knn_accuracy", "silhouette", "images_per_s", "speed_from", "images", "dims",

@@ -301,7 +301,7 @@ def separability_table(
                                      should_stop, splits=(split,))
             row.update(separability(feats.X, feats.y, seed))
             bench = _benchmark(name)
-            row.update({"dims": int(feats.X.shape[1]), "extract_seconds": feats.seconds, "error": "",
+            row.update({"dims": int(feats.X.shape[1]), "error": "",
                         "images_per_s": bench if bench else feats.images_per_s,
                         "speed_from": "speed benchmark" if bench else
                         f"an earlier extraction ({feats.images} photos) these features were cached from"
@@ -314,7 +314,7 @@ def separability_table(
             row["error"] = str(exc)
         rows.append(row)
     columns = ["backbone", "weights", "knn_accuracy", "silhouette", "images_per_s", "images", "dims",
-               "extract_seconds", "speed_from", "chance", "name", "error"]
+               "speed_from", "chance", "name", "error"]
     frame = pd.DataFrame(rows).reindex(columns=columns)
     frame = frame.sort_values(["knn_accuracy", "silhouette"], ascending=False, na_position="last", kind="stable")
     return frame.reset_index(drop=True)
