@@ -251,10 +251,21 @@ class Backbone:
     preprocess: Any
     input_size: int
     weights_id: str
+    _forwards: dict = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def feature_shape(self) -> tuple[int, ...]:
         return tuple(int(d) for d in self.model.output.shape[1:])
+
+    def forward(self, pooling: str):
+        """The compiled extraction function (``core.features.compiled_forward``), traced once
+        per backbone and pooling: a trace costs seconds, and a kept backbone extracts split
+        after split and, on the Label page, every few new photos."""
+        if pooling not in self._forwards:
+            from .features import compiled_forward
+
+            self._forwards[pooling] = compiled_forward(self.model, pooling)
+        return self._forwards[pooling]
 
 
 def preprocess_layer(spec: BackboneSpec, name: str = "preprocess"):

@@ -224,7 +224,7 @@ def _extract(ds, split, net, bb, reused, donor_speed, stamps, batch_size, key, p
     labels = ds.labels(split)
     n = len(paths)
     todo = [i for i, p in enumerate(paths) if p not in reused]
-    forward = compiled_forward(bb.model, net.pooling) if todo else None
+    forward = bb.forward(net.pooling) if todo else None
     if forward is not None:
         dim = int(np.prod(forward(tf.zeros((1, net.input_size, net.input_size, 3))).shape[1:]))
     else:

@@ -216,6 +216,19 @@ def test_loaded_backbone_is_reused(ds, monkeypatch):
     assert fs.from_cache is False and fs.meta["weights_id"] == bb.weights_id
 
 
+def test_a_kept_backbone_traces_its_extraction_function_once(ds, monkeypatch):
+    compiled = []
+    real = features.compiled_forward
+    monkeypatch.setattr(features, "compiled_forward", lambda *a: compiled.append(a[1]) or real(*a))
+    bb = backbones.load_backbone("tiny")
+    train = extract_features(ds, "tiny", split="train", loaded=bb)
+    val = extract_features(ds, "tiny", split="validation", loaded=bb)
+    extract_features(ds, "tiny", split="validation", loaded=bb, pooling="max")
+    assert compiled == ["avg", "max"]  # the validation split reused the train split's function
+    np.testing.assert_allclose(np.asarray(val.X), _reference(val.paths), rtol=1e-4, atol=1e-5)
+    assert not train.from_cache and not val.from_cache
+
+
 # ---------------------------------------------------------------- progress and cancel
 
 def test_progress_reports_increasing_done_and_speed(ds):
