@@ -16,6 +16,7 @@ import streamlit as st
 from app_pages import common
 
 st.set_page_config(page_title="Transfer Lab", page_icon=":material/science:", layout="wide")
+common.keep_compiled_models_warm()  # on every page: Streamlit would drop compiled kernels after each rerun
 
 PAGES = {
     "Start": [

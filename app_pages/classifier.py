@@ -20,8 +20,6 @@ RESULTS = "tl_clf_results"  # (key, results) of the last classification, so reru
 CAMS = "tl_clf_cams"  # Grad-CAM overlays already computed, by (results key, photo index)
 EXPORTS = "tl_clf_export"  # (model key, ExportReport) of the last export
 
-common.keep_compiled_models_warm()  # warm latency: Streamlit would drop the compiled kernels after every rerun
-
 st.title("Classifier")
 st.write(
     "Try a model on new photos: a run you trained, or a plain ImageNet classifier. Each photo gets "

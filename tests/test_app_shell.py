@@ -29,17 +29,20 @@ def test_no_legacy_pages_folder():
 
 
 def test_first_render_does_not_import_tensorflow(tl_home):
-    """In a fresh process, as `streamlit run` would: TF only loads when a page needs a model."""
+    """In a fresh process, as `streamlit run` would: TF only loads when a page needs a model,
+    and the first page already stops Streamlit's end-of-run ``clear_session`` for every page."""
     code = (
         "import sys, json; from streamlit.testing.v1 import AppTest\n"
+        "from streamlit.runtime.scriptrunner import script_runner as sr\n"
         f"at = AppTest.from_file({APP!r}, default_timeout=120); at.run()\n"
         "print(json.dumps({'tf': 'tensorflow' in sys.modules, 'keras': 'keras' in sys.modules,\n"
-        "  'exc': [e.value for e in at.exception], 'title': [t.value for t in at.title]}))\n"
+        "  'exc': [e.value for e in at.exception], 'title': [t.value for t in at.title],\n"
+        "  'kernels_kept': getattr(sr._clean_problem_modules, '_tl_keeps_kernels', False)}))\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO,
                          env=os.environ.copy(), timeout=300)
     result = json.loads(out.stdout.strip().splitlines()[-1])
-    assert result == {"tf": False, "keras": False, "exc": [], "title": ["Transfer Lab"]}
+    assert result == {"tf": False, "keras": False, "exc": [], "title": ["Transfer Lab"], "kernels_kept": True}
 
 
 def test_home_and_sidebar(tl_home):
