@@ -254,7 +254,7 @@ def run_row(run) -> dict:
         "run_id": run.id, "name": run.name if run.name != run.id else run_name(cfg),
         "strategy": strategy, "Strategy": STRATEGIES.get(strategy, strategy),
         "backbone": "scratch CNN" if strategy == "scratch" else cfg.get("backbone", ""),
-        "weights": cfg.get("weights", ""), "input_size": m.get("input_size") or cfg.get("input_size") or None,
+        "weights": "none (random init)" if strategy == "scratch" else cfg.get("weights", ""), "input_size": m.get("input_size") or cfg.get("input_size") or None,
         "state": status["state"], "val_accuracy": m.get("val_accuracy"), "val_loss": m.get("val_loss"),
         "macro_f1": m.get("macro_f1"), "train_seconds": m.get("train_seconds", wall),
         "trainable_params": m.get("trainable_params"), "total_params": m.get("total_params"),

@@ -206,7 +206,7 @@ def test_comparison_table_from_runs_and_pareto_front():
     a = finished_run(store, "linear_probe", 0.80, 5.0, 1_000)
     b = finished_run(store, "feature_extraction", 0.90, 20.0, 300_000)
     c = finished_run(store, "frozen_augment", 0.85, 200.0, 300_000)  # slower and worse than b
-    failed = store.create({"strategy": "scratch", "dataset": "/d"})
+    failed = store.create({"strategy": "scratch", "dataset": "/d", "weights": "imagenet"})  # the form's default
     failed.set_status("failed", reason="Folder not found: /d")
     queued = store.create({"strategy": "fine_tune", "dataset": "/other"})
     table = compare.comparison_table(store.list())
@@ -214,6 +214,7 @@ def test_comparison_table_from_runs_and_pareto_front():
     row = table.set_index("run_id").loc[failed.id]
     assert row["state"] == "failed" and row["reason"] == "Folder not found: /d" and math.isnan(row["val_accuracy"])
     assert row["backbone"] == "scratch CNN" and row["Strategy"] == "From scratch"
+    assert row["weights"] == "none (random init)"  # a scratch model has no pretrained weights
     assert table.set_index("run_id").loc[queued.id, "state"] == "queued"
     trade = compare.accuracy_vs_time(table)
     assert trade["run_id"].tolist() == [a.id, b.id, c.id]
