@@ -264,7 +264,7 @@ def _extract(ds, split, net, bb, reused, donor_speed, stamps, batch_size, key, p
             "key": key, "dataset": ds.name, "fingerprint": ds.fingerprint, "backbone": net.backbone,
             "weights_id": net.weights_id, "input_size": net.input_size, "pooling": net.pooling,
             "prep_version": PREP_VERSION, "shape": [n, dim], "paths": paths, "stamps": stamps,
-            "classes": ds.classes, "seconds": seconds, "invalid": int((~valid).sum()),
+            "classes": ds.classes, "invalid": int((~valid).sum()),
             "reused": n - len(todo),
             "speed": {"images": len(todo), "seconds": seconds, "inherited": False} if todo else
             donor_speed and {**donor_speed, "inherited": True},

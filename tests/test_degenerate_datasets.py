@@ -4,7 +4,6 @@ and unicode, a class with one photo, a class missing from validation, hundreds o
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
