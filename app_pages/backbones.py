@@ -4,10 +4,12 @@ measured on this machine), and inside one: its layers and what a layer "sees".""
 import plotly.graph_objects as go
 import streamlit as st
 
-from core import explain, speed, uploads
-from core.backbones import get_spec, list_backbones, weights_location
+from core.nets import explain
+from core.analysis import speed
+from core.data import uploads
+from core.nets.backbones import get_spec, list_backbones, weights_location
 from core.errors import TransferLabError, WeightsUnavailable
-from core.images import IMAGE_EXTENSIONS, load_rgb
+from core.data.images import IMAGE_EXTENSIONS, load_rgb
 from app_pages import common
 
 RANDOM = "tl_random_weights"  # backbones the user chose to explore with random weights

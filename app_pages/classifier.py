@@ -9,10 +9,12 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from app_pages import common
-from core import export, inference, uploads
-from core.backbones import get_spec, list_backbones, missing_weights_message, weights_location
+from core.serve import export
+from core.serve import inference
+from core.data import uploads
+from core.nets.backbones import get_spec, list_backbones, missing_weights_message, weights_location
 from core.errors import TransferLabError
-from core.runs import RunStore
+from core.runs.store import RunStore
 
 UPLOAD_TYPES = ["jpg", "jpeg", "png", "webp", "bmp", "gif"]
 MAX_CARDS = 12  # photos drawn with chart and Grad-CAM; every photo is in the table
@@ -111,7 +113,7 @@ def items_key(items) -> tuple:
 
 def gradcam_overlay(result, data: bytes):
     """The photo with the Grad-CAM heatmap of its top class laid over it."""
-    from core import explain
+    from core.nets import explain
 
     cam = explain.gradcam(predictor.model, result.pixels, result.index)
     photo = inference.display_image(data, max_side=480)

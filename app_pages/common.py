@@ -18,7 +18,7 @@ from core import settings
 from core.errors import TransferLabError
 
 # Session-state keys other pages may read.
-DATASET = "tl_dataset"  # the core.data.Dataset in use (absent until one is scanned)
+DATASET = "tl_dataset"  # the core.data.dataset.Dataset in use (absent until one is scanned)
 BACKBONE = "tl_backbone"  # registry name picked in the sidebar
 PENDING = "tl_pending"  # source the Dataset page should open next: "sample" or (root, name)
 
@@ -52,7 +52,7 @@ def current_backbone() -> str:
 
 def default_backbone() -> str:
     """The first backbone usable offline, else a small one that downloads quickly."""
-    from core.backbones import list_backbones, weights_location
+    from core.nets.backbones import list_backbones, weights_location
 
     specs = list_backbones()
     local = [s.name for s in specs if weights_location(s) is not None]
@@ -63,7 +63,7 @@ def default_backbone() -> str:
 
 def scan(root, name: str | None = None):
     """Scan ``root`` with a progress bar; keep the dataset in the session. None on error."""
-    from core.data import scan_folder
+    from core.data.dataset import scan_folder
 
     bar = st.progress(0.0, text="Looking for images…")
 
@@ -81,7 +81,7 @@ def scan(root, name: str | None = None):
 @st.cache_data(show_spinner=False, max_entries=4000)
 def thumbnail(path: str, size: int, mtime_ns: int) -> np.ndarray:
     """A cached thumbnail; ``mtime_ns`` is part of the key so an edited file is redrawn."""
-    from core.stats import thumbnail as make
+    from core.data.stats import thumbnail as make
 
     return np.asarray(make(path, size))
 
@@ -104,7 +104,7 @@ def show_thumb(path: str, root: str, caption: str = "", size: int = 160) -> None
 
 @st.cache_resource(show_spinner=False, max_entries=2)
 def _backbone(name: str, weights: str | None, weights_dir: str, home: str):
-    from core.backbones import load_backbone
+    from core.nets.backbones import load_backbone
 
     return load_backbone(name, weights=weights)
 
@@ -138,7 +138,7 @@ def _apply_settings() -> None:
 
 
 def _backbone_names() -> list[str]:
-    from core.backbones import list_backbones
+    from core.nets.backbones import list_backbones
 
     return [s.name for s in list_backbones()]
 
@@ -158,7 +158,7 @@ def dataset_summary(slot) -> None:
 def sidebar():
     """The state every page shares: backbone, data directory and settings; returns the
     slot at the top where ``dataset_summary`` goes once the page has run."""
-    from core.backbones import get_spec, list_backbones, weights_location
+    from core.nets.backbones import get_spec, list_backbones, weights_location
 
     with st.sidebar:
         slot = st.empty()
@@ -220,8 +220,8 @@ CLASSIFIER_PAGE = "app_pages/classifier.py"
 @st.cache_resource(show_spinner=False, max_entries=3)
 def _predictor(kind: str, key: str, weights: str | None, stamp: int, weights_dir: str, home: str):
     """Loaded and warmed up once per process; ``stamp`` (model file mtime) reloads a rewritten run."""
-    from core import inference
-    from core.runs import RunStore
+    from core.serve import inference
+    from core.runs.store import RunStore
 
     if kind == "imagenet":
         predictor = inference.load_imagenet(key, weights=weights)
@@ -232,10 +232,10 @@ def _predictor(kind: str, key: str, weights: str | None, stamp: int, weights_dir
 
 
 def load_predictor(kind: str, key: str, weights: str | None = "imagenet"):
-    """A ``core.inference.Predictor``: ``kind`` "imagenet" (key: backbone) or "run" (key: run id)."""
+    """A ``core.serve.inference.Predictor``: ``kind`` "imagenet" (key: backbone) or "run" (key: run id)."""
     stamp = 0
     if kind == "run":
-        from core.runs import RunStore
+        from core.runs.store import RunStore
 
         try:
             stamp = RunStore().get(key).model_path.stat().st_mtime_ns
@@ -250,7 +250,7 @@ EXPLORE_PAGE = "app_pages/explore.py"
 
 
 def stage_progress(bar):
-    """A ``progress(stage, core.features.ExtractProgress)`` callback that draws into ``bar`` (an st.progress)."""
+    """A ``progress(stage, core.features.cache.ExtractProgress)`` callback that draws into ``bar`` (an st.progress)."""
 
     def update(stage: str, p) -> None:
         if p.cached:

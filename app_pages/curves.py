@@ -10,10 +10,11 @@ import streamlit as st
 from plotly.subplots import make_subplots
 
 from app_pages import common
-from core import compare, jobs
+from core.runs import compare
+from core.runs import jobs
 from core.errors import TransferLabError
-from core.runs import RunStore
-from core.strategies import STRATEGIES
+from core.runs.store import RunStore
+from core.train.strategies import STRATEGIES
 
 REFRESH_S = 2.0
 FINISHED_IDS = "tl_curves_finished"  # selected runs seen finished at the last refresh

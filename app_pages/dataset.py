@@ -7,8 +7,11 @@ import pandas as pd
 import plotly.express as px
 import streamlit as st
 
-from core import archives, samples, stats, uploads
-from core.data import DEFAULT_SEED, DEFAULT_VAL_FRACTION
+from core.data import archives
+from core.data import samples
+from core.data import stats
+from core.data import uploads
+from core.data.dataset import DEFAULT_SEED, DEFAULT_VAL_FRACTION
 from core.errors import TransferLabError
 from app_pages import common
 
@@ -18,7 +21,7 @@ SCATTER_MAX = 5000  # dots in the size chart; more are sampled
 PAIRS_SHOWN = 6
 ZIP_STATE = "tl_zip_done"  # (file_id, error message or None, skipped members, extracted folder)
 DUPS_STATE = "tl_dups"  # {fingerprint: duplicates DataFrame}
-ADVICE_STATE = "tl_advice"  # {(fingerprint, backbone): core.advisor.Advice}
+ADVICE_STATE = "tl_advice"  # {(fingerprint, backbone): core.analysis.advisor.Advice}
 
 st.title("Dataset")
 
@@ -241,8 +244,8 @@ if not pairs.empty:
 st.divider()
 st.header("Strategy advisor")
 try:
-    from core import advisor
-    from core.strategies import STRATEGIES
+    from core.analysis import advisor
+    from core.train.strategies import STRATEGIES
 except ImportError:
     st.info("The strategy advisor is not available yet in this version.", icon=":material/construction:")
 else:

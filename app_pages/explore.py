@@ -7,8 +7,11 @@ from pathlib import Path
 import plotly.express as px
 import streamlit as st
 
-from core import dataset_builder as db, embedding, labeling, speed
-from core.backbones import get_spec
+from core.data import builder as db
+from core.analysis import embedding
+from core.analysis import labeling
+from core.analysis import speed
+from core.nets.backbones import get_spec
 from core.errors import TransferLabError
 from app_pages import common
 
@@ -158,7 +161,7 @@ with tab_sep:
     st.write("How well each backbone's features separate **your** classes, measured on your photos: "
              "a 5-nearest-neighbour vote (leave-one-out) and the silhouette score (-1 to 1; higher means tight, "
              "well-apart classes), beside the extraction speed on this machine.")
-    from core.backbones import list_backbones, weights_location
+    from core.nets.backbones import list_backbones, weights_location
 
     offline = [s for s in list_backbones() if weights_location(s) is not None]
     options = [(s.name, "imagenet") for s in offline] + [(s.name, None) for s in offline]

@@ -8,10 +8,14 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-from core import archives, dataset_builder as db, labeling, settings, uploads
-from core.backbones import get_spec
+from core.data import archives
+from core.data import builder as db
+from core.analysis import labeling
+from core import settings
+from core.data import uploads
+from core.nets.backbones import get_spec
 from core.errors import TransferLabError
-from core.images import IMAGE_EXTENSIONS
+from core.data.images import IMAGE_EXTENSIONS
 from app_pages import common
 
 NEW = "➕ New dataset…"
@@ -24,7 +28,7 @@ DEFAULT_THRESHOLD = 0.6
 
 MSGS = "tl_lab_msgs"  # [(kind, text)] shown once, after the rerun an action caused
 NEXT_DS = "tl_lab_ds_next"  # dataset to select on the next run (set before the selectbox exists)
-INBOX = "tl_lab_inbox"  # {"folder": str, "dataset": core.data.Dataset of the unlabelled photos}
+INBOX = "tl_lab_inbox"  # {"folder": str, "dataset": core.data.dataset.Dataset of the unlabelled photos}
 RESULT = "tl_lab_result"  # {"dataset": name, "result": LabelResult}
 CHOICES = "tl_lab_choices"  # {photo path: class or None}: what "Add" will do
 TOUCHED = "tl_lab_touched"  # photo paths whose label the user picked by hand

@@ -9,11 +9,12 @@ import streamlit as st
 from plotly.subplots import make_subplots
 
 from app_pages import common
-from core import compare, jobs
-from core.backbones import get_spec, weights_location
+from core.runs import compare
+from core.runs import jobs
+from core.nets.backbones import get_spec, weights_location
 from core.errors import TransferLabError
-from core.runs import RunStore
-from core.strategies import STRATEGIES
+from core.runs.store import RunStore
+from core.train.strategies import STRATEGIES
 
 REFRESH_S = 2.0  # queue refresh while jobs run
 IDLE_REFRESH_S = 10.0  # and while none does (runs started elsewhere, e.g. `python -m core train --background`)
@@ -411,7 +412,7 @@ if ds is not None:
         if st.button("Ask the advisor", icon=":material/psychology:", key="tl_strat_advise"):
             with st.spinner("Measuring the dataset: features of a sample, cross-validated probe…"):
                 try:
-                    from core.advisor import advise
+                    from core.analysis.advisor import advise
 
                     st.session_state[ADVICE][key] = advise(ds, backbone=backbone).to_dict()
                 except TransferLabError as err:
@@ -423,7 +424,7 @@ if ds is not None:
             del st.session_state[ADVICE][key]
             st.rerun()
     else:
-        from core.advisor import Advice
+        from core.analysis.advisor import Advice
 
         adv = Advice(**advice)
         left, right = st.columns([2, 3])

@@ -1,4 +1,4 @@
-"""Accuracy: strategy x backbone on cats_vs_dogs through ``core.training.fit``,
+"""Accuracy: strategy x backbone on cats_vs_dogs through ``core.train.fit.fit``,
 validation accuracy and wall time, beside the published anchors.
 
 The feature cache is cleared once per weights, as a user's first session would
@@ -35,8 +35,8 @@ ANCHORS = [
 
 def configs(ctx: Context):
     """(row label, weights, StrategyConfig) for every cell of the table."""
-    from core.strategies import STRATEGIES as NAMES
-    from core.strategies import modern_defaults
+    from core.train.strategies import STRATEGIES as NAMES
+    from core.train.strategies import modern_defaults
 
     limit = QUICK_PER_CLASS if ctx.quick else 0
     epochs = QUICK_EPOCHS if ctx.quick else EPOCHS
@@ -53,8 +53,8 @@ def configs(ctx: Context):
 
 
 def one(ctx: Context, result: GroupResult, strategy_label: str, backbone_label: str, cfg) -> dict:
-    from core.features import clear_cache
-    from core.training import fit
+    from core.features.cache import clear_cache
+    from core.train.fit import fit
 
     seen = ctx.memo.setdefault("accuracy_weights_seen", set())
     if cfg.weights not in seen:  # a first session: the first strategy of these weights extracts
@@ -102,6 +102,6 @@ def run(ctx: Context) -> GroupResult:
                             f"({'; '.join(k + ' ' + ', '.join(f'{a}={b}' for a, b in v.items()) for k, v in QUICK_EPOCHS.items())}); "
                             "not comparable "
                             "with the anchors")
-    result.notes.append("configs: core.strategies.modern_defaults (Adam; feature extraction with early stopping); "
+    result.notes.append("configs: core.train.strategies.modern_defaults (Adam; feature extraction with early stopping); "
                         "random weights = the same EfficientNet-Lite0 graph with Keras' initialisers")
     return result

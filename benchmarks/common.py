@@ -342,11 +342,11 @@ class Context:
     memo: dict[str, Any] = field(default_factory=dict)
 
     def scan(self):
-        """The dataset as ``core.training.fit`` scans it (same split fraction and seed,
+        """The dataset as ``core.train.fit.fit`` scans it (same split fraction and seed,
         so the scan cache and the feature cache keys are shared with ``fit``)."""
         if "dataset" not in self.memo:
-            from core.data import scan_folder
-            from core.strategies import StrategyConfig
+            from core.data.dataset import scan_folder
+            from core.train.strategies import StrategyConfig
 
             self.memo["dataset"] = scan_folder(self.dataset, val_fraction=StrategyConfig.val_fraction,
                                                seed=self.seed)
@@ -354,14 +354,14 @@ class Context:
 
     def sample(self, per_class: int | None):
         """The full dataset (``None``) or the seeded subset ``fit(limit_per_class=...)`` uses."""
-        from core.data import subset
+        from core.data.dataset import subset
 
         ds = self.scan()
         return ds if not per_class else subset(ds, per_class, self.seed)
 
     def train_subset(self, images: int):
         """``images`` training images (half per class for two classes), train split only."""
-        from core.data import subset
+        from core.data.dataset import subset
 
         ds = self.scan()
         return subset(ds, max(1, images // max(ds.num_classes, 1)), self.seed, splits=("train",))

@@ -2,7 +2,7 @@
 
 ``python -m benchmarks.extract_job --dataset-json SCAN.json --images N`` loads the
 scanned dataset (no rescan: the scan's own memory stays out of the figure), keeps
-N training images, extracts their features with ``core.features`` into the data
+N training images, extracts their features with ``core.features.cache`` into the data
 directory it is given (``TRANSFER_LAB_HOME``), and prints one JSON line: seconds,
 images/s, the peak resident memory (``VmHWM`` and ``ru_maxrss``) before and
 after the extraction, and the resident memory after each batch.
@@ -31,9 +31,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=1337)
     args = p.parse_args(argv)
 
-    from core import atomic, backbones
-    from core.data import Dataset, subset
-    from core.features import extract_features
+    from core import atomic
+    from core.nets import backbones
+    from core.data.dataset import Dataset, subset
+    from core.features.cache import extract_features
 
     ds = Dataset.from_json(atomic.read_json(args.dataset_json))
     ds = subset(ds, max(1, args.images // ds.num_classes), args.seed, splits=("train",))

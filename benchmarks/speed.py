@@ -19,7 +19,7 @@ import numpy as np
 from .common import Context, GroupResult, Stopwatch, at_least, at_most, attempt, fmt, fmt_seconds, log, \
     percentile, rate, ratio, warm_file_cache
 
-BATCH = 32  # core.features.DEFAULT_BATCH: what the app extracts with
+BATCH = 32  # core.features.cache.DEFAULT_BATCH: what the app extracts with
 TEXTBOOK_BATCH = 20  # the tutorials' batch size
 
 # (backbone, input size, weights, pooling): the real shared backbone, and two keras.applications
@@ -51,7 +51,7 @@ def bare_forward_seconds(forward, size: int, images: int, batch: int = BATCH, se
 
 
 def trace_seconds(forward, size: int, batch: int = BATCH) -> float:
-    """First-call cost of a fresh compiled function as ``core.features`` calls it (a 1-image
+    """First-call cost of a fresh compiled function as ``core.features.cache`` calls it (a 1-image
     probe, then a full batch: two traces) minus the steady time of the same two calls."""
     import tensorflow as tf
 
@@ -162,8 +162,9 @@ def textbook_folder(ds, split: str, root: Path) -> Path:
 def pipeline_case(ctx: Context, result: GroupResult, ds, name: str, size: int, weights, pooling: str,
                   scratch: Path) -> None:
     """Items 1-3 for one backbone: bare, ours, bare, [textbook], [cached rerun]."""
-    from core import backbones
-    from core.features import compiled_forward, extract_features
+    from core.nets import backbones
+    from core.features.cache import extract_features
+    from core.nets.forward import compiled_forward
 
     n = len(ds.paths("train"))
     label = f"{name}@{size}"
@@ -232,8 +233,8 @@ def _textbook_item(result, ds, bb, label, pooling, ours_t, folder, bare_seconds=
 
 
 def _cache_item(result, ds, name, size, weights, pooling, seed, first_seconds, load_seconds):
-    from core import backbones
-    from core.features import extract_features
+    from core.nets import backbones
+    from core.features.cache import extract_features
 
     backbones._HASH_CACHE.clear()  # as in a fresh process: the weights file is hashed again
     with Stopwatch() as t:
@@ -254,8 +255,8 @@ def classifier_latency(ctx: Context, result: GroupResult, ds, photos: int) -> No
     """Item 5: one uploaded photo (bytes) -> decode, resize, preprocess, forward, top-5 names."""
     import tensorflow as tf
 
-    from core import backbones
-    from core.images import load_rgb
+    from core.nets import backbones
+    from core.data.images import load_rgb
 
     name = "efficientnet_lite0"
     log(f"classifier latency: {photos} uploaded photos through {name} with its ImageNet top")
@@ -311,8 +312,8 @@ def classifier_latency(ctx: Context, result: GroupResult, ds, photos: int) -> No
 def head_training(ctx: Context, result: GroupResult, per_class: int | None) -> None:
     """Item 4: the classic recipe's head (Dense 256 + Dropout 0.5, RMSprop 2e-5, 30 epochs,
     batch 20) on cached VGG16@150 flatten features, vs one epoch of frozen VGG16 + augmentation."""
-    from core.strategies import classic_recipe
-    from core.training import fit
+    from core.train.strategies import classic_recipe
+    from core.train.fit import fit
 
     common = dict(dataset=str(ctx.dataset), weights="random", seed=ctx.seed, limit_per_class=per_class or 0)
     log("classic head on cached VGG16@150 features, 30 epochs")
@@ -355,7 +356,7 @@ def run(ctx: Context) -> GroupResult:
     if tb:
         result.notes.append("textbook loop: " + next(iter(tb.values()))["source"]
                             + f", batch {TEXTBOOK_BATCH}, predict(verbose=0), PIL 'nearest' resize as its default; "
-                            f"ours: core.features.extract_features, batch {BATCH}")
+                            f"ours: core.features.cache.extract_features, batch {BATCH}")
     result.notes.append("bare forward = the compiled function extraction uses, on in-memory tensors of the "
                         "same shape, timed before and after our extraction; ratio uses the mean")
     return result

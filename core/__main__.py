@@ -10,13 +10,14 @@ import argparse
 import json
 import sys
 
-from .errors import TransferLabError
-from .strategies import STRATEGIES, classic_recipe, modern_defaults
+from core.errors import TransferLabError
+from core.train.strategies import STRATEGIES, classic_recipe, modern_defaults
 
 
 def _train(args) -> int:
-    from . import jobs, worker
-    from .runs import RunStore
+    from core.runs import jobs
+    from core.runs import worker
+    from core.runs.store import RunStore
 
     base = classic_recipe if args.classic else (lambda **kw: modern_defaults(args.strategy, **kw))
     overrides = {k: v for k, v in {
@@ -44,8 +45,8 @@ def _train(args) -> int:
 
 
 def _runs(args) -> int:
-    from . import jobs
-    from .runs import RunStore
+    from core.runs import jobs
+    from core.runs.store import RunStore
 
     store = RunStore()
     jobs.pump(store)
@@ -58,7 +59,7 @@ def _runs(args) -> int:
 
 
 def _show(args) -> int:
-    from .runs import RunStore
+    from core.runs.store import RunStore
 
     run = RunStore().get(args.run_id)
     print(json.dumps({"status": run.effective_status(), "progress": run.progress(),
@@ -67,15 +68,15 @@ def _show(args) -> int:
 
 
 def _cancel(args) -> int:
-    from . import jobs
-    from .runs import RunStore
+    from core.runs import jobs
+    from core.runs.store import RunStore
 
     print(jobs.cancel(RunStore().get(args.run_id)))
     return 0
 
 
 def _backbones(args) -> int:
-    from . import backbones
+    from core.nets import backbones
 
     for spec in backbones.list_backbones():
         where = backbones.weights_location(spec)
@@ -85,8 +86,8 @@ def _backbones(args) -> int:
 
 
 def _advise(args) -> int:
-    from .advisor import advise
-    from .data import scan_folder
+    from core.analysis.advisor import advise
+    from core.data.dataset import scan_folder
 
     advice = advise(scan_folder(args.dataset), backbone=args.backbone)
     print(advice.table().to_string())

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from .errors import StorageError
+from core.errors import StorageError
 
 HOME_ENV = "TRANSFER_LAB_HOME"
 WEIGHTS_ENV = "TRANSFER_LAB_WEIGHTS_DIR"

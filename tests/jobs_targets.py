@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import time
 
-from core.runs import Run
+from core.runs.store import Run
 
 
 def _mark_start(run: Run) -> None:

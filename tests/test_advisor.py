@@ -8,8 +8,8 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from core import advisor
-from core.data import Dataset, ImageRecord
+from core.analysis import advisor
+from core.data.dataset import Dataset, ImageRecord
 
 DIM = 32
 
@@ -79,8 +79,8 @@ def fake_features(monkeypatch):
     def load_backbone(name, weights="imagenet", input_size=None, seed=0):
         return SimpleNamespace(base=SimpleNamespace(layers=[object()] * 150))
 
-    monkeypatch.setattr("core.features.extract_features", extract_features)
-    monkeypatch.setattr("core.backbones.load_backbone", load_backbone)
+    monkeypatch.setattr("core.features.cache.extract_features", extract_features)
+    monkeypatch.setattr("core.nets.backbones.load_backbone", load_backbone)
     return state
 
 
@@ -127,7 +127,7 @@ def test_advise_each_cell(fake_features, per_class, shift, size, similarity, str
     assert list(table.index) == ["small", "large"] and list(table.columns) == ["similar", "different"]
     marked = [(r, c) for r in table.index for c in table.columns if "◀ this dataset" in table.loc[r, c]]
     assert marked == [(size, similarity)]
-    from core.strategies import STRATEGIES
+    from core.train.strategies import STRATEGIES
 
     assert table.loc[size, similarity].startswith(STRATEGIES[strategy])
     assert advice.to_dict()["strategy"] == strategy

@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from core import inference
+from core.serve import inference
 from tests.conftest import CATS_VS_DOGS, REPO
 from tests.test_inference import bad_and_odd_inputs, png_bytes, photo, tiny_model
 
@@ -46,8 +46,8 @@ def card_lines(at: AppTest) -> list[str]:
 
 @pytest.fixture
 def finished_run(tl_home, image_folder):
-    from core.models import save_model
-    from core.runs import RunStore
+    from core.runs.models import save_model
+    from core.runs.store import RunStore
 
     run = RunStore().create({"strategy": "feature_extraction", "backbone": "tiny", "weights": "random",
                              "dataset": str(image_folder)}, name="tiny demo")
@@ -80,7 +80,7 @@ def test_run_model_on_a_batch_with_bad_files(finished_run):
     table = at.dataframe[0].value
     assert list(table["file"]) == list(inputs)
     assert list(table["status"]) == ["error" if inputs[n][1] else "ok" for n in inputs]
-    # the page shows what core.inference computes for the same bytes
+    # the page shows what core.serve.inference computes for the same bytes
     predictor = inference.load_run(finished_run)
     for name in good:
         expected = inference.classify(predictor, inputs[name][0])

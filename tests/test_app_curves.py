@@ -15,8 +15,8 @@ import pandas as pd
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from core import jobs
-from core.runs import RunStore, pid_alive
+from core.runs import jobs
+from core.runs.store import RunStore, pid_alive
 from tests.conftest import REPO, write_images
 
 APP = str(REPO / "streamlit_app.py")

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from core import dataset_builder as db
+from core.data import builder as db
 from tests import tiny_backbone
 from tests.conftest import REPO, write_images
 

@@ -59,7 +59,7 @@ def test_home_and_sidebar(tl_home):
 
 
 def test_local_weights_make_a_backbone_the_default(tmp_path, monkeypatch):
-    from core.backbones import get_spec
+    from core.nets.backbones import get_spec
 
     (tmp_path / get_spec("resnet50").weights_filename()).write_bytes(b"x")
     monkeypatch.setenv("TRANSFER_LAB_WEIGHTS_DIR", str(tmp_path))

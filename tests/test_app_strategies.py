@@ -12,9 +12,10 @@ import time
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from core import compare, jobs
-from core.data import scan_folder
-from core.runs import RunStore, pid_alive
+from core.runs import compare
+from core.runs import jobs
+from core.data.dataset import scan_folder
+from core.runs.store import RunStore, pid_alive
 from tests.conftest import REPO
 
 APP = str(REPO / "streamlit_app.py")
@@ -182,8 +183,8 @@ def test_a_failed_run_shows_its_reason(store, image_folder, tmp_path):
 
 def test_advisor_verdict_and_sweep_launch(store, image_folder, monkeypatch):
     """The advisor (stubbed: it needs ImageNet weights) against measured runs; a sweep queues one run per depth."""
-    from core import advisor
-    from core.advisor import Advice
+    from core.analysis import advisor
+    from core.analysis.advisor import Advice
 
     monkeypatch.setattr(advisor, "advise", lambda ds, backbone, **kw: Advice(
         "small", "similar", "feature_extraction", 0, ["Size: small.", "Similarity: similar."], {}))

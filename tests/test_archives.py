@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from core import settings
-from core.archives import dataset_from_zip, extract_zip, safe_name
-from core.data import scan_folder
+from core.data.archives import dataset_from_zip, extract_zip, safe_name
+from core.data.dataset import scan_folder
 from core.errors import UnsafeArchive
 
 

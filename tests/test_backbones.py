@@ -1,4 +1,4 @@
-"""core.backbones: registry, weight resolution, offline errors, random init,
+"""core.nets.backbones: registry, weight resolution, offline errors, random init,
 local backbones, and the preprocessing layer against keras.applications."""
 
 from __future__ import annotations
@@ -15,8 +15,9 @@ import pytest
 from keras.src.legacy.saving import legacy_h5_format
 from keras.src.utils import file_utils
 
-from core import backbones, settings
-from core.backbones import (
+from core.nets import backbones
+from core import settings
+from core.nets.backbones import (
     KERAS_BACKBONES,
     file_digest,
     get_spec,
@@ -27,7 +28,7 @@ from core.backbones import (
     weights_location,
 )
 from core.errors import UnknownBackbone, WeightsUnavailable
-from core.layers import ChannelAffine
+from core.nets.layers import ChannelAffine
 
 # ---------------------------------------------------------------- helpers
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from core.runs import RunStore
+from core.runs.store import RunStore
 from tests.conftest import SHARED_WEIGHTS
 
 REPO = Path(__file__).resolve().parents[1]

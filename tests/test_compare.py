@@ -1,4 +1,4 @@
-"""core.compare: configs, smoothing, best epoch, overfitting hint, the comparison table,
+"""core.runs.compare: configs, smoothing, best epoch, overfitting hint, the comparison table,
 the advisor's verdict, the layer-depth sweep and the worst predictions (no TensorFlow)."""
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from core import compare
-from core.runs import RunStore
+from core.runs import compare
+from core.runs.store import RunStore
 
 
 def history(val_loss, loss=None, val_acc=None, phase=None) -> pd.DataFrame:

@@ -1,4 +1,4 @@
-"""core.data: layouts, stratified splits, fingerprints, bad files, scan cache."""
+"""core.data.dataset: layouts, stratified splits, fingerprints, bad files, scan cache."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from core import data
-from core.data import check_trainable, scan_folder, stratified_split
+from core.data import dataset as data
+from core.data.dataset import check_trainable, scan_folder, stratified_split
 from core.errors import DatasetError
 
 from .conftest import write_images

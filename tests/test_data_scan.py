@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from core import stats
-from core.data import scan_folder
+from core.data import stats
+from core.data.dataset import scan_folder
 
 from .conftest import write_images
 

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from core import dataset_builder as db
-from core.data import scan_folder
+from core.data import builder as db
+from core.data.dataset import scan_folder
 from core.errors import DatasetError
 from tests.conftest import write_images
 

@@ -9,11 +9,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from core import stats, training
-from core.data import scan_folder
-from core.evaluation import summarize
-from core.models import load_model
-from core.runs import RunStore
+from core.data import stats
+from core.train import fit as training
+from core.data.dataset import scan_folder
+from core.train.evaluation import summarize
+from core.runs.models import load_model
+from core.runs.store import RunStore
 from tests.conftest import write_images
 from tests.test_strategies import TINY_SIZE, make_tiny_backbone
 from tests.test_training import tiny_config

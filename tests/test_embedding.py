@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from core import embedding
-from core.data import scan_folder
+from core.analysis import embedding
+from core.data.dataset import scan_folder
 from core.errors import TransferLabError, WeightsUnavailable
 from tests import tiny_backbone
 from tests.test_labeling import blobs
@@ -117,7 +117,7 @@ def test_separability_table_real_vs_random(tiny, flat_folder):
     assert np.allclose(fewer["images_per_s"], table["images_per_s"])
     assert fewer["speed_from"].str.startswith("an earlier extraction (18 photos)").all()
 
-    from core import speed
+    from core.analysis import speed
 
     measured = speed.measure(tiny, batch_size=4, batches=1)
     again = embedding.separability_table(ds, entries, per_class=6, split="train")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from core import explain
+from core.nets import explain
 from core.errors import TransferLabError
 
 
@@ -79,7 +79,7 @@ def test_tile_maps_layout():
 
 @pytest.mark.real
 def test_feature_maps_of_a_real_backbone(shared_assets):
-    from core.backbones import load_backbone
+    from core.nets.backbones import load_backbone
 
     bb = load_backbone("efficientnet_lite0")
     table = explain.layer_table(bb.base)

@@ -1,4 +1,4 @@
-"""core.export: .keras / SavedModel zip / TFLite (float32, float16, dynamic range) round
+"""core.serve.export: .keras / SavedModel zip / TFLite (float32, float16, dynamic range) round
 trips, top-1 parity with the Keras model, sizes, and failures reported per format."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ import zipfile
 import numpy as np
 import pytest
 
-from core import export
+from core.serve import export
 from core.errors import TransferLabError
 from tests.conftest import write_images
 from tests.test_inference import SIZE, tiny_model
@@ -19,8 +19,8 @@ def model_with_augmentation(classes: int = 3, wide: bool = False):
     like a frozen_augment run; ``wide`` adds a 512x512 Dense so quantization has weights to shrink."""
     import keras
 
-    from core.layers import ChannelAffine
-    from core.strategies import Augment, augmentation
+    from core.nets.layers import ChannelAffine
+    from core.train.strategies import Augment, augmentation
 
     keras.utils.set_random_seed(3)
     inputs = keras.Input((SIZE, SIZE, 3), name="pixels")
@@ -87,7 +87,7 @@ def test_parity_table_top1_equal(exported, images):
 def test_round_trips_give_the_keras_outputs(exported, images):
     import tensorflow as tf
 
-    from core.images import load_rgb
+    from core.data.images import load_rgb
 
     model, out, report = exported
     pixels = np.stack([load_rgb(p, (SIZE, SIZE)) for p in images]).astype(np.float32)
@@ -155,7 +155,7 @@ def test_failures_are_reported_per_format(tmp_path, monkeypatch, images):
 def test_validation_images_of_a_run_mix_the_classes(tl_home, image_folder):
     import pandas as pd
 
-    from core.runs import RunStore
+    from core.runs.store import RunStore
 
     run = RunStore().create({"strategy": "feature_extraction", "dataset": str(image_folder)})
     val = sorted(str(p) for p in (image_folder / "validation").rglob("*.png"))

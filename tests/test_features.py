@@ -1,4 +1,4 @@
-"""core.features: cached extraction with a tiny local backbone (fast tier)."""
+"""core.features.cache: cached extraction with a tiny local backbone (fast tier)."""
 
 from __future__ import annotations
 
@@ -13,11 +13,14 @@ import keras
 import numpy as np
 import pytest
 
-from core import backbones, features, settings
-from core.data import Dataset, scan_folder
+from core.nets import backbones
+from core.features import cache as features
+from core.nets import forward
+from core import settings
+from core.data.dataset import Dataset, scan_folder
 from core.errors import TransferLabError
-from core.features import Cancelled, extract_features
-from core.images import load_rgb
+from core.features.cache import Cancelled, extract_features
+from core.data.images import load_rgb
 
 from .conftest import write_images
 
@@ -69,7 +72,7 @@ def _entries(home: Path) -> list[str]:
 
 
 def _reference(paths, size=32) -> np.ndarray:
-    """Features computed one image at a time, outside core.features."""
+    """Features computed one image at a time, outside core.features.cache."""
     bb = backbones.load_backbone("tiny")
     rows = []
     for p in paths:
@@ -218,8 +221,8 @@ def test_loaded_backbone_is_reused(ds, monkeypatch):
 
 def test_a_kept_backbone_traces_its_extraction_function_once(ds, monkeypatch):
     compiled = []
-    real = features.compiled_forward
-    monkeypatch.setattr(features, "compiled_forward", lambda *a: compiled.append(a[1]) or real(*a))
+    real = forward.compiled_forward
+    monkeypatch.setattr(forward, "compiled_forward", lambda *a: compiled.append(a[1]) or real(*a))
     bb = backbones.load_backbone("tiny")
     train = extract_features(ds, "tiny", split="train", loaded=bb)
     val = extract_features(ds, "tiny", split="validation", loaded=bb)
@@ -364,13 +367,13 @@ def test_edited_dataset_extracts_only_its_new_photos(ds, image_folder, monkeypat
     edited = scan_folder(image_folder)
     assert edited.fingerprint != ds.fingerprint
     seen: list[int] = []
-    real = features.compiled_forward
+    real = forward.compiled_forward
 
     def counting(model, pooling):
         fn = real(model, pooling)
         return lambda x: (seen.append(int(x.shape[0])), fn(x))[1]
 
-    monkeypatch.setattr(features, "compiled_forward", counting)
+    monkeypatch.setattr(forward, "compiled_forward", counting)
     again = extract_features(edited, "tiny", split="train")
     new = [p for p in again.paths if p not in first.paths]
     assert len(new) == 2 and again.from_cache is False
@@ -383,7 +386,7 @@ def test_edited_dataset_extracts_only_its_new_photos(ds, image_folder, monkeypat
 
 
 def test_subset_of_an_extracted_dataset_needs_no_network(ds, monkeypatch):
-    from core.data import subset
+    from core.data.dataset import subset
 
     extract_features(ds, "tiny", split="train")
     small = subset(ds, 3, seed=0)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from core import explain
+from core.nets import explain
 from core.errors import TransferLabError
 
 SIZE = 32
@@ -36,10 +36,10 @@ def red_patch_image(size: int = SIZE, box=(2, 12, 4, 14)) -> np.ndarray:
 
 
 def transfer_model_on(base, classes: int, aug: bool = True):
-    """Built the way runs are: core.strategies.build_transfer_model over a Backbone."""
-    from core.backbones import Backbone, get_spec
-    from core.layers import ChannelAffine
-    from core.strategies import Augment, augmentation, build_head, build_transfer_model
+    """Built the way runs are: core.train.strategies.build_transfer_model over a Backbone."""
+    from core.nets.backbones import Backbone, get_spec
+    from core.nets.layers import ChannelAffine
+    from core.train.strategies import Augment, augmentation, build_head, build_transfer_model
 
     pre = ChannelAffine(scale=(1 / 255.0,) * 3, offset=(0.0,) * 3, name="preprocess")
     bb = Backbone(get_spec("mobilenet_v2"), None, base, pre, SIZE, "test")
@@ -90,7 +90,7 @@ def test_gradcam_moves_with_the_object():
 def test_gradcam_sigmoid_model_and_save_reload(tmp_path):
     import keras
 
-    import core.layers  # noqa: F401
+    import core.nets.layers  # noqa: F401
 
     model = transfer_model_on(red_detector_base(), classes=2)
     image = red_patch_image()
@@ -148,8 +148,8 @@ def test_gradcam_registry_classifier_and_fine_tuned_run_model(tmp_path):
     and a fine-tuned transfer model on its base, saved and reloaded as a run would be."""
     import keras
 
-    from core.backbones import load_backbone, load_classifier
-    from core.strategies import Augment, augmentation, build_head, build_transfer_model, unfreeze_top
+    from core.nets.backbones import load_backbone, load_classifier
+    from core.train.strategies import Augment, augmentation, build_head, build_transfer_model, unfreeze_top
 
     classifier, size = load_classifier("mobilenet_v2", weights=None)
     image = np.random.default_rng(1).integers(0, 255, (size, size, 3))

@@ -1,4 +1,4 @@
-"""core.images: every accepted file decodes to the right 8-bit RGB pixels, every
+"""core.data.images: every accepted file decodes to the right 8-bit RGB pixels, every
 unusable one raises BadImage with a reason a user can read."""
 
 from __future__ import annotations
@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from core import images
+from core.data import images
 from core.errors import BadImage, TransferLabError
-from core.images import load_rgb, probe
+from core.data.images import load_rgb, probe
 
 
 def _png_chunk(kind: bytes, data: bytes) -> bytes:

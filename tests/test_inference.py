@@ -1,4 +1,4 @@
-"""core.inference: the same pixels as training, top-k, batches where bad files are
+"""core.serve.inference: the same pixels as training, top-k, batches where bad files are
 listed and the rest go on, model loading (safe mode, cache by mtime), run models."""
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from core import inference
+from core.serve import inference
 from core.errors import BadImage, RunError
 from tests.conftest import _pattern
 
@@ -28,7 +28,7 @@ def tiny_model(size: int = SIZE, classes: int = 3, seed: int = 0):
     (or one sigmoid unit for two classes) out."""
     import keras
 
-    from core.layers import ChannelAffine
+    from core.nets.layers import ChannelAffine
 
     keras.utils.set_random_seed(seed)
     inputs = keras.Input((size, size, 3), name="pixels")
@@ -123,8 +123,8 @@ def predictor(model_file):
 # ---------------------------------------------------------------- preprocessing parity
 
 def test_same_pixels_and_probabilities_as_the_training_pipeline(tmp_path, predictor):
-    """What core.pipeline.image_dataset feeds at training == what inference feeds, per file."""
-    from core.pipeline import image_dataset
+    """What core.data.pipeline.image_dataset feeds at training == what inference feeds, per file."""
+    from core.data.pipeline import image_dataset
 
     files = {}
     for name, (data, expected_error) in bad_and_odd_inputs().items():
@@ -284,15 +284,15 @@ def test_unsafe_or_missing_models_are_refused(tmp_path):
 
 
 def test_load_run_reads_classes_and_refuses_unfinished(tl_home):
-    from core.runs import RunStore
+    from core.runs.store import RunStore
 
     store = RunStore()
     run = store.create({"strategy": "feature_extraction", "backbone": "tiny", "weights": "random"}, name="demo")
     with pytest.raises(RunError, match="no saved model"):
         inference.load_run(run)
-    from core.models import save_model
+    from core.runs.models import save_model
 
-    save_model(tiny_model(classes=2), run.model_path)  # as core.training.execute saves it
+    save_model(tiny_model(classes=2), run.model_path)  # as core.train.fit.execute saves it
     run.write_metrics({"classes": ["cats", "dogs"], "val_accuracy": 0.5})
     run.set_status("done")
     p = inference.load_run(run)
@@ -304,8 +304,8 @@ def test_load_run_reads_classes_and_refuses_unfinished(tl_home):
 
 def test_load_run_refuses_a_model_altered_after_training(tl_home):
     from core.errors import CacheCorrupt
-    from core.models import save_model
-    from core.runs import RunStore
+    from core.runs.models import save_model
+    from core.runs.store import RunStore
 
     run = RunStore().create({"strategy": "feature_extraction"})
     save_model(tiny_model(), run.model_path)

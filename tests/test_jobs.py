@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from core import jobs
+from core.runs import jobs
 from core.errors import RunError
-from core.runs import Run, RunStore, pid_alive
+from core.runs.store import Run, RunStore, pid_alive
 
 REPO = Path(__file__).resolve().parents[1]
 TARGETS = "tests.jobs_targets:"
@@ -189,7 +189,7 @@ def test_max_jobs_from_environment(monkeypatch):
 def test_worker_refuses_a_run_it_does_not_own(store):
     run = new(store, "epochs")
     run.set_status("done")
-    out = subprocess.run([sys.executable, "-m", "core.worker", str(run.dir)], cwd=REPO,
+    out = subprocess.run([sys.executable, "-m", "core.runs.worker", str(run.dir)], cwd=REPO,
                          capture_output=True, text=True, timeout=60)
     assert out.returncode == 3 and "not starting it" in out.stdout
     assert state(run) == "done" and starts(run) == []
@@ -197,8 +197,8 @@ def test_worker_refuses_a_run_it_does_not_own(store):
 
 PUMPER = """
 import sys, time
-from core.jobs import pump
-from core.runs import RunStore
+from core.runs.jobs import pump
+from core.runs.store import RunStore
 store = RunStore(sys.argv[1])
 time.sleep(max(0.0, float(sys.argv[2]) - time.time()))
 print(len(pump(store, int(sys.argv[3]))))

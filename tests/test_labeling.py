@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from core import dataset_builder as db
-from core import labeling
+from core.data import builder as db
+from core.analysis import labeling
 from core.errors import TransferLabError
 from tests import tiny_backbone
 from tests.conftest import write_images
@@ -111,7 +111,7 @@ def test_pooled_head_found_for_keras_applications_and_refused_otherwise():
 
 
 def test_head_on_pooled_features_equals_the_full_classifier(tiny, inbox):
-    from core.features import extract_features
+    from core.features.cache import extract_features
 
     folder, _ = inbox
     unl = labeling.scan_unlabelled(folder)

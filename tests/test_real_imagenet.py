@@ -1,5 +1,5 @@
 """Real tier: the shared EfficientNet-Lite0 recognises real cats and dogs through
-core.backbones + core.images, and random weights do not."""
+core.nets.backbones + core.data.images, and random weights do not."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from core import backbones
-from core.images import load_rgb
+from core.nets import backbones
+from core.data.images import load_rgb
 
 pytestmark = pytest.mark.real
 

@@ -15,10 +15,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from core import dataset_builder as db
-from core import embedding, labeling
-from core.data import scan_folder
-from core.features import extract_features
+from core.data import builder as db
+from core.analysis import embedding
+from core.analysis import labeling
+from core.data.dataset import scan_folder
+from core.features.cache import extract_features
 
 pytestmark = pytest.mark.real
 

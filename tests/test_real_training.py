@@ -14,8 +14,8 @@ import time
 import numpy as np
 import pytest
 
-from core import training
-from core.strategies import StrategyConfig, classic_recipe, modern_defaults
+from core.train import fit as training
+from core.train.strategies import StrategyConfig, classic_recipe, modern_defaults
 
 pytestmark = pytest.mark.real  # test_frozen_base_with_augmentation_and_scratch is also marked slow
 
@@ -129,8 +129,8 @@ def test_frozen_base_with_augmentation_and_scratch(cats_vs_dogs):
 def test_classic_vgg16_recipe_runs_end_to_end_as_a_run(cats_vs_dogs):
     """VGG16 at 150 px, flattened 4x4x512, Dense 256 + Dropout 0.5, RMSprop 2e-5: with *random*
     weights, since the official VGG16 ImageNet weights are not available offline."""
-    from core import worker
-    from core.runs import RunStore
+    from core.runs import worker
+    from core.runs.store import RunStore
 
     cfg = classic_recipe(dataset=str(cats_vs_dogs), weights="random", epochs=2, limit_per_class=SUBSET,
                          name="classic VGG16 recipe (random weights)")

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from core import settings
-from core.data import scan_folder
+from core.data.dataset import scan_folder
 from core.errors import CacheCorrupt, RunError, StorageError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -27,7 +27,7 @@ def test_unwritable_data_directory_gives_a_clear_error(tmp_path, monkeypatch):
 
 
 def test_disk_full_during_extraction_leaves_no_cache_entry(image_folder, monkeypatch):
-    from core import features
+    from core.features import cache as features
 
     ds = scan_folder(image_folder)
     real_save = np.save
@@ -45,8 +45,8 @@ def test_disk_full_during_extraction_leaves_no_cache_entry(image_folder, monkeyp
 
 _EXTRACT = """
 import sys
-from core.data import scan_folder
-from core.features import extract_features
+from core.data.dataset import scan_folder
+from core.features.cache import extract_features
 ds = scan_folder(sys.argv[1])
 fs = extract_features(ds, "mobilenet_v2", weights=None, input_size=32, split="train")
 print("rows", fs.X.shape[0])
@@ -63,7 +63,7 @@ def test_two_processes_writing_one_cache_entry_end_with_one_valid_entry(image_fo
     assert all("rows 24" in o[0] for o in outs)
     entries = [p for p in settings.subdir("features").iterdir()]
     assert len(entries) == 1 and not entries[0].name.startswith("."), entries
-    from core.features import read_entry
+    from core.features.cache import read_entry
 
     fs = read_entry(entries[0].name, ["a", "b"])
     assert fs.X.shape[0] == 24
@@ -78,7 +78,7 @@ def _tiny_model():
 
 
 def test_truncated_or_modified_model_is_reported_not_loaded(tmp_path):
-    from core import models
+    from core.runs import models
 
     path = tmp_path / "model.keras"
     models.save_model(_tiny_model(), path)
@@ -93,7 +93,7 @@ def test_truncated_or_modified_model_is_reported_not_loaded(tmp_path):
 
 
 def test_model_without_integrity_record_or_file_is_refused(tmp_path):
-    from core import models
+    from core.runs import models
 
     path = tmp_path / "model.keras"
     with pytest.raises(RunError, match="no saved model"):

@@ -15,9 +15,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from core import runs
+from core.runs import store as runs
 from core.errors import RunError
-from core.runs import HOST, Run, RunStore, process_start_time
+from core.runs.store import HOST, Run, RunStore, process_start_time
 
 REPO = Path(__file__).resolve().parents[1]
 RUN_FILES = {"config.json", "status.json", "meta.json", "history.csv", "metrics.json",
@@ -215,7 +215,7 @@ def test_crashed_worker_is_recognised(store):
 
 WRITER = """
 import sys, time
-from core.runs import Run
+from core.runs.store import Run
 run = Run(sys.argv[1])
 for i in range(int(sys.argv[2])):
     run.set_status("running", step=i, note="x" * (i % 50) * 40)

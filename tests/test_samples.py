@@ -6,7 +6,7 @@ import zipfile
 
 import pytest
 
-from core import samples
+from core.data import samples
 from core.errors import DatasetError
 from tests.conftest import write_images
 

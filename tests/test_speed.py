@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from core import speed
+from core.analysis import speed
 
 
 def test_measure_stores_and_reads_back(tl_home):
@@ -48,7 +48,8 @@ def test_unknown_backbone_is_a_friendly_error():
 def test_backbone_table_joins_registry_weights_and_speed(tl_home, tmp_path, monkeypatch):
     from dataclasses import replace
 
-    from core import atomic, backbones
+    from core import atomic
+    from core.nets import backbones
 
     table = speed.backbone_table().set_index("name")
     assert {"vgg16", "mobilenet_v2", "efficientnet_b0"} <= set(table.index)

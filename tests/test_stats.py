@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from core import stats
-from core.data import scan_folder
+from core.data import stats
+from core.data.dataset import scan_folder
 
 from .conftest import write_images
 

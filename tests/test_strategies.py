@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from core import strategies
-from core.strategies import Augment, StrategyConfig, classic_recipe, output_spec, unfreeze_top
+from core.train import strategies
+from core.train.strategies import Augment, StrategyConfig, classic_recipe, output_spec, unfreeze_top
 
 TINY_SIZE = 32
 
@@ -83,7 +83,7 @@ def test_config_round_trip_through_json_including_augment():
     assert isinstance(back.augment, Augment) and back.augment.flip == "vertical"
     assert back.scratch_filters == (8, 16)
     # unknown keys (e.g. the worker's "entry") are ignored, missing keys take defaults
-    partial = StrategyConfig.from_dict({"strategy": "scratch", "entry": "core.training", "epochs": 2})
+    partial = StrategyConfig.from_dict({"strategy": "scratch", "entry": "core.train.fit", "epochs": 2})
     assert partial.strategy == "scratch" and partial.epochs == 2 and partial.augment == Augment()
     assert StrategyConfig(weights="random").weights_arg is None
     assert StrategyConfig(weights="imagenet").weights_arg == "imagenet"
@@ -129,7 +129,7 @@ def test_output_spec_sigmoid_for_two_softmax_otherwise():
 
 
 def test_heads_follow_the_class_count_of_real_datasets(image_folder, flat_folder):
-    from core.data import scan_folder
+    from core.data.dataset import scan_folder
 
     two, three = scan_folder(image_folder), scan_folder(flat_folder)
     assert (two.num_classes, three.num_classes) == (2, 3)
@@ -223,7 +223,7 @@ def _train_step(model, steps=2):
 
 
 def _transfer_model(name, aug=None):
-    from core import backbones
+    from core.nets import backbones
 
     bb = backbones.load_backbone(name)
     head = strategies.build_head(16, 2, 8, 0.0)

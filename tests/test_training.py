@@ -15,10 +15,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from core import training
+from core.train import fit as training
 from core.errors import DatasetError
-from core.evaluation import predict_files
-from core.strategies import StrategyConfig
+from core.train.evaluation import predict_files
+from core.train.strategies import StrategyConfig
 from tests.conftest import write_images
 from tests.test_strategies import TINY_SIZE, make_tiny_backbone
 
@@ -194,7 +194,7 @@ def test_scratch_model_is_the_small_cnn(fitted):
 def test_run_dir_gets_checkpoint_and_tensorboard_logs(fitted):
     import keras
 
-    import core.layers  # noqa: F401  registers ChannelAffine for safe loading
+    import core.nets.layers  # noqa: F401  registers ChannelAffine for safe loading
 
     for strategy in ("scratch", "fine_tune"):
         _, result, run_dir, _ = fitted(strategy)
@@ -298,7 +298,7 @@ def test_limit_per_class_trains_on_a_seeded_subset(use_env):
 def _load_checkpoint(path: Path):
     import keras
 
-    import core.layers  # noqa: F401
+    import core.nets.layers  # noqa: F401
 
     return keras.saving.load_model(path, safe_mode=True, compile=False)
 
@@ -354,8 +354,8 @@ def test_fit_under_mirrored_strategy_on_two_logical_cpus(tmp_path, tl_home):
         tf.config.set_logical_device_configuration(
             cpu, [tf.config.LogicalDeviceConfiguration(), tf.config.LogicalDeviceConfiguration()])
         sys.path.insert(0, {str(REPO)!r})
-        from core.strategies import StrategyConfig
-        from core.training import fit
+        from core.train.strategies import StrategyConfig
+        from core.train.fit import fit
         cfg = StrategyConfig(strategy="scratch", dataset={str(data)!r}, input_size=32, epochs=1,
                              batch_size=8, scratch_filters=(8, 16), head_units=8)
         r = fit(cfg, devices=["/cpu:0", "/cpu:1"])

@@ -14,8 +14,8 @@ from PIL import Image
 from streamlit import config
 from streamlit.testing.v1 import AppTest
 
-from core import dataset_builder as db
-from core import uploads
+from core.data import builder as db
+from core.data import uploads
 from core.errors import TransferLabError, UploadTooLarge
 from tests.conftest import REPO
 from tests.test_app_classifier import finished_run  # noqa: F401  (fixture)

@@ -1,5 +1,5 @@
 """Real training runs through the run store, the job queue and the worker process
-(default entry ``core.training``): done, cancelled mid-epoch, killed, and bad configs."""
+(default entry ``core.train.fit``): done, cancelled mid-epoch, killed, and bad configs."""
 
 from __future__ import annotations
 
@@ -11,9 +11,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from core import jobs
-from core.runs import Run, RunStore, pid_alive
-from core.strategies import StrategyConfig
+from core.runs import jobs
+from core.runs.store import Run, RunStore, pid_alive
+from core.train.strategies import StrategyConfig
 from tests.conftest import write_images
 
 TINY = dict(strategy="scratch", input_size=32, scratch_filters=(8, 16), head_units=8, dropout=0.0)
@@ -73,7 +73,7 @@ def wait_batches(run: Run, timeout=180.0) -> dict:
 def _load(path: Path):
     import keras
 
-    import core.layers  # noqa: F401
+    import core.nets.layers  # noqa: F401
 
     return keras.saving.load_model(path, safe_mode=True, compile=False)
 
@@ -101,7 +101,7 @@ def test_training_run_ends_done_with_every_file(store, image_folder):
     assert run.progress().get("phase") == "evaluate"
 
     model = _load(run.model_path)
-    from core.evaluation import predict_files
+    from core.train.evaluation import predict_files
 
     probs = predict_files(model, predictions["path"].tolist(), 32, 2)
     assert abs(probs[:, 1] - predictions["p_b"].to_numpy()).max() < 1e-4

@@ -109,7 +109,7 @@ def test_five_sessions_keep_their_own_selections_and_share_runs(app_server, app_
         assert datasets[n].name in caption and BACKBONES[n] in caption, caption
     from selenium.webdriver.common.keys import Keys
 
-    from core.runs import RunStore
+    from core.runs.store import RunStore
 
     store = RunStore(app_home / "runs")
     roots = {str(folder): n for n, folder in zip(TRAINERS, datasets)}

@@ -75,9 +75,9 @@ def soak_server(tmp_path_factory):
 def test_soak_classifier_requests_and_short_runs(soak_server, screenshots, tmp_path, monkeypatch):
     if not (SHARED_WEIGHTS / "efficientnet_lite0.keras").exists() or not CATS_VS_DOGS.is_dir():
         pytest.fail(f"shared weights or cats_vs_dogs missing under {SHARED_WEIGHTS.parent}")
-    from core import jobs
-    from core.runs import RunStore
-    from core.strategies import StrategyConfig
+    from core.runs import jobs
+    from core.runs.store import RunStore
+    from core.train.strategies import StrategyConfig
 
     proc, url, home = soak_server
     started = time.perf_counter()

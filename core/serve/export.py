@@ -4,7 +4,7 @@ that each export gives the same top-1 class as the Keras model on real images.
 Every exported model keeps the backbone's preprocessing inside (it is a layer),
 so a phone or server feeds it raw RGB 0..255 at the model's input size, exactly
 like the Keras model: the parity check feeds all of them the same
-``core.images.load_rgb`` pixels.
+``core.data.images.load_rgb`` pixels.
 """
 
 from __future__ import annotations
@@ -22,10 +22,10 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import pandas as pd
 
-from . import atomic
-from .callbacks import save_model_atomic
-from .errors import BadImage, TransferLabError
-from .images import load_rgb
+from core import atomic
+from core.train.callbacks import save_model_atomic
+from core.errors import BadImage, TransferLabError
+from core.data.images import load_rgb
 
 FORMATS = {
     "keras": "Keras (.keras)",
@@ -210,7 +210,7 @@ def runner_for(artifact: Artifact, saved_model_dir: Path | None = None) -> Calla
     if artifact.format == "keras":
         import keras
 
-        from . import layers  # noqa: F401  (registers ChannelAffine)
+        from core.nets import layers  # noqa: F401  (registers ChannelAffine)
 
         model = keras.saving.load_model(str(artifact.path), safe_mode=True, compile=False)
         return lambda x: np.asarray(model(np.asarray(x, np.float32), training=False), dtype=np.float64)
@@ -341,7 +341,7 @@ def validation_images(run, n: int = 8) -> list[str]:
         paths = [p for p in mixed if isinstance(p, str) and os.path.isfile(p)]
     if not paths and run.config.get("dataset"):
         try:
-            from .data import scan_folder
+            from core.data.dataset import scan_folder
 
             ds = scan_folder(run.config["dataset"])
             groups = [[r.path for r in ds.split("validation") if r.label == c] for c in ds.classes]
@@ -361,7 +361,7 @@ def export_folder(key: str) -> Path:
     """Where the exports of one model go: ``$TRANSFER_LAB_HOME/exports/<key>``."""
     import re
 
-    from . import settings
+    from core import settings
 
     safe = "-".join(re.findall(r"[A-Za-z0-9_]+", key))[:80] or "model"
     folder = settings.subdir("exports") / safe

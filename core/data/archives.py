@@ -20,8 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import BinaryIO, Union
 
-from . import settings
-from .errors import DatasetError, UnsafeArchive
+from core import settings
+from core.errors import DatasetError, UnsafeArchive
 
 MAX_FILES = 20_000
 MAX_TOTAL_BYTES = 2 * 1024**3
@@ -230,7 +230,7 @@ def safe_name(name: str) -> str:
 def dataset_from_zip(source: ZipSource, name: str, **limits) -> ExtractReport:
     """Extract an uploaded zip into the data directory's ``datasets/<name>``.
 
-    The report's ``folder`` is what ``core.data.scan_folder`` takes; a wrapper
+    The report's ``folder`` is what ``core.data.dataset.scan_folder`` takes; a wrapper
     folder inside the zip is fine, the scan looks through it.
     """
     return extract_zip(source, settings.subdir("datasets") / safe_name(name), **limits)

@@ -26,8 +26,8 @@ from typing import Any, Iterator
 import numpy as np
 import pandas as pd
 
-from . import atomic, settings
-from .errors import RunError
+from core import atomic, settings
+from core.errors import RunError
 
 STATES = ("queued", "running", "done", "failed", "cancelled")
 FINISHED = frozenset({"done", "failed", "cancelled"})

@@ -14,8 +14,8 @@ import urllib.request
 from pathlib import Path
 from typing import Callable
 
-from . import settings
-from .errors import DatasetError, TransferLabError
+from core import settings
+from core.errors import DatasetError, TransferLabError
 
 SAMPLE_NAME = "cats_vs_dogs"
 SAMPLE_URL = "https://storage.googleapis.com/mledu-datasets/cats_and_dogs_filtered.zip"
@@ -69,7 +69,7 @@ def download_sample(
     ``progress(bytes_done, bytes_total)`` is called per chunk (total 0 when unknown).
     Raises ``DatasetError`` with the manual instructions when offline.
     """
-    from .archives import dataset_from_zip
+    from core.data.archives import dataset_from_zip
 
     folder = settings.subdir("datasets")
     fd, tmp_name = tempfile.mkstemp(prefix=".sample.", suffix=".zip.partial", dir=folder)

@@ -1,8 +1,8 @@
 """Live classification of photos: a loaded model (a finished run or an ImageNet
 classifier), top-k predictions, latency, and batches where a bad file never stops the rest.
 
-Pixels come from ``core.images.load_rgb``, the same function the training
-pipeline (``core.pipeline.image_dataset``) uses, so a photo reaches the model
+Pixels come from ``core.data.images.load_rgb``, the same function the training
+pipeline (``core.data.pipeline.image_dataset``) uses, so a photo reaches the model
 here exactly as a training image of the same file did. Every model takes raw
 RGB 0..255 and holds its own preprocessing.
 """
@@ -21,8 +21,8 @@ from typing import Any, Callable, Iterable, Sequence
 import numpy as np
 import pandas as pd
 
-from .errors import BadImage, RunError, TransferLabError, WeightsUnavailable
-from .images import Source, load_rgb, open_rgb
+from core.errors import BadImage, RunError, TransferLabError, WeightsUnavailable
+from core.data.images import Source, load_rgb, open_rgb
 
 DEFAULT_TOP_K = 5
 _CACHE_SIZE = 4
@@ -96,13 +96,13 @@ def load_model_file(path: str | os.PathLike, verify: bool = False):
     """``keras.saving.load_model(path, safe_mode=True)``, cached by path + mtime + size.
 
     A file replaced on disk (a rerun) has a new mtime and is loaded again. With
-    ``verify`` the file must first match its integrity record (``core.models``:
+    ``verify`` the file must first match its integrity record (``core.runs.models``:
     size + sha256 written at training), so a truncated or altered run model is
     reported, not loaded.
     """
     import keras
 
-    from . import layers  # noqa: F401  (registers ChannelAffine for safe_mode loading)
+    from core.nets import layers  # noqa: F401  (registers ChannelAffine for safe_mode loading)
 
     key = _file_key(Path(path))
     with _MODELS_LOCK:
@@ -110,7 +110,7 @@ def load_model_file(path: str | os.PathLike, verify: bool = False):
             _MODELS.move_to_end(key)
             return _MODELS[key]
     if verify:
-        from .models import verify as verify_record
+        from core.runs.models import verify as verify_record
 
         verify_record(Path(path))
     try:
@@ -167,7 +167,7 @@ def load_model_predictor(path: str | os.PathLike, classes: Sequence[str] | None 
 
 def load_imagenet(backbone: str, weights: Any = "imagenet") -> Predictor:
     """A registry backbone with its ImageNet top; class names decoded offline."""
-    from .backbones import get_spec, imagenet_classes, load_classifier
+    from core.nets.backbones import get_spec, imagenet_classes, load_classifier
 
     spec = get_spec(backbone)
     try:

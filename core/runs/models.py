@@ -10,8 +10,8 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-from . import atomic
-from .errors import CacheCorrupt, RunError
+from core import atomic
+from core.errors import CacheCorrupt, RunError
 
 
 def _sha256(path: Path) -> str:
@@ -28,7 +28,7 @@ def _record_path(model_path: Path) -> Path:
 
 def save_model(model, target: Path) -> dict:
     """Save ``model`` to ``target`` (.keras) atomically and record its size and checksum."""
-    from .callbacks import save_model_atomic
+    from core.train.callbacks import save_model_atomic
 
     target = Path(target)
     save_model_atomic(model, target)
@@ -53,7 +53,7 @@ def load_model(path: Path):
     """Verify, then load a run model with Keras ``safe_mode=True``."""
     import keras
 
-    from . import layers  # noqa: F401  (registers ChannelAffine for deserialisation)
+    from core.nets import layers  # noqa: F401  (registers ChannelAffine for deserialisation)
 
     verify(path)
     try:

@@ -1,6 +1,6 @@
 """Background training jobs: one detached worker process per run, a FIFO queue.
 
-Workers are separate processes (``python -m core.worker RUN_DIR``) in their own
+Workers are separate processes (``python -m core.runs.worker RUN_DIR``) in their own
 session, so training survives Streamlit reruns, page changes and closed tabs.
 There is no scheduler daemon: ``pump`` is called by pages on each render and by
 each worker as it finishes. A lock file in the runs folder makes concurrent
@@ -20,11 +20,11 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
-from .errors import RunError
-from .runs import HOST, Run, RunStore, death_reason, pid_alive, process_start_time
+from core.errors import RunError
+from core.runs.store import HOST, Run, RunStore, death_reason, pid_alive, process_start_time
 
 MAX_JOBS_ENV = "TRANSFER_LAB_MAX_JOBS"
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 LOG_TAIL_LINES = 30
 
 # Workers this process started; polled so that finished ones do not linger as zombies.
@@ -82,7 +82,7 @@ def _start(run: Run) -> bool:
         try:
             with open(run.log_path, "ab") as log:
                 proc = subprocess.Popen(
-                    [sys.executable, "-m", "core.worker", str(run.dir)],
+                    [sys.executable, "-m", "core.runs.worker", str(run.dir)],
                     cwd=REPO_ROOT, env={**os.environ, "PYTHONUNBUFFERED": "1"},
                     stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                     start_new_session=True, close_fds=True,

@@ -1,7 +1,7 @@
-"""``python -m core.worker RUN_DIR``: train one run in this process, then start the next.
+"""``python -m core.runs.worker RUN_DIR``: train one run in this process, then start the next.
 
-Started detached by ``core.jobs``. It claims the run, heartbeats from a thread,
-calls the run's entry point (``config["entry"]``, default ``core.training``;
+Started detached by ``core.runs.jobs``. It claims the run, heartbeats from a thread,
+calls the run's entry point (``config["entry"]``, default ``core.train.fit``;
 ``"pkg.module"`` means its ``execute``, ``"pkg.module:func"`` that function),
 and records how it ended: done, cancelled, or failed with the traceback.
 """
@@ -17,9 +17,9 @@ import time
 import traceback
 from typing import Any, Callable
 
-from .errors import RunError, TransferLabError
-from .jobs import pump
-from .runs import HEARTBEAT_S, HOST, Run, RunCancelled, RunStore, process_start_time
+from core.errors import RunError, TransferLabError
+from core.runs.jobs import pump
+from core.runs.store import HEARTBEAT_S, HOST, Run, RunCancelled, RunStore, process_start_time
 
 
 class _Terminated(BaseException):
@@ -35,7 +35,7 @@ def _log(message: str) -> None:
 
 
 def _entry(run: Run) -> Callable[[Run], Any]:
-    spec = str(run.config.get("entry") or "core.training")
+    spec = str(run.config.get("entry") or "core.train.fit")
     module_name, _, func = spec.partition(":")
     try:
         return getattr(importlib.import_module(module_name), func or "execute")
@@ -102,7 +102,7 @@ def _execute(run: Run) -> int:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if len(argv) != 1:
-        print("usage: python -m core.worker RUN_DIR", file=sys.stderr)
+        print("usage: python -m core.runs.worker RUN_DIR", file=sys.stderr)
         return 2
     try:
         run = Run(argv[0])

@@ -11,8 +11,8 @@ from typing import Any, Callable
 import numpy as np
 import pandas as pd
 
-from .errors import TransferLabError
-from .images import resize
+from core.errors import TransferLabError
+from core.data.images import resize
 
 # Five stops of the viridis colour map: dark blue (low) to yellow (high).
 _VIRIDIS = np.array(

@@ -21,10 +21,10 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import pandas as pd
 
-from . import atomic, settings
-from .data import Dataset, subset
-from .errors import CacheCorrupt, TransferLabError
-from .labeling import KNN_K, StageProgress, dataset_features, l2_normalise
+from core import atomic, settings
+from core.data.dataset import Dataset, subset
+from core.errors import CacheCorrupt, TransferLabError
+from core.analysis.labeling import KNN_K, StageProgress, dataset_features, l2_normalise
 
 METHODS = ("pca", "tsne")
 METHOD_NAMES = {"pca": "PCA", "tsne": "t-SNE"}
@@ -239,7 +239,7 @@ def separability(X: np.ndarray, y: np.ndarray, seed: int = 0) -> dict[str, float
 def default_entries() -> list[tuple[str, Any]]:
     """Every backbone whose ImageNet weights are on this machine, then the first one with
     random weights (the baseline that shows what the pretraining is worth)."""
-    from .backbones import list_backbones, weights_location
+    from core.nets.backbones import list_backbones, weights_location
 
     local = [s.name for s in list_backbones() if weights_location(s) is not None]
     entries: list[tuple[str, Any]] = [(name, "imagenet") for name in local]
@@ -249,8 +249,8 @@ def default_entries() -> list[tuple[str, Any]]:
 
 
 def _benchmark(name: str) -> float | None:
-    """Images/s from the backbone speed benchmark (``core.speed``) when it was measured here."""
-    from . import speed
+    """Images/s from the backbone speed benchmark (``core.analysis.speed``) when it was measured here."""
+    from core.analysis import speed
 
     try:
         result = speed.read(name)
@@ -281,8 +281,8 @@ def separability_table(
     ``split`` (extraction through big backbones is slow on a CPU); None: the whole split.
     A backbone that cannot run (weights missing offline) gets its reason in ``error``.
     """
-    from .backbones import get_spec
-    from .features import Cancelled
+    from core.nets.backbones import get_spec
+    from core.features.cache import Cancelled
 
     entries = list(entries) if entries is not None else default_entries()
     if not entries:

@@ -16,7 +16,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
 
-from . import atomic, settings
+from core import atomic, settings
 
 BENCH_VERSION = 1
 
@@ -44,7 +44,7 @@ def bench_path(name: str, size: int) -> Path:
 
 
 def _size(name: str, size: int | None) -> int:
-    from .backbones import get_spec
+    from core.nets.backbones import get_spec
 
     spec = get_spec(name)
     return spec.default_size if spec.fixed_size or not size else int(size)
@@ -89,7 +89,7 @@ def measure(
     """Time ``batches`` forward passes of random pixels at the backbone's size; store and return."""
     import tensorflow as tf
 
-    from .backbones import load_backbone
+    from core.nets.backbones import load_backbone
 
     size = _size(name, size)
     bb = load_backbone(name, weights=None, input_size=size)
@@ -145,7 +145,7 @@ def read_all() -> list[SpeedResult]:
 
 def latest_by_backbone() -> dict[str, SpeedResult]:
     """For each backbone, its newest measurement at the size it is used at by default."""
-    from .backbones import list_backbones
+    from core.nets.backbones import list_backbones
 
     default = {s.name: s.default_size for s in list_backbones()}
     out: dict[str, SpeedResult] = {}
@@ -160,7 +160,7 @@ def backbone_table():
     weights here (or would they need a download), and the measured images/s."""
     import pandas as pd
 
-    from .backbones import list_backbones, weights_location
+    from core.nets.backbones import list_backbones, weights_location
 
     measured = latest_by_backbone()
     rows = []

@@ -1,8 +1,8 @@
 """tf.data pipelines over image files: parallel decode + resize, batch, prefetch.
 
-Decoding goes through ``core.images.load_rgb`` (EXIF, modes, first frame), so
+Decoding goes through ``core.data.images.load_rgb`` (EXIF, modes, first frame), so
 the pixels match what the live classifier feeds the same model. Kept apart
-from ``core.data`` so that scanning a dataset never imports TensorFlow.
+from ``core.data.dataset`` so that scanning a dataset never imports TensorFlow.
 """
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ from typing import Sequence
 
 import numpy as np
 
-from .errors import BadImage
-from .images import load_rgb
+from core.errors import BadImage
+from core.data.images import load_rgb
 
 
 def _load_or_blank(path: bytes, height: int, width: int) -> tuple[np.ndarray, bool]:

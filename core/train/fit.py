@@ -15,9 +15,9 @@ from typing import Any, Protocol
 import numpy as np
 import pandas as pd
 
-from .data import Dataset, check_trainable, scan_folder, subset
-from .evaluation import evaluate, summarize, to_probabilities
-from .strategies import (
+from core.data.dataset import Dataset, check_trainable, scan_folder, subset
+from core.train.evaluation import evaluate, summarize, to_probabilities
+from core.train.strategies import (
     StrategyConfig, augmentation, build_head, build_scratch_model, build_transfer_model,
     make_optimizer, output_spec, unfreeze_top,
 )
@@ -82,7 +82,7 @@ def _callbacks(cfg: StrategyConfig, reporter: Reporter, phase: str, epoch_offset
                checkpoint: Path | None, tb_dir: Path | None, baseline=None, saved=None):
     import keras
 
-    from .callbacks import BestWeights, ProgressCallback
+    from core.train.callbacks import BestWeights, ProgressCallback
 
     progress = ProgressCallback(reporter, phase, epoch_offset, n_train, cfg.batch_size)
     best = BestWeights(checkpoint, baseline, saved)
@@ -123,7 +123,7 @@ def _fit(model, cfg, reporter, phase, train, val, epochs, epoch_offset, n_train,
 # ---------------------------------------------------------------- strategies
 
 def _features(cfg, ds, bb, reporter):
-    from .features import ExtractProgress, extract_features
+    from core.features.cache import ExtractProgress, extract_features
 
     out = {}
     for split in ("train", "validation"):
@@ -180,7 +180,7 @@ def _train_head(ctx, feats, bb):
 
 
 def _image_data(cfg, ds, size, split, shuffle):
-    from .pipeline import image_dataset
+    from core.data.pipeline import image_dataset
 
     labels = ds.labels(split)
     data = image_dataset(ds.paths(split), _targets(labels, ds.num_classes), size, cfg.batch_size,
@@ -195,7 +195,7 @@ def fit(cfg: StrategyConfig, reporter: Reporter | None = None, *, run_dir: Path 
     ``run_dir`` receives the best checkpoint and TensorBoard logs; ``devices``
     forces a ``MirroredStrategy`` over those devices.
     """
-    from .distribute import get_strategy
+    from core.train.distribute import get_strategy
 
     import keras
 
@@ -273,7 +273,7 @@ class _Context:
                               self.weights_for(y), self.ckpt, self.tb, self.cfg.restore_best, baseline)
 
     def backbone(self):
-        from . import backbones
+        from core.nets import backbones
 
         self.rec.on_progress({"phase": "load", "message": f"Loading {self.cfg.backbone}"})
         bb = backbones.load_backbone(self.cfg.backbone, self.cfg.weights_arg, self.cfg.input_size or None,
@@ -308,7 +308,7 @@ def _pooled_dim(bb, pooling: str) -> int:
 
 def _fit_on_features(ctx: _Context):
     """Linear probe, feature extraction, and phase 1 of fine-tuning: heads on cached features."""
-    from .features import Cancelled
+    from core.features.cache import Cancelled
 
     cfg = ctx.cfg
     bb = ctx.backbone()
@@ -322,7 +322,7 @@ def _fit_on_features(ctx: _Context):
         head = _linear_probe(cfg, ctx.ds, feats, ctx.rec)
         model = build_transfer_model(bb, cfg.pooling, head)
         if ctx.ckpt is not None:
-            from .callbacks import save_model_atomic
+            from core.train.callbacks import save_model_atomic
 
             save_model_atomic(model, ctx.ckpt)
     else:
@@ -386,8 +386,8 @@ class _RunReporter:
 
 def execute(run) -> None:
     """Background worker entry: fit the run's config and store model, metrics, predictions."""
-    from .models import save_model
-    from .runs import RunCancelled
+    from core.runs.models import save_model
+    from core.runs.store import RunCancelled
 
     cfg = StrategyConfig.from_dict(run.config)
     result = fit(cfg, _RunReporter(run), run_dir=run.dir)

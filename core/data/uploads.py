@@ -4,14 +4,14 @@ Streamlit's ``server.maxUploadSize`` is enforced by its browser widget and uploa
 route, but a page must not rely on how the server happened to be configured, and
 a photo needs a lower limit than an archive: pages check every uploaded file here
 before reading it, and an oversize file is rejected with the reason while the
-rest of the upload goes on. Archives keep their unpacked limits in ``core.archives``.
+rest of the upload goes on. Archives keep their unpacked limits in ``core.data.archives``.
 """
 
 from __future__ import annotations
 
 from typing import Any, Iterable
 
-from .errors import UploadTooLarge
+from core.errors import UploadTooLarge
 
 MB = 1024 * 1024  # Streamlit counts server.maxUploadSize in these "MB"
 # A photo for a classifier is rarely above 20 MB even from a raw-heavy camera; above this

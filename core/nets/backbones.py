@@ -18,8 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import settings
-from .errors import UnknownBackbone, WeightsUnavailable
+from core import settings
+from core.errors import UnknownBackbone, WeightsUnavailable
 
 KERAS_WEIGHTS_URL = "https://storage.googleapis.com/tensorflow/keras-applications/"
 
@@ -258,19 +258,19 @@ class Backbone:
         return tuple(int(d) for d in self.model.output.shape[1:])
 
     def forward(self, pooling: str):
-        """The compiled extraction function (``core.features.compiled_forward``), traced once
+        """The compiled extraction function (``core.nets.forward.compiled_forward``), traced once
         per backbone and pooling: a trace costs seconds, and a kept backbone extracts split
         after split and, on the Label page, every few new photos."""
         if pooling not in self._forwards:
-            from .features import compiled_forward
+            from core.nets.forward import compiled_forward
 
             self._forwards[pooling] = compiled_forward(self.model, pooling)
         return self._forwards[pooling]
 
 
 def preprocess_layer(spec: BackboneSpec, name: str = "preprocess"):
-    """The backbone's preprocessing as a Keras layer (see ``core.layers.ChannelAffine``)."""
-    from .layers import ChannelAffine
+    """The backbone's preprocessing as a Keras layer (see ``core.nets.layers.ChannelAffine``)."""
+    from core.nets.layers import ChannelAffine
 
     scale, offset, reverse = spec.preprocess
     return ChannelAffine(scale=scale, offset=offset, reverse_channels=reverse, name=name)
@@ -324,7 +324,7 @@ def load_backbone(
     """
     import keras
 
-    from .layers import InferenceModel
+    from core.nets.layers import InferenceModel
 
     spec = get_spec(name)
     size = spec.default_size if spec.fixed_size or not input_size else int(input_size)

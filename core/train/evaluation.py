@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from .data import Dataset
+from core.data.dataset import Dataset
 
 
 def to_probabilities(raw, num_classes: int) -> np.ndarray:
@@ -19,7 +19,7 @@ def to_probabilities(raw, num_classes: int) -> np.ndarray:
 
 def predict_files(model, paths: list[str], size: int, num_classes: int, batch_size: int = 32) -> np.ndarray:
     """Class probabilities for image files through a pixels-in model (the inference path)."""
-    from .pipeline import image_dataset
+    from core.data.pipeline import image_dataset
 
     data = image_dataset(paths, None, size, batch_size).map(lambda x, _: x)
     return to_probabilities(model.predict(data, verbose=0), num_classes)

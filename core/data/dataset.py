@@ -16,9 +16,9 @@ from typing import Callable, Iterable, Sequence
 
 import numpy as np
 
-from . import atomic, settings
-from .errors import BadImage, DatasetError
-from .images import is_image_name, probe
+from core import atomic, settings
+from core.errors import BadImage, DatasetError
+from core.data.images import is_image_name, probe
 
 SPLITS = ("train", "validation")
 SPLIT_ALIASES = {

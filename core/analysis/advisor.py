@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from .data import Dataset, subset
+from core.data.dataset import Dataset, subset
 
 SMALL_PER_CLASS = 1000  # under this many training images a class, a dataset counts as small
 SIMILAR_SKILL = 0.8  # probe skill over chance ((acc - chance) / (1 - chance)) that counts as similar
@@ -50,7 +50,7 @@ class Advice:
         """The 2x2 table as a DataFrame (rows size, columns similarity) with this cell marked."""
         import pandas as pd
 
-        from .strategies import STRATEGIES
+        from core.train.strategies import STRATEGIES
 
         rows = {}
         for size in ("small", "large"):
@@ -84,8 +84,8 @@ def separability(X: np.ndarray, y: np.ndarray, folds: int = 5, seed: int = 0) ->
 def advise(ds: Dataset, backbone: str = "efficientnet_lite0", weights="imagenet",
            sample_per_class: int = SAMPLE_PER_CLASS, seed: int = 0, progress=None) -> Advice:
     """Recommend a strategy for ``ds`` with the measured figures and reasons in plain words."""
-    from . import backbones
-    from .features import extract_features
+    from core.nets import backbones
+    from core.features.cache import extract_features
 
     counts = ds.counts()["train"]
     per_class = min(counts.values()) if counts else 0

@@ -3,8 +3,8 @@ move and delete photos.
 
 A built dataset is an ordinary folder of class subfolders under the data
 directory (``datasets/<name>/<class>/<photo>``), so every other page and
-``core.data.scan_folder`` use it as is. Every photo is validated with
-``core.images.probe`` (the one decode path) before it is written; a bad file is
+``core.data.dataset.scan_folder`` use it as is. Every photo is validated with
+``core.data.images.probe`` (the one decode path) before it is written; a bad file is
 rejected with the reason and the rest go on. Photos are written to a hidden
 temporary file and then linked or renamed into place, so a reader never sees
 half a photo; every edit changes the dataset's fingerprint.
@@ -22,10 +22,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO, Iterable, Sequence, Union
 
-from . import settings
-from .data import SPLIT_ALIASES, Dataset, fingerprint_files, scan_folder
-from .errors import BadImage, DatasetError
-from .images import IMAGE_EXTENSIONS, MAX_FILE_BYTES, is_image_name, probe
+from core import settings
+from core.data.dataset import SPLIT_ALIASES, Dataset, fingerprint_files, scan_folder
+from core.errors import BadImage, DatasetError
+from core.data.images import IMAGE_EXTENSIONS, MAX_FILE_BYTES, is_image_name, probe
 
 MAX_NAME = 64
 # What a decoded format is saved as when the upload's own extension is not an image one.
@@ -181,7 +181,7 @@ def photos(name: str) -> dict[str, list[Path]]:
 
 
 def fingerprint(name: str) -> str:
-    """Changes with every edit: the files (as ``core.data.fingerprint_files`` sees them) and the class folders."""
+    """Changes with every edit: the files (as ``core.data.dataset.fingerprint_files`` sees them) and the class folders."""
     folder = dataset_path(name)
     files = [f for fs in photos(name).values() for f in fs]
     h = hashlib.sha256(fingerprint_files(files, folder).encode())
@@ -191,7 +191,7 @@ def fingerprint(name: str) -> str:
 
 
 def scan(name: str, **kwargs) -> Dataset:
-    """The dataset as every other page sees it (``core.data.scan_folder``)."""
+    """The dataset as every other page sees it (``core.data.dataset.scan_folder``)."""
     folder = dataset_path(name)
     return scan_folder(folder, name=folder.name, **kwargs)
 

@@ -16,7 +16,7 @@ from typing import BinaryIO, Union
 import numpy as np
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
-from .errors import BadImage
+from core.errors import BadImage
 
 # Pillow's decompression-bomb guard, made explicit: an image over this many
 # pixels is rejected before it is decoded (Pillow's default warns at ~89 MP).

@@ -2,7 +2,7 @@
 
 Pure logic on run-store data (configs, statuses, histories, metrics,
 predictions): no Streamlit, no TensorFlow. Everything here works on a plain
-``pandas`` frame or a list of ``core.runs.Run``.
+``pandas`` frame or a list of ``core.runs.store.Run``.
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ from typing import Iterable, Sequence
 import numpy as np
 import pandas as pd
 
-from .errors import TransferLabError
-from .strategies import STRATEGIES, StrategyConfig, classic_recipe, modern_defaults
+from core.errors import TransferLabError
+from core.train.strategies import STRATEGIES, StrategyConfig, classic_recipe, modern_defaults
 
 PRESETS = {
     "modern": "Modern defaults (Adam, pooled features, early stopping)",
@@ -242,7 +242,7 @@ COLUMNS = ["run_id", "name", "strategy", "Strategy", "backbone", "weights", "inp
 
 
 def run_row(run) -> dict:
-    """One row of the comparison table for a ``core.runs.Run``."""
+    """One row of the comparison table for a ``core.runs.store.Run``."""
     cfg = run.config
     status = run.effective_status()
     m = (run.metrics() or {}) if status["state"] == "done" else {}

@@ -11,6 +11,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
+from core.nets.forward import pooling_layer
+
 STRATEGIES = {
     "linear_probe": "Linear probe",
     "feature_extraction": "Feature extraction",
@@ -123,16 +125,6 @@ def output_spec(num_classes: int) -> tuple[int, str, str]:
     return num_classes, "softmax", "sparse_categorical_crossentropy"
 
 
-def pooling_layer(pooling: str):
-    import keras
-
-    return {
-        "avg": keras.layers.GlobalAveragePooling2D,
-        "max": keras.layers.GlobalMaxPooling2D,
-        "flatten": keras.layers.Flatten,
-    }[pooling](name="pool")
-
-
 def build_head(input_dim: int, num_classes: int, units: int, dropout: float, name: str = "head"):
     """Dense(units) + Dropout + output; ``units == 0`` gives a linear (logistic) head."""
     import keras
@@ -207,7 +199,7 @@ def build_scratch_model(size: int, num_classes: int, filters, units: int, dropou
     """A small CNN (conv/BN/pool blocks + dense head) trained from random init."""
     import keras
 
-    from .layers import ChannelAffine
+    from core.nets.layers import ChannelAffine
 
     inputs = keras.Input((size, size, 3), name="pixels")
     x = aug(inputs) if aug is not None else inputs

@@ -29,10 +29,10 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from .data import BadFile, Dataset, ImageRecord, fingerprint_files
-from .errors import BadImage, TransferLabError
-from .features import measured_speed
-from .images import is_image_name, probe
+from core.data.dataset import BadFile, Dataset, ImageRecord, fingerprint_files
+from core.errors import BadImage, TransferLabError
+from core.features.cache import measured_speed
+from core.data.images import is_image_name, probe
 
 METHODS = ("zero_shot", "few_shot", "compare")
 METHOD_NAMES = {"zero_shot": "Zero-shot (ImageNet)", "few_shot": "Few-shot (your labelled photos)",
@@ -45,7 +45,7 @@ LOGREG_C = 10.0
 KNN_K = 5
 
 StageProgress = Callable[[str, Any], None]
-"""Called as ``progress(stage, core.features.ExtractProgress)`` during extraction."""
+"""Called as ``progress(stage, core.features.cache.ExtractProgress)`` during extraction."""
 
 
 class LabelingError(TransferLabError):
@@ -176,7 +176,7 @@ def default_mapping(classes: Sequence[str], names: Sequence[str]) -> dict[str, l
 
 def imagenet_names(backbone: str | None = None) -> list[str]:
     """The 1,000 ImageNet class names (offline: the weights folder's names file or Keras' index)."""
-    from .backbones import get_spec, imagenet_classes
+    from core.nets.backbones import get_spec, imagenet_classes
 
     return imagenet_classes(get_spec(backbone) if backbone else None)
 
@@ -208,7 +208,7 @@ def _pooled_head(net: Any) -> tuple[np.ndarray, np.ndarray] | None:
 def imagenet_head(backbone: str, weights: Any = "imagenet") -> tuple[np.ndarray, np.ndarray] | None:
     """The backbone's ImageNet top as ``(W, b)`` on average-pooled features, or None when
     its top is something else (VGG's dense layers): then the full classifier runs on the photos."""
-    from .backbones import get_spec, load_classifier, weights_id
+    from core.nets.backbones import get_spec, load_classifier, weights_id
 
     spec = get_spec(backbone)
     if not spec.has_top:
@@ -239,9 +239,9 @@ def classifier_probabilities(paths: Sequence[str], backbone: str, weights: Any =
     """ImageNet probabilities of image files through the full classifier, and a decode-ok mask."""
     import tensorflow as tf
 
-    from .backbones import load_classifier
-    from .features import Cancelled, ExtractProgress
-    from .pipeline import image_dataset
+    from core.nets.backbones import load_classifier
+    from core.features.cache import Cancelled, ExtractProgress
+    from core.data.pipeline import image_dataset
 
     model, size = load_classifier(backbone, weights=weights)
     forward = tf.function(lambda x: model(x, training=False), reduce_retracing=True)
@@ -592,7 +592,7 @@ _LOADED: dict[tuple[str, str, int], Any] = {}
 
 def loaded_backbone(backbone: str, weights: Any = "imagenet"):
     """A backbone loaded once per process and reused by every extraction here (the last one is kept)."""
-    from .backbones import get_spec, load_backbone, weights_id
+    from core.nets.backbones import get_spec, load_backbone, weights_id
 
     spec = get_spec(backbone)
     key = (backbone, weights_id(spec, weights, 0, spec.default_size), spec.default_size)
@@ -603,8 +603,8 @@ def loaded_backbone(backbone: str, weights: Any = "imagenet"):
 
 
 def _cache_key(ds: Dataset, backbone: str, split: str, weights: Any) -> str:
-    from .backbones import get_spec, weights_id
-    from .features import cache_key
+    from core.nets.backbones import get_spec, weights_id
+    from core.features.cache import cache_key
 
     spec = get_spec(backbone)
     return cache_key(ds.fingerprint, split, backbone, weights_id(spec, weights, 0, spec.default_size),
@@ -614,7 +614,7 @@ def _cache_key(ds: Dataset, backbone: str, split: str, weights: Any) -> str:
 def features_cached(ds: Dataset, backbone: str, weights: Any = "imagenet",
                     splits: Sequence[str] = ("train", "validation")) -> bool:
     """Whether the pooled features of every split of ``ds`` that has photos are in the feature cache."""
-    from . import settings
+    from core import settings
 
     root = settings.subdir("features")
     return all((root / _cache_key(ds, backbone, s, weights) / "meta.json").is_file()
@@ -623,9 +623,9 @@ def features_cached(ds: Dataset, backbone: str, weights: Any = "imagenet",
 
 def cached_extract(ds: Dataset, backbone: str, *, split: str, weights: Any = "imagenet", progress=None,
                    should_stop=None):
-    """``core.features.extract_features`` (pooling ``avg``) that loads the backbone only on a
+    """``core.features.cache.extract_features`` (pooling ``avg``) that loads the backbone only on a
     cache miss, and then only once for all the splits and datasets that need it."""
-    from .features import extract_features
+    from core.features.cache import extract_features
 
     hit = features_cached(ds, backbone, weights, splits=(split,))
     return extract_features(ds, backbone, split=split, weights=weights, pooling="avg", progress=progress,

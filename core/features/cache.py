@@ -23,11 +23,11 @@ from typing import Any, Callable
 
 import numpy as np
 
-from . import atomic, settings
-from .data import Dataset
-from .errors import CacheCorrupt, StorageError, TransferLabError
+from core import atomic, settings
+from core.data.dataset import Dataset
+from core.errors import CacheCorrupt, StorageError, TransferLabError
+from core.nets.forward import check_pooling
 
-POOLINGS = ("avg", "max", "flatten")
 # Bump when decoding, resizing or pooling changes what a cached entry would hold.
 PREP_VERSION = 1
 DEFAULT_BATCH = 32
@@ -103,19 +103,6 @@ def read_entry(key: str, classes: list[str]) -> FeatureSet:
     )
 
 
-def pool_features(feature_map, pooling: str):
-    """Reduce a batch of 4-D feature maps to vectors, as the strategies see them."""
-    import tensorflow as tf
-
-    if pooling == "avg":
-        return tf.reduce_mean(feature_map, axis=(1, 2))
-    if pooling == "max":
-        return tf.reduce_max(feature_map, axis=(1, 2))
-    if pooling == "flatten":
-        return tf.reshape(feature_map, (tf.shape(feature_map)[0], -1))
-    raise ValueError(f"pooling must be one of {POOLINGS}, got {pooling!r}")
-
-
 def extract_features(
     ds: Dataset,
     backbone: str,
@@ -132,12 +119,11 @@ def extract_features(
 ) -> FeatureSet:
     """Features of ``split`` of ``ds`` through ``backbone``, from the cache when possible.
 
-    ``loaded`` may pass an already loaded ``core.backbones.Backbone`` to avoid reloading it.
+    ``loaded`` may pass an already loaded ``core.nets.backbones.Backbone`` to avoid reloading it.
     """
-    from . import backbones
+    from core.nets import backbones
 
-    if pooling not in POOLINGS:
-        raise ValueError(f"pooling must be one of {POOLINGS}, got {pooling!r}")
+    check_pooling(pooling)
     spec = backbones.get_spec(backbone)
     size = spec.default_size if spec.fixed_size or not input_size else int(input_size)
     wid = loaded.weights_id if loaded is not None else backbones.weights_id(spec, weights, seed, size)
@@ -218,7 +204,7 @@ def _extract(ds, split, net, bb, reused, donor_speed, stamps, batch_size, key, p
     """Write entry ``key``: rows in ``reused`` are copied, the network runs on the others."""
     import tensorflow as tf
 
-    from .pipeline import image_dataset
+    from core.data.pipeline import image_dataset
 
     paths = ds.paths(split)
     labels = ds.labels(split)
@@ -288,17 +274,6 @@ def _extract(ds, split, net, bb, reused, donor_speed, stamps, batch_size, key, p
     fs = read_entry(key, ds.classes)
     fs.from_cache = False
     return fs
-
-
-def compiled_forward(model, pooling: str):
-    """The compiled batch function extraction runs: ``model`` in inference mode, then pooling."""
-    import tensorflow as tf
-
-    @tf.function(reduce_retracing=True)
-    def forward(x):
-        return pool_features(model(x, training=False), pooling)
-
-    return forward
 
 
 def clear_cache() -> int:

@@ -17,9 +17,9 @@ import numpy as np
 import pandas as pd
 from PIL import Image, ImageDraw
 
-from . import atomic, settings
-from .data import SPLITS, Dataset, Progress
-from .images import open_rgb
+from core import atomic, settings
+from core.data.dataset import SPLITS, Dataset, Progress
+from core.data.images import open_rgb
 
 HASH_VERSION = 1
 NEAR_THRESHOLD = 6
