@@ -37,6 +37,7 @@ class SpeedResult:
     tf_version: str
     measured_at: str
     version: int = BENCH_VERSION
+    warmup_s: float | None = None  # building the network and its first (traced) batch; None: not recorded
 
 
 def bench_path(name: str, size: int) -> Path:
@@ -92,6 +93,7 @@ def measure(
     from core.nets.backbones import load_backbone
 
     size = _size(name, size)
+    began = time.perf_counter()
     bb = load_backbone(name, weights=None, input_size=size)
     model = bb.model
 
@@ -105,6 +107,7 @@ def measure(
         forward(x).numpy()
         if progress:
             progress(i + 1, total)
+    warmed = time.perf_counter() - began
     times = []
     for i in range(batches):
         start = time.perf_counter()
@@ -118,6 +121,7 @@ def measure(
         images_per_s=batch_size / per_batch, seconds_per_batch=per_batch, device=_device(),
         host=platform.node(), cpu_count=_cores(), tf_version=tf.__version__,
         measured_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        warmup_s=max(warmed - warmup * per_batch, 0.0),
     )
     atomic.write_json(bench_path(name, size), asdict(result))
     return result
@@ -180,3 +184,139 @@ def backbone_table():
             "measured on": r.device if r else "",
         })
     return pd.DataFrame(rows)
+
+
+# ---------------------------------------------------------------- extraction estimate
+
+@dataclass(frozen=True)
+class ExtractionEstimate:
+    """What extracting features of ``images`` photos should take here: a fixed part (building
+    the network, the first traced batch) plus a per-photo part (decode, resize, forward pass)."""
+
+    images: int
+    fixed_s: float | None  # None: not measured yet, left out of ``seconds``
+    per_image_s: float
+    basis: str  # where the per-photo figure comes from, in words
+
+    @property
+    def seconds(self) -> float:
+        return (self.fixed_s or 0.0) + self.images * self.per_image_s
+
+
+def _past_extractions(name: str, size: int) -> tuple[int, float]:
+    """Photos and seconds of the extractions this machine ran for ``name`` at ``size``: the whole
+    map over real files (decode, resize, forward, write), not a forward pass on random pixels."""
+    images, seconds = 0, 0.0
+    for meta_path in settings.subdir("features").glob(f"{name}-{size}-*/meta.json"):
+        meta = atomic.read_json(meta_path) or {}
+        run = meta.get("speed") or {}
+        if (meta.get("backbone"), meta.get("input_size")) != (name, size) or run.get("inherited"):
+            continue
+        if run.get("images") and run.get("seconds", 0) > 0:
+            images += int(run["images"])
+            seconds += float(run["seconds"])
+    return images, seconds
+
+
+def _decode_seconds(sample, size: int) -> float:
+    """Mean seconds to decode and resize one of ``sample`` (paths) as extraction does."""
+    from core.data.images import open_rgb, resize
+    from core.errors import BadImage
+
+    times = []
+    for path in list(sample)[:8]:
+        start = time.perf_counter()
+        try:
+            resize(open_rgb(path, min_side=size), (size, size))
+        except BadImage:
+            continue
+        times.append(time.perf_counter() - start)
+    return sum(times) / len(times) if times else 0.0
+
+
+def extraction_estimate(name: str, images: int, sample=(), size: int | None = None) -> ExtractionEstimate | None:
+    """How long extracting ``images`` photos through ``name`` should take here, from what the
+    whole step costs: the network's warm-up (from the speed benchmark), then per photo either
+    the measured speed of earlier extractions here or the benchmark's forward pass plus the
+    decode of a few of ``sample`` timed now. None when nothing was measured for ``name``."""
+    size = _size(name, size)
+    bench = read(name, size)
+    fixed = bench.warmup_s if bench else None
+    done, seconds = _past_extractions(name, size)
+    if done:
+        return ExtractionEstimate(images, fixed, seconds / done,
+                                  f"the {done:,} photos extracted through this network here before")
+    if bench is None:
+        return None
+    decode = _decode_seconds(sample, size)
+    return ExtractionEstimate(
+        images, fixed, 1.0 / bench.images_per_s + decode,
+        f"the forward pass measured on the Backbones page ({bench.images_per_s:,.0f} images/s)"
+        + (f" plus decoding timed on {min(len(list(sample)), 8)} of these photos" if decode else ""))
+
+
+# ---------------------------------------------------------------- chart labels
+
+LABEL_POSITIONS = ("top center", "bottom center", "middle right", "middle left", "top right", "top left",
+                   "bottom right", "bottom left")
+
+
+def _label_boxes(xs, ys, texts, positions, log_x: bool, width_px: int, height_px: int, font_px: float):
+    """Each label's box in plot pixels (left, bottom, right, top) at its ``positions`` entry, and the markers'."""
+    import math
+
+    px_x = [math.log10(max(float(x), 1e-9)) if log_x else float(x) for x in xs]
+    px_y = [float(y) for y in ys]
+
+    def scale(values, span_px):
+        lo, hi = min(values), max(values)
+        return [(v - lo) / ((hi - lo) or 1.0) * span_px * 0.9 for v in values]
+
+    sx, sy = scale(px_x, width_px), scale(px_y, height_px)
+    line, gap = font_px * 2.0, 8.0  # a label's height; its distance from the marker
+
+    def box(i: int, pos: str) -> tuple[float, float, float, float]:
+        w = font_px * len(str(texts[i]))
+        vert, horiz = pos.split()
+        if vert == "middle" or horiz == "center":
+            left = {"center": sx[i] - w / 2, "right": sx[i] + gap, "left": sx[i] - gap - w}[horiz]
+        else:
+            left = sx[i] if horiz == "right" else sx[i] - w
+        bottom = {"top": sy[i] + gap, "bottom": sy[i] - gap - line, "middle": sy[i] - line / 2}[vert]
+        return left, bottom, left + w, bottom + line
+
+    markers = [(sx[i] - 5, sy[i] - 5, sx[i] + 5, sy[i] + 5) for i in range(len(sx))]
+    return box, markers, sorted(range(len(sx)), key=lambda j: (sx[j], sy[j]))
+
+
+def _overlaps(a, b) -> bool:
+    return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
+
+
+def label_positions(xs, ys, texts, *, log_x: bool = True, width_px: int = 900, height_px: int = 340,
+                    font_px: float = 7.0) -> list[str]:
+    """A plotly ``textposition`` for each point so that no two text labels overlap where it
+    can be helped (near backbones such as EfficientNet-Lite0/1/2 and NASNetMobile, or VGG16
+    and VGG19, would print over each other): greedy, left to right, first free place wins."""
+    if len(xs) == 0:
+        return []
+    box, markers, order = _label_boxes(xs, ys, texts, None, log_x, width_px, height_px, font_px)
+    placed: list[tuple[float, float, float, float]] = []
+    out = [""] * len(markers)
+    for i in order:
+        others = placed + [m for j, m in enumerate(markers) if j != i]
+        best = min(LABEL_POSITIONS, key=lambda pos: (sum(_overlaps(box(i, pos), o) for o in others),
+                                                     LABEL_POSITIONS.index(pos)))
+        out[i] = best
+        placed.append(box(i, best))
+    return out
+
+
+def label_collisions(xs, ys, texts, positions, *, log_x: bool = True, width_px: int = 900, height_px: int = 340,
+                     font_px: float = 7.0) -> int:
+    """How many pairs of labels overlap at ``positions`` (what ``label_positions`` minimises)."""
+    if len(xs) == 0:
+        return 0
+    box, _, _ = _label_boxes(xs, ys, texts, positions, log_x, width_px, height_px, font_px)
+    boxes = [box(i, p) for i, p in enumerate(positions)]
+    return sum(_overlaps(boxes[i], boxes[j]) for i in range(len(boxes)) for j in range(i + 1, len(boxes)))

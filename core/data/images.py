@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +24,10 @@ from core.errors import BadImage
 MAX_PIXELS = 64_000_000
 MAX_FILE_BYTES = 64 * 1024 * 1024
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"})
+# What every photo uploader accepts: exactly what ``load_rgb`` decodes, so no uploader
+# refuses a file another one takes (Streamlit's ``type=`` wants names without the dot).
+UPLOAD_TYPES = sorted(e.lstrip(".") for e in IMAGE_EXTENSIONS)
+UPLOAD_TYPES_TEXT = "JPEG, PNG, WebP, BMP, GIF (first frame) or TIFF"
 RESAMPLE = Image.Resampling.BILINEAR
 
 Image.MAX_IMAGE_PIXELS = MAX_PIXELS
@@ -87,7 +92,10 @@ def _reason(exc: Exception) -> str:
     if isinstance(exc, UnidentifiedImageError):
         return "not an image (unrecognised format)"
     if isinstance(exc, (Image.DecompressionBombError, Image.DecompressionBombWarning)):
-        return f"image too large (decompression bomb guard, limit {MAX_PIXELS / 1e6:.0f} MP): {exc}"
+        # One limit in one unit: Pillow's own text quotes its hard limit (twice ours) in pixels.
+        found = re.search(r"\((\d+) pixels\)", str(exc))
+        size = f"{int(found.group(1)) / 1e6:.0f} MP " if found else ""
+        return f"image too large: {size}exceeds the {MAX_PIXELS / 1e6:.0f} MP decompression-bomb limit"
     return str(exc)
 
 

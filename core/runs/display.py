@@ -1,0 +1,62 @@
+"""How runs read on screen: one-line labels for pickers and the ticks of a log time axis.
+
+Pure functions (no Streamlit, no TensorFlow), so the pages that draw runs say the same
+thing the same way and a test can hold them to it.
+"""
+
+from __future__ import annotations
+
+import math
+
+
+def _number(value) -> float | None:
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        return None
+    return v if math.isfinite(v) else None
+
+
+def run_choice_label(name: str, strategy_label: str, backbone: str, val_accuracy=None) -> str:
+    """A run as one line in a picker: its name, then its strategy (as the pages name it) and
+    backbone only where the name does not already say them (default names are
+    "Strategy · backbone"), then its accuracy. A from-scratch run has no backbone to name."""
+    parts = [name]
+    text = name.lower()
+    if strategy_label and strategy_label.lower() not in text:
+        parts.append(strategy_label)
+    if backbone and backbone.lower() not in text:
+        parts.append(backbone)
+    acc = _number(val_accuracy)
+    if acc is not None:
+        parts.append(f"val acc {acc:.3f}")
+    return " · ".join(parts)
+
+
+def seconds_tick(t: float) -> str:
+    """``0.5 s``, ``20 s``, ``2 min``, ``1.5 h``: short enough for an axis."""
+    if t < 60:
+        return f"{t:g} s"
+    if t < 3600:
+        return f"{t / 60:g} min"
+    return f"{t / 3600:g} h"
+
+
+# Round durations a clock reads well: seconds, then minutes, then hours.
+_NICE_SECONDS = (0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5, 10, 20, 30, 60, 120, 300, 600, 1200, 1800, 3600, 7200,
+                 18000, 36000, 86400, 172800, 432000)
+
+
+def log_ticks(values, most: int = 8) -> tuple[list[float], list[str]]:
+    """Tick positions and labels for a log axis of seconds: round durations across the data's
+    range, so a range inside one decade (3 s to 40 s) still has labelled ticks."""
+    finite = [v for v in (_number(x) for x in values) if v is not None and v > 0]
+    if not finite:
+        return [], []
+    lo, hi = min(finite), max(finite)
+    inside = [t for t in _NICE_SECONDS if lo / 1.5 <= t <= hi * 1.5]
+    if len(inside) < 2:  # one run, or a narrow range: a tick on each side
+        around = [t for t in _NICE_SECONDS if t < lo][-1:] + [t for t in _NICE_SECONDS if t > hi][:1]
+        inside = sorted(set(inside) | set(around))
+    inside = inside[::max(1, math.ceil(len(inside) / most))]
+    return [float(t) for t in inside], [seconds_tick(t) for t in inside]
