@@ -44,3 +44,19 @@ class StorageError(TransferLabError):
 
 class UploadTooLarge(TransferLabError):
     """An uploaded file over its size limit; the message names the file, its size and the limit."""
+
+
+class EngineError(TransferLabError):
+    """An inference engine that cannot be used as asked (unknown name, missing runtime)."""
+
+
+class ConfigError(TransferLabError):
+    """An option a user typed that cannot make a run configuration."""
+
+
+class AccessDenied(TransferLabError):
+    """A path typed into the app that leads outside the folders the server allows."""
+
+
+class LowDiskSpace(StorageError):
+    """Writing would leave less free disk than the server's margin; nothing was written."""

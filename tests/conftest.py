@@ -24,7 +24,19 @@ def tl_home(tmp_path_factory, monkeypatch) -> Path:
     home = tmp_path_factory.mktemp("tl_home")
     monkeypatch.setenv("TRANSFER_LAB_HOME", str(home))
     monkeypatch.delenv("TRANSFER_LAB_WEIGHTS_DIR", raising=False)
+    # paths typed into the app must lie in allowed roots (core.access): the tests' own temporary
+    # folders and the shared assets; tests of the roots set their own
+    monkeypatch.setenv("TRANSFER_LAB_DATA_ROOTS", os.pathsep.join([str(tmp_path_factory.getbasetemp()), str(SHARED)]))
     return home
+
+
+@pytest.fixture(autouse=True)
+def tl_engine(monkeypatch) -> str:
+    """Suites compare features with TensorFlow references to 1e-4, so they run the TensorFlow
+    engine unless ``TRANSFER_LAB_ENGINE`` is set for the test run (tests/test_engine.py sets it)."""
+    value = os.environ.get("TRANSFER_LAB_ENGINE") or "tensorflow"
+    monkeypatch.setenv("TRANSFER_LAB_ENGINE", value)
+    return value
 
 
 @pytest.fixture(scope="session")

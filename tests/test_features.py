@@ -378,7 +378,7 @@ def test_edited_dataset_extracts_only_its_new_photos(ds, image_folder, monkeypat
     new = [p for p in again.paths if p not in first.paths]
     assert len(new) == 2 and again.from_cache is False
     assert again.meta["reused"] == len(again.paths) - 2 == len(first.paths)
-    assert seen == [1, 2]  # the 1-image probe, then only the new photos
+    assert seen == [2]  # only the new photos (the feature width comes from the model, no probe call)
     assert again.meta["speed"]["images"] == 2 and not again.meta["speed"]["inherited"]
     for p in first.paths:
         np.testing.assert_array_equal(again.X[again.paths.index(p)], first.X[first.paths.index(p)])

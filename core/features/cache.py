@@ -1,7 +1,8 @@
 """Cached feature extraction: one forward pass per image, then reused from disk.
 
 Cache key: dataset fingerprint x split x backbone x weights identity x input
-size x pooling x preprocessing version. Entries are written in chunks into a
+size x pooling x engine and precision (``core.nets.engine``: a bf16 row is never
+served as f32) x preprocessing version. Entries are written in chunks into a
 memory-mapped ``.npy`` beside a ``meta.json`` carrying a checksum; a corrupt or
 truncated entry is detected on read and rebuilt. Memory is bounded by a batch.
 
@@ -67,8 +68,24 @@ class FeatureSet:
         return np.asarray(self.X[self.valid]), self.y[self.valid]
 
 
-def cache_key(fingerprint: str, split: str, backbone: str, weights_id: str, size: int, pooling: str) -> str:
-    raw = f"{fingerprint}|{split}|{backbone}|{weights_id}|{size}|{pooling}|v{PREP_VERSION}"
+def network_id(backbone: str, weights_id: str) -> str:
+    """The name the engine's parity guard knows a backbone's weights by (``Backbone.frozen_forward``)."""
+    return f"{backbone}|{weights_id}"
+
+
+def engine_label(backbone: str, weights_id: str, size: int, pooling: str) -> str:
+    """``openvino bf16`` or ``tensorflow f32``: the engine this network's rows come from here (the
+    chosen one, unless the parity guard refused it for this network)."""
+    from core.nets import engine
+
+    return engine.effective(network_id(backbone, weights_id), size, pooling).label
+
+
+def cache_key(fingerprint: str, split: str, backbone: str, weights_id: str, size: int, pooling: str,
+              engine: str | None = None) -> str:
+    """``engine``: the label of the engine that computes the rows (default: the one in use)."""
+    engine = engine or engine_label(backbone, weights_id, size, pooling)
+    raw = f"{fingerprint}|{split}|{backbone}|{weights_id}|{size}|{pooling}|{engine}|v{PREP_VERSION}"
     return f"{backbone}-{size}-{pooling}-{split}-" + hashlib.sha256(raw.encode()).hexdigest()[:16]
 
 
@@ -127,7 +144,8 @@ def extract_features(
     spec = backbones.get_spec(backbone)
     size = spec.default_size if spec.fixed_size or not input_size else int(input_size)
     wid = loaded.weights_id if loaded is not None else backbones.weights_id(spec, weights, seed, size)
-    key = cache_key(ds.fingerprint, split, backbone, wid, size, pooling)
+    engine = engine_label(backbone, wid, size, pooling)
+    key = cache_key(ds.fingerprint, split, backbone, wid, size, pooling, engine)
     paths = ds.paths(split)
     try:
         fs = read_entry(key, ds.classes)
@@ -140,7 +158,7 @@ def extract_features(
     if not paths:
         raise TransferLabError(f"The {split} split of '{ds.name}' has no images to extract features from.")
     stamps = [_stamp(p) for p in paths]
-    net = _Network(backbone, wid, size, pooling)
+    net = _Network(backbone, wid, size, pooling, engine)
     reused, donor_speed = _reusable_rows(net, dict(zip(paths, stamps)))
     if len(reused) < len(paths):
         loaded = loaded or backbones.load_backbone(backbone, weights, size, seed)
@@ -155,6 +173,7 @@ class _Network:
     weights_id: str
     input_size: int
     pooling: str
+    engine: str
 
 
 def _stamp(path: str) -> str | None:
@@ -184,8 +203,8 @@ def _reusable_rows(net: _Network, wanted: dict[str, str | None]) -> tuple[dict[s
         meta = atomic.read_json(meta_path)
         if not meta or len(found) == len(wanted) or "stamps" not in meta or (
                 meta.get("backbone"), meta.get("weights_id"), meta.get("input_size"), meta.get("pooling"),
-                meta.get("prep_version")) != (net.backbone, net.weights_id, net.input_size, net.pooling,
-                                              PREP_VERSION):
+                meta.get("engine"), meta.get("prep_version")) != (
+                net.backbone, net.weights_id, net.input_size, net.pooling, net.engine, PREP_VERSION):
             continue
         rows = [(i, p) for i, (p, s) in enumerate(zip(meta["paths"], meta["stamps"]))
                 if s is not None and p not in found and wanted.get(p) == s]
@@ -202,21 +221,24 @@ def _reusable_rows(net: _Network, wanted: dict[str, str | None]) -> tuple[dict[s
 
 def _extract(ds, split, net, bb, reused, donor_speed, stamps, batch_size, key, progress, should_stop) -> FeatureSet:
     """Write entry ``key``: rows in ``reused`` are copied, the network runs on the others."""
-    import tensorflow as tf
-
     from core.data.pipeline import image_dataset
 
     paths = ds.paths(split)
     labels = ds.labels(split)
     n = len(paths)
     todo = [i for i, p in enumerate(paths) if p not in reused]
-    forward = bb.forward(net.pooling) if todo else None
+    forward = bb.frozen_forward(net.pooling) if todo else None
     if forward is not None:
-        dim = int(np.prod(forward(tf.zeros((1, net.input_size, net.input_size, 3))).shape[1:]))
+        shape = bb.feature_shape
+        dim = int(np.prod(shape)) if net.pooling == "flatten" else int(shape[-1])
     else:
         dim = int(reused[paths[0]][0].shape[1])
     folder = _entry_dir(key)
     work = folder.with_name(f".{folder.name}.{time.time_ns()}.tmp")
+    from core.data.uploads import ensure_free_space  # the server's free-disk margin, before the first byte
+
+    ensure_free_space(folder.parent, n * (dim * 4 + 9) + 2 * sum(map(len, paths)) + 65536,
+                      f"the feature cache of {ds.name} ({split}, {n:,} images)")
     try:
         work.mkdir(parents=True)
         out = np.lib.format.open_memmap(work / "features.npy", mode="w+", dtype=np.float32, shape=(n, dim))
@@ -232,7 +254,7 @@ def _extract(ds, split, net, bb, reused, donor_speed, stamps, batch_size, key, p
         for pixels, ok in batches:
             if should_stop and should_stop():
                 raise Cancelled("Feature extraction was cancelled.")
-            feats = forward(pixels).numpy()
+            feats = forward(pixels)
             rows = todo[extracted:extracted + len(feats)]
             out[rows] = feats
             valid[rows] = ok.numpy()
@@ -241,6 +263,12 @@ def _extract(ds, split, net, bb, reused, donor_speed, stamps, batch_size, key, p
                 progress(ExtractProgress(n - len(todo) + extracted, n,
                                          extracted / max(time.perf_counter() - start, 1e-9)))
         seconds = time.perf_counter() - start
+        if forward is not None and forward.label != net.engine:
+            # the parity guard refused the engine on the first batch: these rows are TensorFlow's
+            net = _Network(net.backbone, net.weights_id, net.input_size, net.pooling, forward.label)
+            key = cache_key(ds.fingerprint, split, net.backbone, net.weights_id, net.input_size, net.pooling,
+                            net.engine)
+            folder = _entry_dir(key)
         out.flush()
         del out
         np.save(work / "labels.npy", labels)
@@ -249,7 +277,7 @@ def _extract(ds, split, net, bb, reused, donor_speed, stamps, batch_size, key, p
         meta = {
             "key": key, "dataset": ds.name, "fingerprint": ds.fingerprint, "backbone": net.backbone,
             "weights_id": net.weights_id, "input_size": net.input_size, "pooling": net.pooling,
-            "prep_version": PREP_VERSION, "shape": [n, dim], "paths": paths, "stamps": stamps,
+            "engine": net.engine, "prep_version": PREP_VERSION, "shape": [n, dim], "paths": paths, "stamps": stamps,
             "classes": ds.classes, "invalid": int((~valid).sum()),
             "reused": n - len(todo),
             "speed": {"images": len(todo), "seconds": seconds, "inherited": False} if todo else

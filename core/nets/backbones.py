@@ -267,6 +267,49 @@ class Backbone:
             self._forwards[pooling] = compiled_forward(self.model, pooling)
         return self._forwards[pooling]
 
+    def frozen_forward(self, pooling: str):
+        """The engine's batch function for ``pooling`` (``core.nets.engine.FrozenForward``): OpenVINO
+        or TensorFlow as ``TRANSFER_LAB_ENGINE`` and the parity guard decide, numpy out. One per
+        pooling and engine; ``forward(pooling)`` stays its TensorFlow reference."""
+        from core.nets import engine
+
+        choice = engine.choose()
+        key = ("engine", pooling, choice)
+        if key not in self._forwards:
+            stable = not self.weights_id.startswith(("random", "imagenet-download"))
+            network = f"{self.spec.name}|{self.weights_id}"
+            self._forwards[key] = engine.FrozenForward(
+                self.forward(pooling), self.input_size, network, pooling, choice=choice,
+                head=_imagenet_head(self.spec) if pooling == "avg" and self.weights_id.startswith("imagenet-")
+                else None,
+                ir_key=f"{network}|{self.input_size}|{pooling}|{self.spec.preprocess}" if stable else None)
+        return self._forwards[key]
+
+
+def _imagenet_head(spec: BackboneSpec):
+    """For the parity guard: pooled features -> ImageNet logits of a local backbone's own top
+    (its ``predictions`` Dense layer), loaded only when a check needs it; None without a top."""
+    if spec.family != "local" or not spec.extra.get("predictions_layer") or not spec.pooled_layer:
+        return None
+    weights: list = []
+
+    def head(features):
+        import numpy as np
+
+        if not weights:
+            import keras
+
+            full = keras.saving.load_model(spec.model_path, safe_mode=True, compile=False)
+            kernel, bias = full.get_layer(spec.extra["predictions_layer"]).get_weights()[:2]
+            weights.extend([np.asarray(kernel, np.float64), np.asarray(bias, np.float64)])
+        kernel, bias = weights
+        f = np.asarray(features, np.float64).reshape(len(features), -1)
+        if f.shape[1] != kernel.shape[0]:
+            return None  # not the head's input width: no top-1 check
+        return f @ kernel + bias
+
+    return head
+
 
 def preprocess_layer(spec: BackboneSpec, name: str = "preprocess"):
     """The backbone's preprocessing as a Keras layer (see ``core.nets.layers.ChannelAffine``)."""

@@ -1,0 +1,194 @@
+"""core.nets.engine: engine choice, OpenVINO parity with TensorFlow, the parity guard, cache keys."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from core import settings
+from core.data.dataset import scan_folder
+from core.errors import EngineError
+from core.features.cache import extract_features
+from core.nets import backbones, engine
+
+from .test_features import _reference, make_local_backbone
+
+openvino = pytest.importorskip("openvino")
+
+
+@pytest.fixture
+def weights_dir(tmp_path, monkeypatch):
+    folder = tmp_path / "weights"
+    monkeypatch.setenv(settings.WEIGHTS_ENV, str(folder))
+    make_local_backbone(folder)
+    return folder
+
+
+@pytest.fixture
+def ds(image_folder, weights_dir):
+    return scan_folder(image_folder)
+
+
+def _use(monkeypatch, value: str) -> None:
+    monkeypatch.setenv(engine.ENGINE_ENV, value)
+
+
+def _cos(a, b) -> np.ndarray:
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    return (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
+
+
+def _verdict_files(home):
+    folder = home / "engine" / "parity"
+    return sorted(folder.glob("*.json")) if folder.is_dir() else []
+
+
+# ---------------------------------------------------------------- choice
+
+def test_engine_choice_follows_the_setting_and_the_machine(monkeypatch):
+    _use(monkeypatch, "tensorflow")
+    assert engine.choose().label == "tensorflow f32"
+    _use(monkeypatch, "openvino")
+    precision, _ = engine.cpu_precision()
+    assert engine.choose() == engine.Choice("openvino", precision, engine.choose().reason)
+    assert precision == ("bf16" if "BF16" in engine.cpu_capabilities() else "f32")
+    _use(monkeypatch, "fast")
+    with pytest.raises(EngineError, match="TRANSFER_LAB_ENGINE"):
+        engine.choose()
+    assert "not an engine" in engine.describe()
+
+    _use(monkeypatch, "auto")
+    engine._choose.cache_clear()
+    monkeypatch.setattr(engine, "_has_gpu", lambda: True)
+    assert engine.choose().engine == "tensorflow" and "GPU" in engine.choose().reason
+    engine._choose.cache_clear()
+    monkeypatch.setattr(engine, "_has_gpu", lambda: False)
+    assert engine.choose().engine == "openvino"
+    engine._choose.cache_clear()
+    monkeypatch.setattr(engine, "openvino_version", lambda: None)
+    assert engine.choose().engine == "tensorflow" and "not installed" in engine.describe()
+    engine._choose.cache_clear()
+
+
+# ---------------------------------------------------------------- parity and the guard
+
+@pytest.mark.parametrize("precision", ["f32", "bf16"])
+def test_openvino_features_match_tensorflow_and_the_verdict_is_kept(ds, tl_home, monkeypatch, precision):
+    _use(monkeypatch, "openvino")
+    monkeypatch.setattr(engine, "cpu_precision", lambda: (precision, "forced by the test"))
+    engine._choose.cache_clear()
+    fs = extract_features(ds, "tiny", batch_size=8)
+    assert fs.meta["engine"] == f"openvino {precision}"
+    ref = _reference(fs.paths)
+    cos = _cos(fs.X, ref)
+    assert cos.min() > (0.99999 if precision == "f32" else 0.999)
+    if precision == "f32":
+        np.testing.assert_allclose(np.asarray(fs.X), ref, rtol=1e-3, atol=1e-4)
+    [path] = _verdict_files(tl_home)
+    verdict = json.loads(path.read_text())
+    assert verdict["passed"] and verdict["engine"] == f"openvino {precision}" and verdict["pooling"] == "avg"
+    assert verdict["metrics"]["rows"] == 8 and verdict["metrics"]["cosine_worst"] > 0.999
+    engine._choose.cache_clear()
+
+
+def _broken_runner(real):
+    def factory(tf_fn, size, precision, ir_key=None):
+        run = real(tf_fn, size, precision, ir_key)
+        return lambda x: run(x)[:, ::-1].copy()  # channels reversed: same norms, wrong features
+    return factory
+
+
+def test_a_broken_engine_is_refused_and_tensorflow_takes_over(ds, tl_home, monkeypatch):
+    _use(monkeypatch, "openvino")
+    monkeypatch.setattr(engine, "openvino_runner", _broken_runner(engine.openvino_runner))
+    bb = backbones.load_backbone("tiny")
+    fs = extract_features(ds, "tiny", loaded=bb, batch_size=8)
+    fwd = bb.frozen_forward("avg")
+    assert fwd.engine == "tensorflow" and fwd.reason.startswith("parity guard refused openvino")
+    assert "cosine" in fwd.reason and "\n" not in fwd.reason
+    np.testing.assert_allclose(np.asarray(fs.X), _reference(fs.paths), rtol=1e-4, atol=1e-5)
+    assert fs.meta["engine"] == "tensorflow f32"
+    [path] = _verdict_files(tl_home)
+    assert json.loads(path.read_text())["passed"] is False
+
+    # a later process reads the verdict: no conversion, TensorFlow straight away, same key
+    def no_conversion(*a, **k):
+        raise AssertionError("a refused engine was converted again")
+
+    monkeypatch.setattr(engine, "openvino_runner", no_conversion)
+    fresh = backbones.load_backbone("tiny")
+    again = fresh.frozen_forward("avg")
+    assert again.engine == "tensorflow" and "parity guard refused" in again.reason
+    assert extract_features(ds, "tiny", loaded=fresh).from_cache
+    assert "refused" in engine.describe()
+
+
+def test_the_guard_waits_for_a_real_batch(weights_dir, tl_home, monkeypatch):
+    _use(monkeypatch, "openvino")
+    bb = backbones.load_backbone("tiny")
+    fwd = bb.frozen_forward("avg")
+    zeros = np.zeros((2, 32, 32, 3), np.float32)
+    np.testing.assert_allclose(fwd(zeros), np.asarray(bb.forward("avg")(zeros)), rtol=1e-6)
+    assert not _verdict_files(tl_home)  # a blank warm-up batch settles nothing
+    x = np.random.default_rng(0).uniform(0, 255, (4, 32, 32, 3)).astype(np.float32)
+    out = fwd(x)
+    assert out.dtype == np.float32 and out.shape == (4, 12)
+    assert len(_verdict_files(tl_home)) == 1 and fwd.engine == "openvino"
+
+
+def test_compare_refuses_wrong_shapes_non_finite_rows_and_head_disagreement():
+    rng = np.random.default_rng(0)
+    ref = rng.normal(size=(10, 6))
+    assert engine.compare(ref, ref + 1e-4)[0]
+    assert not engine.compare(ref, ref[:, :5])[0]
+    bad = ref.copy()
+    bad[3, 2] = np.nan
+    ok, reason, _ = engine.compare(ref, bad)
+    assert not ok and "non-finite" in reason
+    # features nearly equal (cosine ~0.999), but the ImageNet head's decision flips on every row
+    feats = rng.uniform(1, 2, (10, 6))
+    feats[:, 0] = 0.05
+    flipped = feats.copy()
+    flipped[:, 0] = -0.05
+    W = np.zeros((6, 2))
+    W[0, 0], W[0, 1] = 100.0, -100.0
+    ok, reason, metrics = engine.compare(feats, flipped, head=lambda f: f @ W)
+    assert metrics["cosine_worst"] > 0.99 and metrics["top1_agreement"] == 0.0
+    assert not ok and "top-1 agreement" in reason
+    assert engine.compare(feats, feats * 1.001, head=lambda f: f @ W)[0]
+    # probabilities: a near-tie counts as agreement, a confident flip does not
+    p = np.array([[0.505, 0.495], [0.9, 0.1]])
+    assert engine.compare(p, np.array([[0.495, 0.505], [0.9, 0.1]]), "probabilities")[2]["top1_agreement"] == 1.0
+    ok, reason, metrics = engine.compare(p, np.array([[0.505, 0.495], [0.1, 0.9]]), "probabilities")
+    assert metrics["top1_agreement"] == 0.5 and not ok
+
+
+# ---------------------------------------------------------------- cache keys and the kept IR
+
+def test_engines_have_their_own_cache_rows(ds, tl_home, monkeypatch):
+    _use(monkeypatch, "tensorflow")
+    tf_fs = extract_features(ds, "tiny")
+    _use(monkeypatch, "openvino")
+    ov_fs = extract_features(ds, "tiny")
+    assert tf_fs.key != ov_fs.key and not ov_fs.from_cache
+    assert ov_fs.meta["reused"] == 0  # no row of the TensorFlow entry was lent to OpenVINO
+    assert (tf_fs.meta["engine"], ov_fs.meta["engine"]) == ("tensorflow f32", engine.choose().label)
+    assert extract_features(ds, "tiny").key == ov_fs.key and extract_features(ds, "tiny").from_cache
+    _use(monkeypatch, "tensorflow")
+    assert extract_features(ds, "tiny").key == tf_fs.key
+
+
+def test_the_converted_model_is_kept_for_the_next_process(weights_dir, tl_home, monkeypatch):
+    _use(monkeypatch, "openvino")
+    x = np.random.default_rng(1).uniform(0, 255, (3, 32, 32, 3)).astype(np.float32)
+    first = backbones.load_backbone("tiny").frozen_forward("avg")
+    a = first(x)
+    assert list((tl_home / "engine" / "ir").glob("*/model.xml"))
+    monkeypatch.setattr(openvino, "convert_model", lambda *a, **k: pytest.fail("converted again"))
+    second = backbones.load_backbone("tiny").frozen_forward("avg")
+    np.testing.assert_allclose(second(x), a, rtol=1e-6)
+    # random weights have no stable identity: never kept
+    rnd = backbones.load_backbone("tiny", weights=None).frozen_forward("avg")
+    assert rnd.ir_key is None
