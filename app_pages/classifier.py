@@ -12,11 +12,13 @@ from app_pages import common
 from core.serve import export
 from core.serve import inference
 from core.data import uploads
+from core.data.images import UPLOAD_TYPES, UPLOAD_TYPES_TEXT
 from core.nets.backbones import get_spec, list_backbones, missing_weights_message, weights_location
 from core.errors import TransferLabError
+from core.runs import display
 from core.runs.store import RunStore
+from core.train import registry
 
-UPLOAD_TYPES = ["jpg", "jpeg", "png", "webp", "bmp", "gif"]
 MAX_CARDS = 12  # photos drawn with chart and Grad-CAM; every photo is in the table
 RESULTS = "tl_clf_results"  # (key, results) of the last classification, so reruns don't recompute
 CAMS = "tl_clf_cams"  # Grad-CAM overlays already computed, by (results key, photo index)
@@ -73,9 +75,10 @@ else:
 
         def run_label(run_id: str) -> str:
             r = by_id[run_id]
-            acc = (r.metrics() or {}).get("val_accuracy")
-            acc_text = f" · val acc {acc:.3f}" if isinstance(acc, (int, float)) else ""
-            return f"{r.name} · {r.config.get('strategy', '?')} · {r.config.get('backbone', '?')}{acc_text}"
+            strategy = r.config.get("strategy", "")
+            return display.run_choice_label(r.name, registry.label(strategy) if strategy else "",
+                                            "" if strategy == "scratch" else r.config.get("backbone", ""),
+                                            (r.metrics() or {}).get("val_accuracy"))
 
         run_id = right.selectbox("Run", list(by_id), format_func=run_label, key="tl_clf_run")
         run = by_id[run_id]
@@ -126,7 +129,7 @@ if predictor is not None:
     c1, c2, c3 = st.columns([2, 1, 1], vertical_alignment="bottom")
     photo_mb = uploads.photo_limit_mb(st.get_option("server.maxUploadSize"))
     files = c1.file_uploader(
-        "Photos: JPEG, PNG, WebP, BMP or GIF (first frame); one or many", type=UPLOAD_TYPES,
+        f"Photos: {UPLOAD_TYPES_TEXT}; one or many", type=UPLOAD_TYPES,
         accept_multiple_files=True, key="tl_clf_files", max_upload_size=photo_mb,
     )
     k = c2.slider("Top-k", 1, min(10, predictor.num_classes), min(5, predictor.num_classes), key="tl_clf_topk")
@@ -140,8 +143,12 @@ if predictor is not None:
         named.append((f"camera-{len(named) + 1}.jpg", shot))
     accepted, too_big = uploads.within_limit(named, photo_mb)
     if too_big:
-        st.error("Rejected, the rest went on:\n\n" + "\n".join(f"- {reason}" for reason in too_big),
-                 icon=":material/block:")
+        rest = f"; the other {common.plural(len(accepted), 'photo')} went on" if accepted else ""
+        if len(too_big) == 1:
+            st.error(f"Rejected: {too_big[0].rstrip('.')}{rest}.", icon=":material/block:")
+        else:
+            st.error(f"Rejected {len(too_big)} photos{rest}:\n\n" + "\n".join(f"- {r}" for r in too_big),
+                     icon=":material/block:")
     items = [(name, f.getvalue()) for name, f in accepted]
 
     if not items:
@@ -176,15 +183,29 @@ if predictor is not None:
                         help="Decode + resize + forward pass + label decoding. In a batch the forward pass "
                              "is shared, so each photo counts its share.")
         if bad:
-            st.warning("Skipped, the rest went on:\n\n" + "\n".join(f"- **{r.name}**: {r.error}" for r in bad),
-                       icon=":material/warning:")
+            if len(bad) == 1:
+                rest = f"; the other {common.plural(len(good), 'photo')} {'was' if len(good) == 1 else 'were'} " \
+                       "classified" if good else ""
+                st.warning(f"**{bad[0].name}** could not be read: {str(bad[0].error).rstrip('.')}{rest}.",
+                           icon=":material/warning:")
+            else:
+                rest = f"; the other {len(good)} were classified" if good else ""
+                st.warning(f"{len(bad)} photos could not be read{rest}:\n\n"
+                           + "\n".join(f"- **{r.name}**: {r.error}" for r in bad), icon=":material/warning:")
 
         frame = inference.results_frame(results, k)
-        st.dataframe(frame, hide_index=True, column_config={
-            "probability": st.column_config.ProgressColumn("probability", format="%.3f", min_value=0, max_value=1),
-            "latency_ms": st.column_config.NumberColumn("latency (ms)", format="%.1f"),
-            "top_k": st.column_config.TextColumn(f"top {k}"),
-        })
+        # The top-k text is what a reader came for: wide, and before the narrow numbers (1400 px window).
+        st.dataframe(frame, hide_index=True, placeholder="—",
+                     column_order=["file", "top1", "probability", "top_k", "latency_ms", "error"],
+                     column_config={
+                         "file": st.column_config.TextColumn("file", width="small"),
+                         "top1": st.column_config.TextColumn("top 1", width="small"),
+                         "probability": st.column_config.ProgressColumn("probability", format="%.3f", min_value=0,
+                                                                        max_value=1, width="small"),
+                         "top_k": st.column_config.TextColumn(f"top {k}", width="large"),
+                         "latency_ms": st.column_config.NumberColumn("latency (ms)", format="%.1f", width="small"),
+                         "error": st.column_config.TextColumn("could not be read", width="medium"),
+                     })
         st.download_button("Download the results (CSV)", inference.results_csv(results, k),
                            file_name="predictions.csv", mime="text/csv", icon=":material/download:",
                            on_click="ignore", key="tl_clf_csv")

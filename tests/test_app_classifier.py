@@ -13,7 +13,8 @@ from tests.test_inference import bad_and_odd_inputs, png_bytes, photo, tiny_mode
 
 APP = str(REPO / "streamlit_app.py")
 PAGE = "app_pages/classifier.py"
-MIME = {"png": "image/png", "jpg": "image/jpeg", "gif": "image/gif", "webp": "image/webp", "bmp": "image/bmp"}
+MIME = {"png": "image/png", "jpg": "image/jpeg", "gif": "image/gif", "webp": "image/webp", "bmp": "image/bmp",
+        "tiff": "image/tiff"}
 
 
 def open_page() -> AppTest:
@@ -97,6 +98,46 @@ def test_run_model_on_a_batch_with_bad_files(finished_run):
     assert not at.error
     downloads = at.get("download_button")
     assert downloads, "CSV download button missing"
+
+
+def test_uploader_takes_every_type_core_decodes_and_cells_read_well(finished_run):
+    """TIFF was accepted by the Label and Backbones uploaders but refused here; a failed photo's
+    cells read "None"; one bad photo was announced as "Skipped, the rest went on"."""
+    import json
+
+    from core.data.images import UPLOAD_TYPES
+
+    at = open_page()
+    uploader = at.file_uploader(key="tl_clf_files")
+    assert sorted(t.lstrip(".") for t in uploader.proto.type) == UPLOAD_TYPES and "tiff" in UPLOAD_TYPES
+    assert "TIFF" in uploader.proto.label
+    tiff = png_bytes(photo(2, (50, 40)), fmt="TIFF")
+    uploader.set_value([("scan.tiff", tiff, "image/tiff"), ("broken.png", b"not a png", "image/png")]).run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert metric(at, "Classified") == "1" and metric(at, "Could not be read") == "1"
+    (warning,) = [w.value for w in at.warning]
+    assert warning.startswith("**broken.png** could not be read: not an image")
+    assert "the other 1 photo was classified" in warning and "the rest went on" not in warning
+    grid = at.dataframe[0]
+    assert grid.proto.placeholder == "—"  # the failed photo's empty cells
+    order = list(grid.proto.column_order)
+    assert order.index("top_k") < order.index("latency_ms") and "top1_index" not in order
+    assert json.loads(grid.proto.columns)["top_k"]["width"] == "large"
+
+
+def test_run_label_does_not_repeat_the_default_name(tl_home, image_folder):
+    from core.runs.models import save_model
+    from core.runs.store import RunStore
+
+    run = RunStore().create({"strategy": "feature_extraction", "backbone": "tiny", "weights": "random",
+                             "dataset": str(image_folder)}, name="Feature extraction · tiny")
+    save_model(tiny_model(), run.model_path)
+    run.write_metrics({"classes": ["red", "green", "blue"], "val_accuracy": 0.95})
+    run.set_status("running")
+    run.set_status("done")
+    at = open_page()
+    box = at.selectbox(key="tl_clf_run")
+    assert box.format_func(run.id) == "Feature extraction · tiny · val acc 0.950"
 
 
 def test_camera_photo_and_top_k_change(finished_run):

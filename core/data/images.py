@@ -81,7 +81,7 @@ def _open(source: Source) -> tuple[Image.Image, int]:
     if w * h > MAX_PIXELS:
         raise BadImage(
             f"image too large: {w} x {h} = {w * h / 1e6:.0f} MP exceeds the "
-            f"{MAX_PIXELS / 1e6:.0f} MP decompression-bomb limit"
+            f"{MAX_PIXELS / 1e6:.0f} MP decompression bomb limit"
         )
     if w < 1 or h < 1:
         raise BadImage(f"image has no pixels ({w} x {h})")
@@ -95,7 +95,7 @@ def _reason(exc: Exception) -> str:
         # One limit in one unit: Pillow's own text quotes its hard limit (twice ours) in pixels.
         found = re.search(r"\((\d+) pixels\)", str(exc))
         size = f"{int(found.group(1)) / 1e6:.0f} MP " if found else ""
-        return f"image too large: {size}exceeds the {MAX_PIXELS / 1e6:.0f} MP decompression-bomb limit"
+        return f"image too large: {size}exceeds the {MAX_PIXELS / 1e6:.0f} MP decompression bomb limit"
     return str(exc)
 
 
