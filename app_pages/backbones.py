@@ -9,7 +9,7 @@ from core.analysis import speed
 from core.data import uploads
 from core.nets.backbones import get_spec, list_backbones, weights_location
 from core.errors import TransferLabError, WeightsUnavailable
-from core.data.images import IMAGE_EXTENSIONS, load_rgb
+from core.data.images import UPLOAD_TYPES, UPLOAD_TYPES_TEXT, load_rgb
 from app_pages import common
 
 RANDOM = "tl_random_weights"  # backbones the user chose to explore with random weights
@@ -132,7 +132,7 @@ choice = st.segmented_control("Image", ["From the dataset", "Upload"], required=
 image, image_caption = None, ""
 if choice == "Upload":
     photo_mb = uploads.photo_limit_mb(st.get_option("server.maxUploadSize"))
-    upload = st.file_uploader("An image", type=sorted(e.lstrip(".") for e in IMAGE_EXTENSIONS), key="tl_fm_upload",
+    upload = st.file_uploader(f"An image ({UPLOAD_TYPES_TEXT})", type=UPLOAD_TYPES, key="tl_fm_upload",
                               max_upload_size=photo_mb)
     if upload is not None:
         with common.friendly_errors():

@@ -15,13 +15,13 @@ from core import settings
 from core.data import uploads
 from core.nets.backbones import get_spec
 from core.errors import TransferLabError
-from core.data.images import IMAGE_EXTENSIONS
+from core.data.images import UPLOAD_TYPES, UPLOAD_TYPES_TEXT
 from app_pages import common
 
 NEW = "➕ New dataset…"
 LEAVE_OUT = "— skip —"
 SOURCES = ("Upload photos", "Upload a zip", "Folder on this machine")
-PHOTO_TYPES = sorted(e.lstrip(".") for e in IMAGE_EXTENSIONS)
+PHOTO_TYPES = UPLOAD_TYPES  # the one list every uploader reads: what core decodes
 GRID_COLS, GRID_ROWS, THUMB_PX = 8, 3, 120
 SUGGEST_COLS, SUGGEST_ROWS, SUGGEST_PX = 5, 4, 170
 DEFAULT_THRESHOLD = 0.6
@@ -184,7 +184,7 @@ st.subheader("Add photos")
 n_up = st.session_state.get(UPLOADS, 0)
 left, right = st.columns([1, 3])
 target = left.selectbox("To class", classes, key="tl_lab_add_to")
-photo_files = right.file_uploader("Photos (JPEG, PNG, …)", type=PHOTO_TYPES, accept_multiple_files=True,
+photo_files = right.file_uploader(f"Photos ({UPLOAD_TYPES_TEXT})", type=PHOTO_TYPES, accept_multiple_files=True,
                                   key=f"tl_lab_up_{n_up}", max_upload_size=PHOTO_MB,
                                   help="Each photo is checked; unreadable files are rejected with the reason.")
 n_files = len(photo_files or [])
