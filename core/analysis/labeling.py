@@ -236,15 +236,17 @@ def probabilities_from_pooled(X: np.ndarray, head: tuple[np.ndarray, np.ndarray]
 def classifier_probabilities(paths: Sequence[str], backbone: str, weights: Any = "imagenet", batch_size: int = 32,
                              progress: Callable[[Any], None] | None = None,
                              should_stop: Callable[[], bool] | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """ImageNet probabilities of image files through the full classifier, and a decode-ok mask."""
-    import tensorflow as tf
-
+    """ImageNet probabilities of image files through the full classifier, and a decode-ok mask.
+    The frozen classifier runs on the engine (``core.nets.engine``, parity-guarded) as the
+    live classifier's does."""
     from core.nets.backbones import load_classifier
     from core.features.cache import Cancelled, ExtractProgress
     from core.data.pipeline import image_dataset
+    from core.serve.inference import Predictor
 
     model, size = load_classifier(backbone, weights=weights)
-    forward = tf.function(lambda x: model(x, training=False), reduce_retracing=True)
+    forward = Predictor(model, size, [], name=backbone, kind="imagenet", source=backbone,
+                        weights="random" if weights is None else str(weights)).forward
     out, ok_all = [], []
     start, done = time.perf_counter(), 0
     for pixels, ok in image_dataset(list(paths), None, size, batch_size, with_valid_mask=True):

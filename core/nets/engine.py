@@ -407,6 +407,18 @@ class FrozenForward:
             except Exception as exc:  # noqa: BLE001  conversion failure: TensorFlow runs it
                 self._refuse(f"conversion failed ({type(exc).__name__}: {str(exc).splitlines()[0][:160]})")
 
+    def prepare(self) -> None:
+        """Convert and compile now (a warm-up), so the first real call pays only the probe."""
+        if self.choice.engine == "tensorflow":
+            return
+        with self._lock:
+            self._ensure_runner()
+            if self._runner is not None:
+                try:
+                    self._runner(np.zeros((1, self.size, self.size, 3), np.float32))
+                except Exception as exc:  # noqa: BLE001
+                    self._refuse(f"inference failed ({type(exc).__name__}: {str(exc).splitlines()[0][:160]})")
+
     def __call__(self, pixels) -> np.ndarray:
         x = _as_pixels(pixels)
         if self.choice.engine == "tensorflow":

@@ -53,25 +53,55 @@ class Predictor:
         return 2 if self.binary else int(self.model.output.shape[-1])
 
     def warm_up(self) -> None:
-        """Trace the forward function once so the first photo is as fast as the rest."""
+        """Trace the forward function (and convert it for the engine) once so the first photo
+        is as fast as the rest."""
         self.probabilities(np.zeros((1, self.input_size, self.input_size, 3), np.uint8))
+        self.forward.prepare()
 
-    def probabilities(self, pixels: np.ndarray) -> np.ndarray:
-        """(n, H, W, 3) pixels 0..255 -> (n, classes) probabilities (a sigmoid becomes two columns)."""
-        import tensorflow as tf
-
+    @property
+    def forward(self):
+        """The frozen forward pass on the engine (``core.nets.engine.FrozenForward``, kind
+        ``probabilities``: its parity guard checks top-1 agreement with TensorFlow)."""
         if self._forward is None:
             with self._lock:
                 if self._forward is None:
+                    import tensorflow as tf
+
+                    from core.nets import engine
+
                     model, size = self.model, self.input_size
-                    self._forward = tf.function(
+                    reference = tf.function(
                         lambda x: model(x, training=False),
                         input_signature=[tf.TensorSpec((None, size, size, 3), tf.float32)],
                     )
+                    network = self._network_id()
+                    stable = not network.endswith(("|random", "|download"))
+                    self._forward = engine.FrozenForward(reference, size, network, "probabilities",
+                                                         kind="probabilities",
+                                                         ir_key=f"{network}|{size}" if stable else None)
+        return self._forward
+
+    def _network_id(self) -> str:
+        """The weights this predictor runs: a run's model file digest, or the backbone and its
+        ImageNet weights file digest."""
+        from core.nets import backbones
+
+        if self.kind != "imagenet":
+            return f"model|{backbones.file_digest(Path(self.source))}"
+        spec = backbones.get_spec(self.source)
+        if self.weights == "random":
+            return f"{spec.name}-imagenet|random"
+        if self.weights != "imagenet":
+            return f"{spec.name}-imagenet|{backbones.file_digest(Path(self.weights))}"
+        where = backbones.weights_location(spec, include_top=True, size=self.input_size)
+        return f"{spec.name}-imagenet|{backbones.file_digest(where) if where else 'download'}"
+
+    def probabilities(self, pixels: np.ndarray) -> np.ndarray:
+        """(n, H, W, 3) pixels 0..255 -> (n, classes) probabilities (a sigmoid becomes two columns)."""
         batch = np.asarray(pixels, dtype=np.float32)
         if batch.ndim == 3:
             batch = batch[None]
-        raw = np.asarray(self._forward(tf.convert_to_tensor(batch)), dtype=np.float64)
+        raw = np.asarray(self.forward(batch), dtype=np.float64)
         if self.binary:
             p = raw.reshape(-1)
             return np.stack([1 - p, p], axis=1)
