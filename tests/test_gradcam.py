@@ -171,6 +171,114 @@ def test_gradcam_registry_classifier_and_fine_tuned_run_model(tmp_path):
     np.testing.assert_allclose(a.heatmap, b.heatmap, atol=1e-4)
 
 
+def reference_cam(maps_fn, scores_fn, image, class_index):
+    """Grad-CAM written out by hand: feature map, class score, gradient, weighted sum."""
+    import tensorflow as tf
+
+    x = tf.convert_to_tensor(np.asarray(image, np.float32)[None])
+    maps = maps_fn(x)
+    with tf.GradientTape() as tape:
+        tape.watch(maps)
+        score = scores_fn(maps)[0, class_index]
+    grads = tape.gradient(score, maps).numpy()[0]
+    cam = np.maximum((maps.numpy()[0] * grads.mean(axis=(0, 1))).sum(axis=-1), 0)
+    return cam / cam.max() if cam.max() > 0 else cam
+
+
+def small_random_base(seed: int):
+    """A random two-conv "backbone" as runs hold it: an InferenceModel over a functional base."""
+    import keras
+
+    from core.nets.layers import InferenceModel
+
+    keras.utils.set_random_seed(seed)
+    inputs = keras.Input((SIZE, SIZE, 3))
+    x = keras.layers.Conv2D(8, 3, padding="same", activation="relu", name="c1")(inputs)
+    x = keras.layers.BatchNormalization(name="bn")(x)
+    x = keras.layers.Conv2D(6, 3, strides=2, padding="same", activation="relu", name="c2")(x)
+    base = keras.Model(inputs, x, name="rand_base")
+    return InferenceModel(base.input, base.output, name="rand_base")
+
+
+def test_gradcam_equals_a_hand_built_reference(tmp_path):
+    """Each model kind against Grad-CAM written out from its own parts, saved and reloaded
+    with safe_mode=True: a transfer run (base + pool + head), the from-scratch CNN (flat
+    with a nested head) and a plain keras.applications classifier."""
+    import keras
+    from keras import ops
+
+    from core.nets.backbones import Backbone, get_spec
+    from core.nets.layers import ChannelAffine
+    from core.train.strategies import Augment, augmentation, build_head, build_scratch_model, build_transfer_model
+
+    def linear(dense, h):
+        return ops.matmul(h, dense.kernel) + dense.bias
+
+    def reload(model, name):
+        model.save(tmp_path / f"{name}.keras")
+        return keras.saving.load_model(tmp_path / f"{name}.keras", safe_mode=True)
+
+    rng = np.random.default_rng(5)
+    pre = ChannelAffine(scale=(1 / 127.5,) * 3, offset=(-1.0,) * 3, name="preprocess")
+    bb = Backbone(get_spec("mobilenet_v2"), None, small_random_base(3), pre, SIZE, "test")
+    transfer = reload(build_transfer_model(bb, "max", build_head(6, 4, 5, 0.5), augmentation(Augment(), 2)), "t")
+    head = transfer.get_layer("head")
+    hidden = keras.Model(head.input, head.get_layer("head_dropout").output)
+
+    scratch = reload(build_scratch_model(SIZE, 3, (4, 8), 6, 0.5, augmentation(Augment(), 2)), "s")
+    s_head = scratch.get_layer("head")
+    s_hidden = keras.Model(s_head.input, s_head.get_layer("head_dropout").output)
+    s_front = keras.Model(scratch.input, scratch.get_layer("pool2").output)
+
+    keras.utils.set_random_seed(4)
+    app = reload(keras.applications.MobileNetV2(weights=None, input_shape=(96, 96, 3), alpha=0.35), "a")
+    a_front = keras.Model(app.input, app.get_layer("out_relu").output)
+
+    cases = {
+        "transfer": (transfer, transfer.get_layer("rand_base"),
+                     lambda x: transfer.get_layer("rand_base")(transfer.get_layer("preprocess")(x)),
+                     lambda m: linear(head.get_layer("head_output"), hidden(ops.max(m, axis=(1, 2))))),
+        "scratch": (scratch, scratch.get_layer("pool2"),
+                    lambda x: s_front(x, training=False),  # training=False: no augmentation
+                    lambda m: linear(s_head.get_layer("head_output"), s_hidden(ops.mean(m, axis=(1, 2))))),
+        "applications": (app, app.get_layer("out_relu"),
+                         lambda x: a_front(x, training=False),
+                         lambda m: linear(app.get_layer("predictions"), ops.mean(m, axis=(1, 2)))),
+    }
+    for name, (model, _, maps_fn, scores_fn) in cases.items():
+        _, height, width, _ = model.input_shape
+        image = rng.integers(0, 256, (height, width, 3)).astype(np.float32)
+        classes = [None, 0, 1, 2] if int(model.output.shape[-1]) > 2 else [None, 0, 1]
+        supported = 0
+        for c in classes:
+            cam = explain.gradcam(model, image, c)
+            want = reference_cam(maps_fn, scores_fn, image, cam.class_index)
+            assert cam.heatmap.shape == want.shape, name
+            np.testing.assert_allclose(cam.heatmap, want, atol=1e-5, err_msg=f"{name}, class {c}")
+            supported += int(want.max() > 0)
+        assert supported >= 2, name  # real maps compared, not only all-zero ones
+        scores = np.asarray(scores_fn(maps_fn(image[None])))[0]  # before the softmax: no float32 ties
+        assert explain.gradcam(model, image).class_index == int(np.argmax(scores)), name
+
+
+def test_gradcam_refuses_a_model_it_cannot_split():
+    """A skip connection around the nested base: calling the stages in order would misread it."""
+    import keras
+
+    from core.nets.layers import ChannelAffine
+
+    base = small_random_base(1)
+    inputs = keras.Input((SIZE, SIZE, 3))
+    x = ChannelAffine(scale=(1 / 255.0,) * 3, offset=(0.0,) * 3, name="preprocess")(inputs)
+    side = keras.layers.GlobalAveragePooling2D(name="side_pool")(x)
+    pooled = keras.layers.GlobalAveragePooling2D(name="pool")(base(x))
+    joined = keras.layers.Concatenate(name="join")([pooled, side])
+    model = keras.Model(inputs, keras.layers.Dense(3, activation="softmax", name="out")(joined))
+    assert [layer.name for layer in explain.gradcam_layer_path(model)] == ["rand_base", "c2"]
+    with pytest.raises(TransferLabError, match="do not form a chain"):
+        explain.gradcam(model, np.zeros((SIZE, SIZE, 3)))
+
+
 def test_overlay_and_colorize():
     heat = np.zeros((4, 4), np.float32)
     heat[0, 0] = 1.0

@@ -127,15 +127,24 @@ def tile_maps(maps: np.ndarray, columns: int = 8, cell: int = 96, pad: int = 2) 
 # ---------------------------------------------------------------- Grad-CAM
 #
 # Models here nest: a run model is ``pixels -> [augmentation] -> preprocess ->
-# base (a functional model) -> pool -> head (a functional model)`` and an
-# ImageNet classifier is ``pixels -> preprocess -> network with its top``. The
-# last convolutional feature map sits *inside* a nested model, whose layers
-# belong to a different graph than the outer model's, so ``keras.Model(outer.input,
-# inner_layer.output)`` cannot be built. Instead the forward pass is re-run
-# layer by layer in inference mode, with two substitutions: the layers on the
-# path to the chosen feature map hand their output to the tape, and the final
-# softmax / sigmoid ``Dense`` is applied without its activation (Grad-CAM uses
-# the class score before the softmax, which does not saturate).
+# base (a functional model) -> pool -> head (a functional model)``, an ImageNet
+# classifier is ``pixels -> preprocess -> network with its top``, the from-scratch
+# CNN is flat with a nested head. Grad-CAM splits such a model, with public Keras
+# calls only, at the last spatial feature map into two halves:
+#
+# - ``front``: pixels -> feature map. The stages before the nested model that holds
+#   the map are called one after another; inside the model that owns the map's
+#   layer, ``keras.Model(owner.inputs, layer.output)`` reads it from the owner's
+#   own graph (any graph: residual blocks, branches).
+# - ``back``: feature map -> class scores: the stages after the map, one after
+#   another, with the final softmax / sigmoid ``Dense`` applied as ``x @ kernel +
+#   bias`` (Grad-CAM uses the class score before the softmax, which does not saturate).
+#
+# Everything runs in inference mode (augmentation off, Dropout off, BatchNorm frozen).
+# The tape watches the feature map between the halves. The stages around a nested
+# model are called in order, which is right when they form a chain (every model
+# Transfer Lab builds); the first use of a split checks that ``back(front(x))``
+# reproduces ``model(x)`` and refuses a model it would misread.
 
 _JET = np.array(  # a jet-like ramp: dark blue (cold) -> cyan -> green -> yellow -> red (hot)
     [[30, 30, 140], [40, 110, 230], [40, 200, 220], [120, 230, 110], [250, 220, 40], [250, 130, 30],
@@ -196,15 +205,12 @@ def gradcam_layer_path(model: Any) -> list:
     return path
 
 
-def _final_operation(model: Any):
-    """The operation that produces ``model``'s (single) output."""
-    if not _is_model(model):
-        return None
-    outputs = getattr(model, "outputs", None) or []
-    if len(outputs) != 1:
-        return None
-    history = getattr(outputs[0], "_keras_history", None)
-    return history.operation if history is not None else model.layers[-1]
+def _stages(model: Any) -> list:
+    """``model``'s layers in graph order, input layers left out. Keras lists a functional
+    model's layers by depth, inputs first, so the last one produces the output."""
+    import keras
+
+    return [layer for layer in model.layers if not isinstance(layer, keras.layers.InputLayer)]
 
 
 def _is_probability_dense(layer: Any) -> bool:
@@ -216,63 +222,112 @@ def _is_probability_dense(layer: Any) -> bool:
     return act in ("softmax", "sigmoid")
 
 
-def _infer(op):
-    """Call ``op`` in inference mode (augmentation off, dropout off, BatchNorm frozen)."""
-    import keras
-
-    if isinstance(op, keras.layers.Layer):
-        return lambda *args, **kwargs: op(*args, **{**kwargs, "training": False})
-    return op
+def _infer(layer: Any) -> Callable:
+    """Call ``layer`` in inference mode (augmentation off, Dropout off, BatchNorm frozen)."""
+    return lambda x: layer(x, training=False)
 
 
-def _forward(model: Any, x, path: list, want_logits: bool, record: dict):
-    """Run ``model`` on ``x`` in inference mode. The output of ``path[-1]`` (reached
-    through the nested models of ``path[:-1]``) is stored in ``record['maps']``; with
-    ``want_logits`` the final softmax/sigmoid ``Dense`` skips its activation."""
+def _linear(dense: Any) -> Callable:
+    """A ``Dense`` layer without its activation: the class scores before the softmax / sigmoid."""
     from keras import ops
 
-    final = _final_operation(model) if want_logits else None
-    overrides: dict[int, Callable] = {}
-    if path:
-        first, rest = path[0], path[1:]
-        if rest:
-            overrides[id(first)] = lambda *a, **k: _forward(first, a[0], rest, first is final, record)
-        else:
-            def keep(*a, _op=first, **k):
-                out = _infer(_op)(*a, **k)
-                record["maps"] = out
-                return out
-            overrides[id(first)] = keep
-    if final is not None and id(final) not in overrides:
-        if _is_model(final):
-            overrides[id(final)] = lambda *a, **k: _forward(final, a[0], [], True, record)
-        elif _is_probability_dense(final):
-            record["logits"] = True
-            overrides[id(final)] = lambda *a, **k: ops.add(ops.matmul(a[0], final.kernel), final.bias) \
-                if final.use_bias else ops.matmul(a[0], final.kernel)
+    def scores(x):
+        y = ops.matmul(x, dense.kernel)
+        return ops.add(y, dense.bias) if dense.use_bias else y
 
-    def operation_fn(op):
-        return overrides.get(id(op)) or _infer(op)
+    return scores
 
-    if hasattr(model, "_run_through_graph") and getattr(model, "_nodes_by_depth", None) is not None:
-        out = model._run_through_graph([x], operation_fn=operation_fn)
-        while isinstance(out, (list, tuple)) and len(out) == 1:
-            out = out[0]
-        return out
+
+def _submodel(model: Any, output: Any) -> list:
+    """``keras.Model(model.input, output)`` (a tensor of ``model``'s own graph) as a
+    one-step list; empty when ``output`` is the input itself."""
     import keras
 
-    for layer in model.layers:  # Sequential: one layer after the other
-        if not isinstance(layer, keras.layers.InputLayer):
-            x = operation_fn(layer)(x)
-    return x
+    if output is model.input:
+        return []
+    return [_infer(keras.Model(model.input, output))]
 
 
-_COMPILED: "dict[int, tuple[Any, Any]]" = {}  # id(model) -> (weakref to model, {path key: fn})
+def _scores(model: Any) -> tuple[list, str]:
+    """``model`` as steps that end in its class scores before the activation, and the
+    activation left off ("" when its last layer is no softmax / sigmoid ``Dense``)."""
+    stages = _stages(model)
+    if len(getattr(model, "outputs", None) or []) != 1 or not stages:
+        return [_infer(model)], ""
+    final = stages[-1]
+    if _is_probability_dense(final):
+        return [*_submodel(model, final.input), _linear(final)], final.activation.__name__
+    if _is_model(final):
+        return _tail(stages, want_scores=True)
+    return [_infer(model)], ""
 
 
-def _gradcam_fn(model: Any, path: list):
-    """A compiled (``tf.function``) Grad-CAM step for ``model`` and ``path``, made once per model:
-    re-running the forward pass op by op eagerly costs seconds, the traced graph tens of ms."""
+def _tail(stages: list, want_scores: bool) -> tuple[list, str]:
+    """The steps that run ``stages`` one after another; with ``want_scores`` the last one
+    stops at the class scores (see ``_scores``)."""
+    if not stages or not want_scores:
+        return [_infer(layer) for layer in stages], ""
+    *rest, last = stages
+    steps = [_infer(layer) for layer in rest]
+    if _is_probability_dense(last):
+        return [*steps, _linear(last)], last.activation.__name__
+    if _is_model(last):
+        inner, activation = _scores(last)
+        return [*steps, *inner], activation
+    return [*steps, _infer(last)], ""
+
+
+class _Split:
+    """``model`` cut at a feature map: ``front`` (pixels -> map) and ``back`` (map -> class
+    scores, before ``activation``, "" when the output is not a softmax / sigmoid)."""
+
+    def __init__(self, front: list, back: list, activation: str):
+        self.front, self.back, self.activation = front, back, activation
+
+    def maps(self, x):
+        for step in self.front:
+            x = step(x)
+        return x
+
+    def scores(self, maps):
+        for step in self.back:
+            maps = step(maps)
+        return maps
+
+    def outputs(self, x):
+        """What the model outputs (probabilities), through the two halves."""
+        from keras import ops
+
+        y = self.scores(self.maps(x))
+        if self.activation == "softmax":
+            return ops.softmax(y, axis=-1)
+        if self.activation == "sigmoid":
+            return ops.sigmoid(y)
+        return y
+
+
+def _split(model: Any, path: list, want_scores: bool = True) -> _Split:
+    """Cut ``model`` at ``path[-1]``'s output, reached through the nested models of ``path[:-1]``."""
+    target, rest = path[0], path[1:]
+    stages = _stages(model)
+    index = next((i for i, layer in enumerate(stages) if layer is target), None)
+    if index is None:
+        raise TransferLabError(f"Grad-CAM could not find layer '{target.name}' in model '{model.name}'.")
+    after, activation = _tail(stages[index + 1:], want_scores)
+    if rest:
+        inner = _split(target, rest, want_scores and index == len(stages) - 1)
+        before = [_infer(layer) for layer in stages[:index]]
+        return _Split([*before, *inner.front], [*inner.back, *after], inner.activation or activation)
+    return _Split(_submodel(model, target.output), after, activation)
+
+
+_COMPILED: "dict[int, tuple[Any, Any]]" = {}  # id(model) -> (weakref to model, {path key: (split, step)})
+
+
+def _gradcam_fn(model: Any, path: list, x: np.ndarray):
+    """The Grad-CAM step for ``model`` and ``path``, a ``tf.function`` made once per model and
+    path (the traced graph runs in tens of ms). Its split is checked on ``x``, the first image:
+    ``back(front(x))`` must give ``model(x)``."""
     import tensorflow as tf
     import weakref
 
@@ -286,18 +341,28 @@ def _gradcam_fn(model: Any, path: list):
     fns = entry[1]
     if key in fns:
         return fns[key]
+    split = _split(model, path)
+    refused = TransferLabError(
+        f"Grad-CAM cannot split model '{model.name}' at '{'/'.join(layer.name for layer in path)}': "
+        "its layers around the feature map do not form a chain.")
+    expected = np.asarray(model(x, training=False), np.float32)
+    try:
+        got = np.asarray(split.outputs(x), np.float32)
+    except Exception as exc:  # a stage fed what it cannot take: the graph is no chain there
+        raise refused from exc
+    if got.shape != expected.shape or not np.allclose(got, expected, rtol=1e-4, atol=1e-5):
+        raise refused
     _, height, width, _ = model.input_shape
+    scores_are_logits = bool(split.activation)
 
     @tf.function(input_signature=[tf.TensorSpec((1, height, width, 3), tf.float32), tf.TensorSpec((), tf.int32)])
-    def step(x, class_index):
-        record: dict = {}
+    def step(pixels, class_index):
+        maps = split.maps(pixels)
         with tf.GradientTape() as tape:
-            out = _forward(model, x, path, True, record)
-            if record.get("maps") is None:
-                raise TransferLabError("Grad-CAM could not reach the feature map of this model.")
-            out = tf.reshape(tf.cast(out, tf.float32), (1, -1))
+            tape.watch(maps)
+            out = tf.reshape(tf.cast(split.scores(maps), tf.float32), (1, -1))
             if out.shape[-1] == 1:  # one sigmoid unit: class 1 = the unit, class 0 = its negation
-                threshold = 0.0 if record.get("logits") else 0.5
+                threshold = 0.0 if scores_are_logits else 0.5
                 predicted = tf.cast(out[0, 0] > threshold, tf.int32)
                 chosen = tf.where(class_index < 0, predicted, class_index)
                 score = out[0, 0] * tf.cast(2 * chosen - 1, tf.float32)
@@ -305,7 +370,6 @@ def _gradcam_fn(model: Any, path: list):
                 predicted = tf.cast(tf.argmax(out[0]), tf.int32)
                 chosen = tf.where(class_index < 0, predicted, class_index)
                 score = tf.gather(out[0], chosen)
-        maps = record["maps"]
         grads = tape.gradient(score, maps)
         if grads is None:
             raise TransferLabError("Grad-CAM found no gradient from the class score to the feature map.")
@@ -337,7 +401,7 @@ def gradcam(model: Any, pixels: np.ndarray, class_index: int | None = None, path
     k = int(model.output.shape[-1])
     if class_index is not None and not 0 <= int(class_index) < max(k, 2):
         raise TransferLabError(f"Class index {class_index} is out of range for a model with {max(k, 2)} classes.")
-    step = _gradcam_fn(model, path)
+    step = _gradcam_fn(model, path, image[None])
     maps, grads, chosen, score = step(tf.convert_to_tensor(image[None]),
                                       tf.constant(-1 if class_index is None else int(class_index), tf.int32))
     maps, grads = maps.numpy()[0], grads.numpy()[0]
