@@ -41,7 +41,8 @@ PAGES = {
 
 page = st.navigation(PAGES)
 dataset_slot = common.sidebar()
-try:
-    page.run()
-finally:  # after the page, so a dataset it just scanned shows (also when it called st.stop())
-    common.dataset_summary(dataset_slot)
+# Drawn before the page (st.stop() ends the run at the next element, so a page that stops early
+# would leave the slot empty), and again after it, so a dataset it just scanned shows.
+common.dataset_summary(dataset_slot)
+page.run()
+common.dataset_summary(dataset_slot)

@@ -11,7 +11,7 @@ from core.data import archives
 from core.data import samples
 from core.data import stats
 from core.data import uploads
-from core.data.dataset import DEFAULT_SEED, DEFAULT_VAL_FRACTION
+from core.data.dataset import DEFAULT_SEED, DEFAULT_VAL_FRACTION, check_trainable
 from core.errors import TransferLabError
 from app_pages import common
 
@@ -107,6 +107,15 @@ cols[1].metric("Classes", ds.num_classes)
 cols[2].metric("Training", f"{sum(counts['train'].values()):,}")
 cols[3].metric("Validation", f"{sum(counts['validation'].values()):,}")
 cols[4].metric("Unreadable files", len(ds.bad_files))
+untrainable = None
+try:
+    check_trainable(ds)
+except TransferLabError as exc:  # said at once, not when a queued run fails
+    untrainable = str(exc)
+    st.error(f"{untrainable} Training is not offered for it: add a class folder with photos and scan again, "
+             "or grow it on the Label page (it can add classes and photos to a class-folder dataset).",
+             icon=":material/block:")
+    st.page_link(common.LABEL_PAGE, label="Open the Label page", icon=":material/label:")
 if ds.split_source == "stratified":
     st.caption(
         f"No validation/ folder: {DEFAULT_VAL_FRACTION:.0%} of each class is held out for validation "
@@ -250,6 +259,10 @@ except ImportError:
     st.info("The strategy advisor is not available yet in this version.", icon=":material/construction:")
 else:
     backbone = common.current_backbone()
+    if untrainable:
+        st.info("The advisor recommends a way to train: it needs a dataset that can train (see above).",
+                icon=":material/block:")
+        st.stop()
     st.write(
         "Which strategy fits this dataset, from two measurements: its size (training images per class) "
         "and how well the sidebar's backbone already separates its classes (a linear probe on the "

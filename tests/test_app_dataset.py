@@ -191,3 +191,34 @@ def test_strategy_advisor_recommends(image_folder, shared_assets):
     assert "◀ this dataset" in at.table[0].value.to_string()
     at.run()  # the advice stays for this dataset and backbone
     assert any(s.value == advice for s in at.success)
+
+
+def sidebar_summary(at: AppTest) -> str:
+    return " ".join(m.value for m in at.sidebar.markdown if m.value.startswith("**Dataset:**"))
+
+
+def test_one_class_dataset_is_flagged_at_once(tmp_path):
+    """A one-class zip or folder passed the page silently; runs queued on it failed later."""
+    write_images(tmp_path / "only" / "cats", 0, 6)
+    at = scan_folder(open_dataset_page(), tmp_path / "only")
+    assert metrics(at)["Classes"] == "1"
+    (error,) = [e.value for e in at.error]
+    assert "needs at least two classes" in error and "Training is not offered" in error and ".." not in error
+    assert not [b for b in at.button if b.key == "tl_advise"]  # no advice on how to train it
+    assert "Label page" in " ".join(p.proto.label for p in at.get("page_link"))
+    assert sidebar_summary(at) == "**Dataset:** only"
+
+
+def test_a_two_class_dataset_is_not_flagged(image_folder):
+    at = scan_folder(open_dataset_page(), image_folder)
+    assert not at.error and [b for b in at.button if b.key == "tl_advise"]
+
+
+def test_sidebar_summary_stays_when_a_page_stops_early(tmp_path):
+    """Label (no dataset yet) and Explore (one class) call st.stop(): the summary went with it."""
+    write_images(tmp_path / "only" / "cats", 0, 6)
+    at = scan_folder(open_dataset_page(), tmp_path / "only")
+    for page in ("app_pages/explore.py", "app_pages/label.py"):
+        at.switch_page(page).run()
+        assert not at.exception, [e.value for e in at.exception]
+        assert sidebar_summary(at) == "**Dataset:** only", page
