@@ -184,6 +184,9 @@ def sidebar():
             home = os.environ.get(settings.HOME_ENV, "?")
             st.error(f"Data directory not usable: {exc}")
         st.caption(f"Data directory: `{home}`")
+        from core.nets import engine  # no TensorFlow import: OpenVINO's device query only
+
+        st.caption(f"Engine: {engine.describe()}")
 
         with st.expander("Settings", icon=":material/settings:"):
             st.text_input(

@@ -1,4 +1,4 @@
-"""Command line: ``python -m core train|runs|show|cancel|backbones|advise``.
+"""Command line: ``python -m core train|runs|show|cancel|backbones|engine|advise``.
 
 Runs any strategy headless on a dataset folder and writes a normal run, so
 results from scripts and the dashboard live side by side in one run store.
@@ -85,6 +85,21 @@ def _backbones(args) -> int:
     return 0
 
 
+def _engine(args) -> int:
+    from core.nets import engine
+
+    print(f"engine: {engine.describe()}")
+    print(f"{engine.ENGINE_ENV}={engine.requested()}; CPU capabilities (OpenVINO): "
+          f"{', '.join(engine.cpu_capabilities()) or 'none (OpenVINO missing)'}")
+    for v in engine.verdicts():
+        m = v.get("metrics", {})
+        print(f"parity {'passed' if v['passed'] else 'REFUSED'}: {v['network']} {v['size']}px {v['pooling']} "
+              f"on {v['engine']}: cosine mean {m.get('cosine_mean', float('nan')):.4f}"
+              + (f", top-1 agreement {m['top1_agreement']:.2f}" if "top1_agreement" in m else "")
+              + (f" ({v['reason']})" if v.get("reason") else ""))
+    return 0
+
+
 def _advise(args) -> int:
     from core.analysis.advisor import advise
     from core.data.dataset import scan_folder
@@ -125,6 +140,8 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument("run_id")
     c.set_defaults(func=_cancel)
     sub.add_parser("backbones", help="list backbones and where their weights are").set_defaults(func=_backbones)
+    sub.add_parser("engine", help="the engine and precision frozen forward passes run on, and the parity "
+                   "verdicts kept here").set_defaults(func=_engine)
     a = sub.add_parser("advise", help="the 2x2 strategy advisor for a dataset")
     a.add_argument("--dataset", required=True)
     a.add_argument("--backbone", default="efficientnet_lite0")

@@ -192,3 +192,65 @@ def test_the_converted_model_is_kept_for_the_next_process(weights_dir, tl_home, 
     # random weights have no stable identity: never kept
     rnd = backbones.load_backbone("tiny", weights=None).frozen_forward("avg")
     assert rnd.ir_key is None
+
+
+# ---------------------------------------------------------------- classifier, labelling, status lines
+
+@pytest.fixture
+def tiny_imagenet(tmp_path, monkeypatch):
+    from . import tiny_backbone
+
+    folder = tiny_backbone.build(tmp_path / "tinyweights")
+    monkeypatch.setenv(settings.WEIGHTS_ENV, str(folder))
+    return folder
+
+
+def _photos(tmp_path):
+    from .conftest import write_images
+
+    return [str(p) for i in range(3) for p in write_images(tmp_path / "photos" / str(i), i, 4, size=(32, 32))]
+
+
+def test_live_classifier_and_zero_shot_probabilities_run_on_the_engine(tiny_imagenet, tmp_path, tl_home,
+                                                                       monkeypatch):
+    from core.analysis import labeling
+    from core.serve import inference
+
+    paths = _photos(tmp_path)
+    _use(monkeypatch, "tensorflow")
+    ref = inference.load_imagenet("tinynet")
+    ref_p, _ = labeling.classifier_probabilities(paths, "tinynet")
+    _use(monkeypatch, "openvino")
+    pred = inference.load_imagenet("tinynet")
+    pred.warm_up()  # zeros: converts, settles nothing
+    assert pred.forward.engine == "openvino" and not _verdict_files(tl_home)
+    results = inference.classify_many(pred, [(p, p) for p in paths], k=3)
+    expected = inference.classify_many(ref, [(p, p) for p in paths], k=3)
+    assert [r.index for r in results] == [r.index for r in expected]
+    [path] = _verdict_files(tl_home)
+    verdict = json.loads(path.read_text())
+    assert verdict["passed"] and verdict["pooling"] == "probabilities" and verdict["metrics"]["top1_agreement"] == 1
+    ov_p, ok = labeling.classifier_probabilities(paths, "tinynet")
+    assert ok.all() and (ov_p.argmax(1) == ref_p.argmax(1)).all()
+    assert np.abs(ov_p - ref_p).max() < 0.02
+
+    # a broken engine under the classifier: refused, TensorFlow's probabilities come back
+    monkeypatch.setattr(engine, "openvino_runner",
+                        lambda *a, **k: (lambda x: np.full((len(x), 1000), 1e-3, np.float32)))
+    monkeypatch.setenv(settings.HOME_ENV, str(tmp_path / "other_home"))
+    bad_p, _ = labeling.classifier_probabilities(paths, "tinynet")
+    np.testing.assert_allclose(bad_p, ref_p, rtol=1e-5, atol=1e-6)
+
+
+def test_cli_and_status_line_name_the_engine(weights_dir, monkeypatch, capsys):
+    from core.__main__ import main
+
+    _use(monkeypatch, "tensorflow")
+    assert main(["engine"]) == 0
+    assert capsys.readouterr().out.startswith("engine: tensorflow f32 · TRANSFER_LAB_ENGINE=tensorflow")
+    _use(monkeypatch, "openvino")
+    x = np.random.default_rng(2).uniform(0, 255, (2, 32, 32, 3)).astype(np.float32)
+    backbones.load_backbone("tiny").frozen_forward("avg")(x)
+    assert main(["engine"]) == 0
+    out = capsys.readouterr().out
+    assert f"engine: {engine.choose().label}" in out and "parity passed: tiny|" in out and "32px avg" in out

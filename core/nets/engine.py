@@ -101,7 +101,7 @@ def cpu_precision() -> tuple[str, str]:
     """The fastest precision this CPU runs in OpenVINO and why: bf16 with native BF16
     (AVX512_BF16 or AMX), else f32."""
     if "BF16" in cpu_capabilities():
-        return "bf16", "CPU has native bf16 (AVX512_BF16/AMX)"
+        return "bf16", "CPU has native bf16 (AVX512_BF16 or AMX)"
     return "f32", "CPU has no native bf16"
 
 
@@ -137,7 +137,7 @@ def _choose(request: str) -> Choice:
         return Choice("tensorflow", "f32", "OpenVINO has no CPU device here")
     precision, why = cpu_precision()
     return Choice("openvino", precision, f"{'auto' if request == 'auto' else ENGINE_ENV + '=openvino'}: {why}"
-                  f" (OpenVINO {version})")
+                  f", OpenVINO {version}")
 
 
 def _available_devices() -> list[str]:
@@ -148,13 +148,13 @@ def _available_devices() -> list[str]:
 
 
 def describe(request: str | None = None) -> str:
-    """One line for the sidebar and the CLI: ``openvino bf16 (auto: CPU has native bf16 ...)``,
+    """One line for the sidebar and the CLI: ``openvino bf16 · auto: CPU has native bf16 ...``,
     plus how many networks the parity guard refused on this machine."""
     try:
         c = choose(request)
     except EngineError as exc:
         return str(exc)
-    line = f"{c.label} ({c.reason})" if c.reason else c.label
+    line = f"{c.label} · {c.reason}" if c.reason else c.label
     refused = [v for v in verdicts() if not v.get("passed") and v.get("engine") == c.label]
     if refused:
         line += f"; parity guard refused it for {len(refused)} network(s), TensorFlow runs those"
