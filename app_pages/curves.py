@@ -11,10 +11,12 @@ from plotly.subplots import make_subplots
 
 from app_pages import common
 from core.runs import compare
+from core.runs import curves
+from core.runs import progress
 from core.runs import jobs
 from core.errors import TransferLabError
 from core.runs.store import RunStore
-from core.train.strategies import STRATEGIES
+from core.train import registry
 
 REFRESH_S = 2.0
 FINISHED_IDS = "tl_curves_finished"  # selected runs seen finished at the last refresh
@@ -71,7 +73,7 @@ def curves_figure(ids: list[str]) -> tuple[go.Figure, list[str]]:
             continue
         name = table.loc[run_id, "name"] if single else label(run_id)
         colour = PALETTE[n % len(PALETTE)]
-        frame = compare.curves_frame(history, weight)
+        frame = curves.curves_frame(history, weight)
         for col, quantity in ((1, "accuracy"), (2, "loss")):
             for split, dash in (("train", "dot"), ("validation", "solid")):
                 part = frame[(frame["quantity"] == quantity) & (frame["split"] == split)]
@@ -85,7 +87,7 @@ def curves_figure(ids: list[str]) -> tuple[go.Figure, list[str]]:
                 fig.add_scatter(x=part["epoch"], y=part["smoothed"], mode="lines+markers", name=legend,
                                 legendgroup=legend, showlegend=col == 1, marker=dict(size=5),
                                 line=dict(color=colour_here, dash=dash), row=1, col=col)
-        best = compare.best_epoch(history)
+        best = curves.best_epoch(history)
         if best:
             for col, metric in ((1, "val_accuracy"), (2, "val_loss")):
                 if metric in history:
@@ -94,13 +96,13 @@ def curves_figure(ids: list[str]) -> tuple[go.Figure, list[str]]:
                                     name="best epoch", marker=dict(symbol="star", size=15, color="gold",
                                                                    line=dict(color="black", width=1)),
                                     hovertext=f"best epoch {best['epoch']:g}", row=1, col=col)
-        boundary = compare.fine_tune_boundary(history, run.metrics())
+        boundary = curves.fine_tune_boundary(history, run.metrics())
         if boundary is not None:
             for col in (1, 2):
                 fig.add_vline(x=boundary - 0.5, line_dash="dash", line_color=colour if not single else "grey",
                               row=1, col=col, annotation_text="fine-tuning starts" if col == 1 else None,
                               annotation_position="top left")
-        hint = compare.overfit_hint(history)
+        hint = curves.overfit_hint(history)
         if hint:
             notes.append(f"**{table.loc[run_id, 'name']}**: {hint['message']}")
     fig.update_xaxes(title_text="epoch", dtick=1 if max((len(runs[i].history()) for i in ids), default=0) <= 20 else None)
@@ -118,7 +120,7 @@ def curves_panel() -> None:
         st.rerun()  # a run just finished: redraw the details below as well
     for run_id, state in states.items():
         if state in compare.ACTIVE:
-            fraction, text = compare.progress_summary(runs[run_id].progress() if state == "running" else {}, state)
+            fraction, text = progress.progress_summary(runs[run_id].progress() if state == "running" else {}, state)
             line = f"{table.loc[run_id, 'name']}: {text}"
             st.progress(fraction, text=line) if fraction is not None else st.caption(line)
     if not any(not runs[i].history().empty for i in selected):
@@ -148,8 +150,10 @@ except TransferLabError as err:
     st.stop()
 state = status["state"]
 cfg = run.config
-st.caption(f"{STRATEGIES.get(cfg.get('strategy'), cfg.get('strategy'))} · backbone {table.loc[run_id, 'backbone']} "
+st.caption(f"{registry.label(cfg.get('strategy'))} · backbone {table.loc[run_id, 'backbone']} "
            f"({cfg.get('weights')}) · dataset `{cfg.get('dataset')}` · seed {cfg.get('seed')} · `{run.dir}`")
+if cfg.get("started_by"):
+    st.caption(f"Started by **{cfg['started_by']}**.")
 
 if state == "failed":
     st.error(f"This run failed: {status.get('reason') or 'no reason recorded'}", icon=":material/error:")
@@ -173,25 +177,25 @@ if metrics:
     c[0].metric("Validation accuracy", f"{metrics['val_accuracy']:.1%}")
     c[1].metric("Validation loss", f"{metrics['val_loss']:.3g}")
     c[2].metric("Macro F1", f"{metrics.get('macro_f1', float('nan')):.3f}")
-    c[3].metric("Training time", compare.format_seconds(metrics.get("train_seconds"), short=True),
-                help=compare.format_seconds(metrics.get("train_seconds")))
+    c[3].metric("Training time", progress.format_seconds(metrics.get("train_seconds"), short=True),
+                help=progress.format_seconds(metrics.get("train_seconds")))
     c[4].metric("Trainable params", f"{metrics.get('trainable_params', 0):,}")
     c[5].metric("Epochs", metrics.get("epochs_run", "?"))
-    best = compare.best_epoch(run.history())
+    best = curves.best_epoch(run.history())
     if best:
         st.caption(f"Best epoch {best['epoch']:g} ({best['value']:.1%} validation accuracy); the saved model "
                    f"keeps those weights. {metrics.get('val_images', '?')} validation images, "
                    f"{metrics.get('train_images', '?')} training images, {metrics.get('input_size')} px.")
 
     left, right = st.columns([3, 2])
-    cm = compare.confusion_frame(metrics)
+    cm = curves.confusion_frame(metrics)
     if not cm.empty:
         heat = px.imshow(cm, text_auto=True, color_continuous_scale="Blues", aspect="auto",
                          labels=dict(x="predicted", y="true", color="images"))
         heat.update_layout(height=max(300, 40 * len(cm) + 120), margin=dict(t=30))
         left.markdown("**Confusion matrix** (rows: true class; columns: predicted)")
         left.plotly_chart(heat, key="tl_curves_cm")
-    scores = compare.per_class_frame(metrics)
+    scores = curves.per_class_frame(metrics)
     right.markdown("**Per class**")
     right.dataframe(scores, hide_index=True, key="tl_curves_per_class", column_config={
         "precision": st.column_config.NumberColumn(format="%.3f"),
@@ -205,7 +209,7 @@ if metrics:
     c = st.columns([1, 3], vertical_alignment="bottom")
     count = c[0].number_input("How many", 6, 60, 12, 6, key="tl_curves_worst_n")
     wrong_only = c[1].checkbox("Mistakes only", False, key="tl_curves_wrong_only")
-    worst = compare.worst_predictions(predictions, int(count), wrong_only)
+    worst = curves.worst_predictions(predictions, int(count), wrong_only)
     if worst.empty:
         st.caption("No predictions recorded." if predictions is None or predictions.empty else "No mistakes at all.")
     else:

@@ -14,6 +14,7 @@ from core.data import uploads
 from core.data.dataset import DEFAULT_SEED, DEFAULT_VAL_FRACTION, check_trainable
 from core.errors import TransferLabError
 from app_pages import common
+from app_pages.advice import advisor_panel
 
 SOURCES = ("Sample dataset", "Local folder", "Upload a zip")
 GRID_COLUMNS, GRID_ROWS, THUMB_PX = 6, 3, 160
@@ -21,7 +22,6 @@ SCATTER_MAX = 5000  # dots in the size chart; more are sampled
 PAIRS_SHOWN = 6
 ZIP_STATE = "tl_zip_done"  # (file_id, error message or None, skipped members, extracted folder)
 DUPS_STATE = "tl_dups"  # {fingerprint: duplicates DataFrame}
-ADVICE_STATE = "tl_advice"  # {(fingerprint, backbone): core.analysis.advisor.Advice}
 
 st.title("Dataset")
 
@@ -60,7 +60,9 @@ elif source == SOURCES[1]:
         "Without a validation/ folder, 20% of each class is held out.",
     )
     if st.button("Scan folder", type="primary", disabled=not path.strip()):
-        common.scan(path.strip())
+        folder = common.checked_folder(path.strip())  # inside the server's allowed folders, links included
+        if folder is not None:
+            common.scan(folder)
 
 else:
     limit_mb = st.get_option("server.maxUploadSize")
@@ -252,35 +254,13 @@ if not pairs.empty:
 # ---------------------------------------------------------------- strategy advisor
 st.divider()
 st.header("Strategy advisor")
-try:
-    from core.analysis import advisor
-    from core.train.strategies import STRATEGIES
-except ImportError:
-    st.info("The strategy advisor is not available yet in this version.", icon=":material/construction:")
+st.write(
+    "Which strategy fits this dataset, from two measurements: its size (training images per class) "
+    "and how well the sidebar's backbone already separates its classes (a linear probe on the "
+    "ImageNet features of a sample)."
+)
+if untrainable:
+    st.info("The advisor recommends a way to train: it needs a dataset that can train (see above).",
+            icon=":material/block:")
 else:
-    backbone = common.current_backbone()
-    if untrainable:
-        st.info("The advisor recommends a way to train: it needs a dataset that can train (see above).",
-                icon=":material/block:")
-        st.stop()
-    st.write(
-        "Which strategy fits this dataset, from two measurements: its size (training images per class) "
-        "and how well the sidebar's backbone already separates its classes (a linear probe on the "
-        "ImageNet features of a sample)."
-    )
-    key = (ds.fingerprint, backbone)
-    if st.button("Advise a strategy", key="tl_advise", icon=":material/lightbulb:"):
-        bar = st.progress(0.0, text="Extracting features of a sample…")
-        with common.friendly_errors():
-            st.session_state[ADVICE_STATE] = {key: advisor.advise(
-                ds, backbone=backbone,
-                progress=lambda p: bar.progress(min(p.done / max(p.total, 1), 1.0),
-                                                text=f"Features of the sample: {p.done:,} of {p.total:,} images"),
-            )}
-        bar.empty()
-    advice = st.session_state.get(ADVICE_STATE, {}).get(key)
-    if advice is not None:
-        st.success(f"Recommended: **{STRATEGIES[advice.strategy]}** "
-                   f"(dataset {advice.size}, {advice.similarity} to ImageNet)", icon=":material/lightbulb:")
-        st.table(advice.table())
-        st.markdown("\n".join(f"- {reason}" for reason in advice.reasons))
+    advisor_panel(ds, common.current_backbone(), key="tl_advise")

@@ -9,12 +9,19 @@ import streamlit as st
 from plotly.subplots import make_subplots
 
 from app_pages import common
+from app_pages.advice import advisor_panel
 from core.runs import compare
+from core.runs import display
+from core.train import plans
+from core.runs import progress
+from core.train import registry
+from core.runs import sweep
 from core.runs import jobs
 from core.nets.backbones import get_spec, weights_location
 from core.errors import TransferLabError
 from core.runs.store import RunStore
-from core.train.strategies import STRATEGIES
+from core.nets.forward import POOLINGS
+from core.train.strategies import FLIPS, OPTIMIZERS
 
 REFRESH_S = 2.0  # queue refresh while jobs run
 IDLE_REFRESH_S = 10.0  # and while none does (runs started elsewhere, e.g. `python -m core train --background`)
@@ -22,7 +29,6 @@ LEARNING_RATES = (1e-6, 3e-6, 1e-5, 2e-5, 3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2)
 ACTIVE_IDS = "tl_strat_active"  # run ids seen queued/running at the last refresh
 MESSAGE = "tl_strat_message"  # (kind, text) to show once after a launch
 QUEUE_MESSAGE = "tl_strat_queue_message"  # (kind, text) from a queue button, shown inside the queue
-ADVICE = "tl_strat_advice"  # {(fingerprint, backbone): Advice dict or error text}
 SCOPE = "tl_strat_scope"
 
 st.title("Strategies")
@@ -59,49 +65,37 @@ def _int(where, label: str, value: int, key: str, lo: int = 0, hi: int = 1000, h
                                   persist_state="session"))
 
 
+def _option(where, option, value, key: str):
+    """One widget for one of a strategy's options, by the kind the registry gives it."""
+    if option.kind == "rate":
+        return _lr(where, option.label, value, key, help=option.help or None)
+    if option.kind == "int":
+        return _int(where, option.label, value or 0, key, int(option.lo), int(option.hi), help=option.help or None)
+    if option.kind == "float":
+        step = 0.05 if option.hi <= 1 else None
+        return float(where.number_input(option.label, min_value=float(option.lo), max_value=float(option.hi),
+                                        value=float(value), step=step, format="%g", key=key,
+                                        help=option.help or None, persist_state="session"))
+    text = where.text_input(option.label, ", ".join(str(v) for v in value), key=key, persist_state="session",
+                            help=option.help or None)
+    return plans.parse_ints(text, option.label.lower())
+
+
 def strategy_options(strategy: str, preset: str) -> dict:
-    """The widgets of one strategy's own options; returns its overrides."""
-    d = compare.preset_config(strategy, preset)
-    k = lambda field: _key(preset, strategy, field)  # noqa: E731
+    """The widgets of one strategy's own options (from the registry); returns its overrides."""
+    d = registry.make_config(strategy, preset)
+    options = registry.get(strategy).options
     out: dict = {}
-    if strategy == "linear_probe":
-        out["probe_c"] = float(st.number_input(
-            "Regularisation C (larger: weaker)", min_value=1e-4, max_value=1e4, value=float(d.probe_c),
-            format="%g", key=k("probe_c"), persist_state="session",
-            help="Logistic regression on cached features; no epochs, no learning rate."))
-        return out
-    c = st.columns(4)
-    head = "Head epochs (frozen base)" if strategy == "fine_tune" else "Epochs"
-    out["epochs"] = _int(c[0], head, d.epochs, k("epochs"), 1, 500)
-    out["learning_rate"] = _lr(c[1], "Learning rate" if strategy != "fine_tune" else "Head learning rate",
-                               d.learning_rate, k("learning_rate"))
-    out["early_stopping"] = _int(c[2], "Early stopping patience", d.early_stopping, k("early_stopping"), 0, 100,
-                                 help="Stop after this many epochs without a lower validation loss; 0: off.")
-    out["reduce_lr"] = _int(c[3], "Reduce LR patience", d.reduce_lr, k("reduce_lr"), 0, 100,
-                            help="Divide the learning rate by 3 after this many epochs without progress; 0: off.")
-    c = st.columns(4)
-    out["head_units"] = _int(c[0], "Dense units" + (" (0: linear head)" if strategy != "scratch" else ""),
-                             d.head_units, k("head_units"), 0, 8192)
-    out["dropout"] = float(c[1].number_input("Dropout", 0.0, 0.95, float(d.dropout), 0.05, key=k("dropout"),
-                                             persist_state="session"))
-    if strategy == "fine_tune":
-        out["fine_tune_layers"] = _int(c[2], "Top layers to unfreeze", d.fine_tune_layers, k("fine_tune_layers"),
-                                       1, 2000, help="Counted from the top of the base; BatchNorm layers stay frozen.")
-        out["fine_tune_epochs"] = _int(c[3], "Fine-tuning epochs", d.fine_tune_epochs, k("fine_tune_epochs"), 1, 500)
-        out["fine_tune_lr"] = _lr(st, "Fine-tuning learning rate", d.fine_tune_lr, k("fine_tune_lr"),
-                                  help="Low, so the pretrained features are adjusted rather than overwritten.")
-    if strategy == "scratch":
-        out["input_size"] = _int(c[2], "Input size (px)", d.input_size or 128, k("input_size"), 32, 1024)
-        filters = c[3].text_input("Filters per conv block", ", ".join(str(f) for f in d.scratch_filters),
-                                  key=k("scratch_filters"), persist_state="session",
-                                  help="One number per convolution block, e.g. 32, 64, 128.")
-        out["scratch_filters"] = compare.parse_ints(filters, "filters per conv block")
+    for row in range(0, len(options), 4):
+        cols = st.columns(4)
+        for col, option in zip(cols, options[row:row + 4]):
+            out[option.field] = _option(col, option, getattr(d, option.field), _key(preset, strategy, option.field))
     return out
 
 
 def common_options(preset: str, ds) -> tuple[dict, str]:
     """Options shared by every selected strategy, folded away in an expander."""
-    d = compare.preset_config("feature_extraction", preset)
+    d = registry.make_config("feature_extraction", preset)
     k = lambda field: _key(preset, "all", field)  # noqa: E731
     spec = get_spec(backbone if preset == "modern" else d.backbone)
     with st.expander("Advanced options (all strategies)", icon=":material/tune:"):
@@ -111,13 +105,12 @@ def common_options(preset: str, ds) -> tuple[dict, str]:
                                  help="random: the same network untrained; shows what ImageNet pretraining is worth.")
         size = _int(c[1], "Input size (px, 0: backbone default)", d.input_size, k("input_size"), 0, 1024,
                     help=f"{spec.display_name} default: {spec.default_size} px; at least {spec.min_size}.")
-        pooling = c[2].selectbox("Pooling of the feature map", ["avg", "max", "flatten"],
-                                 index=["avg", "max", "flatten"].index(d.pooling), key=k("pooling"),
+        pooling = c[2].selectbox("Pooling of the feature map", POOLINGS, index=POOLINGS.index(d.pooling),
+                                 key=k("pooling"),
                                  persist_state="session")
         batch = _int(c[3], "Batch size", d.batch_size, k("batch_size"), 1, 1024)
         c = st.columns(4)
-        optimizer = c[0].selectbox("Optimizer", ["adam", "rmsprop", "sgd"],
-                                   index=["adam", "rmsprop", "sgd"].index(d.optimizer), key=k("optimizer"),
+        optimizer = c[0].selectbox("Optimizer", OPTIMIZERS, index=OPTIMIZERS.index(d.optimizer), key=k("optimizer"),
                                    persist_state="session")
         seed = _int(c[1], "Seed", d.seed, k("seed"), 0, 2**31 - 1, help="Same seed, same split, same subset.")
         val_fraction = float(c[2].number_input(
@@ -129,12 +122,12 @@ def common_options(preset: str, ds) -> tuple[dict, str]:
         restore = c[0].checkbox("Keep the best epoch", d.restore_best, key=k("restore_best"), persist_state="session")
         balanced = c[1].checkbox("Balance class weights", d.class_weights, key=k("class_weights"),
                                  persist_state="session")
-        st.markdown("**Augmentation** (frozen base + augmentation, fine-tuning, from scratch)")
+        st.markdown("**Augmentation** (" + ", ".join(s.label.lower() if i else s.label for i, s in enumerate(
+            s for s in registry.STRATEGIES.values() if s.augments)) + ")")
         a = d.augment
         c = st.columns(6)
         aug_on = c[0].checkbox("Enabled", a.enabled, key=k("aug_enabled"), persist_state="session")
-        flips = ["", "horizontal", "vertical", "horizontal_and_vertical"]
-        flip = c[1].selectbox("Flip", flips, index=flips.index(a.flip), key=k("aug_flip"), persist_state="session",
+        flip = c[1].selectbox("Flip", FLIPS, index=FLIPS.index(a.flip), key=k("aug_flip"), persist_state="session",
                               format_func=lambda f: f.replace("_", " ") or "none")
         rot = float(c[2].number_input("Rotation", 0.0, 0.5, a.rotation, 0.05, key=k("aug_rotation"),
                                       persist_state="session", help="Fraction of a full turn."))
@@ -157,7 +150,7 @@ def launch(configs: list[dict], what: str) -> None:
     created = []
     try:
         for cfg in configs:
-            created.append(store.create(cfg, name=compare.run_name(cfg)))
+            created.append(store.create(cfg, name=plans.run_name(cfg)))
         for run in created:
             jobs.submit(run)
     except TransferLabError as err:
@@ -167,7 +160,7 @@ def launch(configs: list[dict], what: str) -> None:
     limit = jobs.max_jobs()
     at_a_time = "one run trains at a time" if limit == 1 else f"{limit} runs train at a time"
     st.session_state[MESSAGE] = ("success", f"Queued {what}: {len(created)} run{'s' * (len(created) != 1)}; "
-                                 f"{at_a_time} (TRANSFER_LAB_MAX_JOBS), the others wait in the queue below.")
+                                 f"{at_a_time} on this machine, the others wait in the queue below.")
 
 
 def _cancel(run_id: str, force: bool = False) -> None:
@@ -198,7 +191,7 @@ else:
                f"{sum(counts['validation'].values()):,} validation images, {ds.num_classes} classes. "
                f"Backbone **{get_spec(backbone).display_name}** (sidebar).")
     preset = st.segmented_control(
-        "Defaults", list(compare.PRESETS), format_func=compare.PRESETS.get, default="modern",
+        "Defaults", list(registry.PRESETS), format_func=registry.PRESETS.get, default="modern",
         key="tl_strat_preset", persist_state="session", required=True,
         help="Classic: the textbook recipe (always VGG16, whatever the sidebar says). "
              "Modern: faster defaults on the sidebar's backbone.")
@@ -206,16 +199,13 @@ else:
     if preset == "classic":
         st.caption("The classic recipe trains on VGG16 at 150 px (flattened 4x4x512 features, Dense 256 + "
                    "Dropout 0.5, RMSprop 2e-5, batch 20, 30 epochs); fine-tuning unfreezes VGG16's last block.")
-    chosen = st.multiselect("Strategies", list(STRATEGIES), default=["feature_extraction"], format_func=STRATEGIES.get,
-                            key="tl_strat_chosen", persist_state="session",
-                            help="Linear probe: logistic regression on cached features (seconds). Feature extraction: "
-                                 "a small head on cached features. Frozen base + augmentation: images through the "
-                                 "frozen base each epoch. Fine-tuning: the head first, then the top layers "
-                                 "at a low learning rate. From scratch: a small CNN, no pretraining.")
+    chosen = st.multiselect("Strategies", list(registry.STRATEGIES), default=["feature_extraction"],
+                            format_func=registry.label, key="tl_strat_chosen", persist_state="session",
+                            help=" ".join(f"{s.label}: {s.summary}." for s in registry.STRATEGIES.values()))
     per_strategy: dict = {}
     errors: list[str] = []
     for strategy in chosen:
-        with st.expander(f"{STRATEGIES[strategy]} options", icon=":material/settings:"):
+        with st.expander(f"{registry.label(strategy)} options", icon=":material/settings:"):
             try:
                 per_strategy[strategy] = strategy_options(strategy, preset)
             except TransferLabError as err:
@@ -230,24 +220,25 @@ else:
     left, right, _ = st.columns([1, 1, 2])
     train = left.button("Train selected", type="primary", icon=":material/play_arrow:", disabled=not chosen,
                         key="tl_strat_train")
-    all_five = right.button("Compare all five", icon=":material/compare_arrows:", key="tl_strat_all",
-                            help="Queue linear probe, feature extraction, frozen base + augmentation, fine-tuning "
-                                 "and from scratch on the same data, split and seed.")
+    every = list(registry.STRATEGIES.values())
+    all_five = right.button(f"Compare all {len(every)}", icon=":material/compare_arrows:", key="tl_strat_all",
+                            help="Queue " + ", ".join(s.label.lower() for s in every) + " on the same data, split "
+                                 "and seed.")
     if train or all_five:
         if errors:
             st.error("Fix the options above first: " + " ".join(errors))
         else:
             try:
                 if all_five:
-                    configs = compare.compare_all_configs(preset=preset, common=common_opts,
+                    configs = plans.compare_all_configs(preset=preset, common=common_opts,
                                                           per_strategy=per_strategy)
                 else:
-                    configs = [c.to_dict() for c in compare.build_configs(
+                    configs = [c.to_dict() for c in plans.build_configs(
                         chosen, preset=preset, common=common_opts, per_strategy=per_strategy)]
                 if name:
                     for cfg in configs:
-                        cfg["name"] = name if len(configs) == 1 else f"{name} · {STRATEGIES[cfg['strategy']]}"
-                launch(configs, "all five strategies" if all_five else "training")
+                        cfg["name"] = name if len(configs) == 1 else f"{name} · {registry.label(cfg['strategy'])}"
+                launch(configs, f"all {len(every)} strategies" if all_five else "training")
                 st.rerun()
             except TransferLabError as err:
                 st.error(str(err), icon=":material/error:")
@@ -280,7 +271,7 @@ def queue_panel() -> None:
         position += state == "queued"
         with st.container(border=True):
             top = st.columns([3, 1, 1], vertical_alignment="center")
-            strategy = STRATEGIES.get(run.config.get("strategy"), "?")
+            strategy = registry.label(run.config.get("strategy", "?"))
             top[0].markdown(f"**{run.name}**" + ("" if strategy in run.name else f" · {strategy}")
                             + f"  \n:gray[`{run.id}`]")
             asked = run.cancel_requested()
@@ -291,7 +282,7 @@ def queue_panel() -> None:
             else:
                 top[2].button("Cancel", key=f"tl_cancel_{run.id}", on_click=_cancel, args=(run.id,),
                               icon=":material/stop:")
-            fraction, text = compare.progress_summary(run.progress() if state == "running" else {}, state)
+            fraction, text = progress.progress_summary(run.progress() if state == "running" else {}, state)
             if state == "queued":
                 text = f"Waiting in the queue (#{position})"
             if fraction is None:
@@ -319,20 +310,31 @@ if table.empty:
     st.caption("No runs yet. Train a strategy above; finished runs appear here.")
 else:
     shown = table.assign(val_accuracy_pct=table["val_accuracy"] * 100)
+    # What matters first, so a 1400 px window shows it: a default name already says strategy and
+    # backbone, so those columns only come when some run was named by hand.
+    named = any(not (str(r["name"]).startswith(str(r["Strategy"])) and (r["strategy"] == "scratch"
+                                                                       or str(r["backbone"]) in str(r["name"])))
+                for _, r in shown.iterrows())
     selection = st.dataframe(
         shown, hide_index=True, key="tl_strat_table", on_select="rerun", selection_mode="multi-row",
-        column_order=["name", "Strategy", "backbone", "weights", "input_size", "state", "val_accuracy_pct",
-                      "val_loss", "train_seconds", "trainable_params", "epochs_run", "images_per_s", "run_id"],
+        placeholder="—",  # a queued run has no accuracy yet: a dash, not "None"
+        column_order=["name", *(["started_by"] if shown["started_by"].notna().any() else []),  # with sign-in
+                      *(["Strategy", "backbone"] if named else []), "state", "val_accuracy_pct",
+                      "train_seconds", "trainable_params", "val_loss", "epochs_run", "images_per_s", "input_size",
+                      "weights", "run_id"],
         column_config={
-            "name": "run", "input_size": st.column_config.NumberColumn("px"),
+            "name": st.column_config.TextColumn("run", width="medium"), "started_by": "started by",
+            "state": st.column_config.TextColumn("state", width="small"),
+            "input_size": st.column_config.NumberColumn("px", width="small"),
             "val_accuracy_pct": st.column_config.ProgressColumn("val accuracy", format="%.1f%%", min_value=0,
-                                                                max_value=100),
-            "val_loss": st.column_config.NumberColumn("val loss", format="%.3g"),
-            "train_seconds": st.column_config.NumberColumn("time (s)", format="%.1f",
+                                                                max_value=100, width="small"),
+            "val_loss": st.column_config.NumberColumn("val loss", format="%.3g", width="small"),
+            "train_seconds": st.column_config.NumberColumn("time (s)", format="%.1f", width="small",
                                                            help="Wall time of the fit, data and features included."),
-            "trainable_params": st.column_config.NumberColumn("trainable params", format="localized"),
-            "epochs_run": st.column_config.NumberColumn("epochs"),
-            "images_per_s": st.column_config.NumberColumn("images/s", format="%.1f"),
+            "trainable_params": st.column_config.NumberColumn("trainable params", format="localized", width="small"),
+            "epochs_run": st.column_config.NumberColumn("epochs", width="small"),
+            "images_per_s": st.column_config.NumberColumn("images/s", format="%.1f", width="small"),
+            "run_id": st.column_config.TextColumn("run id", width="small"),
         },
     )
     picked = [shown.iloc[i]["run_id"] for i in selection.selection.rows] if selection else []
@@ -352,7 +354,8 @@ else:
     failed = table[table["state"] == "failed"]
     if len(failed):
         st.warning(f"{len(failed)} run{'s' * (len(failed) != 1)} failed: "
-                   + "; ".join(f"**{r['name']}**: {r['reason']}" for _, r in failed.head(3).iterrows())
+                   + "; ".join(f"**{r['name']}**: {str(r['reason'] or 'no reason recorded').rstrip('.')}"
+                               for _, r in failed.head(3).iterrows())
                    + ". Open a run's curves to see the full error.", icon=":material/error:")
 
     done = compare.finished(table)
@@ -362,9 +365,9 @@ else:
         labels = done["name"] + " · " + done["run_id"].str[-4:]
         fig = make_subplots(rows=1, cols=4, subplot_titles=("Validation accuracy", "Validation loss",
                                                             "Wall time (s)", "Trainable parameters"))
-        colors = {s: px.colors.qualitative.Set2[i] for i, s in enumerate(STRATEGIES)}
+        colors = {s: px.colors.qualitative.Set2[i] for i, s in enumerate(registry.STRATEGIES)}
         formats = {"val_accuracy": "{:.1%}".format, "val_loss": "{:.3g}".format,
-                   "train_seconds": compare.format_seconds, "trainable_params": compare.compact}
+                   "train_seconds": progress.format_seconds, "trainable_params": progress.compact}
         for col, (field, fmt) in enumerate(formats.items(), start=1):
             fig.add_bar(x=labels, y=done[field], marker_color=[colors.get(s, "#888") for s in done["strategy"]],
                         text=[fmt(v) if pd.notna(v) else "" for v in done[field]], textposition="outside",
@@ -379,8 +382,8 @@ else:
         fig.update_xaxes(showticklabels=False)
         fig.update_layout(height=330, margin=dict(t=40, b=10))
         st.plotly_chart(fig, key="tl_strat_bars")
-        st.caption("Colours: " + " · ".join(f"<span style='color:{colors[s]}'>■</span> {STRATEGIES[s]}"
-                                            for s in STRATEGIES if s in set(done["strategy"]))
+        st.caption("Colours: " + " · ".join(f"<span style='color:{colors[s]}'>■</span> {registry.label(s)}"
+                                            for s in registry.STRATEGIES if s in set(done["strategy"]))
                    + ". Hover a bar for its run.", unsafe_allow_html=True)
 
         st.subheader("Accuracy vs time")
@@ -389,13 +392,14 @@ else:
                              symbol="backbone", hover_name="name", log_x=True,
                              hover_data={"trainable_params": ":,", "run_id": True},
                              labels={"train_seconds": "wall time (s, log scale)", "val_accuracy": "validation accuracy"},
-                             color_discrete_map={STRATEGIES[s]: c for s, c in colors.items()})
+                             color_discrete_map={registry.label(s): c for s, c in colors.items()})
         front = trade[trade["pareto"]]
         scatter.add_trace(go.Scatter(x=front["train_seconds"], y=front["val_accuracy"], mode="lines",
                                      line=dict(dash="dot", color="grey"), name="best trade-offs"))
         scatter.update_traces(marker_size=13, selector=dict(mode="markers"))
         scatter.update_layout(height=380, yaxis_tickformat=".0%", yaxis_range=[0, 1.05], margin=dict(t=10))
-        scatter.update_xaxes(dtick=1)  # log axis: one tick per decade
+        ticks, tick_text = display.log_ticks(trade["train_seconds"])  # labelled even inside one decade
+        scatter.update_xaxes(tickvals=ticks, ticktext=tick_text)
         st.plotly_chart(scatter, key="tl_strat_scatter")
         st.caption("Up and to the left is better. The dotted line joins the runs nothing beats on both time and "
                    "accuracy; feature runs after the first reuse cached features, so they look faster.")
@@ -404,36 +408,11 @@ else:
 
 if ds is not None:
     st.subheader("The advisor's recommendation")
-    key = (ds.fingerprint, backbone)
-    advice = st.session_state.setdefault(ADVICE, {}).get(key)
-    if advice is None:
-        st.caption("The advisor measures your data (size, and how well ImageNet features separate a sample of "
-                   f"it with {get_spec(backbone).display_name}) and picks a cell of the classic 2x2 table.")
-        if st.button("Ask the advisor", icon=":material/psychology:", key="tl_strat_advise"):
-            with st.spinner("Measuring the dataset: features of a sample, cross-validated probe…"):
-                try:
-                    from core.analysis.advisor import advise
-
-                    st.session_state[ADVICE][key] = advise(ds, backbone=backbone).to_dict()
-                except TransferLabError as err:
-                    st.session_state[ADVICE][key] = str(err)
-            st.rerun()
-    elif isinstance(advice, str):
-        st.error(f"The advisor could not measure this dataset: {advice}", icon=":material/error:")
-        if st.button("Try again", key="tl_strat_advise_again"):
-            del st.session_state[ADVICE][key]
-            st.rerun()
-    else:
-        from core.analysis.advisor import Advice
-
-        adv = Advice(**advice)
-        left, right = st.columns([2, 3])
-        left.dataframe(adv.table(), key="tl_strat_advice_table")
-        right.markdown(f"**Recommended: {STRATEGIES[adv.strategy]}**"
-                       + (f", unfreezing about the top {adv.unfreeze_layers} layers" if adv.unfreeze_layers else ""))
-        right.markdown("\n".join(f"- {r}" for r in adv.reasons))
+    adv = advisor_panel(ds, backbone, key="tl_strat_advise")
+    if adv is not None:
+        unpretrained = [name for name, s in registry.STRATEGIES.items() if not s.pretrained]
         mine = everything[(everything["dataset"] == ds.root)
-                          & ((everything["backbone"] == backbone) | (everything["strategy"] == "scratch"))]
+                          & ((everything["backbone"] == backbone) | everything["strategy"].isin(unpretrained))]
         verdict = compare.advisor_verdict(mine, adv.strategy)
         if verdict["agreed"] is None:
             st.info(verdict["message"], icon=":material/info:")
@@ -449,7 +428,7 @@ st.write("Fine-tune with more and more of the top layers unfrozen, everything el
          "unfreezing more stops paying.")
 if ds is not None:
     c = st.columns([2, 1, 1, 1], vertical_alignment="bottom")
-    depths_text = c[0].text_input("Top layers to unfreeze, one run each", ", ".join(map(str, compare.DEFAULT_DEPTHS)),
+    depths_text = c[0].text_input("Top layers to unfreeze, one run each", ", ".join(map(str, sweep.DEFAULT_DEPTHS)),
                                   key="tl_sweep_depths", persist_state="session",
                                   help="Counted from the top of the base (BatchNorm stays frozen).")
     head_epochs = _int(c[1], "Head epochs", 3, "tl_sweep_head_epochs", 1, 200)
@@ -457,22 +436,22 @@ if ds is not None:
     if c[3].button("Launch the sweep", icon=":material/stacked_line_chart:", key="tl_sweep_launch"):
         try:
             preset = st.session_state.get("tl_strat_preset") or "modern"
-            base = compare.preset_config("fine_tune", preset, **{
+            base = registry.make_config("fine_tune", preset, **{
                 **common_opts, **per_strategy.get("fine_tune", {}), "epochs": head_epochs, "fine_tune_epochs": ft_epochs})
-            launch(compare.sweep_configs(base, compare.parse_ints(depths_text, "layer counts")), "the layer sweep")
+            launch(sweep.sweep_configs(base, plans.parse_ints(depths_text, "layer counts")), "the layer sweep")
             st.rerun()
         except TransferLabError as err:
             st.error(str(err), icon=":material/error:")
     st.caption("Uses the fine-tuning options and advanced options above (learning rates, augmentation, seed).")
 
-sweeps = compare.sweep_results(r for r in store.list() if ds is None or r.config.get("dataset") == ds.root)
+sweeps = sweep.sweep_results(r for r in store.list() if ds is None or r.config.get("dataset") == ds.root)
 if sweeps.empty:
     st.caption("No sweep yet.")
 else:
-    ids = list(dict.fromkeys(sweeps[compare.SWEEP_KEY][::-1]))
-    sweep = st.selectbox("Sweep", ids, key="tl_sweep_pick", persist_state="session",
-                         format_func=lambda s: f"{s} ({(sweeps[compare.SWEEP_KEY] == s).sum()} runs)")
-    rows = sweeps[sweeps[compare.SWEEP_KEY] == sweep]
+    ids = list(dict.fromkeys(sweeps[sweep.SWEEP_KEY][::-1]))
+    picked_sweep = st.selectbox("Sweep", ids, key="tl_sweep_pick", persist_state="session",
+                                format_func=lambda s: f"{s} ({(sweeps[sweep.SWEEP_KEY] == s).sum()} runs)")
+    rows = sweeps[sweeps[sweep.SWEEP_KEY] == picked_sweep]
     pending = rows[rows["state"].isin(compare.ACTIVE)]
     if len(pending):
         st.caption(f"{len(pending)} of {len(rows)} runs still queued or running.")
@@ -490,7 +469,7 @@ else:
                           yaxis_tickformat=".0%", margin=dict(t=10))
         fig.update_xaxes(type="log" if done_rows["fine_tune_layers"].max() > 20 else "linear")
         st.plotly_chart(fig, key="tl_sweep_chart")
-        verdict = compare.sweep_verdict(rows)
+        verdict = sweep.sweep_verdict(rows)
         if verdict:
             st.info(verdict, icon=":material/insights:")
     failed = rows[rows["state"] == "failed"]

@@ -35,20 +35,19 @@ ANCHORS = [
 
 def configs(ctx: Context):
     """(row label, weights, StrategyConfig) for every cell of the table."""
-    from core.train.strategies import STRATEGIES as NAMES
-    from core.train.strategies import modern_defaults
+    from core.train import registry
 
     limit = QUICK_PER_CLASS if ctx.quick else 0
     epochs = QUICK_EPOCHS if ctx.quick else EPOCHS
     out = []
     for weights, strategies in (("imagenet", STRATEGIES), ("random", RANDOM_STRATEGIES)):
         for strategy in strategies:
-            cfg = modern_defaults(strategy, dataset=str(ctx.dataset), backbone=BACKBONE, weights=weights,
-                                  seed=ctx.seed, limit_per_class=limit, **epochs.get(strategy, {}))
-            out.append((NAMES[strategy], f"{BACKBONE} ({weights})", cfg))
+            cfg = registry.make_config(strategy, dataset=str(ctx.dataset), backbone=BACKBONE, weights=weights,
+                                       seed=ctx.seed, limit_per_class=limit, **epochs.get(strategy, {}))
+            out.append((registry.label(strategy), f"{BACKBONE} ({weights})", cfg))
     extra = epochs["scratch"]
-    out.append((NAMES["scratch"], "small CNN (random init)",
-                modern_defaults("scratch", dataset=str(ctx.dataset), seed=ctx.seed, limit_per_class=limit, **extra)))
+    out.append((registry.label("scratch"), "small CNN (random init)",
+                registry.make_config("scratch", dataset=str(ctx.dataset), seed=ctx.seed, limit_per_class=limit, **extra)))
     return out
 
 
@@ -102,6 +101,6 @@ def run(ctx: Context) -> GroupResult:
                             f"({'; '.join(k + ' ' + ', '.join(f'{a}={b}' for a, b in v.items()) for k, v in QUICK_EPOCHS.items())}); "
                             "not comparable "
                             "with the anchors")
-    result.notes.append("configs: core.train.strategies.modern_defaults (Adam; feature extraction with early stopping); "
+    result.notes.append("configs: core.train.registry.make_config (Adam; feature extraction with early stopping); "
                         "random weights = the same EfficientNet-Lite0 graph with Keras' initialisers")
     return result

@@ -312,17 +312,17 @@ def classifier_latency(ctx: Context, result: GroupResult, ds, photos: int) -> No
 def head_training(ctx: Context, result: GroupResult, per_class: int | None) -> None:
     """Item 4: the classic recipe's head (Dense 256 + Dropout 0.5, RMSprop 2e-5, 30 epochs,
     batch 20) on cached VGG16@150 flatten features, vs one epoch of frozen VGG16 + augmentation."""
-    from core.train.strategies import classic_recipe
+    from core.train import registry
     from core.train.fit import fit
 
     common = dict(dataset=str(ctx.dataset), weights="random", seed=ctx.seed, limit_per_class=per_class or 0)
     log("classic head on cached VGG16@150 features, 30 epochs")
-    head = fit(classic_recipe(**common))
+    head = fit(registry.make_config("feature_extraction", "classic", **common))
     head_s = float(head.history["seconds"].sum())
     n = int(head.metrics["train_images"])
     dim = result.figures.get("pipeline", {}).get("vgg16@150", {}).get("feature_dim")
     log("one epoch of frozen VGG16@150 + augmentation")
-    frozen = fit(classic_recipe(strategy="frozen_augment", epochs=1, **common))
+    frozen = fit(registry.make_config("frozen_augment", "classic", epochs=1, **common))
     epoch_s = float(frozen.history["seconds"].iloc[0])
     r = ratio(head_s, epoch_s)
     result.figures["head_training"] = {

@@ -11,7 +11,9 @@ import json
 import sys
 
 from core.errors import TransferLabError
-from core.train.strategies import STRATEGIES, classic_recipe, modern_defaults
+from core.nets.forward import POOLINGS
+from core.train import registry
+from core.train.strategies import OPTIMIZERS
 
 
 def _train(args) -> int:
@@ -19,7 +21,6 @@ def _train(args) -> int:
     from core.runs import worker
     from core.runs.store import RunStore
 
-    base = classic_recipe if args.classic else (lambda **kw: modern_defaults(args.strategy, **kw))
     overrides = {k: v for k, v in {
         "dataset": args.dataset, "backbone": args.backbone, "weights": args.weights,
         "input_size": args.input_size, "pooling": args.pooling, "epochs": args.epochs,
@@ -27,7 +28,7 @@ def _train(args) -> int:
         "fine_tune_layers": args.fine_tune_layers, "fine_tune_epochs": args.fine_tune_epochs,
         "limit_per_class": args.limit_per_class, "seed": args.seed,
     }.items() if v is not None}
-    cfg = base(**overrides)
+    cfg = registry.make_config(args.strategy, "classic" if args.classic else "modern", **overrides)
     run = RunStore().create(cfg.to_dict(), name=args.name)
     print(f"run {run.id} -> {run.dir}")
     if args.background:
@@ -115,16 +116,16 @@ def parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
     t = sub.add_parser("train", help="train one strategy and write a run")
     t.add_argument("--dataset", required=True, help="folder of class subfolders (optionally train/ validation/)")
-    t.add_argument("--strategy", choices=list(STRATEGIES), default="feature_extraction")
-    t.add_argument("--classic", action="store_true", help="the textbook VGG16 recipe (RMSprop 2e-5, 30 epochs)")
+    t.add_argument("--strategy", choices=list(registry.STRATEGIES), default="feature_extraction")
+    t.add_argument("--classic", action="store_true", help="the textbook recipe's settings for the strategy (VGG16 at 150 px, RMSprop 2e-5, batch 20)")
     t.add_argument("--backbone")
     t.add_argument("--weights", help="imagenet (default), random, or a weights file")
     t.add_argument("--input-size", type=int)
-    t.add_argument("--pooling", choices=["avg", "max", "flatten"])
+    t.add_argument("--pooling", choices=POOLINGS)
     t.add_argument("--epochs", type=int)
     t.add_argument("--batch-size", type=int)
     t.add_argument("--lr", type=float)
-    t.add_argument("--optimizer", choices=["adam", "rmsprop", "sgd"])
+    t.add_argument("--optimizer", choices=OPTIMIZERS)
     t.add_argument("--fine-tune-layers", type=int)
     t.add_argument("--fine-tune-epochs", type=int)
     t.add_argument("--limit-per-class", type=int, help="train on a seeded subset")

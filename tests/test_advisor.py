@@ -1,8 +1,9 @@
-"""The 2x2 strategy advisor on constructed cases: separability of synthetic features, and
-each cell (small/large x similar/different) reached with measured figures in the reasons."""
+"""The 2x2 strategy advisor on constructed cases: each cell (small/large x similar/different)
+reached with measured figures in the reasons (the measure itself: tests/test_separability.py)."""
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from types import SimpleNamespace
 
 import numpy as np
@@ -12,44 +13,6 @@ from core.analysis import advisor
 from core.data.dataset import Dataset, ImageRecord
 
 DIM = 32
-
-
-def gaussians(n_per_class: int, shift: float, classes: int = 2, seed: int = 0):
-    """``classes`` Gaussian blobs in DIM dimensions; class c is centred ``shift`` along axis c."""
-    rng = np.random.default_rng(seed)
-    X, y = [], []
-    for c in range(classes):
-        centre = np.full(DIM, 1.0)  # positive offset: row normalisation keeps the classes apart
-        centre[c] += shift
-        X.append(rng.normal(size=(n_per_class, DIM)) + centre)
-        y += [c] * n_per_class
-    return np.vstack(X).astype("float32"), np.array(y)
-
-
-def test_separability_high_for_well_separated_classes():
-    X, y = gaussians(40, shift=8.0)
-    sep = advisor.separability(X, y)
-    assert sep["probe_accuracy"] >= 0.95 and sep["knn_accuracy"] >= 0.95
-    assert sep["folds"] == 5
-
-
-def test_separability_near_chance_for_identical_distributions():
-    X, y = gaussians(40, shift=0.0)
-    sep = advisor.separability(X, y)
-    assert abs(sep["probe_accuracy"] - 0.5) <= 0.2 and abs(sep["knn_accuracy"] - 0.5) <= 0.2
-
-
-def test_separability_three_classes_and_few_samples():
-    X, y = gaussians(3, shift=8.0, classes=3)  # 3 a class: folds shrink to 3, k-NN to 3 neighbours
-    sep = advisor.separability(X, y)
-    assert sep["folds"] == 3 and sep["probe_accuracy"] >= 0.9
-
-
-def test_separability_with_a_class_index_missing():
-    X, y = gaussians(20, shift=8.0, classes=3)
-    keep = y != 1
-    sep = advisor.separability(X[keep], y[keep])
-    assert sep["probe_accuracy"] >= 0.9
 
 
 # ---------------------------------------------------------------- advise() on constructed datasets
@@ -79,8 +42,9 @@ def fake_features(monkeypatch):
     def load_backbone(name, weights="imagenet", input_size=None, seed=0):
         return SimpleNamespace(base=SimpleNamespace(layers=[object()] * 150))
 
-    monkeypatch.setattr("core.features.cache.extract_features", extract_features)
+    monkeypatch.setattr("core.features.dataset.extract_features", extract_features)
     monkeypatch.setattr("core.nets.backbones.load_backbone", load_backbone)
+    monkeypatch.setattr("core.nets.loaded._HELD", OrderedDict())  # the fake backbone stays in this test
     return state
 
 
@@ -105,16 +69,17 @@ def test_advise_each_cell(fake_features, per_class, shift, size, similarity, str
     assert f["sample_size"] == 2 * advisor.SAMPLE_PER_CLASS  # a seeded sample, not the whole dataset
     assert fake_features["calls"][-1]["n"] == 2 * advisor.SAMPLE_PER_CLASS
     assert f["chance"] == pytest.approx(0.5)
-    assert f["skill"] == pytest.approx((f["probe_accuracy"] - 0.5) / 0.5)
+    assert f["skill"] == pytest.approx((f["probe_cv_accuracy"] - 0.5) / 0.5)
     if similarity == "similar":
-        assert f["probe_accuracy"] >= 0.95 and f["skill"] >= advisor.SIMILAR_SKILL
+        assert f["probe_cv_accuracy"] >= 0.95 and f["skill"] >= advisor.SIMILAR_SKILL
     else:
-        assert f["probe_accuracy"] <= 0.7 and f["skill"] < advisor.SIMILAR_SKILL
+        assert f["probe_cv_accuracy"] <= 0.7 and f["skill"] < advisor.SIMILAR_SKILL
 
     text = "\n".join(advice.reasons)
     assert f"{per_class:,} training images" in text
     assert f"counts as {size}" in text
-    assert f"{f['probe_accuracy']:.1%}" in text and f"{f['knn_accuracy']:.1%}" in text
+    assert f"{f['probe_cv_accuracy']:.1%}" in text and f"leave-one-out: {f['knn_loo_accuracy']:.1%}" in text
+    assert f["probe_folds"] == 5 and "5-fold" in text
     assert f"chance: {f['chance']:.1%}" in text and f"skill of {f['skill']:.2f}" in text
     assert ("similar to ImageNet" if similarity == "similar" else "different from ImageNet") in text
     assert "MobileNetV2" in text
@@ -127,9 +92,9 @@ def test_advise_each_cell(fake_features, per_class, shift, size, similarity, str
     assert list(table.index) == ["small", "large"] and list(table.columns) == ["similar", "different"]
     marked = [(r, c) for r in table.index for c in table.columns if "◀ this dataset" in table.loc[r, c]]
     assert marked == [(size, similarity)]
-    from core.train.strategies import STRATEGIES
+    from core.train import registry
 
-    assert table.loc[size, similarity].startswith(STRATEGIES[strategy])
+    assert table.loc[size, similarity].startswith(registry.label(strategy))
     assert advice.to_dict()["strategy"] == strategy
 
 

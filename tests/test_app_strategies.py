@@ -12,7 +12,8 @@ import time
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from core.runs import compare
+from core.train import registry
+from core.runs import sweep
 from core.runs import jobs
 from core.data.dataset import scan_folder
 from core.runs.store import RunStore, pid_alive
@@ -114,18 +115,19 @@ def test_launch_a_run_then_see_it_in_the_comparison_and_the_curves(store, image_
     assert any("tensorboard --logdir" in c.value for c in at.code)
 
 
-def test_compare_all_queues_five_strategies_on_the_same_split(store, image_folder, monkeypatch):
-    """Queue only (no worker starts): five runs, same data, split and seed; a queued one cancels at once."""
+def test_compare_all_queues_every_strategy_on_the_same_split(store, image_folder, monkeypatch):
+    """Queue only (no worker starts): one run per registered strategy, same data, split and seed;
+    a queued one cancels at once."""
     monkeypatch.setattr(jobs, "pump", lambda *a, **kw: [])
     at = open_page(scan_folder(image_folder))
     at.selectbox(key="tl_opt_modern_all_weights").set_value("random")
     at.number_input(key="tl_opt_modern_all_input_size").set_value(32)
     at.button(key="tl_strat_all").click().run()
-    assert "Queued all five strategies: 5 runs" in texts(at.success)
+    n = len(registry.STRATEGIES)
+    assert f"Queued all {n} strategies: {n} runs" in texts(at.success)
     runs = store.list()
     configs = [r.config for r in reversed(runs)]
-    assert [c["strategy"] for c in configs] == ["linear_probe", "feature_extraction", "frozen_augment",
-                                                "fine_tune", "scratch"]
+    assert [c["strategy"] for c in configs] == list(registry.STRATEGIES)
     assert len({(c["dataset"], c["seed"], c["val_fraction"], c["group"]) for c in configs}) == 1
     assert all(c["weights"] == "random" and c["input_size"] == 32 for c in configs)
     assert [r.effective_state() for r in runs] == ["queued"] * 5
@@ -198,7 +200,7 @@ def test_advisor_verdict_and_sweep_launch(store, image_folder, monkeypatch):
     at = open_page(ds)
     at.button(key="tl_strat_advise").click().run()
     assert not at.exception, [e.value for e in at.exception]
-    assert "Recommended: Feature extraction" in texts(at.markdown)
+    assert "Recommended: **Feature extraction**" in texts(at.success)
     assert "Measurement agrees" in texts(at.success)
 
     at.text_input(key="tl_sweep_depths").set_value("1, 3")
@@ -227,7 +229,7 @@ def test_classic_preset_with_every_strategy_renders_its_options(store, image_fol
     monkeypatch.setattr(jobs, "pump", lambda *a, **kw: [])
     at = open_page(scan_folder(image_folder))
     at.segmented_control(key="tl_strat_preset").set_value("classic").run()
-    at.multiselect(key="tl_strat_chosen").set_value(list(compare.STRATEGIES)).run()
+    at.multiselect(key="tl_strat_chosen").set_value(list(registry.STRATEGIES)).run()
     assert not at.exception and not at.error
     assert at.number_input(key="tl_opt_classic_all_input_size").value == 150
     assert at.number_input(key="tl_opt_classic_fine_tune_fine_tune_layers").value == 4
@@ -235,7 +237,7 @@ def test_classic_preset_with_every_strategy_renders_its_options(store, image_fol
     assert "VGG16" in texts(at.caption)
     at.button(key="tl_strat_train").click().run()
     configs = {r.config["strategy"]: r.config for r in store.list()}
-    assert set(configs) == set(compare.STRATEGIES)
+    assert set(configs) == set(registry.STRATEGIES)
     assert {c["backbone"] for c in configs.values()} == {"vgg16"}
     assert configs["feature_extraction"]["optimizer"] == "rmsprop" and configs["scratch"]["learning_rate"] == 1e-4
 
@@ -243,8 +245,8 @@ def test_classic_preset_with_every_strategy_renders_its_options(store, image_fol
 def test_sweep_chart_from_finished_runs(store, image_folder, monkeypatch):
     monkeypatch.setattr(jobs, "pump", lambda *a, **kw: [])
     ds = scan_folder(image_folder)
-    base = compare.preset_config("fine_tune", dataset=ds.root)
-    for cfg, acc in zip(compare.sweep_configs(base, [2, 8]), [0.9, 0.85]):
+    base = registry.make_config("fine_tune", dataset=ds.root)
+    for cfg, acc in zip(sweep.sweep_configs(base, [2, 8]), [0.9, 0.85]):
         run = store.create(cfg, name=cfg["name"])
         run.set_status("running")
         run.append_history({"epoch": 1, "phase": "head", "val_accuracy": 0.8, "val_loss": 0.4})

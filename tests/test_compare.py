@@ -11,6 +11,12 @@ import pandas as pd
 import pytest
 
 from core.runs import compare
+from core.runs import curves
+from core.errors import ConfigError
+from core.train import plans
+from core.runs import progress
+from core.train import registry
+from core.runs import sweep
 from core.runs.store import RunStore
 
 
@@ -28,8 +34,8 @@ def history(val_loss, loss=None, val_acc=None, phase=None) -> pd.DataFrame:
 
 def test_smooth_zero_weight_is_identity_and_first_value_is_kept():
     x = [1.0, 3.0, 2.0, 5.0]
-    assert np.allclose(compare.smooth(x, 0.0), x)
-    s = compare.smooth(x, 0.6)
+    assert np.allclose(curves.smooth(x, 0.0), x)
+    s = curves.smooth(x, 0.6)
     assert s[0] == pytest.approx(1.0)  # debiased: no pull towards zero at the start
     # by hand: ema_t = 0.6 ema_{t-1} + 0.4 x_t, divided by 1 - 0.6^t
     e1 = 0.4 * 1.0
@@ -40,154 +46,154 @@ def test_smooth_zero_weight_is_identity_and_first_value_is_kept():
 def test_smooth_reduces_noise_and_skips_nans():
     rng = np.random.default_rng(0)
     noisy = 0.5 + rng.normal(0, 0.1, 200)
-    assert np.std(compare.smooth(noisy, 0.9)[20:]) < np.std(noisy) / 2
-    s = compare.smooth([1.0, np.nan, 1.0], 0.5)
+    assert np.std(curves.smooth(noisy, 0.9)[20:]) < np.std(noisy) / 2
+    s = curves.smooth([1.0, np.nan, 1.0], 0.5)
     assert np.isnan(s[1]) and s[2] == pytest.approx(1.0)
     with pytest.raises(ValueError):
-        compare.smooth([1.0], 1.0)
+        curves.smooth([1.0], 1.0)
 
 
 # ---------------------------------------------------------------- best epoch
 
 def test_best_epoch_highest_accuracy_ties_to_lower_loss():
     h = history(val_loss=[0.9, 0.5, 0.4, 0.6], val_acc=[0.6, 0.8, 0.8, 0.7])
-    best = compare.best_epoch(h)
+    best = curves.best_epoch(h)
     assert best["epoch"] == 3 and best["value"] == pytest.approx(0.8) and best["index"] == 2
-    by_loss = compare.best_epoch(h, "val_loss")
+    by_loss = curves.best_epoch(h, "val_loss")
     assert by_loss["epoch"] == 3 and by_loss["value"] == pytest.approx(0.4)
 
 
 def test_best_epoch_handles_empty_and_missing():
-    assert compare.best_epoch(pd.DataFrame()) is None
-    assert compare.best_epoch(pd.DataFrame({"epoch": [1], "loss": [1.0]})) is None
+    assert curves.best_epoch(pd.DataFrame()) is None
+    assert curves.best_epoch(pd.DataFrame({"epoch": [1], "loss": [1.0]})) is None
     h = pd.DataFrame({"epoch": [1, 2], "val_accuracy": [np.nan, 0.7], "val_loss": [np.nan, 0.5]})
-    assert compare.best_epoch(h)["epoch"] == 2
+    assert curves.best_epoch(h)["epoch"] == 2
 
 
 # ---------------------------------------------------------------- overfitting
 
 def test_overfit_hint_fires_when_val_loss_rises_and_train_loss_falls():
     h = history(val_loss=[0.9, 0.6, 0.45, 0.5, 0.58, 0.7], loss=[1.0, 0.7, 0.5, 0.35, 0.2, 0.1])
-    hint = compare.overfit_hint(h, patience=3)
+    hint = curves.overfit_hint(h, patience=3)
     assert hint is not None
     assert hint["best_epoch"] == 3 and hint["epochs_since"] == 3
     assert "epoch 3" in hint["message"] and "overfitting" in hint["message"]
 
 
 def test_overfit_hint_quiet_when_improving_too_short_or_train_loss_rises():
-    assert compare.overfit_hint(history(val_loss=[0.9, 0.7, 0.5, 0.4, 0.3])) is None  # still improving
+    assert curves.overfit_hint(history(val_loss=[0.9, 0.7, 0.5, 0.4, 0.3])) is None  # still improving
     # only two epochs of rise with patience 3
-    assert compare.overfit_hint(history(val_loss=[0.9, 0.6, 0.4, 0.45, 0.5]), patience=3) is None
+    assert curves.overfit_hint(history(val_loss=[0.9, 0.6, 0.4, 0.45, 0.5]), patience=3) is None
     # validation loss rises but so does training loss: diverging, not overfitting
     h = history(val_loss=[0.9, 0.5, 0.6, 0.7, 0.8], loss=[0.8, 0.6, 0.7, 0.8, 0.9])
-    assert compare.overfit_hint(h, patience=3) is None
+    assert curves.overfit_hint(h, patience=3) is None
     # wandering just above the minimum is noise, not a trend
     h = history(val_loss=[0.9, 0.5, 0.52, 0.501, 0.515, 0.502, 0.505], loss=np.linspace(1, 0.1, 7))
-    assert compare.overfit_hint(h, patience=3) is None
+    assert curves.overfit_hint(h, patience=3) is None
     # mostly falling after the minimum, with one late jump: not a climb
     h = history(val_loss=[0.9, 0.5, 0.7, 0.65, 0.6, 0.58, 0.56], loss=np.linspace(1, 0.1, 7))
-    assert compare.overfit_hint(h, patience=3) is None
-    assert compare.overfit_hint(pd.DataFrame({"epoch": [1, 2, 3, 4, 5], "loss": [1, 0.9, 0.8, 0.7, 0.6]})) is None
+    assert curves.overfit_hint(h, patience=3) is None
+    assert curves.overfit_hint(pd.DataFrame({"epoch": [1, 2, 3, 4, 5], "loss": [1, 0.9, 0.8, 0.7, 0.6]})) is None
 
 
 # ---------------------------------------------------------------- fine-tuning boundary, curves
 
 def test_fine_tune_boundary_from_metrics_or_phase():
     h = history(val_loss=[0.5] * 5, phase=["head", "head", "head", "fine_tune", "fine_tune"])
-    assert compare.fine_tune_boundary(h) == 4
-    assert compare.fine_tune_boundary(h, {"fine_tune_start_epoch": 3}) == 3
-    assert compare.fine_tune_boundary(history(val_loss=[0.5] * 3)) is None
-    assert compare.fine_tune_boundary(pd.DataFrame(), {}) is None
+    assert curves.fine_tune_boundary(h) == 4
+    assert curves.fine_tune_boundary(h, {"fine_tune_start_epoch": 3}) == 3
+    assert curves.fine_tune_boundary(history(val_loss=[0.5] * 3)) is None
+    assert curves.fine_tune_boundary(pd.DataFrame(), {}) is None
 
 
 def test_curves_frame_long_form_with_smoothing():
     h = history(val_loss=[0.9, 0.6, 0.5])
-    frame = compare.curves_frame(h, 0.5, label="r1")
+    frame = curves.curves_frame(h, 0.5, label="r1")
     assert set(frame["quantity"]) == {"accuracy", "loss"} and set(frame["split"]) == {"train", "validation"}
     assert len(frame) == 12 and (frame["run"] == "r1").all()
     val = frame[(frame["quantity"] == "loss") & (frame["split"] == "validation")]
     assert val["value"].tolist() == [0.9, 0.6, 0.5]
     assert val["smoothed"].iloc[0] == pytest.approx(0.9) and val["smoothed"].iloc[2] > 0.5
-    assert compare.curves_frame(pd.DataFrame()).empty
+    assert curves.curves_frame(pd.DataFrame()).empty
 
 
 # ---------------------------------------------------------------- configs
 
 def test_preset_config_modern_and_classic():
-    fe = compare.preset_config("feature_extraction", "modern", dataset="/d", backbone="mobilenet_v2")
+    fe = registry.make_config("feature_extraction", "modern", dataset="/d", backbone="mobilenet_v2")
     assert fe.optimizer == "adam" and fe.backbone == "mobilenet_v2" and fe.early_stopping == 4
-    classic = compare.preset_config("feature_extraction", "classic", dataset="/d")
+    classic = registry.make_config("feature_extraction", "classic", dataset="/d")
     assert (classic.backbone, classic.input_size, classic.pooling, classic.optimizer, classic.learning_rate,
             classic.batch_size, classic.epochs, classic.head_units) == ("vgg16", 150, "flatten", "rmsprop", 2e-5,
                                                                         20, 30, 256)
-    ft = compare.preset_config("fine_tune", "classic")
+    ft = registry.make_config("fine_tune", "classic")
     assert ft.fine_tune_layers == 4 and ft.fine_tune_lr == 1e-5  # VGG16's block5: 3 convs + pool
-    assert compare.preset_config("scratch", "classic").scratch_filters == (32, 64, 128, 128)
-    with pytest.raises(compare.ConfigError, match="Unknown strategy"):
-        compare.preset_config("magic")
-    with pytest.raises(compare.ConfigError, match="epochs must be at least 1"):
-        compare.preset_config("scratch", epochs=0)
+    assert registry.make_config("scratch", "classic").scratch_filters == (32, 64, 128, 128)
+    with pytest.raises(ConfigError, match="Unknown strategy"):
+        registry.make_config("magic")
+    with pytest.raises(ConfigError, match="epochs must be at least 1"):
+        registry.make_config("scratch", epochs=0)
 
 
 def test_build_configs_order_of_overrides_and_errors():
-    cfgs = compare.build_configs(["feature_extraction", "scratch"], common={"dataset": "/d", "seed": 7, "epochs": 2},
+    cfgs = plans.build_configs(["feature_extraction", "scratch"], common={"dataset": "/d", "seed": 7, "epochs": 2},
                                  per_strategy={"scratch": {"epochs": 9, "scratch_filters": (8, 16)}})
     assert [c.strategy for c in cfgs] == ["feature_extraction", "scratch"]
     assert cfgs[0].epochs == 2 and cfgs[1].epochs == 9 and cfgs[1].scratch_filters == (8, 16)
     assert all(c.seed == 7 and c.dataset == "/d" for c in cfgs)
-    with pytest.raises(compare.ConfigError, match="at least one strategy"):
-        compare.build_configs([], common={"dataset": "/d"})
-    with pytest.raises(compare.ConfigError, match="dataset"):
-        compare.build_configs(["scratch"], common={})
-    with pytest.raises(compare.ConfigError, match="Feature extraction"):
-        compare.build_configs(["feature_extraction"], common={"dataset": "/d", "no_such_option": 1})
+    with pytest.raises(ConfigError, match="at least one strategy"):
+        plans.build_configs([], common={"dataset": "/d"})
+    with pytest.raises(ConfigError, match="dataset"):
+        plans.build_configs(["scratch"], common={})
+    with pytest.raises(ConfigError, match="Feature extraction"):
+        plans.build_configs(["feature_extraction"], common={"dataset": "/d", "no_such_option": 1})
 
 
 def test_compare_all_same_data_split_and_seed():
-    configs = compare.compare_all_configs(common={"dataset": "/d", "seed": 5, "val_fraction": 0.3,
+    configs = plans.compare_all_configs(common={"dataset": "/d", "seed": 5, "val_fraction": 0.3,
                                                   "backbone": "mobilenet_v2"})
     assert [c["strategy"] for c in configs] == ["linear_probe", "feature_extraction", "frozen_augment",
                                                 "fine_tune", "scratch"]
     assert {(c["dataset"], c["seed"], c["val_fraction"]) for c in configs} == {("/d", 5, 0.3)}
-    assert len({c[compare.GROUP_KEY] for c in configs}) == 1
+    assert len({c[plans.GROUP_KEY] for c in configs}) == 1
 
 
 def test_parse_ints():
-    assert compare.parse_ints("8, 16 32") == (8, 16, 32)
+    assert plans.parse_ints("8, 16 32") == (8, 16, 32)
     for bad in ("", "8, x", "0, 4"):
-        with pytest.raises(compare.ConfigError):
-            compare.parse_ints(bad, "filters")
+        with pytest.raises(ConfigError):
+            plans.parse_ints(bad, "filters")
 
 
 def test_sweep_configs_differ_only_in_depth():
-    base = compare.preset_config("fine_tune", dataset="/d", seed=3)
-    configs = compare.sweep_configs(base, [20, 5, 5, 10])
+    base = registry.make_config("fine_tune", dataset="/d", seed=3)
+    configs = sweep.sweep_configs(base, [20, 5, 5, 10])
     assert [c["fine_tune_layers"] for c in configs] == [5, 10, 20]
-    assert len({c[compare.SWEEP_KEY] for c in configs}) == 1
+    assert len({c[sweep.SWEEP_KEY] for c in configs}) == 1
     strip = lambda c: {k: v for k, v in c.items() if k not in ("fine_tune_layers", "name")}  # noqa: E731
     assert strip(configs[0]) == strip(configs[2])
-    with pytest.raises(compare.ConfigError):
-        compare.sweep_configs(base, [0])
-    assert compare.default_depths(30) == (2, 5, 10, 20, 30)
-    assert compare.default_depths(None) == compare.DEFAULT_DEPTHS
+    with pytest.raises(ConfigError):
+        sweep.sweep_configs(base, [0])
+    assert sweep.default_depths(30) == (2, 5, 10, 20, 30)
+    assert sweep.default_depths(None) == sweep.DEFAULT_DEPTHS
 
 
 # ---------------------------------------------------------------- progress text
 
 def test_progress_summary():
-    assert compare.progress_summary({}, "queued") == (None, "Waiting in the queue")
-    frac, text = compare.progress_summary({"phase": "fine_tune", "epoch": 2, "epochs": 4, "batch": 5,
+    assert progress.progress_summary({}, "queued") == (None, "Waiting in the queue")
+    frac, text = progress.progress_summary({"phase": "fine_tune", "epoch": 2, "epochs": 4, "batch": 5,
                                            "batches": 10, "images_per_s": 123.4, "eta_s": 75})
     assert frac == pytest.approx((1 + 0.5) / 4)
     assert text == "Fine-tuning · epoch 2/4 · batch 5/10 · 123.4 images/s · ETA 1 min 15 s"
-    frac, text = compare.progress_summary({"phase": "extract train", "done": 50, "total": 200,
+    frac, text = progress.progress_summary({"phase": "extract train", "done": 50, "total": 200,
                                            "images_per_s": 10.0, "eta_s": 15.0})
     assert frac == 0.25 and text.startswith("Extracting features (train) · 50/200 images")
-    assert compare.progress_summary({"phase": "load", "message": "Loading vgg16"}) == (None, "Loading vgg16")
-    assert compare.format_seconds(3725) == "1 h 02 min" and compare.format_seconds(float("nan")) == "?"
-    assert [compare.format_seconds(v, short=True) for v in (59, 108, 600, 7200)] == ["59 s", "108 s", "10.0 min",
+    assert progress.progress_summary({"phase": "load", "message": "Loading vgg16"}) == (None, "Loading vgg16")
+    assert progress.format_seconds(3725) == "1 h 02 min" and progress.format_seconds(float("nan")) == "?"
+    assert [progress.format_seconds(v, short=True) for v in (59, 108, 600, 7200)] == ["59 s", "108 s", "10.0 min",
                                                                                      "2.0 h"]
-    assert [compare.compact(v) for v in (812, 6001, 2_586_177, None)] == ["812", "6.0k", "2.6M", ""]
+    assert [progress.compact(v) for v in (812, 6001, 2_586_177, None)] == ["812", "6.0k", "2.6M", ""]
 
 
 # ---------------------------------------------------------------- the comparison table (real run store)
@@ -246,8 +252,8 @@ def test_advisor_verdict_agrees_disagrees_or_waits():
 
 def test_sweep_results_and_verdict():
     store = RunStore()
-    base = compare.preset_config("fine_tune", dataset="/d")
-    configs = compare.sweep_configs(base, [2, 10, 40])
+    base = registry.make_config("fine_tune", dataset="/d")
+    configs = sweep.sweep_configs(base, [2, 10, 40])
     for cfg, ft_acc in zip(configs, [0.85, 0.91, 0.88]):
         run = store.create(cfg)
         run.set_status("running")
@@ -256,11 +262,11 @@ def test_sweep_results_and_verdict():
         run.write_metrics({"val_accuracy": max(ft_acc, 0.84), "unfrozen_layers": cfg["fine_tune_layers"] // 2})
         run.set_status("done")
     store.create({**configs[0], "fine_tune_layers": 80})  # still queued
-    res = compare.sweep_results(store.list())
+    res = sweep.sweep_results(store.list())
     assert res["fine_tune_layers"].tolist() == [2, 10, 40, 80]
     assert res["head_accuracy"].tolist()[:3] == [0.84] * 3
     assert res["fine_tune_accuracy"].tolist()[:3] == [0.85, 0.91, 0.88] and math.isnan(res["fine_tune_accuracy"][3])
-    text = compare.sweep_verdict(res)
+    text = sweep.sweep_verdict(res)
     assert "top 10 layers" in text and "Unfreezing more (40) did not help" in text
 
 
@@ -270,21 +276,21 @@ def test_confusion_per_class_and_worst_predictions():
     metrics = {"classes": ["a", "b"], "confusion_matrix": [[3, 1], [0, 4]],
                "per_class": {"a": {"precision": 1.0, "recall": 0.75, "f1": 0.857, "support": 4},
                              "b": {"precision": 0.8, "recall": 1.0, "f1": 0.889, "support": 4}}}
-    cm = compare.confusion_frame(metrics)
+    cm = curves.confusion_frame(metrics)
     assert cm.loc["a", "b"] == 1 and cm.index.name == "true" and cm.columns.name == "predicted"
-    assert compare.confusion_frame({}).empty
-    assert compare.per_class_frame(metrics)["class"].tolist() == ["a", "b"]
+    assert curves.confusion_frame({}).empty
+    assert curves.per_class_frame(metrics)["class"].tolist() == ["a", "b"]
     pred = pd.DataFrame({"path": ["p1", "p2", "p3", "p4"], "true": ["a", "a", "b", "b"],
                          "predicted": ["a", "b", "b", "b"], "confidence": [0.9, 0.8, 0.6, 0.99],
                          "true_confidence": [0.9, 0.2, 0.6, 0.99], "correct": [True, False, True, True]})
-    worst = compare.worst_predictions(pred, 2)
+    worst = curves.worst_predictions(pred, 2)
     assert worst["path"].tolist() == ["p2", "p3"]
-    assert compare.worst_predictions(pred, 5, wrong_only=True)["path"].tolist() == ["p2"]
-    assert compare.worst_predictions(None).empty
+    assert curves.worst_predictions(pred, 5, wrong_only=True)["path"].tolist() == ["p2"]
+    assert curves.worst_predictions(None).empty
 
 
 def test_run_name_defaults():
-    assert compare.run_name({"strategy": "scratch"}) == "From scratch"
-    assert compare.run_name({"strategy": "fine_tune", "backbone": "vgg16"}) == "Fine-tuning · vgg16"
-    assert compare.run_name({"strategy": "fine_tune", "name": "mine"}) == "mine"
-    assert compare.new_group_id("x").startswith(f"x-{time.strftime('%Y%m%d')}")
+    assert plans.run_name({"strategy": "scratch"}) == "From scratch"
+    assert plans.run_name({"strategy": "fine_tune", "backbone": "vgg16"}) == "Fine-tuning · vgg16"
+    assert plans.run_name({"strategy": "fine_tune", "name": "mine"}) == "mine"
+    assert plans.new_group_id("x").startswith(f"x-{time.strftime('%Y%m%d')}")

@@ -15,7 +15,9 @@ import numpy as np
 import pytest
 
 from core.train import fit as training
-from core.train.strategies import StrategyConfig, classic_recipe, modern_defaults
+from core.train import loop
+from core.train import registry
+from core.train.strategies import StrategyConfig
 
 pytestmark = pytest.mark.real  # test_frozen_base_with_augmentation_and_scratch is also marked slow
 
@@ -36,7 +38,7 @@ def figures_report(tmp_path_factory):
     print("\n" + "\n".join(lines) + f"\nreal-tier figures written to {path}")
 
 
-def measured(key: str, cfg: StrategyConfig, **fit_kwargs) -> training.FitResult:
+def measured(key: str, cfg: StrategyConfig, **fit_kwargs) -> loop.FitResult:
     start = time.perf_counter()
     result = training.fit(cfg, **fit_kwargs)
     wall = time.perf_counter() - start
@@ -55,7 +57,7 @@ def measured(key: str, cfg: StrategyConfig, **fit_kwargs) -> training.FitResult:
 
 
 def lite0(dataset, strategy: str, **overrides) -> StrategyConfig:
-    return modern_defaults(strategy, dataset=str(dataset), backbone=LITE0, **overrides)
+    return registry.make_config(strategy, dataset=str(dataset), backbone=LITE0, **overrides)
 
 
 # ---------------------------------------------------------------- full dataset, cached features
@@ -116,7 +118,7 @@ def test_frozen_base_with_augmentation_and_scratch(cats_vs_dogs):
     frozen = measured(f"frozen_augment ({SUBSET}/class)",
                       lite0(cats_vs_dogs, "frozen_augment", limit_per_class=SUBSET, epochs=1))
     scratch = measured(f"scratch 128px ({SUBSET}/class)",
-                       modern_defaults("scratch", dataset=str(cats_vs_dogs), limit_per_class=SUBSET, epochs=4))
+                       registry.make_config("scratch", dataset=str(cats_vs_dogs), limit_per_class=SUBSET, epochs=4))
     assert frozen.metrics["val_accuracy"] >= 0.85, frozen.metrics  # a head on a frozen ImageNet base
     assert len(frozen.predictions) == len(scratch.predictions) == 2 * SUBSET
     assert scratch.metrics["backbone"] == "scratch_cnn" and scratch.metrics["epochs_run"] >= 1
@@ -132,8 +134,8 @@ def test_classic_vgg16_recipe_runs_end_to_end_as_a_run(cats_vs_dogs):
     from core.runs import worker
     from core.runs.store import RunStore
 
-    cfg = classic_recipe(dataset=str(cats_vs_dogs), weights="random", epochs=2, limit_per_class=SUBSET,
-                         name="classic VGG16 recipe (random weights)")
+    cfg = registry.make_config("feature_extraction", "classic", dataset=str(cats_vs_dogs), weights="random",
+                               epochs=2, limit_per_class=SUBSET, name="classic VGG16 recipe (random weights)")
     run = RunStore().create(cfg.to_dict(), name=cfg.name)
     previous = signal.getsignal(signal.SIGTERM)  # worker.main installs its own SIGTERM handler
     start = time.perf_counter()

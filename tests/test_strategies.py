@@ -10,7 +10,9 @@ import numpy as np
 import pytest
 
 from core.train import strategies
-from core.train.strategies import Augment, StrategyConfig, classic_recipe, output_spec, unfreeze_top
+from core.errors import ConfigError
+from core.train import registry
+from core.train.strategies import Augment, StrategyConfig, output_spec, unfreeze_top
 
 TINY_SIZE = 32
 
@@ -89,33 +91,41 @@ def test_config_round_trip_through_json_including_augment():
     assert StrategyConfig(weights="imagenet").weights_arg == "imagenet"
 
 
-@pytest.mark.parametrize("bad, match", [
-    ({"strategy": "transfer_everything"}, "unknown strategy 'transfer_everything'"),
-    ({"optimizer": "adagrad"}, "unknown optimizer 'adagrad'"),
-])
-def test_invalid_strategy_or_optimizer_rejected(bad, match):
-    with pytest.raises(ValueError, match=match):
-        StrategyConfig(**bad)
-    with pytest.raises(ValueError, match=match):
-        StrategyConfig.from_dict(bad)
+def test_invalid_optimizer_rejected():
+    with pytest.raises(ValueError, match="unknown optimizer 'adagrad'"):
+        StrategyConfig(optimizer="adagrad")
+    with pytest.raises(ValueError, match="unknown optimizer 'adagrad'"):
+        StrategyConfig.from_dict({"optimizer": "adagrad"})
+
+
+def test_unknown_strategy_rejected_by_the_registry():
+    """A config naming no registered strategy cannot make a run: checked, made or fitted."""
+    from core.train.fit import fit
+
+    bad = StrategyConfig.from_dict({"strategy": "transfer_everything"})
+    for attempt in (lambda: registry.check(bad), lambda: registry.make_config("transfer_everything"),
+                    lambda: fit(bad)):
+        with pytest.raises(ConfigError, match="Unknown strategy 'transfer_everything'"):
+            attempt()
 
 
 def test_every_strategy_and_optimizer_is_accepted():
-    for name in strategies.STRATEGIES:
-        assert StrategyConfig(strategy=name).strategy == name
-        assert strategies.modern_defaults(name).strategy == name
+    for name in registry.STRATEGIES:
+        assert registry.check(StrategyConfig(strategy=name)).strategy == name
+        assert registry.make_config(name).strategy == name
+        assert registry.make_config(name, "classic").strategy == name
     for opt in strategies.OPTIMIZERS:
         assert StrategyConfig(optimizer=opt).optimizer == opt
 
 
 def test_classic_recipe_fields():
-    cfg = classic_recipe()
+    cfg = registry.make_config("feature_extraction", "classic")
     assert cfg.strategy == "feature_extraction"
     assert cfg.backbone == "vgg16" and cfg.input_size == 150 and cfg.pooling == "flatten"
     assert cfg.optimizer == "rmsprop" and cfg.learning_rate == pytest.approx(2e-5)
     assert cfg.epochs == 30 and cfg.batch_size == 20
     assert cfg.head_units == 256 and cfg.dropout == pytest.approx(0.5)
-    over = classic_recipe(weights="random", epochs=2, limit_per_class=100)
+    over = registry.make_config("feature_extraction", "classic", weights="random", epochs=2, limit_per_class=100)
     assert (over.weights, over.epochs, over.limit_per_class) == ("random", 2, 100)
     assert (over.backbone, over.input_size, over.pooling, over.learning_rate) == ("vgg16", 150, "flatten", 2e-5)
 

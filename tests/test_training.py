@@ -16,6 +16,7 @@ import pandas as pd
 import pytest
 
 from core.train import fit as training
+from core.train import loop
 from core.errors import DatasetError
 from core.train.evaluation import predict_files
 from core.train.strategies import StrategyConfig
@@ -42,7 +43,7 @@ def tiny_config(dataset, strategy="feature_extraction", **kw) -> StrategyConfig:
     return StrategyConfig(**{**base, **kw})
 
 
-class CountingReporter(training.NullReporter):
+class CountingReporter(loop.NullReporter):
     """Says stop after ``stop_after`` calls to should_stop (None: never); records progress."""
 
     def __init__(self, stop_after=None):
@@ -225,10 +226,10 @@ def test_three_classes_use_softmax(use_env, flat_folder):
 
 def test_class_weights_balanced():
     y = np.array([0] * 12 + [1] * 4)
-    w = training.class_weights(y, 2)
+    w = loop.class_weights(y, 2)
     assert w == pytest.approx({0: 16 / 24, 1: 16 / 8})
     assert w[0] * 12 == pytest.approx(w[1] * 4)  # each class weighs the same in the loss
-    w3 = training.class_weights(np.array([0, 0, 0, 1, 2, 2]), 4)  # a class with no images
+    w3 = loop.class_weights(np.array([0, 0, 0, 1, 2, 2]), 4)  # a class with no images
     assert w3 == pytest.approx({0: 0.5, 1: 1.5, 2: 0.75, 3: 0.0})
 
 
@@ -285,10 +286,10 @@ def test_limit_per_class_trains_on_a_seeded_subset(use_env):
     cfg = tiny_config(use_env["data"], "linear_probe", limit_per_class=5)
     result = training.fit(cfg)
     assert result.metrics["train_images"] == 10 and result.metrics["val_images"] == 8  # val has 4 a class
-    chosen = sorted(training.load_dataset(cfg).paths("train"))
-    assert sorted(p for p in result.predictions["path"]) == sorted(training.load_dataset(cfg).paths("validation"))
-    assert chosen == sorted(training.load_dataset(cfg).paths("train"))  # seeded: the same subset again
-    other = sorted(training.load_dataset(tiny_config(use_env["data"], "linear_probe", limit_per_class=5,
+    chosen = sorted(loop.load_dataset(cfg).paths("train"))
+    assert sorted(p for p in result.predictions["path"]) == sorted(loop.load_dataset(cfg).paths("validation"))
+    assert chosen == sorted(loop.load_dataset(cfg).paths("train"))  # seeded: the same subset again
+    other = sorted(loop.load_dataset(tiny_config(use_env["data"], "linear_probe", limit_per_class=5,
                                                      seed=99)).paths("train"))
     assert len(other) == 10 and other != chosen
 

@@ -1,9 +1,9 @@
 """The 2x2 strategy advisor: dataset size x similarity to ImageNet, both measured.
 
 Size is counted (images per class in the train split). Similarity is measured:
-a cross-validated linear probe and a 5-NN vote on ImageNet features of a
-seeded sample, normalised against chance. Features come from the feature
-cache, so asking again is cheap.
+a cross-validated linear probe and a leave-one-out 5-NN vote on ImageNet
+features of a seeded sample (``core.analysis.separability``), normalised against
+chance. Features come from the feature cache, so asking again is cheap.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
+from core.analysis.separability import separability
 from core.data.dataset import Dataset, subset
 
 SMALL_PER_CLASS = 1000  # under this many training images a class, a dataset counts as small
@@ -50,57 +51,38 @@ class Advice:
         """The 2x2 table as a DataFrame (rows size, columns similarity) with this cell marked."""
         import pandas as pd
 
-        from core.train.strategies import STRATEGIES
+        from core.train import registry
 
         rows = {}
         for size in ("small", "large"):
             rows[size] = {
-                sim: STRATEGIES[CELLS[(size, sim)][0]] + (" ◀ this dataset" if (size, sim) == (self.size, self.similarity) else "")
+                sim: registry.label(CELLS[(size, sim)][0]) + (" ◀ this dataset" if (size, sim) == (self.size, self.similarity) else "")
                 for sim in ("similar", "different")
             }
         return pd.DataFrame(rows).T.rename_axis("dataset size")
 
 
-def separability(X: np.ndarray, y: np.ndarray, folds: int = 5, seed: int = 0) -> dict[str, float]:
-    """Cross-validated linear-probe and 5-NN accuracy of features ``X`` for labels ``y``."""
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.model_selection import StratifiedKFold, cross_val_score
-    from sklearn.neighbors import KNeighborsClassifier
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import Normalizer
-
-    counts = np.bincount(y)
-    folds = int(max(2, min(folds, counts[counts > 0].min())))
-    cv = StratifiedKFold(folds, shuffle=True, random_state=seed)
-    probe = make_pipeline(Normalizer(), LogisticRegression(C=10.0, max_iter=2000))
-    knn = make_pipeline(Normalizer(), KNeighborsClassifier(n_neighbors=min(5, int(counts[counts > 0].min()))))
-    return {
-        "probe_accuracy": float(cross_val_score(probe, X, y, cv=cv).mean()),
-        "knn_accuracy": float(cross_val_score(knn, X, y, cv=cv).mean()),
-        "folds": folds,
-    }
-
-
 def advise(ds: Dataset, backbone: str = "efficientnet_lite0", weights="imagenet",
            sample_per_class: int = SAMPLE_PER_CLASS, seed: int = 0, progress=None) -> Advice:
     """Recommend a strategy for ``ds`` with the measured figures and reasons in plain words."""
+    from core.features.dataset import cached_extract
     from core.nets import backbones
-    from core.features.cache import extract_features
+    from core.nets.loaded import loaded_backbone
 
     counts = ds.counts()["train"]
     per_class = min(counts.values()) if counts else 0
     size = "small" if per_class < SMALL_PER_CLASS else "large"
 
     sample = subset(ds, sample_per_class, seed, splits=("train",))
-    feats = extract_features(sample, backbone, split="train", weights=weights, pooling="avg", progress=progress)
+    feats = cached_extract(sample, backbone, split="train", weights=weights, progress=progress)
     X, y = feats.usable()
     sep = separability(np.asarray(X), y, seed=seed)
-    chance = float(np.bincount(y).max() / len(y))
-    skill = (sep["probe_accuracy"] - chance) / (1 - chance) if chance < 1 else 0.0
+    chance = sep["chance"]
+    skill = (sep["probe_cv_accuracy"] - chance) / (1 - chance) if chance < 1 else 0.0
     similarity = "similar" if skill >= SIMILAR_SKILL else "different"
     strategy, why = CELLS[(size, similarity)]
 
-    depth = len(backbones.load_backbone(backbone, weights).base.layers) if strategy == "fine_tune" else 0
+    depth = len(loaded_backbone(backbone, weights).base.layers) if strategy == "fine_tune" else 0
     share = 0.1 if similarity == "similar" else 0.4
     unfreeze = int(round(depth * share)) if strategy == "fine_tune" else 0
     spec = backbones.get_spec(backbone)
@@ -108,8 +90,9 @@ def advise(ds: Dataset, backbone: str = "efficientnet_lite0", weights="imagenet"
         f"Size: the smallest class has {per_class:,} training images "
         f"({'under' if size == 'small' else 'at least'} {SMALL_PER_CLASS:,} a class), so the dataset counts as {size}.",
         f"Similarity: on {len(y)} sampled images, a linear probe on {spec.display_name} ImageNet features "
-        f"separates the classes with {sep['probe_accuracy']:.1%} cross-validated accuracy "
-        f"(5-NN: {sep['knn_accuracy']:.1%}; chance: {chance:.1%}), a skill of {skill:.2f} over chance, "
+        f"separates the classes with {sep['probe_cv_accuracy']:.1%} cross-validated accuracy "
+        f"({sep['probe_folds']}-fold; 5-NN leave-one-out: {sep['knn_loo_accuracy']:.1%}; chance: {chance:.1%}), "
+        f"a skill of {skill:.2f} over chance, "
         f"so the data looks {'similar to' if similarity == 'similar' else 'different from'} ImageNet "
         f"(threshold {SIMILAR_SKILL}).",
         why,

@@ -1,4 +1,6 @@
-"""Strategy configs (plain dataclasses) and the models each strategy trains.
+"""Run configs (plain dataclasses) and the models the strategies train.
+
+Which strategies exist, their defaults and checks: ``core.train.registry``.
 
 Every strategy ends in the same kind of model: raw RGB pixels (0..255) in,
 class probabilities out (sigmoid for two classes, softmax otherwise), with the
@@ -13,14 +15,8 @@ from typing import Any
 
 from core.nets.forward import pooling_layer
 
-STRATEGIES = {
-    "linear_probe": "Linear probe",
-    "feature_extraction": "Feature extraction",
-    "frozen_augment": "Frozen base + augmentation",
-    "fine_tune": "Fine-tuning",
-    "scratch": "From scratch",
-}
 OPTIMIZERS = ("adam", "rmsprop", "sgd")
+FLIPS = ("", "horizontal", "vertical", "horizontal_and_vertical")  # "": no flip
 
 
 @dataclass
@@ -28,7 +24,7 @@ class Augment:
     """Keras preprocessing layers put in front of the model (training only)."""
 
     enabled: bool = True
-    flip: str = "horizontal"  # "", "horizontal", "vertical", "horizontal_and_vertical"
+    flip: str = "horizontal"  # one of FLIPS
     rotation: float = 0.1
     zoom: float = 0.1
     translation: float = 0.1
@@ -76,8 +72,6 @@ class StrategyConfig:
         if isinstance(self.augment, dict):
             self.augment = Augment(**self.augment)
         self.scratch_filters = tuple(int(f) for f in self.scratch_filters)
-        if self.strategy not in STRATEGIES:
-            raise ValueError(f"unknown strategy {self.strategy!r}; choose one of {', '.join(STRATEGIES)}")
         if self.optimizer not in OPTIMIZERS:
             raise ValueError(f"unknown optimizer {self.optimizer!r}; choose one of {', '.join(OPTIMIZERS)}")
 
@@ -94,26 +88,6 @@ class StrategyConfig:
     def from_dict(cls, data: dict) -> "StrategyConfig":
         known = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in known})
-
-
-def classic_recipe(**overrides) -> StrategyConfig:
-    """The textbook recipe: VGG16 at 150 px, flattened 4x4x512, Dense 256 + Dropout 0.5,
-    RMSprop 2e-5, 30 epochs, batch 20."""
-    base = dict(strategy="feature_extraction", backbone="vgg16", input_size=150, pooling="flatten",
-                head_units=256, dropout=0.5, optimizer="rmsprop", learning_rate=2e-5, epochs=30, batch_size=20)
-    return StrategyConfig(**{**base, **overrides})
-
-
-def modern_defaults(strategy: str, **overrides) -> StrategyConfig:
-    """Faster defaults: Adam, pooled features, early stopping and LR reduction."""
-    per = {
-        "linear_probe": dict(epochs=1),
-        "feature_extraction": dict(epochs=20, learning_rate=1e-3, early_stopping=4, reduce_lr=2),
-        "frozen_augment": dict(epochs=5, learning_rate=1e-3),
-        "fine_tune": dict(epochs=5, learning_rate=1e-3, fine_tune_epochs=3, fine_tune_lr=1e-5),
-        "scratch": dict(epochs=15, learning_rate=1e-3, input_size=128, early_stopping=5),
-    }[strategy]
-    return StrategyConfig(**{"strategy": strategy, **per, **overrides})
 
 
 # ---------------------------------------------------------------- model builders

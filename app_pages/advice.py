@@ -1,0 +1,42 @@
+"""The advisor panel the Dataset and Strategies pages share: one button, one answer per
+(dataset, backbone) kept for the session, the measured 2x2 table and its reasons."""
+
+import streamlit as st
+
+from core.analysis import advisor
+from core.errors import TransferLabError
+from core.nets.backbones import get_spec
+from core.train import registry
+
+ADVICE = "tl_advice"  # {(fingerprint, backbone): core.analysis.advisor.Advice, or the error text}
+
+
+def advisor_panel(ds, backbone: str, key: str):
+    """Draw the panel; returns the advice once measured, else None."""
+    cache = st.session_state.setdefault(ADVICE, {})
+    cell = (ds.fingerprint, backbone)
+    if cell not in cache:
+        st.caption("The advisor measures your data (its size, and how well ImageNet features separate a sample of "
+                   f"it with {get_spec(backbone).display_name}) and picks a cell of the classic 2x2 table.")
+        if not st.button("Ask the advisor", key=key, icon=":material/psychology:"):
+            return None
+        bar = st.progress(0.0, text="Extracting features of a sample…")
+        try:
+            cache[cell] = advisor.advise(ds, backbone=backbone, progress=lambda p: bar.progress(
+                min(p.done / max(p.total, 1), 1.0), text=f"Features of the sample: {p.done:,} of {p.total:,} images"))
+        except TransferLabError as err:
+            cache[cell] = str(err)
+        bar.empty()
+    advice = cache[cell]
+    if isinstance(advice, str):
+        st.error(f"The advisor could not measure this dataset: {advice}", icon=":material/error:")
+        if st.button("Try again", key=f"{key}_again"):
+            del cache[cell]
+            st.rerun()
+        return None
+    st.success(f"Recommended: **{registry.label(advice.strategy)}** (dataset {advice.size}, {advice.similarity} "
+               "to ImageNet)" + (f", unfreezing about the top {advice.unfreeze_layers} layers"
+                                 if advice.unfreeze_layers else ""), icon=":material/lightbulb:")
+    st.table(advice.table())
+    st.markdown("\n".join(f"- {reason}" for reason in advice.reasons))
+    return advice

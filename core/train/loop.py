@@ -1,0 +1,175 @@
+"""The Keras glue every strategy's fit shares: data, callbacks, compile, one fit phase.
+
+A strategy's fit function (``core.train.methods``) gets a ``Context`` and
+returns ``(model, input_size, probabilities)``; everything else about a run
+(progress, checkpoints, TensorBoard, class weights) is handled here once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import pandas as pd
+
+from core.data.dataset import Dataset, check_trainable, scan_folder, subset
+from core.train.strategies import StrategyConfig, make_optimizer, output_spec
+
+
+class Reporter(Protocol):
+    """Where a fit sends its progress; a run store run, or anything with these methods."""
+
+    def on_progress(self, info: dict) -> None: ...
+    def on_epoch(self, row: dict) -> None: ...
+    def should_stop(self) -> bool: ...
+
+
+class NullReporter:
+    def __init__(self):
+        self.rows: list[dict] = []
+
+    def on_progress(self, info: dict) -> None:
+        pass
+
+    def on_epoch(self, row: dict) -> None:
+        self.rows.append(row)
+
+    def should_stop(self) -> bool:
+        return False
+
+
+@dataclass
+class FitResult:
+    model: Any
+    history: pd.DataFrame
+    metrics: dict
+    predictions: pd.DataFrame
+    cancelled: bool = False
+    extra: dict = field(default_factory=dict)
+
+
+def load_dataset(cfg: StrategyConfig, progress=None) -> Dataset:
+    """Scan the config's dataset; with ``limit_per_class`` keep a seeded subset."""
+    ds = scan_folder(cfg.dataset, val_fraction=cfg.val_fraction, seed=cfg.seed, progress=progress)
+    if cfg.limit_per_class:
+        ds = subset(ds, cfg.limit_per_class, cfg.seed)
+    check_trainable(ds)
+    return ds
+
+
+def class_weights(y: np.ndarray, num_classes: int) -> dict[int, float]:
+    """Balanced weights n / (k * n_c): each class counts as much in the loss."""
+    counts = np.bincount(y, minlength=num_classes).astype(float)
+    return {i: float(len(y) / (num_classes * c)) if c else 0.0 for i, c in enumerate(counts)}
+
+
+def targets(y: np.ndarray, num_classes: int) -> np.ndarray:
+    return y.astype("float32") if num_classes == 2 else y.astype("int64")
+
+
+def compile_model(model, cfg: StrategyConfig, num_classes: int, learning_rate: float) -> None:
+    import keras
+
+    _, _, loss = output_spec(num_classes)
+    metric = (keras.metrics.BinaryAccuracy(name="accuracy") if num_classes == 2
+              else keras.metrics.SparseCategoricalAccuracy(name="accuracy"))
+    model.compile(optimizer=make_optimizer(cfg.optimizer, learning_rate), loss=loss, metrics=[metric])
+
+
+def _callbacks(cfg: StrategyConfig, reporter: Reporter, phase: str, epoch_offset: int, n_train: int,
+               checkpoint: Path | None, tb_dir: Path | None, baseline=None, saved=None):
+    import keras
+
+    from core.train.callbacks import BestWeights, ProgressCallback
+
+    progress = ProgressCallback(reporter, phase, epoch_offset, n_train, cfg.batch_size)
+    best = BestWeights(checkpoint, baseline, saved)
+    cbs: list = [progress, best]
+    if cfg.early_stopping:
+        cbs.append(keras.callbacks.EarlyStopping(monitor="val_loss", patience=cfg.early_stopping))
+    if cfg.reduce_lr:
+        cbs.append(keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.3, patience=cfg.reduce_lr))
+    if tb_dir is not None:
+        cbs.append(keras.callbacks.TensorBoard(log_dir=str(tb_dir / phase), write_graph=False))
+    return cbs, progress, best
+
+
+def fit_phase(model, cfg, reporter, phase, train, val, epochs, epoch_offset, n_train, weights, ckpt, tb,
+              restore_best: bool, baseline=None, saved=None) -> bool:
+    """One ``model.fit`` phase; returns True when it was cancelled. ``saved``: see ``BestWeights``."""
+    cbs, progress, best = _callbacks(cfg, reporter, phase, epoch_offset, n_train, ckpt, tb, baseline, saved)
+    kwargs = dict(validation_data=val, epochs=epoch_offset + epochs, initial_epoch=epoch_offset,
+                  callbacks=cbs, verbose=0, class_weight=weights)
+    if isinstance(train, tuple):
+        model.fit(*train, batch_size=cfg.batch_size, shuffle=True, **kwargs)
+    else:
+        model.fit(train, **kwargs)
+    if restore_best:
+        best.restore(model)
+    return progress.cancelled
+
+
+def image_data(cfg, ds, size, split, shuffle):
+    """The decoded image pipeline of one split, with its labels."""
+    from core.data.pipeline import image_dataset
+
+    labels = ds.labels(split)
+    data = image_dataset(ds.paths(split), targets(labels, ds.num_classes), size, cfg.batch_size,
+                         shuffle=shuffle, seed=cfg.seed)
+    return data, labels
+
+
+class Recording:
+    """Forwards to the caller's reporter and keeps the history rows."""
+
+    def __init__(self, reporter: Reporter):
+        self.reporter, self.rows = reporter, []
+
+    def on_progress(self, info):
+        self.reporter.on_progress(info)
+
+    def on_epoch(self, row):
+        self.rows.append(row)
+        self.reporter.on_epoch(row)
+
+    def should_stop(self):
+        return self.reporter.should_stop()
+
+
+@dataclass
+class Context:
+    """What a strategy's fit function works with; ``extra`` lands in the run's metrics."""
+
+    cfg: StrategyConfig
+    ds: Dataset
+    rec: Recording
+    ckpt: Path | None
+    tb: Path | None
+    cancelled: bool = False
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def k(self) -> int:
+        return self.ds.num_classes
+
+    def weights_for(self, y):
+        return class_weights(y, self.k) if self.cfg.class_weights else None
+
+    def fit_images(self, model, size, phase, epochs, epoch_offset, lr, baseline=None):
+        """Compile ``model`` and fit it on the decoded image pipeline."""
+        compile_model(model, self.cfg, self.k, lr)
+        train, y = image_data(self.cfg, self.ds, size, "train", True)
+        val, _ = image_data(self.cfg, self.ds, size, "validation", False)
+        self.cancelled = fit_phase(model, self.cfg, self.rec, phase, train, val, epochs, epoch_offset, len(y),
+                                   self.weights_for(y), self.ckpt, self.tb, self.cfg.restore_best, baseline)
+
+    def backbone(self):
+        from core.nets import backbones
+
+        self.rec.on_progress({"phase": "load", "message": f"Loading {self.cfg.backbone}"})
+        bb = backbones.load_backbone(self.cfg.backbone, self.cfg.weights_arg, self.cfg.input_size or None,
+                                     self.cfg.seed)
+        self.extra["weights_id"] = bb.weights_id
+        return bb

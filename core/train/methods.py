@@ -1,0 +1,158 @@
+"""One fit function per strategy: ``fit_x(ctx) -> (model, input_size, probabilities)``.
+
+``probabilities`` is ``(probs, labels, paths)`` of the validation split when
+the fit already has them (heads on cached features), else ``None`` and the
+run evaluates the model on the images. A cancelled fit returns a ``None`` model.
+The registry (``core.train.registry``) names which function trains which strategy.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from core.train.evaluation import to_probabilities
+from core.train.loop import Context, compile_model, fit_phase, targets
+from core.train.strategies import (
+    augmentation, build_head, build_scratch_model, build_transfer_model, unfreeze_top,
+)
+
+
+def _features(ctx: Context, bb):
+    """Cached features of both splits, or None when the user cancelled the extraction."""
+    from core.features.cache import Cancelled, ExtractProgress, extract_features
+
+    cfg, reporter, out = ctx.cfg, ctx.rec, {}
+    bb.base.trainable = False  # the features come from the frozen base; its weights are not trained
+    try:
+        for split in ("train", "validation"):
+            def report(p: ExtractProgress, split=split):
+                reporter.on_progress({"phase": f"extract {split}", "done": p.done, "total": p.total,
+                                      "images_per_s": p.images_per_s, "eta_s": p.eta_s, "cached": p.cached})
+            out[split] = extract_features(ctx.ds, cfg.backbone, split=split, weights=cfg.weights_arg,
+                                          input_size=bb.input_size, pooling=cfg.pooling, batch_size=32,
+                                          seed=cfg.seed, progress=report, should_stop=reporter.should_stop,
+                                          loaded=bb)
+    except Cancelled:
+        ctx.cancelled = True
+        return None
+    ctx.extra["features_cached"] = all(fs.from_cache for fs in out.values())
+    return out
+
+
+def _validation_probs(ctx: Context, head, feats):
+    Xv, yv = feats["validation"].usable()
+    paths = [p for p, ok in zip(feats["validation"].paths, feats["validation"].valid) if ok]
+    return to_probabilities(head.predict(Xv, verbose=0), ctx.k), yv, paths
+
+
+def fit_linear_probe(ctx: Context):
+    """Logistic regression (scikit-learn) on cached features, copied into a Keras head."""
+    from sklearn.linear_model import LogisticRegression
+
+    from core.train.callbacks import save_model_atomic
+
+    cfg, k = ctx.cfg, ctx.k
+    bb = ctx.backbone()
+    feats = _features(ctx, bb)
+    if feats is None:
+        return None, bb.input_size, None
+    X, y = feats["train"].usable()
+    Xv, yv = feats["validation"].usable()
+    start = time.perf_counter()
+    clf = LogisticRegression(C=cfg.probe_c, max_iter=3000, class_weight="balanced" if cfg.class_weights else None)
+    clf.fit(X, y)
+    head = build_head(X.shape[1], k, 0, 0.0)
+    head.get_layer("head_output").set_weights([clf.coef_.T.astype("float32"), clf.intercept_.astype("float32")])
+    train_p = to_probabilities(head.predict(X, verbose=0), k)
+    val_p = to_probabilities(head.predict(Xv, verbose=0), k)
+    eps = 1e-7
+    ctx.rec.on_epoch({
+        "epoch": 1, "phase": "probe",
+        "loss": float(-np.mean(np.log(train_p[np.arange(len(y)), y] + eps))),
+        "accuracy": float(np.mean(train_p.argmax(1) == y)),
+        "val_loss": float(-np.mean(np.log(val_p[np.arange(len(yv)), yv] + eps))),
+        "val_accuracy": float(np.mean(val_p.argmax(1) == yv)),
+        "lr": float("nan"), "seconds": time.perf_counter() - start,
+    })
+    model = build_transfer_model(bb, cfg.pooling, head)
+    if ctx.ckpt is not None:
+        save_model_atomic(model, ctx.ckpt)
+    return model, bb.input_size, _validation_probs(ctx, head, feats)
+
+
+def _train_head(ctx: Context, bb, feats):
+    """A head on cached features; returns it and the pixel model around it (what checkpoints hold)."""
+    cfg, k = ctx.cfg, ctx.k
+    X, y = feats["train"].usable()
+    Xv, yv = feats["validation"].usable()
+    head = build_head(X.shape[1], k, cfg.head_units, cfg.dropout)
+    pixels = build_transfer_model(bb, cfg.pooling, head)
+    compile_model(head, cfg, k, cfg.learning_rate)
+    ctx.cancelled = fit_phase(head, cfg, ctx.rec, "head", (X, targets(y, k)), (Xv, targets(yv, k)),
+                              cfg.epochs, 0, len(y), ctx.weights_for(y), ctx.ckpt, ctx.tb, cfg.restore_best,
+                              saved=pixels)
+    return head, pixels
+
+
+def fit_feature_extraction(ctx: Context):
+    """A dense head on cached features of the frozen base."""
+    bb = ctx.backbone()
+    feats = _features(ctx, bb)
+    if feats is None:
+        return None, bb.input_size, None
+    head, model = _train_head(ctx, bb, feats)
+    return model, bb.input_size, _validation_probs(ctx, head, feats)
+
+
+def fit_fine_tune(ctx: Context):
+    """Phase 1: the head on cached features. Phase 2: unfreeze the top of the base
+    (BatchNorm frozen), recompile at a low learning rate, train on images."""
+    cfg = ctx.cfg
+    bb = ctx.backbone()
+    feats = _features(ctx, bb)
+    if feats is None:
+        return None, bb.input_size, None
+    head, model = _train_head(ctx, bb, feats)
+    if ctx.cancelled:
+        return model, bb.input_size, _validation_probs(ctx, head, feats)
+    best = _best_row(ctx.rec.rows) if cfg.restore_best else None
+    model = build_transfer_model(bb, cfg.pooling, head, augmentation(cfg.augment, cfg.seed))
+    ctx.extra["unfrozen_layers"] = unfreeze_top(bb.base, cfg.fine_tune_layers, cfg.fine_tune_from)
+    epochs_done = len(ctx.rec.rows)
+    ctx.extra["fine_tune_start_epoch"] = epochs_done + 1
+    ctx.fit_images(model, bb.input_size, "fine_tune", cfg.fine_tune_epochs, epochs_done, cfg.fine_tune_lr,
+                   baseline=(best["val_accuracy"], best["val_loss"]) if best else None)
+    return model, bb.input_size, None
+
+
+def _best_row(rows: list[dict]) -> dict | None:
+    scored = [r for r in rows if "val_accuracy" in r]
+    return max(scored, key=lambda r: (r["val_accuracy"], -r.get("val_loss", 0.0))) if scored else None
+
+
+def fit_frozen_augment(ctx: Context):
+    """Images, augmented each epoch, through the frozen base into a trained head."""
+    cfg = ctx.cfg
+    bb = ctx.backbone()
+    bb.base.trainable = False
+    head = build_head(_pooled_dim(bb, cfg.pooling), ctx.k, cfg.head_units, cfg.dropout)
+    model = build_transfer_model(bb, cfg.pooling, head, augmentation(cfg.augment, cfg.seed))
+    ctx.fit_images(model, bb.input_size, "train", cfg.epochs, 0, cfg.learning_rate)
+    return model, bb.input_size, None
+
+
+def _pooled_dim(bb, pooling: str) -> int:
+    shape = bb.feature_shape
+    return int(np.prod(shape)) if pooling == "flatten" else int(shape[-1])
+
+
+def fit_scratch(ctx: Context):
+    """A small CNN from random initialisation: what the data alone can teach."""
+    cfg = ctx.cfg
+    size = cfg.input_size or 128
+    model = build_scratch_model(size, ctx.k, cfg.scratch_filters, cfg.head_units, cfg.dropout,
+                                augmentation(cfg.augment, cfg.seed))
+    ctx.fit_images(model, size, "train", cfg.epochs, 0, cfg.learning_rate)
+    return model, size, None
