@@ -63,9 +63,12 @@ except TransferLabError as exc:
 
 
 def extract_button(where: str) -> None:
-    measured = speed.read(backbone)
-    eta = f" — about {len(ds.records) / measured.images_per_s:,.0f} s at the {measured.images_per_s:,.0f} images/s " \
-          "measured here" if measured else ""
+    est = speed.extraction_estimate(backbone, len(ds.records), [r.path for r in ds.records[:8]])
+    eta = ""
+    if est is not None:  # the whole step: warm-up, decode and the forward passes, not the bare forward pass
+        took = f"{est.seconds:,.0f} s" if est.seconds < 90 else f"{est.seconds / 60:,.1f} min"
+        warm = "building the network included" if est.fixed_s is not None else "plus loading the network"
+        eta = f" — an estimate: about {took} ({warm}; per photo from {est.basis}), longer while other work runs"
     st.info(f"This needs the {spec.display_name} features of the {len(ds.records):,} photos{eta}. "
             "They are extracted once, then cached.", icon=":material/memory:")
     if st.button("Extract features", type="primary", icon=":material/play_arrow:", key=f"tl_exp_extract_{where}"):
@@ -234,21 +237,25 @@ with tab_issues:
             disagree = int((issues["suggested"] != issues["label"]).sum())
             st.write(
                 "Each photo's label is checked by a linear probe that never saw that photo (5-fold: trained on the "
-                "other four fifths) and by its 5 nearest neighbours. Most suspect first: the lowest probability "
-                "for the label the photo has."
+                "other four fifths) and by its 5 nearest neighbours. Flagged photos come first, then those the "
+                "probe puts in another class, then the rest: lowest probability for the label they have first."
             )
             if flagged:
                 st.warning(f"**{flagged}** photo{'s look' if flagged != 1 else ' looks'} mislabelled: the probe "
-                           "confidently puts it in another class. Check them first; one click moves a photo.",
-                           icon=":material/report:")
+                           f"confidently puts {'them' if flagged != 1 else 'it'} in another class. "
+                           f"{'They are' if flagged != 1 else 'It is'} shown first below, marked flagged; "
+                           "one click moves a photo.", icon=":material/report:")
             elif disagree:
                 st.info(f"No photo is flagged with confidence; the probe leans to another class for {disagree} "
                         f"photo{'s' if disagree != 1 else ''}, shown first.", icon=":material/info:")
             else:
                 st.success("No photo looks mislabelled: the probe agrees with every label. Below are the photos "
                            "it is least sure of.", icon=":material/check_circle:")
-            n_show = (st.slider("Show", 4, min(60, len(issues)), min(12, len(issues)), 4, key="tl_exp_issues_n")
-                      if len(issues) > 4 else len(issues))
+            most = min(60, len(issues))
+            n_show = (st.slider("Show", 4, most, min(max(12, -(-flagged // 4) * 4), most), 4, key="tl_exp_issues_n")
+                      if len(issues) > 4 else len(issues))  # by default every flagged photo, up to 60
+            if flagged > n_show:
+                st.caption(f"Showing {n_show} of the {flagged} flagged photos: move the slider to see more.")
             read_only = not db.writable(Path(ds.root))
             cols = st.columns(4)
             for i, row in issues.head(n_show).reset_index(drop=True).iterrows():

@@ -249,3 +249,38 @@ def test_camera_snapshot_is_added(tmp_path):
     added = db.photos("cam")["me"]
     assert len(added) == 1 and added[0].name.startswith("camera_") and added[0].suffix == ".jpg"
     assert "Added 1 photo" in texts(at.success)
+
+
+def test_explore_shows_flagged_photos_first_and_estimates_the_whole_step(tmp_path):
+    """The tab said "2 look mislabelled, check them first" while they sat at positions 13 and 20;
+    the extraction estimate was the bare forward pass (5 s said, 10.7 to 40.7 s taken)."""
+    from dataclasses import asdict
+
+    from core import atomic
+    from core.analysis import speed
+
+    db.create_dataset("mixed", ["red", "green"])
+    reds = write_images(tmp_path / "r", 0, 12, seed=4)
+    greens = write_images(tmp_path / "g", 1, 12, seed=4)
+    db.add_photos("mixed", "red", [(p.name, p) for p in reds] + [("wrong1.png", greens[0]), ("wrong2.png", greens[1])])
+    db.add_photos("mixed", "green", [(p.name, p) for p in greens[2:]] + [("wrong3.png", reds[0])])
+    atomic.write_json(speed.bench_path(tiny_backbone.NAME, 32), asdict(speed.SpeedResult(
+        tiny_backbone.NAME, 32, 8, 3, 400.0, 0.02, "CPU test", "host", 2, "2.x", "2030-01-01T00:00:00+00:00",
+        warmup_s=3.0)))
+    at = open_page("app_pages/label.py")
+    ok(button(at, "Use this dataset on every page").click().run())
+    ok(at.switch_page("app_pages/explore.py").run())
+    info = texts(at.info)
+    assert "an estimate: about" in info and "building the network included" in info
+    assert "400 images/s" in info  # the forward pass, plus the decode timed on these photos
+    ok(at.button(key="tl_exp_extract_issues").click().run())
+    flagged_text = [w.value for w in at.warning if "mislabelled" in w.value]
+    assert flagged_text and "shown first below" in flagged_text[0]
+    n = int(flagged_text[0].split("**")[1])
+    by_column = [m.value for m in at.markdown if "labelled **" in m.value and ("badge[" in m.value)]
+    # AppTest lists a grid column by column; tile i sits in column i % 4, row i // 4
+    sizes = [len(range(c, len(by_column), 4)) for c in range(4)]
+    starts = [sum(sizes[:c]) for c in range(4)]
+    tiles = [by_column[starts[i % 4] + i // 4] for i in range(len(by_column))]
+    assert len(tiles) >= n
+    assert all("flagged" in t for t in tiles[:n]) and not any("flagged" in t for t in tiles[n:]), (n, [t[:60] for t in tiles[:6]])
