@@ -558,7 +558,11 @@ def label_issues(X: np.ndarray, y: np.ndarray, classes: Sequence[str], paths: Se
         "p_given": p_given, "p_suggested": p_pred, "knn_disagree": knn_disagreement(X, y),
         "flagged": flagged,
     })
-    frame = frame.sort_values(["p_given", "knn_disagree"], ascending=[True, False], kind="stable")
+    # Flagged first, then those the probe puts in another class, then the rest: a page that says
+    # "N look mislabelled, check them first" shows those N first.
+    tier = np.where(flagged, 0, np.where(pred != y, 1, 2))
+    frame = frame.assign(_tier=tier).sort_values(["_tier", "p_given", "knn_disagree"],
+                                                 ascending=[True, True, False], kind="stable").drop(columns="_tier")
     frame.insert(0, "rank", np.arange(1, len(frame) + 1))
     return frame.reset_index(drop=True)
 
