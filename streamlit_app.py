@@ -17,6 +17,7 @@ from app_pages import common
 
 st.set_page_config(page_title="Transfer Lab", page_icon=":material/science:", layout="wide")
 common.keep_compiled_models_warm()  # on every page: Streamlit would drop compiled kernels after each rerun
+common.start_session()  # core sees this session's folders; sign-in when secrets.toml has [auth]
 
 PAGES = {
     "Start": [

@@ -2,7 +2,8 @@
 sidebar, cached loaders and the friendly error display.
 
 Nothing here imports TensorFlow at import time: the first page must render
-without it. Models load once per process through ``st.cache_resource``.
+without it. Predictors load once per process through ``st.cache_resource``; backbones
+through ``core.nets.loaded`` (the one backbone cache the analyses share too).
 """
 
 from __future__ import annotations
@@ -14,13 +15,16 @@ from pathlib import Path
 import numpy as np
 import streamlit as st
 
-from core import settings
+from core import access, settings
 from core.errors import TransferLabError
 
 # Session-state keys other pages may read.
 DATASET = "tl_dataset"  # the core.data.dataset.Dataset in use (absent until one is scanned)
 BACKBONE = "tl_backbone"  # registry name picked in the sidebar
 PENDING = "tl_pending"  # source the Dataset page should open next: "sample" or (root, name)
+HOME_DIR = "tl_home_dir"  # this session's own data directory (str), absent: the server's
+WEIGHTS_DIR = "tl_weights_dir"  # this session's own weights folder (str), absent: the server's
+USER = "tl_user"  # who is signed in (email, else name), with sign-in configured
 
 DATASET_PAGE = "app_pages/dataset.py"
 BACKBONES_PAGE = "app_pages/backbones.py"
@@ -57,6 +61,74 @@ def default_backbone() -> str:
     specs = list_backbones()
     local = [s.name for s in specs if weights_location(s) is not None]
     return local[0] if local else "mobilenet_v2"
+
+
+# ---------------------------------------------------------------- session and sign-in
+
+def _session_settings() -> settings.Session | None:
+    """The current Streamlit session's own folders and user, for ``core.settings`` (None
+    outside a script run: a thread of the server that serves no session gets the server's)."""
+    from streamlit.runtime.scriptrunner import get_script_run_ctx
+
+    if get_script_run_ctx(suppress_warning=True) is None:
+        return None
+    state = st.session_state
+    home, weights = state.get(HOME_DIR), state.get(WEIGHTS_DIR)
+    return settings.Session(Path(home) if home else None, Path(weights) if weights else None, state.get(USER))
+
+
+def sign_in_providers() -> list[str | None] | None:
+    """The OpenID Connect providers of ``[auth]`` in ``.streamlit/secrets.toml`` (``[None]``: the
+    unnamed one), or None when sign-in is not configured."""
+    from streamlit.errors import StreamlitSecretNotFoundError
+
+    try:
+        auth = st.secrets.get("auth")
+    except (StreamlitSecretNotFoundError, FileNotFoundError):
+        return None
+    if not auth:
+        return None
+    named = [k for k, v in auth.items() if hasattr(v, "items")]
+    return named or [None]
+
+
+def start_session() -> None:
+    """Bind core's settings to this session and, when sign-in is configured, require it
+    (called by the shell before the navigation, so no page draws for a visitor who is not in)."""
+    settings.set_session_provider(_session_settings)
+    providers = sign_in_providers()
+    if providers is None:
+        st.session_state.pop(USER, None)
+        return
+    if not st.user.is_logged_in:
+        st.session_state.pop(USER, None)
+        st.title("Transfer Lab")
+        st.write("This server is shared by a team: sign in to use it. Your runs are recorded under your name.")
+        for provider in providers:
+            st.button(f"Sign in with {provider}" if provider else "Sign in", on_click=st.login, args=(provider,),
+                      type="primary", icon=":material/login:", key=f"tl_login_{provider or 'default'}")
+        st.stop()
+    st.session_state[USER] = st.user.get("email") or st.user.get("name") or st.user.get("sub") or "signed in"
+
+
+def signed_in_panel() -> None:
+    """Who is signed in, with a sign-out button (nothing without sign-in)."""
+    user = st.session_state.get(USER)
+    if not user:
+        return
+    name = st.user.get("name")
+    st.markdown(f"**Signed in:** {name} ({user})" if name and name != user else f"**Signed in:** {user}")
+    st.button("Sign out", on_click=st.logout, icon=":material/logout:", key="tl_logout")
+
+
+def checked_folder(path: str, recursive: bool = True) -> Path | None:
+    """A typed folder, resolved and inside the server's allowed roots, or None after an
+    ``st.error`` that names the roots (``core.access``)."""
+    try:
+        return access.check_folder(path, recursive=recursive)
+    except TransferLabError as exc:
+        st.error(str(exc), icon=":material/block:")
+        return None
 
 
 # ---------------------------------------------------------------- scanning
@@ -100,41 +172,45 @@ def show_thumb(path: str, root: str, caption: str = "", size: int = 160) -> None
     st.image(thumb(path, size), caption=f"{caption}{rel}", width=size)
 
 
-# ---------------------------------------------------------------- models
-
-@st.cache_resource(show_spinner=False, max_entries=2)
-def _backbone(name: str, weights: str | None, weights_dir: str, home: str):
-    from core.nets.backbones import load_backbone
-
-    return load_backbone(name, weights=weights)
-
-
-def load_backbone(name: str, weights: str | None = "imagenet"):
-    """A backbone, loaded once per process (keyed by the weights folder too)."""
-    return _backbone(name, weights, str(settings.weights_dir()), str(settings.home()))
-
-
 # ---------------------------------------------------------------- sidebar
 
 def _apply_settings() -> None:
-    """Point this app process at another data directory / weights folder."""
+    """Point this session (only) at another data directory / weights folder, each inside the
+    allowed roots; an empty field means the server's. Other sessions and os.environ are untouched."""
     home = st.session_state.get("tl_set_home", "").strip()
     weights = st.session_state.get("tl_set_weights", "").strip()
-    if weights and not Path(weights).expanduser().is_dir():
-        st.session_state["tl_settings_error"] = f"Weights folder not found: {weights}"
+    try:
+        new_home = None
+        if home and access.resolve(home) != settings.server_home().resolve():
+            new_home = access.check_path(home)
+            if new_home.exists() and not new_home.is_dir():
+                raise TransferLabError(f"Data directory {home} is a file, not a folder.")
+        new_weights = None
+        if weights and (settings.server_weights_dir() is None
+                        or access.resolve(weights) != settings.server_weights_dir().resolve()):
+            new_weights = access.check_folder(weights, recursive=False)
+            if not new_weights.is_dir():
+                raise TransferLabError(f"Weights folder not found: {weights}")
+    except TransferLabError as exc:
+        st.session_state["tl_settings_error"] = str(exc)
         return
-    if home:
-        os.environ[settings.HOME_ENV] = home
-    else:
-        os.environ.pop(settings.HOME_ENV, None)
-    if weights:
-        os.environ[settings.WEIGHTS_ENV] = weights
-    else:
-        os.environ.pop(settings.WEIGHTS_ENV, None)
+    for key, value in ((HOME_DIR, new_home), (WEIGHTS_DIR, new_weights)):
+        if value is None:
+            st.session_state.pop(key, None)
+        else:
+            st.session_state[key] = str(value)
     st.session_state.pop("tl_settings_error", None)
-    _backbone.clear()
     if st.session_state.get(BACKBONE) not in _backbone_names():
         st.session_state.pop(BACKBONE, None)
+
+
+def _server_settings_table() -> None:
+    """The server-wide configuration, read-only: what only whoever runs the server can change."""
+    import pandas as pd
+
+    st.markdown("**Server configuration** (read-only; set by whoever runs the server)")
+    st.dataframe(pd.DataFrame(settings.server_config()), hide_index=True, key="tl_server_config",
+                 column_config={"what": st.column_config.TextColumn("what", width="large")})
 
 
 def _backbone_names() -> list[str]:
@@ -180,33 +256,39 @@ def sidebar():
             st.caption("ImageNet weights download on first use")
         try:
             home = settings.home()
-        except OSError as exc:
-            home = os.environ.get(settings.HOME_ENV, "?")
+        except TransferLabError as exc:
+            home = settings.current().home or settings.server_home()
             st.error(f"Data directory not usable: {exc}")
         st.caption(f"Data directory: `{home}`")
         from core.nets import engine  # no TensorFlow import: OpenVINO's device query only
 
         st.caption(f"Engine: {engine.describe()}")
+        signed_in_panel()
 
         with st.expander("Settings", icon=":material/settings:"):
+            st.session_state.setdefault("tl_set_home", str(settings.current().home or settings.server_home()))
+            weights = settings.weights_dir()
+            st.session_state.setdefault("tl_set_weights", str(weights) if weights else "")
             st.text_input(
-                f"Data directory ({settings.HOME_ENV})",
-                value=os.environ.get(settings.HOME_ENV, ""),
+                "Data directory (this session)",
                 key="tl_set_home",
-                placeholder=str(Path.home() / ".transfer-lab"),
-                help="Where uploads, feature caches, runs and speed measurements are kept.",
+                placeholder=str(settings.server_home()),
+                help="Where your uploads, feature caches, runs and speed measurements are kept. "
+                "Empty: the server's. It must lie inside the allowed folders below.",
             )
             st.text_input(
-                f"Weights folder ({settings.WEIGHTS_ENV})",
-                value=os.environ.get(settings.WEIGHTS_ENV, ""),
+                "Weights folder (this session)",
                 key="tl_set_weights",
-                placeholder="not set",
-                help="A folder of Keras weight files (official names) and local backbones (NAME.keras + NAME.json).",
+                placeholder="the server's" if settings.server_weights_dir() else "not set",
+                help="A folder of Keras weight files (official names) and local backbones (NAME.keras + NAME.json). "
+                "Empty: the server's. It must lie inside the allowed folders below.",
             )
             st.button("Apply", on_click=_apply_settings, key="tl_apply_settings")
             if "tl_settings_error" in st.session_state:
-                st.error(st.session_state["tl_settings_error"])
-            st.caption("Applies to this app process (the same as setting the environment variables).")
+                st.error(st.session_state["tl_settings_error"], icon=":material/block:")
+            st.caption("Applies to this browser session only: other people on this server keep theirs. "
+                       "Allowed folders: " + ", ".join(f"`{r}`" for r in access.allowed_roots()))
+            _server_settings_table()
     return slot
 
 
@@ -266,7 +348,10 @@ def stage_progress(bar):
     return update
 
 
-def keep_compiled_models_warm() -> None:
+STREAMLIT_CLEANUP_HOOK = "_clean_problem_modules"  # in streamlit.runtime.scriptrunner.script_runner
+
+
+def keep_compiled_models_warm() -> bool:
     """Stop Streamlit from throwing away TensorFlow's compiled kernels after every rerun.
 
     After each script run Streamlit calls ``keras.backend.clear_session()``
@@ -275,18 +360,30 @@ def keep_compiled_models_warm() -> None:
     the next click: about 1 s for EfficientNet-Lite0 on 2 idle cores, several seconds
     on a busy machine, which defeats ``st.cache_resource``. Keras 3 runs eagerly and
     has no graph to leak, so the cleanup is replaced by one that keeps the kernels and
-    still closes matplotlib figures. Process-wide and idempotent; if Streamlit renames
-    the hook, nothing is patched and only the speed-up is lost.
+    still closes matplotlib figures.
+
+    Streamlit has no supported way to turn that cleanup off (no config option, no
+    callback; it is unconditional up to 1.67 at least), so this function is the one
+    place that touches the private hook; ``tests/test_streamlit_hook.py`` fails when
+    Streamlit renames it, stops calling it, or stops clearing Keras. Process-wide and
+    idempotent. Returns whether the kernels are kept; when the hook is gone it logs a
+    warning and the app runs on, only slower.
     """
+    import logging
     import sys
 
     try:
         from streamlit.runtime.scriptrunner import script_runner
     except ImportError:
-        return
-    current = getattr(script_runner, "_clean_problem_modules", None)
-    if current is None or getattr(current, "_tl_keeps_kernels", False):
-        return
+        return False
+    current = getattr(script_runner, STREAMLIT_CLEANUP_HOOK, None)
+    if getattr(current, "_tl_keeps_kernels", False):
+        return True
+    if not callable(current):
+        logging.getLogger(__name__).warning(
+            "Streamlit %s has no script_runner.%s: compiled models are rebuilt after every rerun.",
+            st.__version__, STREAMLIT_CLEANUP_HOOK)
+        return False
 
     def clean_problem_modules() -> None:
         plt = sys.modules.get("matplotlib.pyplot")
@@ -297,7 +394,9 @@ def keep_compiled_models_warm() -> None:
                 pass
 
     clean_problem_modules._tl_keeps_kernels = True
-    script_runner._clean_problem_modules = clean_problem_modules
+    clean_problem_modules.streamlit_cleanup = current  # Streamlit's own, for the tests
+    setattr(script_runner, STREAMLIT_CLEANUP_HOOK, clean_problem_modules)
+    return True
 
 
 def square_thumb(path: str, size: int = 160) -> np.ndarray:

@@ -301,8 +301,10 @@ else:
     path = st.text_input("Folder of unlabelled photos (any depth)", key="tl_lab_inbox_path",
                          placeholder="/data/unsorted")
     if st.button("Use this folder", key="tl_lab_inbox_folder", disabled=not path.strip(), icon=":material/folder_open:"):
-        use_inbox(path.strip())
-        st.rerun()
+        folder = common.checked_folder(path.strip())  # inside the server's allowed folders, links included
+        if folder is not None:
+            use_inbox(folder)
+            st.rerun()
 
 inbox = st.session_state.get(INBOX)
 if inbox is None:

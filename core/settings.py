@@ -1,18 +1,90 @@
-"""Where Transfer Lab keeps its data and finds its weights.
+"""Where Transfer Lab keeps its data and finds its weights, for the server and for one session.
 
-Both places come from environment variables so that tests, benchmarks, CI and
-users can point the same code at different folders without editing it.
+Two layers, so that one visitor of a shared server cannot move another's work:
+
+- the **server configuration** comes from environment variables read by the
+  process (``TRANSFER_LAB_HOME``, ``TRANSFER_LAB_WEIGHTS_DIR``,
+  ``TRANSFER_LAB_DATA_ROOTS``, ``TRANSFER_LAB_MIN_FREE_MB``, ...); nothing in the
+  app writes them;
+- a **session** (one browser tab of the app, or a ``with settings.session(...)``
+  block in a script) may use its own data directory and weights folder and
+  carries the signed-in user. The app registers a provider that returns the
+  current Streamlit session's choices; core code only ever calls ``home()``,
+  ``weights_dir()`` and ``current_user()`` and gets the caller's values.
 """
 
 from __future__ import annotations
 
+import contextvars
 import os
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable, Iterator
 
 from core.errors import StorageError
 
 HOME_ENV = "TRANSFER_LAB_HOME"
 WEIGHTS_ENV = "TRANSFER_LAB_WEIGHTS_DIR"
+ROOTS_ENV = "TRANSFER_LAB_DATA_ROOTS"
+MIN_FREE_ENV = "TRANSFER_LAB_MIN_FREE_MB"
+ADDRESS_ENV = "TRANSFER_LAB_ADDRESS"
+DEFAULT_MIN_FREE_MB = 500.0
+
+# What each server-wide variable means, for the read-only Settings table (others are listed as found).
+SERVER_VARIABLES = {
+    HOME_ENV: "data directory: datasets, feature cache, runs (default ~/.transfer-lab)",
+    WEIGHTS_ENV: "folder of weight files and local backbones",
+    ROOTS_ENV: "folders a typed path may lead into (default: the data directory and the server user's home)",
+    MIN_FREE_ENV: f"free disk an upload, extraction or feature cache must leave (default {DEFAULT_MIN_FREE_MB:g} MB)",
+    "TRANSFER_LAB_MAX_JOBS": "training jobs run at once (default 1)",
+    "TRANSFER_LAB_ENGINE": "inference engine for frozen forward passes",
+    "TRANSFER_LAB_SAMPLES_DIR": "extra folder searched for the sample dataset",
+    ADDRESS_ENV: "address scripts/app.sh binds to (default 127.0.0.1)",
+}
+
+
+@dataclass(frozen=True)
+class Session:
+    """One session's own choices; ``None`` means "the server's"."""
+
+    home: Path | None = None
+    weights_dir: Path | None = None
+    user: str | None = None
+
+
+_override: contextvars.ContextVar[Session | None] = contextvars.ContextVar("transfer_lab_session", default=None)
+_provider: Callable[[], Session | None] | None = None
+
+
+def set_session_provider(provider: Callable[[], Session | None] | None) -> None:
+    """Register where the current session's choices come from (the app: its session state)."""
+    global _provider
+    _provider = provider
+
+
+@contextmanager
+def session(home: str | os.PathLike | None = None, weights_dir: str | os.PathLike | None = None,
+            user: str | None = None) -> Iterator[Session]:
+    """Use these choices in this thread/context: for scripts and tests (the app uses the provider)."""
+    value = Session(Path(home).expanduser() if home else None,
+                    Path(weights_dir).expanduser() if weights_dir else None, user or None)
+    token = _override.set(value)
+    try:
+        yield value
+    finally:
+        _override.reset(token)
+
+
+def current() -> Session:
+    """The caller's session choices: a ``session()`` block, else the registered provider, else none."""
+    value = _override.get()
+    if value is None and _provider is not None:
+        try:
+            value = _provider()
+        except Exception:  # noqa: BLE001  a broken provider must not break the engine: server values
+            value = None
+    return value or Session()
 
 
 def _ensure(path: Path) -> Path:
@@ -26,9 +98,20 @@ def _ensure(path: Path) -> Path:
     return path
 
 
+def server_home() -> Path:
+    """The server's data directory (``$TRANSFER_LAB_HOME`` or ``~/.transfer-lab``); not created here."""
+    return Path(os.environ.get(HOME_ENV) or Path.home() / ".transfer-lab").expanduser()
+
+
+def server_weights_dir() -> Path | None:
+    """The server's weights folder, if ``$TRANSFER_LAB_WEIGHTS_DIR`` is set."""
+    value = os.environ.get(WEIGHTS_ENV)
+    return Path(value).expanduser() if value else None
+
+
 def home() -> Path:
-    """The data directory (datasets, feature cache, runs); created on first use."""
-    return _ensure(Path(os.environ.get(HOME_ENV) or Path.home() / ".transfer-lab").expanduser())
+    """The data directory (datasets, feature cache, runs) of the caller's session; created on first use."""
+    return _ensure(current().home or server_home())
 
 
 def subdir(name: str) -> Path:
@@ -37,6 +120,60 @@ def subdir(name: str) -> Path:
 
 
 def weights_dir() -> Path | None:
-    """The folder of local weight files and local backbones, if one is set."""
-    value = os.environ.get(WEIGHTS_ENV)
-    return Path(value).expanduser() if value else None
+    """The folder of local weight files and local backbones of the caller's session, if any."""
+    return current().weights_dir or server_weights_dir()
+
+
+def current_user() -> str | None:
+    """Who is signed in to the caller's session (None without sign-in, and on the command line)."""
+    return current().user
+
+
+def data_roots() -> list[Path]:
+    """Folders a path typed into the app may lead into, resolved (``$TRANSFER_LAB_DATA_ROOTS``,
+    separated by ``:``; default: the server's data directory and the server user's home)."""
+    value = os.environ.get(ROOTS_ENV, "").strip()
+    parts = [p.strip() for p in value.split(os.pathsep) if p.strip()] if value else [server_home(), Path.home()]
+    roots: list[Path] = []
+    for part in parts:
+        root = Path(part).expanduser().resolve()
+        if root not in roots:
+            roots.append(root)
+    return roots
+
+
+def min_free_mb() -> float:
+    """Free disk space, in MB, that writing an upload, an extraction or a cache entry must leave."""
+    value = os.environ.get(MIN_FREE_ENV, "").strip()
+    if not value:
+        return DEFAULT_MIN_FREE_MB
+    try:
+        mb = float(value)
+    except ValueError:
+        raise StorageError(f"{MIN_FREE_ENV} must be a number of MB, not '{value}'.") from None
+    if mb < 0 or mb != mb:
+        raise StorageError(f"{MIN_FREE_ENV} must be 0 or more MB, not '{value}'.")
+    return mb
+
+
+def child_env() -> dict[str, str]:
+    """Variables that give a worker process the caller's data directory and weights folder."""
+    env = {HOME_ENV: str(home())}
+    weights = weights_dir()
+    if weights:
+        env[WEIGHTS_ENV] = str(weights)
+    return env
+
+
+def server_config() -> list[dict]:
+    """The server-wide configuration as rows (variable, value, whether set, what it does), for display."""
+    names = list(SERVER_VARIABLES) + sorted(k for k in os.environ if k.startswith("TRANSFER_LAB_")
+                                            and k not in SERVER_VARIABLES)
+    defaults = {HOME_ENV: str(server_home()), ROOTS_ENV: os.pathsep.join(str(r) for r in data_roots()),
+                MIN_FREE_ENV: f"{DEFAULT_MIN_FREE_MB:g}", "TRANSFER_LAB_MAX_JOBS": "1", ADDRESS_ENV: "127.0.0.1"}
+    rows = []
+    for name in names:
+        value = os.environ.get(name)
+        rows.append({"variable": name, "value": value if value else defaults.get(name, "not set"),
+                     "from": "environment" if value else "default", "what": SERVER_VARIABLES.get(name, "")})
+    return rows

@@ -70,7 +70,9 @@ def test_local_weights_make_a_backbone_the_default(tmp_path, monkeypatch):
     assert "✓ ImageNet weights on this machine" in [c.value for c in at.sidebar.caption]
 
 
-def test_settings_expander_mirrors_environment(tmp_path, tl_home, monkeypatch):
+def test_settings_expander_is_per_session(tmp_path, tl_home, monkeypatch):
+    """The Settings fields start at the server's folders; Apply changes this session only:
+    os.environ and the server's values (what any other session gets) stay as they were."""
     at = new_app()
     assert at.sidebar.text_input(key="tl_set_home").value == str(tl_home)
     assert at.sidebar.text_input(key="tl_set_weights").value == ""
@@ -87,8 +89,13 @@ def test_settings_expander_mirrors_environment(tmp_path, tl_home, monkeypatch):
     at.sidebar.text_input(key="tl_set_weights").set_value(str(weights))
     at.sidebar.button(key="tl_apply_settings").click().run()
     assert not at.sidebar.error
-    assert settings.home() == new_home and settings.weights_dir() == weights
+    assert at.session_state["tl_home_dir"] == str(new_home) and at.session_state["tl_weights_dir"] == str(weights)
     assert str(new_home) in " ".join(c.value for c in at.sidebar.caption)
+    assert os.environ[settings.HOME_ENV] == str(tl_home) and settings.WEIGHTS_ENV not in os.environ
+    assert settings.home() == tl_home and settings.weights_dir() is None  # outside the session: the server's
+    other = new_app()  # a second session starts at the server's folders
+    assert str(tl_home) in " ".join(c.value for c in other.sidebar.caption)
+    assert other.sidebar.text_input(key="tl_set_home").value == str(tl_home)
 
 
 def test_start_with_sample_scans_it(tmp_path, monkeypatch):

@@ -22,6 +22,7 @@ from typing import BinaryIO, Union
 
 from core import settings
 from core.errors import DatasetError, UnsafeArchive
+from core.data.uploads import ensure_free_space
 
 MAX_FILES = 20_000
 MAX_TOTAL_BYTES = 2 * 1024**3
@@ -190,6 +191,7 @@ def extract_zip(
     dest.parent.mkdir(parents=True, exist_ok=True)
     with _open_zip(source) as zf:
         todo, skipped = _plan(zf, max_files, max_total_bytes, max_ratio)
+        ensure_free_space(dest.parent, sum(info.file_size for info, _ in todo), f"unpacking {dest.name}")
         tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".partial", dir=dest.parent))
         try:
             report = ExtractReport(folder=dest, skipped=skipped)

@@ -24,7 +24,8 @@ from typing import Any, BinaryIO, Iterable, Sequence, Union
 
 from core import settings
 from core.data.dataset import SPLIT_ALIASES, Dataset, fingerprint_files, scan_folder
-from core.errors import BadImage, DatasetError
+from core.errors import BadImage, DatasetError, LowDiskSpace
+from core.data.uploads import ensure_free_space
 from core.data.images import IMAGE_EXTENSIONS, MAX_FILE_BYTES, is_image_name, probe
 
 MAX_NAME = 64
@@ -298,6 +299,7 @@ def write_photo(folder: Path, filename: str, data: bytes) -> Path:
             f"{info.format or 'this'} images are not accepted; use one of "
             + ", ".join(sorted(e.lstrip('.') for e in IMAGE_EXTENSIONS))
         )
+    ensure_free_space(folder, len(data), name)
     folder.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=".upload.", suffix=".tmp", dir=folder)
     tmp = Path(tmp_name)
@@ -319,7 +321,7 @@ def save_photos(folder: Path, files: Iterable[tuple[str, PhotoSource]]) -> AddRe
         try:
             data = _read_source(source)
             report.added.append(write_photo(folder, label, data))
-        except BadImage as exc:
+        except (BadImage, LowDiskSpace) as exc:
             report.rejected.append(Rejected(label, str(exc)))
         except OSError as exc:
             report.rejected.append(Rejected(label, f"cannot read or write the file: {exc.strerror or exc}"))

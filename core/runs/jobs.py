@@ -20,6 +20,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
+from core import settings
 from core.errors import RunError
 from core.runs.store import HOST, Run, RunStore, death_reason, pid_alive, process_start_time
 
@@ -81,9 +82,9 @@ def _start(run: Run) -> bool:
             return False
         try:
             with open(run.log_path, "ab") as log:
-                proc = subprocess.Popen(
+                proc = subprocess.Popen(  # child_env: the worker uses the session's own data and weights folders
                     [sys.executable, "-m", "core.runs.worker", str(run.dir)],
-                    cwd=REPO_ROOT, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+                    cwd=REPO_ROOT, env={**os.environ, **settings.child_env(), "PYTHONUNBUFFERED": "1"},
                     stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                     start_new_session=True, close_fds=True,
                 )

@@ -328,6 +328,8 @@ class RunStore:
             json.dumps(config_json)
         except (TypeError, ValueError) as err:
             raise RunError(f"The run configuration cannot be saved: {err}") from err
+        if settings.current_user() and not config_json.get("started_by"):
+            config_json["started_by"] = settings.current_user()  # who launched it, on a server with sign-in
         label = name or str(config.get("strategy") or "run")
         for _ in range(20):
             run_id = new_run_id(label)

@@ -56,11 +56,14 @@ def require_chromium() -> None:
 
 
 @contextmanager
-def streamlit_server(home: Path):
-    """`streamlit run streamlit_app.py` on a free loopback port with ``home`` as its data directory;
-    yields (process, url, seconds from start to healthy, start time) and stops it afterwards."""
-    port = _free_port()
-    env = {**os.environ, "TRANSFER_LAB_HOME": str(home), "TF_CPP_MIN_LOG_LEVEL": "2"}
+def streamlit_server(home: Path, extra_env: dict | None = None, args: tuple = (), port: int | None = None):
+    """`streamlit run streamlit_app.py` on a free loopback port with ``home`` as its data directory
+    (``extra_env``, ``args``: more variables and command-line options); yields (process, url,
+    seconds from start to healthy, start time) and stops it afterwards."""
+    port = port or _free_port()
+    env = {**os.environ, "TRANSFER_LAB_HOME": str(home), "TF_CPP_MIN_LOG_LEVEL": "2",
+           # typed paths must lie in allowed roots: the test's temporary folders and the shared assets
+           "TRANSFER_LAB_DATA_ROOTS": os.pathsep.join([str(home.parent), str(SHARED)]), **(extra_env or {})}
     env.pop("TRANSFER_LAB_WEIGHTS_DIR", None)
     if SHARED_WEIGHTS.is_dir():
         env["TRANSFER_LAB_WEIGHTS_DIR"] = str(SHARED_WEIGHTS)
@@ -70,7 +73,7 @@ def streamlit_server(home: Path):
     start = time.perf_counter()
     proc = subprocess.Popen(
         [sys.executable, "-m", "streamlit", "run", "streamlit_app.py", "--server.port", str(port),
-         "--server.address", "127.0.0.1", "--server.headless", "true"],
+         "--server.address", "127.0.0.1", "--server.headless", "true", *args],
         cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT,
     )
     url = f"http://127.0.0.1:{port}"

@@ -1,0 +1,146 @@
+"""AppTests: paths typed into the app stay inside TRANSFER_LAB_DATA_ROOTS. On the Dataset
+page's "Local folder", the Label page's "Folder of unlabelled photos" and the Settings
+panel's weights folder (and data directory), a path outside the roots, a ``..`` escape and
+a symlink leading outside are each refused with the message naming the roots, nothing is
+read from there; a path inside works."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from core import settings
+from tests import tiny_backbone
+from tests.conftest import REPO, write_images
+
+APP = str(REPO / "streamlit_app.py")
+REFUSED = "is outside the folders this server allows"
+
+
+@pytest.fixture(scope="module")
+def tiny_weights(tmp_path_factory) -> Path:
+    return tiny_backbone.build(tmp_path_factory.mktemp("access_tiny_weights"))
+
+
+@pytest.fixture
+def tree(tmp_path, monkeypatch, tiny_weights) -> dict[str, Path]:
+    """allowed/photos (a 2-class dataset), allowed/weights (a local backbone), and outside/
+    with a dataset and weights of its own; only allowed/ is a root."""
+    allowed, outside = tmp_path / "allowed", tmp_path / "outside"
+    for base in (allowed, outside):
+        for i, cls in enumerate(["cats", "dogs"]):
+            write_images(base / "photos" / cls, i, 6, seed=i)
+        (base / "weights").mkdir(parents=True)
+        for f in tiny_weights.iterdir():
+            (base / "weights" / f.name).symlink_to(f) if base is outside else (base / "weights" / f.name).write_bytes(
+                f.read_bytes())
+    (allowed / "escape").symlink_to(outside / "photos")
+    (allowed / "escape_weights").symlink_to(outside / "weights")
+    monkeypatch.setenv(settings.ROOTS_ENV, str(allowed))
+    monkeypatch.setenv(settings.HOME_ENV, str(allowed / "home"))
+    return {"inside": allowed / "photos", "outside": outside / "photos",
+            "dotdot": Path(f"{allowed}/photos/../../outside/photos"), "symlink": allowed / "escape",
+            "weights_inside": allowed / "weights", "weights_outside": outside / "weights",
+            "weights_dotdot": Path(f"{allowed}/weights/../../outside/weights"),
+            "weights_symlink": allowed / "escape_weights", "allowed": allowed}
+
+
+def ok(at: AppTest) -> AppTest:
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def app(page: str | None = None) -> AppTest:
+    at = ok(AppTest.from_file(APP, default_timeout=240).run())
+    return ok(at.switch_page(page).run()) if page else at
+
+
+def errors(at: AppTest, where=None) -> str:
+    return " ".join(e.value for e in (where or at).error)
+
+
+@pytest.mark.parametrize("case", ["outside", "dotdot", "symlink"])
+def test_dataset_local_folder_refuses(tree, case):
+    at = app("app_pages/dataset.py")
+    at.radio(key="tl_source").set_value("Local folder").run()
+    at.text_input(key="tl_folder").set_value(str(tree[case])).run()
+    ok(next(b for b in at.button if b.label == "Scan folder").click().run())
+    text = errors(at)
+    assert REFUSED in text and str(tree["allowed"]) in text and settings.ROOTS_ENV in text
+    assert "tl_dataset" not in at.session_state  # nothing was scanned from there
+    if case == "symlink":
+        assert f"it leads to {tree['outside']}" in text
+
+
+def test_dataset_local_folder_inside_works(tree):
+    at = app("app_pages/dataset.py")
+    at.radio(key="tl_source").set_value("Local folder").run()
+    at.text_input(key="tl_folder").set_value(str(tree["inside"])).run()
+    ok(next(b for b in at.button if b.label == "Scan folder").click().run())
+    assert REFUSED not in errors(at)
+    assert at.session_state["tl_dataset"].root == str(tree["inside"])
+    assert {m.label: m.value for m in at.metric}["Usable images"] == "12"
+
+
+def label_folder(tree, case) -> AppTest:
+    from core.data import builder
+
+    builder.create_dataset("pets", ["cats", "dogs"])  # the page labels photos into a dataset of its own
+    at = app("app_pages/label.py")
+    at.radio(key="tl_lab_src").set_value("Folder on this machine")
+    ok(at.run())
+    ok(at.text_input(key="tl_lab_inbox_path").set_value(str(tree[case])).run())
+    return ok(next(b for b in at.button if b.label == "Use this folder").click().run())
+
+
+@pytest.mark.parametrize("case", ["outside", "dotdot", "symlink"])
+def test_label_folder_refuses(tree, case, monkeypatch):
+    monkeypatch.setenv(settings.WEIGHTS_ENV, str(tree["weights_inside"]))
+    at = label_folder(tree, case)
+    text = errors(at)
+    assert REFUSED in text and str(tree["allowed"]) in text
+    assert "tl_lab_inbox" not in at.session_state and not any("photos** to label" in c.value for c in at.caption)
+
+
+def test_label_folder_inside_works(tree, monkeypatch):
+    monkeypatch.setenv(settings.WEIGHTS_ENV, str(tree["weights_inside"]))
+    at = label_folder(tree, "inside")
+    assert REFUSED not in errors(at)
+    assert any("12 photos" in c.value for c in at.caption)
+
+
+def apply_weights(at: AppTest, path) -> AppTest:
+    at.sidebar.text_input(key="tl_set_weights").set_value(str(path))
+    return ok(at.sidebar.button(key="tl_apply_settings").click().run())
+
+
+@pytest.mark.parametrize("case", ["weights_outside", "weights_dotdot", "weights_symlink"])
+def test_weights_setting_refuses(tree, case):
+    at = apply_weights(app(), tree[case])
+    text = errors(at, at.sidebar)
+    assert REFUSED in text and str(tree["allowed"]) in text
+    assert "tl_weights_dir" not in at.session_state
+    assert tiny_backbone.NAME not in at.sidebar.selectbox(key="tl_backbone").options  # nothing loaded from there
+
+
+def test_weights_setting_inside_works_for_this_session_only(tree):
+    at = apply_weights(app(), tree["weights_inside"])
+    assert not at.sidebar.error
+    assert at.session_state["tl_weights_dir"] == str(tree["weights_inside"])
+    assert tiny_backbone.NAME in at.sidebar.selectbox(key="tl_backbone").options  # its local backbone, offline
+    other = app()
+    assert tiny_backbone.NAME not in other.sidebar.selectbox(key="tl_backbone").options
+
+
+def test_data_directory_setting_is_bounded_too(tree, tmp_path):
+    at = app()
+    at.sidebar.text_input(key="tl_set_home").set_value(str(tmp_path / "outside" / "home"))
+    ok(at.sidebar.button(key="tl_apply_settings").click().run())
+    assert REFUSED in errors(at, at.sidebar) and "tl_home_dir" not in at.session_state
+    mine = tree["allowed"] / "my-home"
+    at.sidebar.text_input(key="tl_set_home").set_value(str(mine))
+    ok(at.sidebar.button(key="tl_apply_settings").click().run())
+    assert not at.sidebar.error and at.session_state["tl_home_dir"] == str(mine)
+    assert f"Data directory: `{mine}`" in " ".join(c.value for c in at.sidebar.caption)
