@@ -2,8 +2,7 @@
 sidebar, cached loaders and the friendly error display.
 
 Nothing here imports TensorFlow at import time: the first page must render
-without it. Predictors load once per process through ``st.cache_resource``; backbones
-through ``core.nets.loaded`` (the one backbone cache the analyses share too).
+without it. Models load once per process through ``st.cache_resource``.
 """
 
 from __future__ import annotations
@@ -170,6 +169,20 @@ def show_thumb(path: str, root: str, caption: str = "", size: int = 160) -> None
     """One thumbnail with its path relative to the dataset root as the caption."""
     rel = os.path.relpath(path, root)
     st.image(thumb(path, size), caption=f"{caption}{rel}", width=size)
+
+
+# ---------------------------------------------------------------- models
+
+@st.cache_resource(show_spinner=False, max_entries=2)
+def _backbone(name: str, weights: str | None, weights_dir: str, home: str):
+    from core.nets.backbones import load_backbone
+
+    return load_backbone(name, weights=weights)
+
+
+def load_backbone(name: str, weights: str | None = "imagenet"):
+    """A backbone, loaded once per process (keyed by the weights folder too)."""
+    return _backbone(name, weights, str(settings.weights_dir()), str(settings.home()))
 
 
 # ---------------------------------------------------------------- sidebar
@@ -348,10 +361,7 @@ def stage_progress(bar):
     return update
 
 
-STREAMLIT_CLEANUP_HOOK = "_clean_problem_modules"  # in streamlit.runtime.scriptrunner.script_runner
-
-
-def keep_compiled_models_warm() -> bool:
+def keep_compiled_models_warm() -> None:
     """Stop Streamlit from throwing away TensorFlow's compiled kernels after every rerun.
 
     After each script run Streamlit calls ``keras.backend.clear_session()``
@@ -360,30 +370,18 @@ def keep_compiled_models_warm() -> bool:
     the next click: about 1 s for EfficientNet-Lite0 on 2 idle cores, several seconds
     on a busy machine, which defeats ``st.cache_resource``. Keras 3 runs eagerly and
     has no graph to leak, so the cleanup is replaced by one that keeps the kernels and
-    still closes matplotlib figures.
-
-    Streamlit has no supported way to turn that cleanup off (no config option, no
-    callback; it is unconditional up to 1.67 at least), so this function is the one
-    place that touches the private hook; ``tests/test_streamlit_hook.py`` fails when
-    Streamlit renames it, stops calling it, or stops clearing Keras. Process-wide and
-    idempotent. Returns whether the kernels are kept; when the hook is gone it logs a
-    warning and the app runs on, only slower.
+    still closes matplotlib figures. Process-wide and idempotent; if Streamlit renames
+    the hook, nothing is patched and only the speed-up is lost.
     """
-    import logging
     import sys
 
     try:
         from streamlit.runtime.scriptrunner import script_runner
     except ImportError:
-        return False
-    current = getattr(script_runner, STREAMLIT_CLEANUP_HOOK, None)
-    if getattr(current, "_tl_keeps_kernels", False):
-        return True
-    if not callable(current):
-        logging.getLogger(__name__).warning(
-            "Streamlit %s has no script_runner.%s: compiled models are rebuilt after every rerun.",
-            st.__version__, STREAMLIT_CLEANUP_HOOK)
-        return False
+        return
+    current = getattr(script_runner, "_clean_problem_modules", None)
+    if current is None or getattr(current, "_tl_keeps_kernels", False):
+        return
 
     def clean_problem_modules() -> None:
         plt = sys.modules.get("matplotlib.pyplot")
@@ -394,9 +392,7 @@ def keep_compiled_models_warm() -> bool:
                 pass
 
     clean_problem_modules._tl_keeps_kernels = True
-    clean_problem_modules.streamlit_cleanup = current  # Streamlit's own, for the tests
-    setattr(script_runner, STREAMLIT_CLEANUP_HOOK, clean_problem_modules)
-    return True
+    script_runner._clean_problem_modules = clean_problem_modules
 
 
 def square_thumb(path: str, size: int = 160) -> np.ndarray:
