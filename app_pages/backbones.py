@@ -50,7 +50,10 @@ with table_slot:
         placeholder="–",
         height=36 * (len(table) + 1) + 4,
         column_config={
-            "params (M)": st.column_config.NumberColumn(format="%.1f"),
+            "params (M)": st.column_config.NumberColumn(
+                "params (M, with top)", format="%.1f",
+                help="The whole ImageNet classifier, its 1,000-class top included, as published tables count it. "
+                     "The base a new classifier reuses has fewer: see 'Inside' below."),
             "top-1 %": st.column_config.NumberColumn("ImageNet top-1 %", format="%.1f"),
             "top-5 %": st.column_config.NumberColumn("ImageNet top-5 %", format="%.1f"),
             "images/s": st.column_config.NumberColumn("images/s here", format="%.1f",
@@ -66,20 +69,27 @@ with chart_slot:
     short = table["backbone"].str.replace(r" \(.*\)$", "", regex=True)  # "EfficientNet-Lite0 (ImageNet-1k)"
     measured = table[table["images/s"].notna() & table["top-1 %"].notna()]
     unmeasured = table[table["images/s"].isna() & table["top-1 %"].notna()]
+    plotted = table[table["top-1 %"].notna()]
+    place = dict(zip(plotted.index, speed.label_positions(plotted["params (M)"], plotted["top-1 %"],
+                                                          list(short[plotted.index]))))  # no label over another
     fig = go.Figure()
     fig.add_trace(go.Scatter(
         x=unmeasured["params (M)"], y=unmeasured["top-1 %"], mode="markers+text", name="speed not measured",
-        text=short[unmeasured.index], textposition="top center", textfont={"color": "#888"},
+        text=short[unmeasured.index], textposition=[place[i] for i in unmeasured.index], textfont={"color": "#888"},
         marker={"size": 9, "color": "rgba(0,0,0,0)", "line": {"color": "#999", "width": 1.5}},
         hovertemplate="%{text}<br>%{x:.1f} M params<br>top-1 %{y:.1f}%<extra>not measured</extra>",
     ))
     if not measured.empty:
         fig.add_trace(go.Scatter(
             x=measured["params (M)"], y=measured["top-1 %"], mode="markers+text", name="measured here",
-            text=short[measured.index], textposition="top center", customdata=measured["images/s"],
+            text=short[measured.index], textposition=[place[i] for i in measured.index],
+            customdata=measured["images/s"],
+            # the colour scale starts at 0, and is drawn once two backbones are measured: one point
+            # would stretch it over a meaningless 76-76.8
             marker={"size": measured["images/s"], "sizemode": "area", "sizemin": 8,
                     "sizeref": 2.0 * measured["images/s"].max() / 30**2, "color": measured["images/s"],
-                    "colorscale": "Viridis", "showscale": True, "colorbar": {"title": "images/s"}},
+                    "colorscale": "Viridis", "cmin": 0, "cmax": float(measured["images/s"].max()),
+                    "showscale": len(measured) > 1, "colorbar": {"title": "images/s"}},
             hovertemplate="%{text}<br>%{x:.1f} M params<br>top-1 %{y:.1f}%<br>%{customdata:.1f} images/s"
                           "<extra></extra>",
         ))
@@ -119,7 +129,9 @@ if use_random:
 layers = explain.layer_table(bb.base)
 cols = st.columns(4)
 cols[0].metric("Layers", len(layers))
-cols[1].metric("Parameters", f"{layers['params'].sum() / 1e6:.1f} M")
+cols[1].metric("Parameters (no top)", f"{layers['params'].sum() / 1e6:.1f} M",
+               help="The convolutional base features come from, without the 1,000-class ImageNet top that the "
+                    "table above counts.")
 cols[2].metric("Input", f"{bb.input_size} × {bb.input_size} px")
 cols[3].metric("Feature map out", " × ".join(str(d) for d in bb.feature_shape))
 with st.expander(f"All {len(layers)} layers", expanded=False):

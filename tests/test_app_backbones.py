@@ -63,6 +63,7 @@ def test_missing_weights_offer_random_init(offline, image_folder):
     assert any("Random weights" in i.value for i in at.info)
     m = {x.label: x.value for x in at.metric}
     assert m["Input"] == "224 × 224 px" and m["Feature map out"] == "7 × 7 × 1280"
+    assert m["Parameters (no top)"] == "2.3 M"  # the table's 3.5 M counts the ImageNet top: both say which
     assert int(m["Layers"]) > 100
     grid = feature_grid(at)
     assert len(grid) == 1 and "most active channels" in grid[0].caption
@@ -115,3 +116,39 @@ def test_real_backbone_feature_maps(shared_assets, cats_vs_dogs):
     table = at.dataframe[0].value.set_index("backbone")
     assert table.loc["EfficientNet-Lite0 (ImageNet-1k)", "weights"] == "local"
     assert len(feature_grid(at)) == 1
+
+
+def test_chart_labels_apart_and_one_measurement_draws_no_colour_scale(offline):
+    """Lite0/1/2 printed over NASNetMobile, VGG16 over VGG19; one measured point drew a colour bar
+    over 76-76.8 images/s; the table's parameters (with the top) disagreed with 'Inside' unexplained."""
+    import json
+    from dataclasses import asdict
+
+    from core import atomic
+    from core.analysis import speed
+
+    atomic.write_json(speed.bench_path("mobilenet", 224), asdict(speed.SpeedResult(
+        "mobilenet", 224, 8, 3, 76.4, 0.1, "CPU test", "host", 2, "2.x", "2030-01-01T00:00:00+00:00")))
+    at = open_page()
+    columns = json.loads(at.dataframe[0].proto.columns)
+    assert columns["params (M)"]["label"] == "params (M, with top)"
+    spec = json.loads(at.get("plotly_chart")[0].proto.spec)
+    traces = {t["name"]: t for t in spec["data"]}
+    measured = traces["measured here"]
+    assert measured["marker"]["showscale"] is False and measured["marker"]["cmin"] == 0
+    def values(v):  # plotly writes numeric arrays as base64 ("bdata") with their dtype
+        if isinstance(v, dict) and "bdata" in v:
+            import base64
+
+            return list(np.frombuffer(base64.b64decode(v["bdata"]), dtype=v["dtype"]))
+        return list(v)
+
+    xs, ys, texts, where = [], [], [], []
+    for t in spec["data"]:
+        xs += values(t["x"])
+        ys += values(t["y"])
+        texts += values(t["text"])
+        where += values(t["textposition"])
+    assert len(xs) == len(where) > 10
+    assert speed.label_collisions(xs, ys, texts, where) == 0
+    assert speed.label_collisions(xs, ys, texts, ["top center"] * len(xs)) > 0  # as it was drawn before
