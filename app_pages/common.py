@@ -2,7 +2,8 @@
 sidebar, cached loaders and the friendly error display.
 
 Nothing here imports TensorFlow at import time: the first page must render
-without it. Models load once per process through ``st.cache_resource``.
+without it. Predictors load once per process through ``st.cache_resource``; backbones
+through ``core.nets.loaded`` (the one backbone cache the analyses share too).
 """
 
 from __future__ import annotations
@@ -169,20 +170,6 @@ def show_thumb(path: str, root: str, caption: str = "", size: int = 160) -> None
     """One thumbnail with its path relative to the dataset root as the caption."""
     rel = os.path.relpath(path, root)
     st.image(thumb(path, size), caption=f"{caption}{rel}", width=size)
-
-
-# ---------------------------------------------------------------- models
-
-@st.cache_resource(show_spinner=False, max_entries=2)
-def _backbone(name: str, weights: str | None, weights_dir: str, home: str):
-    from core.nets.backbones import load_backbone
-
-    return load_backbone(name, weights=weights)
-
-
-def load_backbone(name: str, weights: str | None = "imagenet"):
-    """A backbone, loaded once per process (keyed by the weights folder too)."""
-    return _backbone(name, weights, str(settings.weights_dir()), str(settings.home()))
 
 
 # ---------------------------------------------------------------- sidebar

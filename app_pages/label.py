@@ -11,6 +11,7 @@ import streamlit as st
 from core.data import archives
 from core.data import builder as db
 from core.analysis import labeling
+from core.analysis.review import LabelReview
 from core import settings
 from core.data import uploads
 from core.nets.backbones import get_spec
@@ -30,8 +31,7 @@ MSGS = "tl_lab_msgs"  # [(kind, text)] shown once, after the rerun an action cau
 NEXT_DS = "tl_lab_ds_next"  # dataset to select on the next run (set before the selectbox exists)
 INBOX = "tl_lab_inbox"  # {"folder": str, "dataset": core.data.dataset.Dataset of the unlabelled photos}
 RESULT = "tl_lab_result"  # {"dataset": name, "result": LabelResult}
-CHOICES = "tl_lab_choices"  # {photo path: class or None}: what "Add" will do
-TOUCHED = "tl_lab_touched"  # photo paths whose label the user picked by hand
+REVIEW = "tl_lab_review"  # core.analysis.review.LabelReview: what "Add" will do
 UPLOADS = "tl_lab_uploads"  # counter in the uploaders' keys: bumped to clear them after an add
 UPLOAD_MB = st.get_option("server.maxUploadSize")  # a zip; photos have their own, lower limit
 PHOTO_MB = uploads.photo_limit_mb(UPLOAD_MB)
@@ -364,8 +364,7 @@ if st.button("Suggest labels", type="primary", icon=":material/auto_awesome:", k
         result = labeling.auto_label(unl, classes, backbone, method=method, mapping=mapping, labelled=labelled,
                                      model=model, progress=common.stage_progress(bar))
         st.session_state[RESULT] = {"dataset": name, "result": result, "threshold": None}
-        st.session_state[TOUCHED] = set()
-        st.session_state.pop(CHOICES, None)
+        st.session_state.pop(REVIEW, None)  # a new result starts a new review
         st.session_state.pop("tl_lab_thr", None)  # a new result starts from the default threshold
         st.session_state.pop("tl_lab_sugg_page", None)
     bar.empty()
@@ -387,16 +386,11 @@ for note in result.notes:
 
 
 def defaults(threshold: float) -> None:
-    """Photos at or above the threshold take their suggestion; the rest are left out, unless picked by hand."""
-    choices = st.session_state.setdefault(CHOICES, {})
-    touched = st.session_state.setdefault(TOUCHED, set())
-    for _, row in st.session_state[RESULT]["result"].frame.iterrows():
-        if row["path"] in touched:
-            continue
-        choice = row["suggestion"] if row["confidence"] >= threshold else None
-        choices[row["path"]] = choice
-        # Set the tile's widget too (the browser keeps a widget's value unless the server sends a new one).
-        st.session_state[f"tl_lab_pick::{row['path']}"] = choice or LEAVE_OUT
+    """Apply the threshold, and set the tiles' widgets too (the browser keeps a widget's value
+    unless the server sends a new one)."""
+    review = st.session_state.setdefault(REVIEW, LabelReview())
+    for path, choice in review.apply_threshold(st.session_state[RESULT]["result"].frame, threshold).items():
+        st.session_state[f"tl_lab_pick::{path}"] = choice or LEAVE_OUT
 
 
 def on_threshold() -> None:
@@ -405,8 +399,7 @@ def on_threshold() -> None:
 
 def on_pick(path: str) -> None:
     value = st.session_state[f"tl_lab_pick::{path}"]
-    st.session_state.setdefault(TOUCHED, set()).add(path)
-    st.session_state.setdefault(CHOICES, {})[path] = None if value == LEAVE_OUT else value
+    st.session_state.setdefault(REVIEW, LabelReview()).pick(path, None if value == LEAVE_OUT else value)
 
 
 st.subheader(f"Suggestions for {len(frame):,} photos, most confident first")
@@ -415,18 +408,11 @@ what = {"zero_shot": "summed probability of the mapped ImageNet classes",
         "compare": "the lower of the two methods' confidences where they agree, 0 where they disagree"}[result.method]
 threshold = st.slider("Accept suggestions with a confidence of at least", 0.0, 1.0, DEFAULT_THRESHOLD, 0.01,
                       key="tl_lab_thr", on_change=on_threshold, help=f"Confidence: {what}.")
-if CHOICES not in st.session_state:
+if REVIEW not in st.session_state:
     defaults(threshold)
-choices = st.session_state[CHOICES]
-chosen = {p: c for p, c in choices.items() if c is not None and p in set(frame["path"])}
-above = int((frame["confidence"] >= threshold).sum())
-counts = pd.Series(list(chosen.values()), dtype=object).value_counts()
-st.markdown(
-    f"**{above}** of {len(frame)} photos are at or above {threshold:.0%} and take their suggested label; "
-    f"the other {len(frame) - above} are left out unless you pick a class for them. "
-    f"Ready to add: **{len(chosen)}**" + (" (" + ", ".join(f"{c} {n}" for c, n in counts.items()) + ")" if len(chosen) else "")
-    + "."
-)
+review = st.session_state[REVIEW]
+chosen = review.chosen(frame)
+st.markdown(review.summary(frame, threshold))
 if st.button(f"Add {len(chosen)} labelled photo{'s' if len(chosen) != 1 else ''} to '{name}'", type="primary",
              icon=":material/library_add:", disabled=not chosen, key="tl_lab_accept"):
     report = act(db.add_labelled, name, list(chosen.items()))
@@ -434,8 +420,8 @@ if st.button(f"Add {len(chosen)} labelled photo{'s' if len(chosen) != 1 else ''}
         say("warning" if report.rejected else "success", report.summary())
         done = {str(p) for p, _ in chosen.items()} - {r.name for r in report.rejected}
         result.frame = frame[~frame["path"].isin(done)].reset_index(drop=True)
+        review.added(done)
         for p in done:
-            choices.pop(p, None)
             st.session_state.pop(f"tl_lab_pick::{p}", None)
         after_edit(name)
     st.rerun()
@@ -450,7 +436,7 @@ for i, (_, row) in enumerate(shown.iterrows()):
     with grid[i % SUGGEST_COLS].container(border=True):
         st.image(common.square_thumb(row["path"], SUGGEST_PX), width=SUGGEST_PX)
         conf = float(row["confidence"])
-        adding = choices.get(row["path"]) is not None
+        adding = review.choices.get(row["path"]) is not None
         mark = ":green[:material/check_circle:]" if adding else ":orange[:material/help:]"
         st.progress(min(max(conf, 0.0), 1.0), text=f"{mark} **{row['suggestion']}** · {conf:.0%}")
         if result.method == "compare":
@@ -461,5 +447,5 @@ for i, (_, row) in enumerate(shown.iterrows()):
             st.caption(f"ImageNet sees: {row['imagenet_top']}")
         key = f"tl_lab_pick::{row['path']}"
         if st.session_state.get(key) not in options:  # first shown, or its class was renamed meanwhile
-            st.session_state[key] = choices.get(row["path"]) or LEAVE_OUT
+            st.session_state[key] = review.choices.get(row["path"]) or LEAVE_OUT
         st.selectbox(row["file"], options, key=key, on_change=on_pick, args=(row["path"],))

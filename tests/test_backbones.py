@@ -16,10 +16,10 @@ from keras.src.legacy.saving import legacy_h5_format
 from keras.src.utils import file_utils
 
 from core.nets import backbones
+from core.hashing import file_id
 from core import settings
 from core.nets.backbones import (
     KERAS_BACKBONES,
-    file_digest,
     get_spec,
     list_backbones,
     load_backbone,
@@ -238,14 +238,14 @@ def test_weights_resolution_order(tmp_path, monkeypatch, keras_models, weights_d
     bb = load_backbone("mobilenet", "imagenet", input_size=32)
     assert _same_weights(bb.base, in_dir)
     assert float(bb.base.get_layer("conv1").kernel.numpy().mean()) == pytest.approx(0.1)
-    assert bb.weights_id == f"imagenet-{file_digest(weights_dir / fname)}"
+    assert bb.weights_id == f"imagenet-{file_id(weights_dir / fname)}"
     assert offline == []
 
     # 2. without it, the Keras cache wins over a download
     (weights_dir / fname).unlink()
     bb = load_backbone("mobilenet", "imagenet", input_size=32)
     assert _same_weights(bb.base, in_cache)
-    assert bb.weights_id == f"imagenet-{file_digest(keras_models / fname)}"
+    assert bb.weights_id == f"imagenet-{file_id(keras_models / fname)}"
     assert offline == []
 
     # 3. with neither, Keras downloads the official file
@@ -303,7 +303,7 @@ def test_explicit_weights_file(tmp_path, mobilenet_32, offline):
     expected = _write_weights(mobilenet_32, path, seed=5)
     bb = load_backbone("mobilenet", str(path), input_size=32)
     assert _same_weights(bb.base, expected)
-    assert bb.weights_id == f"file-{file_digest(path)}"
+    assert bb.weights_id == f"file-{file_id(path)}"
     assert offline == []
 
 
@@ -340,7 +340,7 @@ def test_local_backbone_is_listed_and_loads(weights_dir):
 
     bb = load_backbone("tiny", input_size=224)  # fixed size: the manifest's 32 wins
     assert bb.input_size == 32 and bb.feature_shape == (8, 8, 12)
-    assert bb.weights_id == f"imagenet-{file_digest(weights_dir / 'tiny.keras')}"
+    assert bb.weights_id == f"imagenet-{file_id(weights_dir / 'tiny.keras')}"
     x = _pixels()
     mean, std = np.array([100.0, 110.0, 120.0]), np.array([50.0, 60.0, 70.0])
     expected = keras.Model(net.inputs, net.get_layer("top_activation").output)((x - mean) / std).numpy()

@@ -26,6 +26,7 @@ import numpy as np
 
 from core import atomic, settings
 from core.data.dataset import Dataset
+from core.hashing import file_sha256
 from core.errors import CacheCorrupt, StorageError, TransferLabError
 from core.nets.forward import check_pooling
 
@@ -89,14 +90,6 @@ def cache_key(fingerprint: str, split: str, backbone: str, weights_id: str, size
     return f"{backbone}-{size}-{pooling}-{split}-" + hashlib.sha256(raw.encode()).hexdigest()[:16]
 
 
-def _digest(path: Path) -> str:
-    h = hashlib.blake2b(digest_size=16)
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 22), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def _entry_dir(key: str) -> Path:
     return settings.subdir("features") / key
 
@@ -111,7 +104,7 @@ def read_entry(key: str, classes: list[str]) -> FeatureSet:
     for name, path in files.items():
         if not path.is_file() or path.stat().st_size != meta["sizes"][name]:
             raise CacheCorrupt(f"feature cache file {path} is missing or truncated")
-        if _digest(path) != meta["checksums"][name]:
+        if file_sha256(path) != meta["checksums"][name]:
             raise CacheCorrupt(f"feature cache file {path} failed its checksum")
     X = np.load(files["features.npy"], mmap_mode="r")
     return FeatureSet(
@@ -283,7 +276,7 @@ def _extract(ds, split, net, bb, reused, donor_speed, stamps, batch_size, key, p
             "speed": {"images": len(todo), "seconds": seconds, "inherited": False} if todo else
             donor_speed and {**donor_speed, "inherited": True},
             "sizes": {f: (work / f).stat().st_size for f in names},
-            "checksums": {f: _digest(work / f) for f in names},
+            "checksums": {f: file_sha256(work / f) for f in names},
         }
         atomic.write_text(work / "meta.json", json.dumps(meta))
         if folder.exists():  # another process finished the same entry first: keep theirs

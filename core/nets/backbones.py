@@ -11,7 +11,6 @@ cache (``KERAS_HOME`` or ``~/.keras/models``), then Keras' own download.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from dataclasses import dataclass, field
@@ -19,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from core import settings
+from core.hashing import file_id
 from core.errors import UnknownBackbone, WeightsUnavailable
 
 KERAS_WEIGHTS_URL = "https://storage.googleapis.com/tensorflow/keras-applications/"
@@ -209,20 +209,6 @@ def missing_weights_message(spec: BackboneSpec, include_top: bool = False, size:
     )
 
 
-_HASH_CACHE: dict[tuple[str, int, int], str] = {}
-
-
-def file_digest(path: Path) -> str:
-    """Short sha256 of a weights file, memoised by path, size and mtime."""
-    st = path.stat()
-    key = (str(path), st.st_size, st.st_mtime_ns)
-    if key not in _HASH_CACHE:
-        h = hashlib.sha256()
-        with open(path, "rb") as fh:
-            for block in iter(lambda: fh.read(1 << 20), b""):
-                h.update(block)
-        _HASH_CACHE[key] = h.hexdigest()[:16]
-    return _HASH_CACHE[key]
 
 
 def weights_id(spec: BackboneSpec, weights: Any, seed: int = 0, size: int | None = None) -> str:
@@ -231,8 +217,8 @@ def weights_id(spec: BackboneSpec, weights: Any, seed: int = 0, size: int | None
         return f"random-{seed}"
     if weights == "imagenet":
         where = weights_location(spec, size=size)
-        return f"imagenet-{file_digest(where)}" if where else "imagenet-download"
-    return f"file-{file_digest(Path(weights))}"
+        return f"imagenet-{file_id(where)}" if where else "imagenet-download"
+    return f"file-{file_id(Path(weights))}"
 
 
 # ---------------------------------------------------------------- loading

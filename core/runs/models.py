@@ -7,19 +7,11 @@ of loaded, and Keras loads it with ``safe_mode=True`` (no lambdas, no pickle).
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 from core import atomic
+from core.hashing import file_sha256
 from core.errors import CacheCorrupt, RunError
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _record_path(model_path: Path) -> Path:
@@ -32,7 +24,7 @@ def save_model(model, target: Path) -> dict:
 
     target = Path(target)
     save_model_atomic(model, target)
-    record = {"file": target.name, "bytes": target.stat().st_size, "sha256": _sha256(target)}
+    record = {"file": target.name, "bytes": target.stat().st_size, "sha256": file_sha256(target)}
     atomic.write_json(_record_path(target), record)
     return record
 
@@ -45,7 +37,7 @@ def verify(path: Path) -> None:
     record = atomic.read_json(_record_path(path))
     if not record:
         raise CacheCorrupt(f"{path} has no integrity record; it was not written by Transfer Lab or was cut short.")
-    if path.stat().st_size != record["bytes"] or _sha256(path) != record["sha256"]:
+    if path.stat().st_size != record["bytes"] or file_sha256(path) != record["sha256"]:
         raise CacheCorrupt(f"{path} is truncated or was modified after training; retrain the run to rebuild it.")
 
 

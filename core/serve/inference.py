@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 
 from core.errors import BadImage, RunError, TransferLabError, WeightsUnavailable
+from core.hashing import file_id
 from core.data.images import Source, load_rgb, open_rgb
 
 DEFAULT_TOP_K = 5
@@ -87,14 +88,14 @@ class Predictor:
         from core.nets import backbones
 
         if self.kind != "imagenet":
-            return f"model|{backbones.file_digest(Path(self.source))}"
+            return f"model|{file_id(Path(self.source))}"
         spec = backbones.get_spec(self.source)
         if self.weights == "random":
             return f"{spec.name}-imagenet|random"
         if self.weights != "imagenet":
-            return f"{spec.name}-imagenet|{backbones.file_digest(Path(self.weights))}"
+            return f"{spec.name}-imagenet|{file_id(Path(self.weights))}"
         where = backbones.weights_location(spec, include_top=True, size=self.input_size)
-        return f"{spec.name}-imagenet|{backbones.file_digest(where) if where else 'download'}"
+        return f"{spec.name}-imagenet|{file_id(where) if where else 'download'}"
 
     def probabilities(self, pixels: np.ndarray) -> np.ndarray:
         """(n, H, W, 3) pixels 0..255 -> (n, classes) probabilities (a sigmoid becomes two columns)."""
