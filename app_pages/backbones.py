@@ -8,6 +8,7 @@ from core.nets import explain
 from core.analysis import speed
 from core.data import uploads
 from core.nets.backbones import get_spec, list_backbones, weights_location
+from core.nets.loaded import loaded_backbone
 from core.errors import TransferLabError, WeightsUnavailable
 from core.data.images import UPLOAD_TYPES, UPLOAD_TYPES_TEXT, load_rgb
 from app_pages import common
@@ -111,7 +112,7 @@ if not use_random and weights_location(spec) is None:
     st.caption("Its ImageNet weights are not on this machine: loading tries to download them.")
 try:
     with st.spinner(f"Loading {spec.display_name}…"):
-        bb = common.load_backbone(name, None if use_random else "imagenet")
+        bb = loaded_backbone(name, None if use_random else "imagenet")
 except WeightsUnavailable as exc:
     st.error(str(exc), icon=":material/cloud_off:")
     st.button("Explore it with random weights instead",

@@ -1,4 +1,4 @@
-"""2-D feature maps (PCA, t-SNE) with their disk cache, and separability figures."""
+"""2-D feature maps (PCA, t-SNE) with their disk cache."""
 
 from __future__ import annotations
 
@@ -9,9 +9,8 @@ import pytest
 
 from core.analysis import embedding
 from core.data.dataset import scan_folder
-from core.errors import TransferLabError, WeightsUnavailable
 from tests import tiny_backbone
-from tests.test_labeling import blobs
+from tests.test_label_issues import blobs
 
 
 @pytest.fixture(scope="session")
@@ -67,23 +66,6 @@ def test_small_inputs():
         embedding.project(np.ones((3, 3)), "umap")
 
 
-def test_knn_loo_accuracy_and_silhouette():
-    X, y = blobs(n_per_class=40, k=3, dim=16, spread=0.2)
-    assert embedding.knn_loo_accuracy(X, y) == 1.0
-    rng = np.random.default_rng(0)
-    shuffled = rng.permutation(y)
-    acc = embedding.knn_loo_accuracy(X, shuffled)
-    assert acc < 0.6  # labels unrelated to the features: near chance (1/3)
-    assert embedding.silhouette(X, y) > 0.5 > embedding.silhouette(X, shuffled)
-    assert embedding.silhouette(np.zeros((10, 4)), np.repeat([0, 1], 5)) == 0.0
-    # leave-one-out really leaves the photo out: duplicates of one point with another label
-    X2 = np.array([[1.0, 0], [1.0, 0], [0, 1.0], [0, 1.0]])
-    assert embedding.knn_loo_accuracy(X2, np.array([0, 0, 1, 1]), k=1) == 1.0
-    assert embedding.knn_loo_accuracy(X2, np.array([0, 1, 0, 1]), k=1) == 0.0
-    # a chunk smaller than the data gives the same answer
-    assert embedding.knn_loo_accuracy(X, shuffled, chunk=7) == acc
-
-
 def test_feature_map_of_a_dataset_is_cached(tiny, image_folder):
     ds = scan_folder(image_folder)
     fmap = embedding.feature_map(ds, tiny, method="pca")
@@ -98,51 +80,3 @@ def test_feature_map_of_a_dataset_is_cached(tiny, image_folder):
     # red vs green photos through colour-mean features: the map keeps the classes apart
     a, b = f[f["label"] == "a"]["x"], f[f["label"] == "b"]["x"]
     assert a.max() < b.min() or b.max() < a.min()
-
-
-def test_separability_table_real_vs_random(tiny, flat_folder):
-    ds = scan_folder(flat_folder)
-    entries = embedding.default_entries()
-    assert entries == [(tiny, "imagenet"), (tiny, None)]
-    table = embedding.separability_table(ds, entries, per_class=6, split="train")
-    assert sorted(table["weights"]) == ["ImageNet", "random"]
-    assert (table["images"] == 18).all() and (table["error"] == "").all()
-    assert (table["images_per_s"] > 0).all() and (table["dims"] == 3).all()
-    real = table[table["weights"] == "ImageNet"].iloc[0]
-    assert real["knn_accuracy"] == 1.0 and real["silhouette"] > 0.5
-    assert real["chance"] == pytest.approx(1 / 3)
-    assert table["knn_accuracy"].is_monotonic_decreasing
-    assert (table["speed_from"] == "this extraction (18 photos, warm-up included)").all()
-    fewer = embedding.separability_table(ds, entries, per_class=4, split="train")  # rows from the cache
-    assert np.allclose(fewer["images_per_s"], table["images_per_s"])
-    assert fewer["speed_from"].str.startswith("an earlier extraction (18 photos)").all()
-
-    from core.analysis import speed
-
-    measured = speed.measure(tiny, batch_size=4, batches=1)
-    again = embedding.separability_table(ds, entries, per_class=6, split="train")
-    assert np.allclose(again["images_per_s"], measured.images_per_s)
-    assert (again["speed_from"] == "speed benchmark").all()
-
-
-def test_separability_table_reports_a_backbone_that_cannot_run(tiny, flat_folder, monkeypatch):
-    ds = scan_folder(flat_folder)
-    real = embedding.dataset_features
-
-    def fake(ds_, name, weights, *a, **k):
-        if weights is None:
-            raise WeightsUnavailable("weights missing here")
-        return real(ds_, name, weights, *a, **k)
-
-    monkeypatch.setattr(embedding, "dataset_features", fake)
-    table = embedding.separability_table(ds, [(tiny, "imagenet"), (tiny, None)], per_class=4)
-    assert list(table["error"]) == ["", "weights missing here"]
-    assert np.isnan(table["knn_accuracy"].iloc[1])
-
-
-def test_separability_table_needs_photos(tiny, flat_folder):
-    ds = scan_folder(flat_folder)
-    with pytest.raises(TransferLabError):
-        embedding.separability_table(ds, [(tiny, "imagenet")], split="nope")
-    assert "seeded sample of up to 4" in embedding.sample_note(ds, 4)
-    assert embedding.sample_note(ds, None).startswith("all ")

@@ -1,4 +1,4 @@
-"""Auto-labelling (zero-shot, few-shot, compare), label issues and outliers, on generated data."""
+"""Auto-labelling (zero-shot, few-shot, compare) on generated data."""
 
 from __future__ import annotations
 
@@ -243,70 +243,6 @@ def test_progress_is_reported_by_stage(tiny, inbox, pets):
     stages = {s for s, _, _ in seen}
     assert "photos to label" in stages and any(s.startswith("labelled photos") for s in stages)
     assert all(done <= total for _, done, total in seen)
-
-
-# ---------------------------------------------------------------- label issues and outliers
-
-def blobs(n_per_class=60, k=3, dim=16, seed=0, spread=0.35):
-    rng = np.random.default_rng(seed)
-    centres = rng.normal(size=(k, dim)) * 3
-    X = np.concatenate([c + rng.normal(scale=spread * 3, size=(n_per_class, dim)) for c in centres])
-    y = np.repeat(np.arange(k), n_per_class)
-    return X, y
-
-
-def test_label_issues_rank_flipped_labels_first():
-    X, y = blobs()
-    noisy, flipped = labeling.flip_labels(y, 4, seed=1)
-    assert (noisy != y).sum() == 12 and set(np.flatnonzero(noisy != y)) == set(flipped)
-    paths = [f"/p/{i}.png" for i in range(len(y))]
-    issues = labeling.label_issues(X, noisy, ["a", "b", "c"], paths)
-    assert list(issues["rank"][:3]) == [1, 2, 3] and len(issues) == len(y)
-    top = {int(Path(p).stem) for p in issues["path"][:12]}
-    assert len(top & set(flipped)) >= 11
-    first = issues.iloc[0]
-    truth = "abc"[y[int(Path(first["path"]).stem)]]
-    assert first["suggested"] == truth and first["label"] != truth and first["flagged"]
-    assert (np.diff(issues["p_given"]) >= 0).all()
-    assert issues["flagged"].sum() <= 20  # clean photos are not flagged wholesale
-
-
-def test_label_issues_on_clean_labels_flag_little():
-    X, y = blobs(seed=3)
-    issues = labeling.label_issues(X, y, ["a", "b", "c"], [str(i) for i in range(len(y))])
-    assert issues["flagged"].sum() <= 2
-    assert issues["knn_disagree"].mean() < 0.05
-
-
-def test_label_issues_need_two_classes():
-    X, y = blobs(k=2)
-    with pytest.raises(labeling.LabelingError):
-        labeling.label_issues(X, np.zeros_like(y), ["a", "b"], [str(i) for i in range(len(y))])
-
-
-def test_knn_disagreement():
-    X = np.array([[1, 0], [0.99, 0.1], [0.98, 0.15], [0, 1], [0.1, 0.99], [0.15, 0.98]], float)
-    y = np.array([0, 0, 1, 1, 1, 1])
-    d = labeling.knn_disagreement(X, y, k=2)
-    assert d[2] == 1.0 and d[4] == 0.0 and d[0] == 0.5
-
-
-def test_outliers_are_far_from_every_class_centre():
-    X, y = blobs(k=2, dim=8, seed=4)
-    rng = np.random.default_rng(0)
-    odd = rng.normal(size=(3, 8)) * 0.01 + np.eye(8)[7] * -50  # far off in a direction no class has
-    X2 = np.concatenate([X, odd])
-    y2 = np.concatenate([y, [0, 1, 0]])
-    paths = [str(i) for i in range(len(y2))]
-    out = labeling.outliers(X2, y2, ["a", "b"], paths)
-    assert set(out["path"][:3]) == {str(len(y)), str(len(y) + 1), str(len(y) + 2)}
-    assert (np.diff(out["distance"]) <= 0).all() and out["z_score"].iloc[0] > 2
-    assert set(out.columns) >= {"label", "nearest_class", "distance", "distance_own"}
-
-
-def test_l2_normalise_handles_zero_rows():
-    Xn = labeling.l2_normalise(np.array([[3.0, 4.0], [0.0, 0.0]]))
-    np.testing.assert_allclose(Xn, [[0.6, 0.8], [0, 0]])
 
 
 def test_scan_unlabelled_refuses_huge_folders(tmp_path, monkeypatch):

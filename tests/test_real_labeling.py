@@ -16,8 +16,7 @@ import numpy as np
 import pytest
 
 from core.data import builder as db
-from core.analysis import embedding
-from core.analysis import labeling
+from core.analysis import embedding, label_issues, labeling, separability
 from core.data.dataset import scan_folder
 from core.features.cache import extract_features
 
@@ -73,15 +72,19 @@ def test_label_issues_find_flipped_labels(cats_vs_dogs):
     ds, train = lite0(cats_vs_dogs, "train")
     X, y = train.usable()
     paths = [p for p, ok in zip(train.paths, train.valid) if ok]
-    noisy, flipped = labeling.flip_labels(y, 10, seed=0)  # 10 cats called dogs, 10 dogs called cats
+    noisy, flipped = label_issues.flip_labels(y, 10, seed=0)  # 10 cats called dogs, 10 dogs called cats
     start = time.perf_counter()
-    issues = labeling.label_issues(X, noisy, ds.classes, paths)
+    issues = label_issues.label_issues(X, noisy, ds.classes, paths)
     seconds = time.perf_counter() - start
     top40 = set(issues["path"][:40])
-    found = len(top40 & {paths[i] for i in flipped})
-    print(f"\nlabel issues: {found} of the 20 flipped labels among the top 40 suspects "
-          f"({int(issues['flagged'].sum())} flagged of {len(y)}; {seconds:.1f} s)")
+    wrong = {paths[i] for i in flipped}
+    found = len(top40 & wrong)
+    flagged = set(issues.loc[issues["flagged"], "path"])
+    print(f"\nlabel issues: {found} of the 20 flipped labels among the top 40 suspects; cleanlab flags "
+          f"{len(flagged)} of {len(y)}, {len(flagged & wrong)} of them flipped ({seconds:.1f} s)")
     assert found >= 17
+    # the hand-written confident-learning threshold it replaced flagged 12, all flipped
+    assert len(flagged & wrong) >= 12 and len(flagged & wrong) >= 0.8 * len(flagged)
 
 
 def test_auto_label_end_to_end_from_a_folder(cats_vs_dogs, tmp_path):
@@ -111,21 +114,23 @@ def test_auto_label_end_to_end_from_a_folder(cats_vs_dogs, tmp_path):
 
 def test_separability_ranks_pretrained_far_above_random(cats_vs_dogs):
     ds = scan_folder(cats_vs_dogs)
-    entries = embedding.default_entries()
+    entries = separability.default_entries()
     assert entries == [("efficientnet_lite0", "imagenet"), ("efficientnet_lite1", "imagenet"),
                        ("efficientnet_lite2", "imagenet"), ("efficientnet_lite0", None)]
     start = time.perf_counter()
-    table = embedding.separability_table(ds, entries, per_class=SEPARABILITY_PER_CLASS, split="train", seed=0)
+    table = separability.separability_table(ds, entries, per_class=SEPARABILITY_PER_CLASS, split="train", seed=0)
     seconds = time.perf_counter() - start
-    print(f"\nseparability on {embedding.sample_note(ds, SEPARABILITY_PER_CLASS)} ({seconds:.0f} s):")
-    print(table[["backbone", "weights", "knn_accuracy", "silhouette", "images_per_s", "images", "error"]]
+    print(f"\nseparability on {separability.sample_note(ds, SEPARABILITY_PER_CLASS)} ({seconds:.0f} s):")
+    print(table[["backbone", "weights", "knn_loo_accuracy", "probe_cv_accuracy", "silhouette", "images_per_s",
+                 "images", "error"]]
           .to_string(index=False, float_format=lambda v: f"{v:.3f}"))
     assert (table["error"] == "").all()
     assert set(table["name"]) == {"efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2"}
     real = table[(table["name"] == LITE0) & (table["weights"] == "ImageNet")].iloc[0]
     rand = table[table["weights"] == "random"].iloc[0]
-    assert real["knn_accuracy"] >= 0.9 and rand["knn_accuracy"] <= 0.7
-    assert real["knn_accuracy"] - rand["knn_accuracy"] >= 0.3
+    assert real["knn_loo_accuracy"] >= 0.9 and rand["knn_loo_accuracy"] <= 0.7
+    assert real["knn_loo_accuracy"] - rand["knn_loo_accuracy"] >= 0.3
+    assert real["probe_cv_accuracy"] >= 0.9 and real["probe_cv_accuracy"] > rand["probe_cv_accuracy"]
     assert real["silhouette"] > rand["silhouette"]
     assert table.iloc[-1]["weights"] == "random"  # ranked last
     assert (table["images"] == 2 * SEPARABILITY_PER_CLASS).all() and (table["images_per_s"] > 0).all()

@@ -208,9 +208,28 @@ def test_phash_robust_to_resize_and_jpeg_but_separates_images():
     buf = io.BytesIO()
     img.resize((160, 120)).save(buf, "JPEG", quality=70)
     again = Image.open(io.BytesIO(buf.getvalue())).convert("RGB")
-    assert bin(stats.phash(img) ^ stats.phash(again)).count("1") <= 4
+    assert stats.phash(img) - stats.phash(again) <= 4  # Hamming distance of the 64-bit hashes
     others = [stats.phash(smooth_image(s, size=(320, 240))) for s in range(4, 14)]
-    assert min(bin(stats.phash(img) ^ h).count("1") for h in others) > 12
+    assert min(stats.phash(img) - h for h in others) > 12
+    assert len(str(stats.phash(img))) == 16  # what the hash cache stores
+
+
+def test_hashes_of_an_older_version_are_rebuilt_and_dropped(dup_folder, tl_home):
+    """A cache file written by another hash version is never read; it goes once the new one is written."""
+    ds = scan_folder(dup_folder)
+    folder = tl_home / "hashes"
+    folder.mkdir(parents=True, exist_ok=True)
+    rel = {str(Path(r.path).relative_to(dup_folder)): r for r in ds.records}
+    old = folder / f"{ds.fingerprint}-v{stats.HASH_VERSION - 1}.json"
+    old.write_text(json.dumps({"fingerprint": ds.fingerprint, "version": stats.HASH_VERSION - 1, "hashes": {
+        k: {"sha256": "0" * 64, "phash": "0" * 16, "error": None} for k in rel}}))
+    hashed = []
+    hashes = stats.file_hashes(ds, progress=lambda done, total: hashed.append(total))
+    assert hashed[-1] == len(ds.records), "every image rehashed"
+    assert all(h["sha256"] != "0" * 64 for h in hashes.values())
+    assert not old.exists()
+    assert [f.name for f in folder.iterdir()] == [f"{ds.fingerprint}-v{stats.HASH_VERSION}.json"]
+    assert relative_pairs(stats.duplicates(ds), dup_folder) == EXPECTED_PAIRS
 
 
 def test_near_pairs_matches_brute_force():

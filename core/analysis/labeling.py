@@ -1,4 +1,4 @@
-"""Auto-labelling of unlabelled photos, and finding photos that look mislabelled.
+"""Auto-labelling of unlabelled photos: zero-shot from ImageNet, or few-shot from labelled photos.
 
 Two ways to label a photo with one of a dataset's classes:
 
@@ -11,9 +11,7 @@ Two ways to label a photo with one of a dataset's classes:
 - **few-shot**: logistic regression (or 5-NN) on L2-normalised cached pooled
   features of the photos already labelled; it works from ~5 photos a class.
 
-Label issues follow the confident-learning idea with plain scikit-learn:
-out-of-fold (5-fold) predicted probabilities of each photo's given label; the
-lowest are the suspects. Outliers are the photos farthest from every class centre.
+Photos that look mislabelled are ``core.analysis.label_issues``.
 """
 
 from __future__ import annotations
@@ -29,9 +27,10 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
+from core.analysis.neighbours import KNN_K, l2_normalise
 from core.data.dataset import BadFile, Dataset, ImageRecord, fingerprint_files
 from core.errors import BadImage, TransferLabError
-from core.features.cache import measured_speed
+from core.features.dataset import StageProgress, cached_extract, dataset_features
 from core.data.images import is_image_name, probe
 
 METHODS = ("zero_shot", "few_shot", "compare")
@@ -42,10 +41,6 @@ FEW_SHOT_NAMES = {"logreg": "Logistic regression", "knn": "5 nearest neighbours"
 UNLABELLED = "unlabelled"
 MAX_UNLABELLED = 20_000  # files looked at in one folder of unlabelled photos
 LOGREG_C = 10.0
-KNN_K = 5
-
-StageProgress = Callable[[str, Any], None]
-"""Called as ``progress(stage, core.features.cache.ExtractProgress)`` during extraction."""
 
 
 class LabelingError(TransferLabError):
@@ -273,12 +268,6 @@ def zero_shot_scores(probs: np.ndarray, mapping: Mapping[str, Sequence[int]], cl
 
 # ---------------------------------------------------------------- few-shot
 
-def l2_normalise(X: np.ndarray) -> np.ndarray:
-    X = np.asarray(X, np.float64)
-    norms = np.linalg.norm(X, axis=1, keepdims=True)
-    return X / np.maximum(norms, 1e-12)
-
-
 def few_shot_model(model: str = "logreg", n_per_class_min: int = KNN_K):
     """The classifier used for few-shot labelling (on L2-normalised features)."""
     from sklearn.linear_model import LogisticRegression
@@ -358,14 +347,6 @@ def scan_unlabelled(folder: str | os.PathLike, name: str | None = None) -> Datas
     fp = "unlabelled-" + fingerprint_files([Path(r.path) for r in records], root)
     return Dataset(name=name or root.name, root=str(root), classes=[UNLABELLED], records=records,
                    bad_files=bad, fingerprint=fp, split_source="folders")
-
-
-def labelled_features(ds: Dataset, backbone: str, weights: Any = "imagenet",
-                      progress: StageProgress | None = None, should_stop=None) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    """Pooled features of every usable photo of ``ds`` (both splits): ``X``, class indices, paths."""
-    f = dataset_features(
-        ds, backbone, weights, (lambda s, p: progress(f"labelled photos ({s})", p)) if progress else None, should_stop)
-    return f.X, f.y, f.paths
 
 
 # ---------------------------------------------------------------- auto-labelling
@@ -470,7 +451,9 @@ def auto_label(
         frame["zero_shot_confidence"] = scores.max(axis=1)
         frame["imagenet_top"] = _top_imagenet(probs, names)
     if method in ("few_shot", "compare"):
-        Xl, yl_ds, _ = labelled_features(labelled, backbone, weights, progress, should_stop)
+        lf = dataset_features(labelled, backbone, weights,
+                              (lambda s, p: progress(f"labelled photos ({s})", p)) if progress else None, should_stop)
+        Xl, yl_ds = lf.X, lf.y
         index = {c: i for i, c in enumerate(classes)}
         names_l = [labelled.classes[i] for i in yl_ds]
         keep = np.array([n in index for n in names_l], bool)
@@ -493,209 +476,3 @@ def auto_label(
     frame = frame[first + [c for c in frame.columns if c not in first]]
     return LabelResult(frame, classes, method, backbone, bad, time.perf_counter() - start, notes,
                        model if method != "zero_shot" else "")
-
-
-# ---------------------------------------------------------------- label issues and outliers
-
-def out_of_fold_probabilities(X: np.ndarray, y: np.ndarray, folds: int = 5, seed: int = 0) -> np.ndarray:
-    """``(n, k)`` predicted probabilities of each photo from a linear probe that never saw it (k-fold)."""
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.model_selection import StratifiedKFold
-
-    y = np.asarray(y, np.int64)
-    k = int(y.max()) + 1 if len(y) else 0
-    counts = np.bincount(y, minlength=k)
-    present = counts[counts > 0]
-    if len(present) < 2:
-        raise LabelingError("Finding label issues needs photos of at least two classes.")
-    folds = int(max(2, min(folds, present.min())))
-    if present.min() < 2:
-        raise LabelingError("Finding label issues needs at least two photos of every class.")
-    Xn = l2_normalise(X)
-    probs = np.zeros((len(y), k))
-    for train, test in StratifiedKFold(folds, shuffle=True, random_state=seed).split(Xn, y):
-        clf = LogisticRegression(C=1.0, max_iter=5000).fit(Xn[train], y[train])
-        probs[np.ix_(test, clf.classes_)] = clf.predict_proba(Xn[test])
-    return probs
-
-
-def knn_disagreement(X: np.ndarray, y: np.ndarray, k: int = KNN_K, chunk: int = 1024) -> np.ndarray:
-    """For each photo, the share of its ``k`` nearest neighbours (cosine, itself excluded) with another label."""
-    Xn = l2_normalise(X).astype(np.float32)
-    y = np.asarray(y)
-    n = len(y)
-    k = max(1, min(k, n - 1))
-    out = np.zeros(n)
-    for s in range(0, n, chunk):
-        sim = Xn[s:s + chunk] @ Xn.T
-        rows = np.arange(sim.shape[0])
-        sim[rows, s + rows] = -np.inf
-        nn = np.argpartition(-sim, k - 1, axis=1)[:, :k]
-        out[s:s + chunk] = (y[nn] != y[s:s + chunk, None]).mean(axis=1)
-    return out
-
-
-def label_issues(X: np.ndarray, y: np.ndarray, classes: Sequence[str], paths: Sequence[str],
-                 folds: int = 5, seed: int = 0) -> pd.DataFrame:
-    """Every photo ranked by how unlikely its label is (most suspect first).
-
-    ``p_given``: out-of-fold probability of the given label. ``flagged``: the
-    probe's own pick is another class with at least that class's average
-    self-confidence (confident learning's per-class threshold).
-    ``knn_disagree``: share of the 5 nearest neighbours with another label.
-    """
-    y = np.asarray(y, np.int64)
-    probs = out_of_fold_probabilities(X, y, folds, seed)
-    k = probs.shape[1]
-    p_given = probs[np.arange(len(y)), y]
-    thresholds = np.array([p_given[y == j].mean() if (y == j).any() else 1.0 for j in range(k)])
-    pred = probs.argmax(axis=1)
-    p_pred = probs[np.arange(len(y)), pred]
-    flagged = (pred != y) & (p_pred >= thresholds[pred])
-    frame = pd.DataFrame({
-        "path": list(paths), "file": [Path(p).name for p in paths],
-        "label": [classes[i] for i in y], "suggested": [classes[i] for i in pred],
-        "p_given": p_given, "p_suggested": p_pred, "knn_disagree": knn_disagreement(X, y),
-        "flagged": flagged,
-    })
-    # Flagged first, then those the probe puts in another class, then the rest: a page that says
-    # "N look mislabelled, check them first" shows those N first.
-    tier = np.where(flagged, 0, np.where(pred != y, 1, 2))
-    frame = frame.assign(_tier=tier).sort_values(["_tier", "p_given", "knn_disagree"],
-                                                 ascending=[True, True, False], kind="stable").drop(columns="_tier")
-    frame.insert(0, "rank", np.arange(1, len(frame) + 1))
-    return frame.reset_index(drop=True)
-
-
-def outliers(X: np.ndarray, y: np.ndarray, classes: Sequence[str], paths: Sequence[str]) -> pd.DataFrame:
-    """Every photo ranked by its cosine distance to the nearest class centre (farthest first).
-
-    Photos far from every class are often broken, off-topic or odd duplicates.
-    """
-    y = np.asarray(y, np.int64)
-    Xn = l2_normalise(X)
-    present = [j for j in range(len(classes)) if (y == j).any()]
-    if not present:
-        raise LabelingError("No photos to look for outliers in.")
-    centres = l2_normalise(np.stack([Xn[y == j].mean(axis=0) for j in present]))
-    dist = 1.0 - Xn @ centres.T  # cosine distance to each class centre
-    nearest = dist.argmin(axis=1)
-    d_min = dist[np.arange(len(y)), nearest]
-    own = np.array([dist[i, present.index(c)] for i, c in enumerate(y)])
-    z = (d_min - d_min.mean()) / (d_min.std() or 1.0)
-    frame = pd.DataFrame({
-        "path": list(paths), "file": [Path(p).name for p in paths], "label": [classes[i] for i in y],
-        "nearest_class": [classes[present[j]] for j in nearest], "distance": d_min, "distance_own": own,
-        "z_score": z,
-    })
-    frame = frame.sort_values("distance", ascending=False, kind="stable")
-    frame.insert(0, "rank", np.arange(1, len(frame) + 1))
-    return frame.reset_index(drop=True)
-
-
-_LOADED: dict[tuple[str, str, int], Any] = {}
-
-
-def loaded_backbone(backbone: str, weights: Any = "imagenet"):
-    """A backbone loaded once per process and reused by every extraction here (the last one is kept)."""
-    from core.nets.backbones import get_spec, load_backbone, weights_id
-
-    spec = get_spec(backbone)
-    key = (backbone, weights_id(spec, weights, 0, spec.default_size), spec.default_size)
-    if key not in _LOADED:
-        _LOADED.clear()
-        _LOADED[key] = load_backbone(backbone, weights)
-    return _LOADED[key]
-
-
-def _cache_key(ds: Dataset, backbone: str, split: str, weights: Any) -> str:
-    from core.nets.backbones import get_spec, weights_id
-    from core.features.cache import cache_key
-
-    spec = get_spec(backbone)
-    return cache_key(ds.fingerprint, split, backbone, weights_id(spec, weights, 0, spec.default_size),
-                     spec.default_size, "avg")
-
-
-def features_cached(ds: Dataset, backbone: str, weights: Any = "imagenet",
-                    splits: Sequence[str] = ("train", "validation")) -> bool:
-    """Whether the pooled features of every split of ``ds`` that has photos are in the feature cache."""
-    from core import settings
-
-    root = settings.subdir("features")
-    return all((root / _cache_key(ds, backbone, s, weights) / "meta.json").is_file()
-               for s in splits if ds.split(s))
-
-
-def cached_extract(ds: Dataset, backbone: str, *, split: str, weights: Any = "imagenet", progress=None,
-                   should_stop=None):
-    """``core.features.cache.extract_features`` (pooling ``avg``) that loads the backbone only on a
-    cache miss, and then only once for all the splits and datasets that need it."""
-    from core.features.cache import extract_features
-
-    hit = features_cached(ds, backbone, weights, splits=(split,))
-    return extract_features(ds, backbone, split=split, weights=weights, pooling="avg", progress=progress,
-                            should_stop=should_stop, loaded=None if hit else loaded_backbone(backbone, weights))
-
-
-@dataclass
-class DatasetFeatures:
-    """Pooled features of every usable photo of a dataset, train split then validation."""
-
-    X: np.ndarray
-    y: np.ndarray
-    paths: list[str]
-    splits: list[str]
-    keys: list[str]  # the feature-cache entries they came from
-    images: int  # photos whose forward pass the speed below was measured on
-    seconds: float  # how long those forward passes took
-    speed_inherited: bool = False  # measured by earlier entries these rows were reused from
-
-    @property
-    def images_per_s(self) -> float:
-        return self.images / self.seconds if self.images and self.seconds > 0 else float("nan")
-
-
-def dataset_features(ds: Dataset, backbone: str, weights: Any = "imagenet", progress: StageProgress | None = None,
-                     should_stop=None, splits: Sequence[str] = ("train", "validation")) -> DatasetFeatures:
-    """Features of every usable photo of ``ds`` from the feature cache (extracted once, then reused)."""
-    Xs, ys, paths, split_of, keys = [], [], [], [], []
-    images, seconds, inherited = 0, 0.0, False
-    for split in splits:
-        if not ds.split(split):
-            continue
-        fs = cached_extract(ds, backbone, split=split, weights=weights,
-                            progress=(lambda p, s=split: progress(s, p)) if progress else None,
-                            should_stop=should_stop)
-        X, y = fs.usable()
-        Xs.append(X)
-        ys.append(y)
-        kept = [p for p, ok in zip(fs.paths, fs.valid) if ok]
-        paths += kept
-        split_of += [split] * len(kept)
-        keys.append(fs.key)
-        speed = measured_speed(fs.meta)
-        if speed:
-            images += int(speed["images"])
-            seconds += float(speed["seconds"])
-            inherited = inherited or bool(speed.get("inherited"))
-    if not Xs:
-        raise LabelingError(f"Dataset '{ds.name}' has no photos.")
-    return DatasetFeatures(np.concatenate(Xs), np.concatenate(ys), paths, split_of, keys, images, seconds, inherited)
-
-
-def flip_labels(y: np.ndarray, n_per_class: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """A copy of two-or-more-class labels with ``n_per_class`` of each class moved to the next class.
-
-    For testing the label-issue finder: returns ``(noisy labels, flipped indices)``.
-    """
-    y = np.asarray(y, np.int64)
-    rng = np.random.default_rng(seed)
-    k = int(y.max()) + 1
-    noisy = y.copy()
-    flipped = []
-    for j in range(k):
-        idx = rng.choice(np.flatnonzero(y == j), size=n_per_class, replace=False)
-        noisy[idx] = (j + 1) % k
-        flipped += list(idx)
-    return noisy, np.sort(np.array(flipped))

@@ -7,12 +7,14 @@ inspection page opens instantly the second time.
 
 from __future__ import annotations
 
+import glob
 import hashlib
 import os
 import re
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import imagehash
 import numpy as np
 import pandas as pd
 from PIL import Image, ImageDraw
@@ -21,11 +23,12 @@ from core import atomic, settings
 from core.data.dataset import SPLITS, Dataset, Progress
 from core.data.images import open_rgb
 
-HASH_VERSION = 1
+HASH_VERSION = 2  # 2: perceptual hashes from imagehash
 NEAR_THRESHOLD = 6
 IMBALANCE_WARN = 1.5
 MIN_TRAIN_PER_CLASS = 10
-_PHASH_SIDE = 32
+_PHASH_SIDE = 32  # the grey image the DCT runs on
+_PHASH_BITS_SIDE = 8  # 8x8 low frequencies: 64 bits
 _CHUNK = 512
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 _PHASH = re.compile(r"[0-9a-f]{16}")
@@ -102,20 +105,14 @@ def unvalidated(ds: Dataset) -> str | None:
 
 # ---------------------------------------------------------------- hashes
 
-_DCT = np.cos(np.pi / _PHASH_SIDE * (np.arange(_PHASH_SIDE)[:, None]) * (np.arange(_PHASH_SIDE)[None, :] + 0.5))
-
-
-def phash(img: Image.Image) -> int:
-    """64-bit perceptual hash: low 8x8 DCT frequencies of a 32x32 grey image above their median.
+def phash(img: Image.Image) -> imagehash.ImageHash:
+    """64-bit perceptual hash (``imagehash.phash``: low 8x8 DCT frequencies of a 32x32 grey
+    image above their median); ``a - b`` is the Hamming distance, ``str()`` 16 hex digits.
 
     Survives resizing and JPEG re-encoding (low frequencies barely move) while
     different photos land about 32 bits apart.
     """
-    grey = img.convert("L").resize((_PHASH_SIDE, _PHASH_SIDE), Image.Resampling.LANCZOS)
-    pixels = np.asarray(grey, dtype=np.float64)
-    low = (_DCT @ pixels @ _DCT.T)[:8, :8].ravel()
-    bits = low > np.median(low)
-    return int(np.packbits(bits).view(">u8")[0])
+    return imagehash.phash(img, hash_size=_PHASH_BITS_SIDE, highfreq_factor=_PHASH_SIDE // _PHASH_BITS_SIDE)
 
 
 def _hash_file(path: str) -> dict:
@@ -126,7 +123,7 @@ def _hash_file(path: str) -> dict:
         return {"sha256": None, "phash": None, "error": f"cannot read file: {exc.strerror or exc}"}
     out = {"sha256": hashlib.sha256(data).hexdigest(), "phash": None, "error": None}
     try:
-        out["phash"] = f"{phash(open_rgb(data, min_side=_PHASH_SIDE)):016x}"
+        out["phash"] = str(phash(open_rgb(data, min_side=_PHASH_SIDE)))
     except Exception as exc:  # BadImage or a decoder bug: the stats go on without this image
         out["error"] = str(exc)
     return out
@@ -173,6 +170,9 @@ def file_hashes(ds: Dataset, progress: Progress | None = None) -> dict[str, dict
         if cache:
             try:
                 atomic.write_json(cache, {"fingerprint": ds.fingerprint, "version": HASH_VERSION, "hashes": stored})
+                for old in cache.parent.glob(f"{glob.escape(ds.fingerprint)}-v*.json"):
+                    if old != cache:
+                        old.unlink(missing_ok=True)  # hashes of an older version: never read again
             except OSError:
                 pass  # an unwritable cache only costs a recomputation next time
     elif progress:

@@ -1,0 +1,97 @@
+"""Pooled features of a whole dataset (train then validation), from the feature cache.
+
+The analyses (labelling, label issues, feature maps, separability) read a
+dataset's average-pooled features through here: one cache entry per split, the
+backbone loaded only on a cache miss and then kept (``core.nets.loaded``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from core.data.dataset import Dataset
+from core.errors import TransferLabError
+from core.features.cache import cache_key, extract_features, measured_speed
+
+StageProgress = Callable[[str, Any], None]
+"""Called as ``progress(stage, core.features.cache.ExtractProgress)`` during extraction."""
+
+POOLING = "avg"
+
+
+def _entry_key(ds: Dataset, backbone: str, split: str, weights: Any) -> str:
+    from core.nets.backbones import get_spec, weights_id
+
+    spec = get_spec(backbone)
+    return cache_key(ds.fingerprint, split, backbone, weights_id(spec, weights, 0, spec.default_size),
+                     spec.default_size, POOLING)
+
+
+def features_cached(ds: Dataset, backbone: str, weights: Any = "imagenet",
+                    splits: Sequence[str] = ("train", "validation")) -> bool:
+    """Whether the pooled features of every split of ``ds`` that has photos are in the feature cache."""
+    from core import settings
+
+    root = settings.subdir("features")
+    return all((root / _entry_key(ds, backbone, s, weights) / "meta.json").is_file()
+               for s in splits if ds.split(s))
+
+
+def cached_extract(ds: Dataset, backbone: str, *, split: str, weights: Any = "imagenet", progress=None,
+                   should_stop=None):
+    """``core.features.cache.extract_features`` (pooling ``avg``) that loads the backbone only on a
+    cache miss, through the process-wide backbone cache."""
+    from core.nets.loaded import loaded_backbone
+
+    hit = features_cached(ds, backbone, weights, splits=(split,))
+    return extract_features(ds, backbone, split=split, weights=weights, pooling=POOLING, progress=progress,
+                            should_stop=should_stop, loaded=None if hit else loaded_backbone(backbone, weights))
+
+
+@dataclass
+class DatasetFeatures:
+    """Pooled features of every usable photo of a dataset, train split then validation."""
+
+    X: np.ndarray
+    y: np.ndarray
+    paths: list[str]
+    splits: list[str]
+    keys: list[str]  # the feature-cache entries they came from
+    images: int  # photos whose forward pass the speed below was measured on
+    seconds: float  # how long those forward passes took
+    speed_inherited: bool = False  # measured by earlier entries these rows were reused from
+
+    @property
+    def images_per_s(self) -> float:
+        return self.images / self.seconds if self.images and self.seconds > 0 else float("nan")
+
+
+def dataset_features(ds: Dataset, backbone: str, weights: Any = "imagenet", progress: StageProgress | None = None,
+                     should_stop=None, splits: Sequence[str] = ("train", "validation")) -> DatasetFeatures:
+    """Features of every usable photo of ``ds`` from the feature cache (extracted once, then reused)."""
+    Xs, ys, paths, split_of, keys = [], [], [], [], []
+    images, seconds, inherited = 0, 0.0, False
+    for split in splits:
+        if not ds.split(split):
+            continue
+        fs = cached_extract(ds, backbone, split=split, weights=weights,
+                            progress=(lambda p, s=split: progress(s, p)) if progress else None,
+                            should_stop=should_stop)
+        X, y = fs.usable()
+        Xs.append(X)
+        ys.append(y)
+        kept = [p for p, ok in zip(fs.paths, fs.valid) if ok]
+        paths += kept
+        split_of += [split] * len(kept)
+        keys.append(fs.key)
+        speed = measured_speed(fs.meta)
+        if speed:
+            images += int(speed["images"])
+            seconds += float(speed["seconds"])
+            inherited = inherited or bool(speed.get("inherited"))
+    if not Xs:
+        raise TransferLabError(f"Dataset '{ds.name}' has no photos.")
+    return DatasetFeatures(np.concatenate(Xs), np.concatenate(ys), paths, split_of, keys, images, seconds, inherited)

@@ -1,0 +1,38 @@
+"""The backbones this process keeps loaded: one cache, shared by every page and analysis.
+
+A frozen backbone is read-only once built, so one instance serves every
+extraction, feature map and Grad-CAM in the process (the app's pages run in
+threads of one process). Keyed by name, weights identity (file hash or random
+seed) and input size, so pointing the app at another weights folder loads the
+new files; the least recently used entry goes when more than ``KEEP`` are held.
+Training builds its own backbone: it changes the weights.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from typing import Any
+
+KEEP = 2  # backbones held at once (each EfficientNet-Lite is 15-40 MB of weights plus its compiled passes)
+
+_HELD: OrderedDict[tuple[str, str, int], Any] = OrderedDict()
+_LOCK = threading.Lock()
+
+
+def loaded_backbone(name: str, weights: Any = "imagenet", input_size: int | None = None):
+    """``core.nets.backbones.load_backbone(name, weights, input_size)``, loaded once per process."""
+    from core.nets.backbones import get_spec, load_backbone, weights_id
+
+    spec = get_spec(name)
+    size = spec.default_size if spec.fixed_size or not input_size else int(input_size)
+    key = (name, weights_id(spec, weights, 0, size), size)
+    with _LOCK:  # one load at a time: two sessions asking for the same backbone get one copy
+        if key in _HELD:
+            _HELD.move_to_end(key)
+            return _HELD[key]
+        bb = load_backbone(name, weights, size)
+        _HELD[key] = bb
+        while len(_HELD) > KEEP:
+            _HELD.popitem(last=False)
+        return bb
