@@ -1,0 +1,204 @@
+"""Engine: TensorFlow against OpenVINO (``core.nets.engine``) on real photos, in one run.
+
+1. forward pass on decoded real photos, interleaved batch by batch: TensorFlow, OpenVINO at the
+   precision ``auto`` picks on this CPU, OpenVINO f32; images/s of each and the ratio to TF
+2. agreement: cosine of the pooled features of each engine against TF's, and a
+   logistic-regression probe (train split -> validation split) on each engine's features,
+   plus TF's probe scored on the engine's features
+3. extraction from JPEG files to cached features (``extract_features``), engine ``auto`` over
+   ``tensorflow`` (fresh cache each), and our pipeline over the engine's bare forward pass
+4. the decoder: ``load_rgb`` with the reduced-size JPEG draft against a full decode, one thread
+"""
+
+from __future__ import annotations
+
+import gc
+import os
+import time
+
+import numpy as np
+
+from .common import Context, GroupResult, Stopwatch, at_least, attempt, fmt, log, rate, ratio, warm_file_cache
+
+BACKBONE = "efficientnet_lite0"
+BATCH = 32
+EXTRACT_TARGET = 2.0  # issue 18: extraction, auto over tensorflow
+EFFICIENCY_TARGET = 0.85  # our pipeline over the engine's bare forward pass
+
+
+def _decode_all(paths, size):
+    from core.data.images import load_rgb
+
+    return np.stack([load_rgb(p, (size, size)) for p in paths]).astype(np.float32)
+
+
+def interleaved_forward(ctx: Context, result: GroupResult, ds) -> dict:
+    """Items 1 and 2."""
+    from core.nets import backbones, engine
+
+    bb = backbones.load_backbone(BACKBONE)
+    size = bb.input_size
+    train, val = ds.paths("train"), ds.paths("validation")
+    log(f"engine: decoding {len(train) + len(val)} photos at {size} px once")
+    X = _decode_all(train + val, size)
+    y = np.concatenate([ds.labels("train"), ds.labels("validation")])
+    auto = engine.choose("auto")
+    contenders = {"tensorflow f32": None}
+    network = f"{BACKBONE}|{bb.weights_id}"
+    for choice in dict.fromkeys([auto, engine.Choice("openvino", "f32", "forced for the comparison")]):
+        if choice.engine == "openvino":
+            fwd = engine.FrozenForward(bb.forward("avg"), size, network, "avg", choice=choice,
+                                       ir_key=f"{network}|{size}|avg|{bb.spec.preprocess}")
+            contenders[choice.label] = fwd
+    tf_fn = bb.forward("avg")
+
+    def run(name, x):
+        fwd = contenders[name]
+        return np.asarray(tf_fn(x), np.float32) if fwd is None else fwd(x)
+
+    for name in contenders:  # warm: trace, convert, compile, and the guard's probe on real photos
+        run(name, X[:BATCH])
+        run(name, X[:BATCH])
+    seconds = {n: 0.0 for n in contenders}
+    cpu = {n: 0.0 for n in contenders}
+    feats = {n: [] for n in contenders}
+    order = list(contenders)
+    log(f"engine: {len(X)} photos, batch {BATCH}, interleaved through {', '.join(order)}")
+    for b, i in enumerate(range(0, len(X), BATCH)):
+        x = X[i:i + BATCH]
+        for name in order[b % len(order):] + order[:b % len(order)]:  # rotate who goes first
+            with Stopwatch() as t:
+                out = run(name, x)
+            seconds[name] += t.seconds
+            cpu[name] += t.cpu
+            feats[name].append(out)
+    F = {n: np.concatenate(v) for n, v in feats.items()}
+    ips = {n: rate(len(X), s) for n, s in seconds.items()}
+    fig = {"backbone": BACKBONE, "size": size, "images": len(X), "batch": BATCH, "auto": auto.label,
+           "auto_reason": auto.reason, "images_per_s": ips, "seconds": seconds, "cpu_seconds": cpu,
+           "ratio_to_tf": {n: ratio(v, ips["tensorflow f32"]) for n, v in ips.items()},
+           "cpu_ratio_to_tf": {n: ratio(cpu["tensorflow f32"], v) for n, v in cpu.items()}}
+    for name, v in ips.items():
+        result.add(f"1 forward {name}", f"{fmt(v)} img/s on {len(X)} decoded real photos, interleaved; "
+                   f"CPU-time ratio {fmt(fig['cpu_ratio_to_tf'][name])}", fig["ratio_to_tf"][name],
+                   "ratio to TF")
+
+    # 2: agreement and probes
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    n_train = len(train)
+    ref = F["tensorflow f32"]
+    probes, agreement = {}, {}
+    tf_probe = make_pipeline(StandardScaler(), LogisticRegression(C=1.0, max_iter=3000))
+    tf_probe.fit(ref[:n_train], y[:n_train])
+    for name, f in F.items():
+        probe = tf_probe if name == "tensorflow f32" else make_pipeline(
+            StandardScaler(), LogisticRegression(C=1.0, max_iter=3000)).fit(f[:n_train], y[:n_train])
+        probes[name] = float(probe.score(f[n_train:], y[n_train:]))
+        cos = engine._cosines(ref, f)
+        agreement[name] = {"cosine_mean": float(cos.mean()), "cosine_worst": float(cos.min()),
+                           "tf_probe_accuracy": float(tf_probe.score(f[n_train:], y[n_train:])),
+                           "verdict": (contenders[name].verdict or {}).get("metrics") if contenders[name] else None}
+    fig.update(probe_accuracy=probes, agreement=agreement, train_images=n_train, val_images=len(X) - n_train)
+    for name in F:
+        a = agreement[name]
+        result.add(f"2 probe accuracy {name}", f"logistic regression, {n_train} train -> {len(X) - n_train} "
+                   f"validation photos; cosine to TF mean {a['cosine_mean']:.5f}, worst {a['cosine_worst']:.4f}; "
+                   f"TF's probe on these features {a['tf_probe_accuracy']:.4f}", probes[name])
+    result.figures["forward"] = fig
+    del X, F, feats, contenders
+    gc.collect()
+    return fig
+
+
+def extraction(ctx: Context, result: GroupResult, ds, bare: dict | None) -> None:
+    """Item 3: from JPEG files to cached features, each engine on a fresh cache entry."""
+    from core.features.cache import clear_cache, extract_features
+    from core.nets import backbones, engine
+
+    n = len(ds.paths("train"))
+    timings, labels = {}, {}
+    previous = os.environ.get(engine.ENGINE_ENV)
+    try:
+        for request in ("tensorflow", "auto", "tensorflow", "auto"):  # twice each, alternating
+            os.environ[engine.ENGINE_ENV] = request
+            clear_cache()
+            bb = backbones.load_backbone(BACKBONE)
+            fwd = bb.frozen_forward("avg")
+            fwd(np.random.default_rng(0).uniform(0, 255, (2, bb.input_size, bb.input_size, 3)))  # warm
+            fwd(np.random.default_rng(0).uniform(0, 255, (BATCH, bb.input_size, bb.input_size, 3)))
+            log(f"engine: extraction of {n} JPEG files with {request} ({fwd.label})")
+            with Stopwatch() as t:
+                fs = extract_features(ds, BACKBONE, split="train", loaded=bb, batch_size=BATCH)
+            assert not fs.from_cache
+            timings.setdefault(request, []).append((t.seconds, t.cpu))
+            labels[request] = fs.meta["engine"]
+            del bb, fwd, fs
+            gc.collect()
+    finally:
+        if previous is None:
+            os.environ.pop(engine.ENGINE_ENV, None)
+        else:
+            os.environ[engine.ENGINE_ENV] = previous
+        clear_cache()
+    wall = {k: sum(s for s, _ in v) for k, v in timings.items()}
+    cpu = {k: sum(c for _, c in v) for k, v in timings.items()}
+    ips = {k: rate(n * len(timings[k]), wall[k]) for k in wall}
+    speedup = ratio(ips["auto"], ips["tensorflow"])
+    bare_auto = (bare or {}).get("images_per_s", {}).get(labels["auto"])
+    eff = ratio(ips["auto"], bare_auto)
+    result.figures["extraction"] = {"images": n, "runs": {k: len(v) for k, v in timings.items()}, "engines": labels,
+                                    "images_per_s": ips, "cpu_seconds": cpu, "speedup": speedup,
+                                    "cpu_time_speedup": ratio(cpu["tensorflow"], cpu["auto"]),
+                                    "bare_engine_images_per_s": bare_auto, "efficiency": eff}
+    result.add("3 extraction auto / tensorflow", f"{labels['auto']} {fmt(ips['auto'])} img/s / {labels['tensorflow']} "
+               f"{fmt(ips['tensorflow'])} img/s from {n} JPEG files (2 runs each, alternating); CPU-time ratio "
+               f"{fmt(ratio(cpu['tensorflow'], cpu['auto']))}", speedup, f">= {EXTRACT_TARGET}x",
+               at_least(speedup, EXTRACT_TARGET))
+    result.add("3 pipeline efficiency (engine)", f"ours {fmt(ips['auto'])} img/s / bare {labels['auto']} forward "
+               f"{fmt(bare_auto)} img/s (item 1)", eff, f">= {EFFICIENCY_TARGET}", at_least(eff, EFFICIENCY_TARGET))
+
+
+def decoder(ctx: Context, result: GroupResult, ds, size: int = 224, count: int = 200) -> None:
+    """Item 4: one thread, the same files: reduced-size JPEG draft (ours) vs a full decode."""
+    from PIL import Image
+
+    from core.data import images
+
+    paths = ds.paths("train")[:count]
+
+    def full(p, s):
+        with Image.open(p) as img:
+            return np.asarray(images.resize(images._to_rgb(img).copy(), (s, s)))
+
+    figs = {}
+    for s in sorted({size, 150}):
+        with Stopwatch() as a:
+            ours = [images.load_rgb(p, (s, s)) for p in paths]
+        with Stopwatch() as b:
+            ref = [full(p, s) for p in paths]
+        diff = np.array([np.abs(o.astype(np.int16) - r.astype(np.int16)).mean() for o, r in zip(ours, ref)])
+        figs[s] = {"draft_images_per_s": rate(len(paths), a.seconds), "full_images_per_s": rate(len(paths), b.seconds),
+                   "mean_abs_diff": float(diff.mean()), "worst_image_mean_abs_diff": float(diff.max())}
+        result.add(f"4 decoder {s}px", f"draft {fmt(figs[s]['draft_images_per_s'])} img/s vs full decode "
+                   f"{fmt(figs[s]['full_images_per_s'])} img/s, one thread; pixel mean |diff| {diff.mean():.2f} "
+                   f"(worst photo {diff.max():.2f})", ratio(figs[s]["draft_images_per_s"], figs[s]["full_images_per_s"]))
+    result.figures["decoder"] = figs
+
+
+def run(ctx: Context) -> GroupResult:
+    result = GroupResult("engine", ctx.quick)
+    ds = ctx.sample(100 if ctx.quick else None)
+    warm_file_cache(ds.paths("train") + ds.paths("validation"))
+    t0 = time.perf_counter()
+    fig = attempt(result, "1 forward", interleaved_forward, ctx, result, ds)
+    attempt(result, "3 extraction", extraction, ctx, result, ds, fig)
+    attempt(result, "4 decoder", decoder, ctx, result, ds)
+    result.notes.append(f"{BACKBONE}, avg pooling, batch {BATCH}; engine auto here: "
+                        f"{(fig or {}).get('auto', '?')} ({(fig or {}).get('auto_reason', '')}); "
+                        f"{time.perf_counter() - t0:.0f} s in all")
+    if ctx.quick:
+        result.notes.append("--quick: 100 photos per class and split; the full run uses all 3,000")
+    return result
