@@ -11,6 +11,7 @@ from plotly.subplots import make_subplots
 
 from app_pages import common
 from core.runs import compare
+from core.runs import display
 from core.runs import curves
 from core.runs import progress
 from core.runs import jobs
@@ -37,10 +38,11 @@ if not runs:
 table = compare.comparison_table(runs.values()).set_index("run_id", drop=False)
 
 
+CHIPS = display.chip_labels(table.to_dict("records"))  # short: a multiselect chip cuts long text
+
+
 def label(run_id: str) -> str:
-    row = table.loc[run_id]
-    acc = f" {row['val_accuracy']:.1%}" if row["state"] == "done" and row["val_accuracy"] == row["val_accuracy"] else ""
-    return f"{row['name']} · {row['state']}{acc} · {run_id[-4:]}"
+    return CHIPS.get(run_id, run_id)
 
 
 # Which runs: those sent here by the Strategies page, else the running ones, else the newest.

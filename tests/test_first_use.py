@@ -17,7 +17,7 @@ from core.analysis import label_issues as issues_mod, speed
 from core.data import images
 from core.errors import BadImage
 from core.runs import display
-from tests.conftest import write_images
+from tests.helpers import write_images
 from tests.test_images import _bilevel_png
 
 
@@ -145,3 +145,16 @@ def test_backbone_chart_labels_do_not_overlap():
     positions = speed.label_positions(xs, ys, texts)
     assert speed.label_collisions(xs, ys, texts, positions) == 0
     assert set(positions) <= set(speed.LABEL_POSITIONS)
+
+
+def test_chip_labels_are_short_and_unique():
+    rows = [{"run_id": "20261201-aaaa", "name": "Feature extraction · efficientnet_lite0", "state": "done",
+             "val_accuracy": 0.95},
+            {"run_id": "20261201-bbbb", "name": "Frozen base + augmentation · efficientnet_lite2", "state": "running",
+             "val_accuracy": None},
+            {"run_id": "20261201-cccc", "name": "first try", "state": "queued", "val_accuracy": None},
+            {"run_id": "20261201-dddd", "name": "first try", "state": "queued", "val_accuracy": None}]
+    labels = display.chip_labels(rows)
+    assert labels["20261201-aaaa"] == "Features · efficientnet_lite0 · 95.0%"
+    assert labels["20261201-bbbb"] == "Frozen + aug · efficientnet_lite2 · running"
+    assert labels["20261201-cccc"] == "first try · queued · cccc" and labels["20261201-dddd"].endswith("dddd")

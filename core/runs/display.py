@@ -60,3 +60,29 @@ def log_ticks(values, most: int = 8) -> tuple[list[float], list[str]]:
         inside = sorted(set(inside) | set(around))
     inside = inside[::max(1, math.ceil(len(inside) / most))]
     return [float(t) for t in inside], [seconds_tick(t) for t in inside]
+
+
+# Strategy labels as a run name starts with them, and the short form a chip has room for.
+_SHORT = {"Linear probe": "Probe", "Feature extraction": "Features", "Frozen base + augmentation": "Frozen + aug",
+          "Fine-tuning": "Fine-tune", "From scratch": "Scratch"}
+
+
+def chip_labels(rows) -> dict[str, str]:
+    """Short labels for runs picked in a multiselect, whose chips cut long text: the name with
+    its strategy abbreviated, then the accuracy of a finished run or the state of another; the
+    run id's last four characters only where two labels would otherwise read the same.
+    ``rows``: dicts (or frame rows) with ``run_id``, ``name``, ``state``, ``val_accuracy``."""
+    labels: dict[str, str] = {}
+    for row in rows:
+        name = str(row["name"])
+        for long, short in _SHORT.items():
+            if name.startswith(long):
+                name = short + name[len(long):]
+                break
+        acc = _number(row["val_accuracy"])
+        tail = f"{acc:.1%}" if row["state"] == "done" and acc is not None else str(row["state"])
+        labels[str(row["run_id"])] = f"{name} · {tail}"
+    seen: dict[str, int] = {}
+    for label in labels.values():
+        seen[label] = seen.get(label, 0) + 1
+    return {rid: (f"{label} · {rid[-4:]}" if seen[label] > 1 else label) for rid, label in labels.items()}
