@@ -4,18 +4,14 @@ and the shared real assets (weights, cats_vs_dogs) for the ``real`` tier."""
 from __future__ import annotations
 
 import os
+import signal
 from pathlib import Path
 
-import numpy as np
 import pytest
-from PIL import Image
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-REPO = Path(__file__).resolve().parents[1]
-SHARED = Path(os.environ.get("TRANSFER_LAB_SHARED", REPO.parent / "shared")).resolve()
-SHARED_WEIGHTS = SHARED / "keras-weights"
-CATS_VS_DOGS = SHARED / "datasets" / "cats_vs_dogs"
+from tests.helpers import CATS_VS_DOGS, SHARED, SHARED_WEIGHTS, write_images  # noqa: E402  (after the log level)
 
 
 @pytest.fixture(autouse=True)
@@ -62,31 +58,6 @@ def cats_vs_dogs(shared_assets) -> Path:
     return CATS_VS_DOGS
 
 
-def _pattern(label_index: int, rng: np.random.Generator, size: tuple[int, int]) -> np.ndarray:
-    """A class-dependent picture: class 0 horizontal stripes, class 1 vertical, etc.,
-    in a class colour, with noise, so tiny models can learn it."""
-    h, w = size
-    yy, xx = np.mgrid[0:h, 0:w]
-    period = 6
-    kinds = [yy // period % 2, xx // period % 2, (xx + yy) // period % 2, (xx // period + yy // period) % 2]
-    stripes = kinds[label_index % len(kinds)].astype(np.float32)
-    colour = np.array([[255, 60, 60], [60, 200, 60], [60, 60, 255], [230, 200, 40]][label_index % 4], np.float32)
-    img = stripes[..., None] * colour + (1 - stripes[..., None]) * 30
-    img += rng.normal(0, 12, img.shape)
-    return np.clip(img, 0, 255).astype(np.uint8)
-
-
-def write_images(folder: Path, label_index: int, n: int, size=(40, 48), seed=0, fmt="png") -> list[Path]:
-    folder.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(seed + 1000 * label_index)
-    out = []
-    for i in range(n):
-        path = folder / f"img_{i:03d}.{fmt}"
-        Image.fromarray(_pattern(label_index, rng, size)).save(path)
-        out.append(path)
-    return out
-
-
 @pytest.fixture
 def image_folder(tmp_path) -> Path:
     """A split dataset: train/{a,b} x 12 and validation/{a,b} x 4 generated PNGs."""
@@ -104,3 +75,23 @@ def flat_folder(tmp_path) -> Path:
     for i, cls in enumerate(["a", "b", "c"]):
         write_images(root / cls, i, 10, seed=3)
     return root
+
+
+@pytest.fixture
+def store(monkeypatch):
+    """A run store, one job at a time; every worker still alive at the end (ours and
+    those started by workers) is killed."""
+    from core.runs import jobs
+    from core.runs.store import RunStore, pid_alive
+
+    monkeypatch.setenv(jobs.MAX_JOBS_ENV, "1")
+    store = RunStore()
+    yield store
+    for run in store.list():
+        status = run.status()
+        if status["state"] == "running" and status.get("pid") and pid_alive(status["pid"], status.get("pid_start")):
+            try:
+                os.killpg(status["pid"], signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+    jobs._reap()

@@ -13,7 +13,7 @@ from streamlit.testing.v1 import AppTest
 
 from core import settings
 from tests import tiny_backbone
-from tests.conftest import REPO, write_images
+from tests.helpers import REPO, write_images
 
 APP = str(REPO / "streamlit_app.py")
 REFUSED = "is outside the folders this server allows"

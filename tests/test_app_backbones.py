@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
-from tests.conftest import REPO
+from tests.helpers import REPO
 
 APP = str(REPO / "streamlit_app.py")
 

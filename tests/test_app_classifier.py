@@ -8,7 +8,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from core.serve import inference
-from tests.conftest import CATS_VS_DOGS, REPO
+from tests.helpers import CATS_VS_DOGS, REPO
 from tests.test_inference import bad_and_odd_inputs, png_bytes, photo, tiny_model
 
 APP = str(REPO / "streamlit_app.py")

@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import base64
 import json
-import os
-import signal
 import time
 
 import numpy as np
@@ -16,23 +14,10 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from core.runs import jobs
-from core.runs.store import RunStore, pid_alive
-from tests.conftest import REPO, write_images
+from tests.helpers import REPO, write_images
 
 APP = str(REPO / "streamlit_app.py")
 CURVES = "app_pages/curves.py"
-
-
-@pytest.fixture
-def store(monkeypatch):
-    monkeypatch.setenv(jobs.MAX_JOBS_ENV, "1")
-    store = RunStore()
-    yield store
-    for run in store.list():
-        status = run.status()
-        if status["state"] == "running" and status.get("pid") and pid_alive(status["pid"], status.get("pid_start")):
-            os.killpg(status["pid"], signal.SIGKILL)
-    jobs._reap()
 
 
 def open_curves(selected=None) -> AppTest:

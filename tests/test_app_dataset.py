@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
-from tests.conftest import REPO, write_images
+from tests.helpers import REPO, write_images
 from tests.test_app_backbones import offline  # noqa: F401  (fixture)
 
 APP = str(REPO / "streamlit_app.py")

@@ -9,7 +9,7 @@ from streamlit.testing.v1 import AppTest
 
 from core.data import builder as db
 from tests import tiny_backbone
-from tests.conftest import REPO, write_images
+from tests.helpers import REPO, write_images
 
 APP = str(REPO / "streamlit_app.py")
 TIMEOUT = 240
@@ -209,6 +209,8 @@ def test_explore_map_separability_issues_outliers(tmp_path):
     ok(at.button(key="tl_exp_sep_go").click().run())
     table = at.dataframe[0].value
     assert list(table["weights"])[0] in ("ImageNet", "random") and len(table) == 2
+    order = list(at.dataframe[0].proto.column_order)  # the measurements first, the long "measured by" last
+    assert order[-1] == "speed_from" and order.index("knn_loo_accuracy") < order.index("images_per_s")
     assert "Best separated by" in texts(at.success)
 
     assert "never saw that photo" in texts(at.markdown)

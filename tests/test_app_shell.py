@@ -10,7 +10,7 @@ import sys
 from streamlit.testing.v1 import AppTest
 
 from core import settings
-from tests.conftest import REPO, write_images
+from tests.helpers import REPO, write_images
 
 APP = str(REPO / "streamlit_app.py")
 

@@ -4,9 +4,7 @@ the advisor's verdict and the layer-depth sweep."""
 
 from __future__ import annotations
 
-import os
 import shutil
-import signal
 import time
 
 import pytest
@@ -16,25 +14,11 @@ from core.train import registry
 from core.runs import sweep
 from core.runs import jobs
 from core.data.dataset import scan_folder
-from core.runs.store import RunStore, pid_alive
-from tests.conftest import REPO
+from tests.helpers import REPO
 
 APP = str(REPO / "streamlit_app.py")
 PAGE = "app_pages/strategies.py"
 CURVES = "app_pages/curves.py"
-
-
-@pytest.fixture
-def store(monkeypatch):
-    """One job at a time; every worker still alive at the end is killed."""
-    monkeypatch.setenv(jobs.MAX_JOBS_ENV, "1")
-    store = RunStore()
-    yield store
-    for run in store.list():
-        status = run.status()
-        if status["state"] == "running" and status.get("pid") and pid_alive(status["pid"], status.get("pid_start")):
-            os.killpg(status["pid"], signal.SIGKILL)
-    jobs._reap()
 
 
 def open_page(dataset=None, page=PAGE) -> AppTest:

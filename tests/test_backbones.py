@@ -29,6 +29,7 @@ from core.nets.backbones import (
 )
 from core.errors import UnknownBackbone, WeightsUnavailable
 from core.nets.layers import ChannelAffine
+from tests.helpers import make_local_backbone
 
 # ---------------------------------------------------------------- helpers
 
@@ -86,30 +87,6 @@ def _write_weights(model, path: Path, seed: int) -> list[np.ndarray]:
 def _same_weights(model, expected: list[np.ndarray]) -> bool:
     got = model.get_weights()
     return len(got) == len(expected) and all(np.array_equal(a, b) for a, b in zip(got, expected))
-
-
-def make_local_backbone(folder: Path, name: str = "tiny", size: int = 32, seed: int = 0, **manifest_extra):
-    """A small functional ImageNet-style classifier saved as NAME.keras + NAME.json."""
-    keras.utils.set_random_seed(seed)
-    inputs = keras.Input((size, size, 3), name="image")
-    x = keras.layers.Conv2D(8, 3, strides=2, padding="same", activation="relu", name="conv")(inputs)
-    x = keras.layers.Conv2D(12, 3, strides=2, padding="same", activation="relu", name="top_activation")(x)
-    pooled = keras.layers.GlobalAveragePooling2D(name="avg_pool")(x)
-    outputs = keras.layers.Dense(5, activation="softmax", name="predictions")(pooled)
-    model = keras.Model(inputs, outputs, name=name)
-    # "pretrained": weights no random initialisation would give, whatever the seed
-    model.set_weights([w * 1.5 + 0.01 for w in model.get_weights()])
-    folder.mkdir(parents=True, exist_ok=True)
-    model.save(folder / f"{name}.keras")
-    manifest = {
-        "name": name, "display_name": f"{name} test net", "input_size": [size, size],
-        "preprocessing": {"mean": [100.0, 110.0, 120.0], "std": [50.0, 60.0, 70.0], "channel_order": "RGB"},
-        "feature_layer": "top_activation", "pooled_layer": "avg_pool", "predictions_layer": "predictions",
-        "params": model.count_params(), "imagenet_top1": 12.5, "license": "MIT", "source": "test",
-        **manifest_extra,
-    }
-    (folder / f"{name}.json").write_text(json.dumps(manifest))
-    return model
 
 
 def _pixels(shape=(2, 32, 32, 3), seed=0) -> np.ndarray:

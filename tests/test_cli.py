@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from core.runs.store import RunStore
-from tests.conftest import SHARED_WEIGHTS
+from tests.helpers import SHARED_WEIGHTS
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -14,7 +14,7 @@ from core.data import dataset as data
 from core.data.dataset import check_trainable, scan_folder, stratified_split
 from core.errors import DatasetError
 
-from .conftest import write_images
+from tests.helpers import write_images
 
 
 def _assignment(ds) -> dict[str, str]:

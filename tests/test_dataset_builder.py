@@ -12,7 +12,7 @@ from PIL import Image
 from core.data import builder as db
 from core.data.dataset import scan_folder
 from core.errors import DatasetError
-from tests.conftest import write_images
+from tests.helpers import write_images
 
 
 def png_bytes(colour=(200, 30, 30), size=(24, 20), fmt="PNG") -> bytes:

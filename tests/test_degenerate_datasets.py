@@ -15,7 +15,7 @@ from core.data.dataset import scan_folder
 from core.train.evaluation import summarize
 from core.runs.models import load_model
 from core.runs.store import RunStore
-from tests.conftest import write_images
+from tests.helpers import write_images
 from tests.test_strategies import TINY_SIZE, make_tiny_backbone
 from tests.test_training import tiny_config
 

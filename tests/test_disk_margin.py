@@ -116,7 +116,7 @@ def test_no_margin_and_plenty_of_space_accept(tmp_path, monkeypatch):
 def test_feature_cache_entry_refused_before_writing(disk, monkeypatch, image_folder):
     from core.data.dataset import scan_folder
     from core.features.cache import extract_features
-    from tests.test_features import make_local_backbone
+    from tests.helpers import make_local_backbone
 
     folder, private = disk
     weights = folder.parent / "weights"

@@ -13,7 +13,9 @@ from core.errors import EngineError
 from core.features.cache import extract_features
 from core.nets import backbones, engine
 
-from .test_features import _reference, make_local_backbone
+from tests.helpers import make_local_backbone
+
+from .test_features import _reference
 
 openvino = pytest.importorskip("openvino")
 
@@ -206,7 +208,7 @@ def tiny_imagenet(tmp_path, monkeypatch):
 
 
 def _photos(tmp_path):
-    from .conftest import write_images
+    from tests.helpers import write_images
 
     return [str(p) for i in range(3) for p in write_images(tmp_path / "photos" / str(i), i, 4, size=(32, 32))]
 

@@ -10,7 +10,7 @@ import pytest
 
 from core.serve import export
 from core.errors import TransferLabError
-from tests.conftest import write_images
+from tests.helpers import write_images
 from tests.test_inference import SIZE, tiny_model
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import gc
-import json
 import math
 import time
 import tracemalloc
@@ -22,35 +21,7 @@ from core.errors import TransferLabError
 from core.features.cache import Cancelled, extract_features
 from core.data.images import load_rgb
 
-from .conftest import write_images
-
-MEAN = np.array([100.0, 110.0, 120.0])
-STD = np.array([50.0, 60.0, 70.0])
-
-
-def make_local_backbone(folder: Path, name: str = "tiny", size: int = 32, seed: int = 0,
-                        feature_filters: int = 12, feature_stride: int = 2):
-    """A small functional classifier saved as NAME.keras + NAME.json (a local backbone)."""
-    keras.utils.set_random_seed(seed)
-    inputs = keras.Input((size, size, 3), name="image")
-    x = keras.layers.Conv2D(8, 3, strides=2, padding="same", activation="relu", name="conv")(inputs)
-    x = keras.layers.Conv2D(feature_filters, 3, strides=feature_stride, padding="same", activation="relu",
-                            name="top_activation")(x)
-    pooled = keras.layers.GlobalAveragePooling2D(name="avg_pool")(x)
-    outputs = keras.layers.Dense(5, activation="softmax", name="predictions")(pooled)
-    model = keras.Model(inputs, outputs, name=name)
-    # "pretrained": weights no random initialisation would give, whatever the seed
-    model.set_weights([w * 1.5 + 0.01 for w in model.get_weights()])
-    folder.mkdir(parents=True, exist_ok=True)
-    model.save(folder / f"{name}.keras")
-    manifest = {
-        "name": name, "input_size": [size, size],
-        "preprocessing": {"mean": MEAN.tolist(), "std": STD.tolist(), "channel_order": "RGB"},
-        "feature_layer": "top_activation", "pooled_layer": "avg_pool", "predictions_layer": "predictions",
-        "params": model.count_params(),
-    }
-    (folder / f"{name}.json").write_text(json.dumps(manifest))
-    return model
+from tests.helpers import make_local_backbone, write_images
 
 
 @pytest.fixture

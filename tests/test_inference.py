@@ -16,7 +16,7 @@ from PIL import Image
 
 from core.serve import inference
 from core.errors import BadImage, RunError
-from tests.conftest import _pattern
+from tests.helpers import pattern as _pattern
 
 SIZE = 32
 

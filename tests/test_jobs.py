@@ -19,19 +19,6 @@ REPO = Path(__file__).resolve().parents[1]
 TARGETS = "tests.jobs_targets:"
 
 
-@pytest.fixture
-def store(monkeypatch):
-    """A run store whose workers (ours and those started by workers) are killed afterwards."""
-    monkeypatch.setenv(jobs.MAX_JOBS_ENV, "1")
-    store = RunStore()
-    yield store
-    for run in store.list():
-        status = run.status()
-        if status["state"] == "running" and status.get("pid") and pid_alive(status["pid"], status.get("pid_start")):
-            os.killpg(status["pid"], signal.SIGKILL)
-    jobs._reap()
-
-
 def wait_for(predicate, timeout=30.0, what="condition"):
     end = time.monotonic() + timeout
     while time.monotonic() < end:

@@ -11,7 +11,7 @@ from core.data import builder as db
 from core.analysis import labeling
 from core.errors import TransferLabError
 from tests import tiny_backbone
-from tests.conftest import write_images
+from tests.helpers import write_images
 
 TINY = tiny_backbone.NAME
 

@@ -8,7 +8,7 @@ import pytest
 
 from core.data import samples
 from core.errors import DatasetError
-from tests.conftest import write_images
+from tests.helpers import write_images
 
 
 def _make_sample(root):

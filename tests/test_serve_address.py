@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.browser.conftest import _free_port
-from tests.conftest import REPO
+from tests.helpers import REPO
 
 START_S = 120
 

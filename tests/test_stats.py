@@ -15,7 +15,7 @@ from PIL import Image
 from core.data import stats
 from core.data.dataset import scan_folder
 
-from .conftest import write_images
+from tests.helpers import write_images
 
 
 def smooth_image(seed: int, size=(96, 80)) -> Image.Image:

@@ -20,7 +20,7 @@ from core.train import loop
 from core.errors import DatasetError
 from core.train.evaluation import predict_files
 from core.train.strategies import StrategyConfig
-from tests.conftest import write_images
+from tests.helpers import write_images
 from tests.test_strategies import TINY_SIZE, make_tiny_backbone
 
 REPO = Path(__file__).resolve().parents[1]

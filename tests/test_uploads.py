@@ -17,7 +17,7 @@ from streamlit.testing.v1 import AppTest
 from core.data import builder as db
 from core.data import uploads
 from core.errors import TransferLabError, UploadTooLarge
-from tests.conftest import REPO
+from tests.helpers import REPO
 from tests.test_app_classifier import finished_run  # noqa: F401  (fixture)
 from tests.test_app_label import tiny, tiny_weights  # noqa: F401  (fixtures)
 

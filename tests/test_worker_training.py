@@ -12,27 +12,11 @@ import pandas as pd
 import pytest
 
 from core.runs import jobs
-from core.runs.store import Run, RunStore, pid_alive
+from core.runs.store import Run, pid_alive
 from core.train.strategies import StrategyConfig
-from tests.conftest import write_images
+from tests.helpers import write_images
 
 TINY = dict(strategy="scratch", input_size=32, scratch_filters=(8, 16), head_units=8, dropout=0.0)
-
-
-@pytest.fixture
-def store(monkeypatch):
-    """A run store whose workers (ours and those started by workers) are killed afterwards."""
-    monkeypatch.setenv(jobs.MAX_JOBS_ENV, "1")
-    store = RunStore()
-    yield store
-    for run in store.list():
-        status = run.status()
-        if status["state"] == "running" and status.get("pid") and pid_alive(status["pid"], status.get("pid_start")):
-            try:
-                os.killpg(status["pid"], signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-    jobs._reap()
 
 
 def config(dataset, **kw) -> dict:

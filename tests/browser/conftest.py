@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO, SHARED, SHARED_WEIGHTS
+from tests.helpers import REPO, SHARED, SHARED_WEIGHTS
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"

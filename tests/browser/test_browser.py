@@ -12,7 +12,7 @@ import pytest
 
 from tests.browser.ui import (RADIO, assert_clean, click_button, click_text, css, nav, nav_links, screenshot,
                               text_of, wait_for, wait_idle)
-from tests.conftest import CATS_VS_DOGS, SHARED_WEIGHTS, write_images
+from tests.helpers import CATS_VS_DOGS, SHARED_WEIGHTS, write_images
 
 pytestmark = pytest.mark.browser
 

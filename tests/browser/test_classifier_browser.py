@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from tests.browser.ui import RADIO, assert_clean, click_text, css, screenshot, text_of, wait_for, wait_idle
-from tests.conftest import CATS_VS_DOGS, SHARED_WEIGHTS
+from tests.helpers import CATS_VS_DOGS, SHARED_WEIGHTS
 
 pytestmark = pytest.mark.browser
 

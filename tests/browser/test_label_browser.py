@@ -11,7 +11,7 @@ import pytest
 
 from tests.browser.ui import (RADIO, assert_clean, click, click_button, click_text, css, nav, screenshot, text_of,
                               wait_for, wait_idle)
-from tests.conftest import CATS_VS_DOGS, SHARED_WEIGHTS
+from tests.helpers import CATS_VS_DOGS, SHARED_WEIGHTS
 
 pytestmark = pytest.mark.browser
 

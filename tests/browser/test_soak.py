@@ -14,7 +14,7 @@ import pytest
 
 from tests.browser.conftest import chromium, require_chromium, streamlit_server
 from tests.browser.ui import ERRORS, IDLE, RADIO, click_text, css, text_of, wait_for
-from tests.conftest import CATS_VS_DOGS, SHARED_WEIGHTS, write_images
+from tests.helpers import CATS_VS_DOGS, SHARED_WEIGHTS, write_images
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 

@@ -11,7 +11,7 @@ import pytest
 
 from tests.browser.ui import (assert_clean, click_button, css, nav, scan_folder, screenshot, text_of, wait_for,
                               wait_idle)
-from tests.conftest import SHARED_WEIGHTS, write_images
+from tests.helpers import SHARED_WEIGHTS, write_images
 
 pytestmark = pytest.mark.browser
 
