@@ -348,7 +348,10 @@ def stage_progress(bar):
     return update
 
 
-def keep_compiled_models_warm() -> None:
+STREAMLIT_CLEANUP_HOOK = "_clean_problem_modules"  # in streamlit.runtime.scriptrunner.script_runner
+
+
+def keep_compiled_models_warm() -> bool:
     """Stop Streamlit from throwing away TensorFlow's compiled kernels after every rerun.
 
     After each script run Streamlit calls ``keras.backend.clear_session()``
@@ -357,18 +360,30 @@ def keep_compiled_models_warm() -> None:
     the next click: about 1 s for EfficientNet-Lite0 on 2 idle cores, several seconds
     on a busy machine, which defeats ``st.cache_resource``. Keras 3 runs eagerly and
     has no graph to leak, so the cleanup is replaced by one that keeps the kernels and
-    still closes matplotlib figures. Process-wide and idempotent; if Streamlit renames
-    the hook, nothing is patched and only the speed-up is lost.
+    still closes matplotlib figures.
+
+    Streamlit has no supported way to turn that cleanup off (no config option, no
+    callback; it is unconditional up to 1.67 at least), so this function is the one
+    place that touches the private hook; ``tests/test_streamlit_hook.py`` fails when
+    Streamlit renames it, stops calling it, or stops clearing Keras. Process-wide and
+    idempotent. Returns whether the kernels are kept; when the hook is gone it logs a
+    warning and the app runs on, only slower.
     """
+    import logging
     import sys
 
     try:
         from streamlit.runtime.scriptrunner import script_runner
     except ImportError:
-        return
-    current = getattr(script_runner, "_clean_problem_modules", None)
-    if current is None or getattr(current, "_tl_keeps_kernels", False):
-        return
+        return False
+    current = getattr(script_runner, STREAMLIT_CLEANUP_HOOK, None)
+    if getattr(current, "_tl_keeps_kernels", False):
+        return True
+    if not callable(current):
+        logging.getLogger(__name__).warning(
+            "Streamlit %s has no script_runner.%s: compiled models are rebuilt after every rerun.",
+            st.__version__, STREAMLIT_CLEANUP_HOOK)
+        return False
 
     def clean_problem_modules() -> None:
         plt = sys.modules.get("matplotlib.pyplot")
@@ -379,7 +394,9 @@ def keep_compiled_models_warm() -> None:
                 pass
 
     clean_problem_modules._tl_keeps_kernels = True
-    script_runner._clean_problem_modules = clean_problem_modules
+    clean_problem_modules.streamlit_cleanup = current  # Streamlit's own, for the tests
+    setattr(script_runner, STREAMLIT_CLEANUP_HOOK, clean_problem_modules)
+    return True
 
 
 def square_thumb(path: str, size: int = 160) -> np.ndarray:

@@ -10,7 +10,7 @@ import streamlit as st
 
 from core.data import archives
 from core.data import builder as db
-from core.analysis import labeling
+from core.analysis import imagenet_mapping, labeling
 from core.analysis.review import LabelReview
 from core import settings
 from core.data import uploads
@@ -330,11 +330,11 @@ st.caption(f"Network: **{spec.display_name}** (change it in the sidebar).")
 mapping = None
 if method in ("zero_shot", "compare"):
     try:
-        names = labeling.imagenet_names(backbone)
+        names = imagenet_mapping.imagenet_names(backbone)
     except TransferLabError as exc:
         st.error(str(exc), icon=":material/error:")
         st.stop()
-    suggested = labeling.default_mapping(classes, names)
+    suggested = imagenet_mapping.default_mapping(classes, names)
     unmapped = [c for c in classes if not suggested[c]]
     mapping = {}
     with st.expander("Which ImageNet classes mean each of your classes", icon=":material/link:",

@@ -53,40 +53,6 @@ def pets(tmp_path) -> str:
     return "pets"
 
 
-# ---------------------------------------------------------------- names
-
-def test_suggestions_from_names():
-    names = tiny_backbone.class_names()
-    assert labeling.suggest_imagenet("cats", names) == [281, 282, 283, 284, 285]
-    assert labeling.suggest_imagenet("Cat", names) == [281, 282, 283, 284, 285]
-    assert labeling.suggest_imagenet("kittens", names) == [281, 282, 283, 284, 285]
-    assert labeling.suggest_imagenet("dogs", names) == list(range(151, 269))
-    assert labeling.suggest_imagenet("puppies", names) == list(range(151, 269))
-    assert labeling.suggest_imagenet("fish", names) == [0, 1, 2, 3, 4, 5, 6, *range(389, 398)]
-    assert labeling.suggest_imagenet("goldfish", names) == [1]
-    assert labeling.suggest_imagenet("Egyptian_cat", names) == [285]
-    assert labeling.suggest_imagenet("sports-cars", names) == [817]
-    assert labeling.suggest_imagenet("cars", names) == [511, 817]  # name group, resolved by name
-    assert labeling.suggest_imagenet("tabby cats", names) == [281, 282, 283, 284, 285]  # word by word
-    assert labeling.suggest_imagenet("red foxes", names) == []
-    assert labeling.suggest_imagenet("xyzzy", names) == []
-    mapping = labeling.default_mapping(["cats", "dogs"], names)
-    assert mapping == {"cats": [281, 282, 283, 284, 285], "dogs": list(range(151, 269))}
-
-
-def test_range_groups_are_only_trusted_when_the_names_file_matches():
-    shifted = ["x"] + tiny_backbone.class_names()[:-1]  # every name one index later
-    found = labeling.suggest_imagenet("cat", shifted)
-    assert found and all("cat" in shifted[i] for i in found)  # fell back to matching names
-    assert 281 not in found or shifted[281] == "tabby"
-
-
-def test_singular_and_normalise():
-    assert [labeling.singular(w) for w in ["cats", "puppies", "foxes", "glass", "bus", "dog"]] == [
-        "cat", "puppy", "fox", "glass", "bus", "dog"]
-    assert labeling.normalise("  Tiger_Cat-x ") == "tiger cat x"
-
-
 def test_zero_shot_scores_sum_mapped_probabilities():
     probs = np.array([[0.5, 0.2, 0.3], [0.1, 0.1, 0.8]])
     scores = labeling.zero_shot_scores(probs, {"a": [0], "b": [1, 2]}, ["a", "b"])

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from core.data import builder as db
-from core.analysis import embedding, label_issues, labeling, separability
+from core.analysis import embedding, imagenet_mapping, label_issues, labeling, separability
 from core.data.dataset import scan_folder
 from core.features.cache import extract_features
 
@@ -35,8 +35,8 @@ def test_zero_shot_on_the_validation_photos(cats_vs_dogs):
     ds, val = lite0(cats_vs_dogs, "validation")
     X, y = val.usable()
     assert len(y) == 1000
-    names = labeling.imagenet_names(LITE0)
-    mapping = labeling.default_mapping(ds.classes, names)
+    names = imagenet_mapping.imagenet_names(LITE0)
+    mapping = imagenet_mapping.default_mapping(ds.classes, names)
     assert mapping == {"cats": list(range(281, 286)), "dogs": list(range(151, 269))}
     assert [names[i] for i in mapping["cats"]] == ["tabby", "tiger cat", "Persian cat", "Siamese cat", "Egyptian cat"]
     head = labeling.imagenet_head(LITE0)
