@@ -2,7 +2,6 @@
 network suggest labels for a pile of unlabelled photos (zero-shot from ImageNet,
 or few-shot from the photos already labelled)."""
 
-import time
 from pathlib import Path
 
 import pandas as pd
@@ -12,7 +11,6 @@ from core.data import archives
 from core.data import builder as db
 from core.analysis import imagenet_mapping, labeling
 from core.analysis.review import LabelReview
-from core import settings
 from core.data import uploads
 from core.nets.backbones import get_spec
 from core.errors import TransferLabError
@@ -265,16 +263,12 @@ def use_inbox(path) -> None:
         st.session_state.pop(RESULT, None)
 
 
-def new_inbox() -> Path:
-    return settings.subdir("inbox") / f"{db.dataset_folder_name(name)}-{time.strftime('%Y%m%d-%H%M%S')}-{time.time_ns() % 10**6}"
-
-
 source = st.radio("Unlabelled photos from", SOURCES, horizontal=True, key="tl_lab_src")
 if source == SOURCES[0]:
     inbox_up = st.file_uploader("Unlabelled photos", type=PHOTO_TYPES, accept_multiple_files=True,
                                 key=f"tl_lab_inbox_up_{n_up}", max_upload_size=PHOTO_MB)
     if inbox_up and st.button(f"Use these {len(inbox_up)} photos", key="tl_lab_inbox_use", icon=":material/inbox:"):
-        where = new_inbox()
+        where = db.new_inbox(name)
         report = db.save_photos(where, within_limit(db.as_items(inbox_up), PHOTO_MB))
         if report.rejected:
             say("warning", report.summary())
@@ -286,7 +280,7 @@ elif source == SOURCES[1]:
     inbox_zip = st.file_uploader("Zip of unlabelled photos (any folders inside)", type=["zip"],
                                  key=f"tl_lab_inbox_zip_{n_up}")
     if inbox_zip is not None and st.button("Unpack and use it", key="tl_lab_inbox_unzip", icon=":material/unarchive:"):
-        where = new_inbox()
+        where = db.new_inbox(name)
         report = None
         if within_limit([(inbox_zip.name, inbox_zip)], UPLOAD_MB):
             report = act(archives.extract_zip, inbox_zip, where)

@@ -235,10 +235,7 @@ else:
                 else:
                     configs = [c.to_dict() for c in plans.build_configs(
                         chosen, preset=preset, common=common_opts, per_strategy=per_strategy)]
-                if name:
-                    for cfg in configs:
-                        cfg["name"] = name if len(configs) == 1 else f"{name} · {registry.label(cfg['strategy'])}"
-                launch(configs, f"all {len(every)} strategies" if all_five else "training")
+                launch(plans.name_runs(configs, name), f"all {len(every)} strategies" if all_five else "training")
                 st.rerun()
             except TransferLabError as err:
                 st.error(str(err), icon=":material/error:")

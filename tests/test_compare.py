@@ -294,3 +294,11 @@ def test_run_name_defaults():
     assert plans.run_name({"strategy": "fine_tune", "backbone": "vgg16"}) == "Fine-tuning · vgg16"
     assert plans.run_name({"strategy": "fine_tune", "name": "mine"}) == "mine"
     assert plans.new_group_id("x").startswith(f"x-{time.strftime('%Y%m%d')}")
+
+
+def test_a_launch_name_marks_each_of_several_runs_with_its_strategy():
+    one = plans.name_runs([{"strategy": "scratch"}], "trial")
+    assert one[0]["name"] == "trial"
+    several = plans.name_runs([{"strategy": "scratch"}, {"strategy": "fine_tune"}], "trial")
+    assert [c["name"] for c in several] == ["trial · From scratch", "trial · Fine-tuning"]
+    assert "name" not in plans.name_runs([{"strategy": "scratch"}], "")[0]

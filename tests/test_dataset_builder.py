@@ -217,3 +217,9 @@ def test_relabel_refuses_read_only_folders(tl_home, image_folder):
         os.chmod(src.parent, mode)
     assert src.exists()
     assert db.writable(src.parent) and not db.writable(image_folder / "missing")
+
+
+def test_each_inbox_is_a_new_folder_under_the_data_directory(tl_home):
+    first, second = db.new_inbox("My pets"), db.new_inbox("My pets")
+    assert first != second and not first.exists()
+    assert first.parent == tl_home / "inbox" and first.name.startswith(db.dataset_folder_name("My pets"))

@@ -108,6 +108,12 @@ def datasets_root() -> Path:
     return settings.subdir("datasets")
 
 
+def new_inbox(dataset: str) -> Path:
+    """A fresh folder (not created yet) for a batch of unlabelled photos meant for ``dataset``."""
+    stamp = f"{time.strftime('%Y%m%d-%H%M%S')}-{time.time_ns() % 10**6:06d}"
+    return settings.subdir("inbox") / f"{dataset_folder_name(dataset)}-{stamp}"
+
+
 def _is_split_layout(folder: Path) -> bool:
     return any(p.is_dir() and p.name.lower() in SPLIT_ALIASES for p in folder.iterdir())
 

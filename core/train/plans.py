@@ -62,6 +62,14 @@ def compare_all_configs(*, preset: str = "modern", common: dict | None = None,
     return [{**cfg.to_dict(), GROUP_KEY: group} for cfg in configs]
 
 
+def name_runs(configs: list[dict], name: str) -> list[dict]:
+    """Give a user's run name to a launch: as it is for one run, "name · Strategy" for several."""
+    if name:
+        for cfg in configs:
+            cfg["name"] = name if len(configs) == 1 else f"{name} · {registry.label(cfg['strategy'])}"
+    return configs
+
+
 def run_name(config: dict) -> str:
     """A readable default name for a new run."""
     if config.get("name"):
