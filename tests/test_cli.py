@@ -11,9 +11,7 @@ from pathlib import Path
 import pytest
 
 from core.runs.store import RunStore
-from tests.helpers import SHARED_WEIGHTS
-
-REPO = Path(__file__).resolve().parents[1]
+from tests.helpers import REPO, SHARED_WEIGHTS
 
 
 def cli(*args, home: Path, timeout=300, **env) -> subprocess.CompletedProcess:
@@ -64,9 +62,9 @@ def test_backbones_lists_the_registry(tl_home):
     assert " 224px" in vgg and "download needed" in vgg
 
 
-def test_backbones_lists_local_backbones_from_the_weights_folder(tl_home):
-    if not (SHARED_WEIGHTS / "efficientnet_lite0.keras").exists():
-        pytest.skip("shared weights not present")
+@pytest.mark.real
+def test_backbones_lists_local_backbones_from_the_weights_folder(shared_assets, tl_home):
+    """The shared EfficientNet-Lite weights folder (``shared_assets`` fails when it is missing)."""
     proc = cli("backbones", home=tl_home, TRANSFER_LAB_WEIGHTS_DIR=str(SHARED_WEIGHTS))
     assert proc.returncode == 0, proc.stderr
     lite0 = next(line for line in proc.stdout.splitlines() if line.startswith("efficientnet_lite0 "))
