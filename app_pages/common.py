@@ -228,7 +228,8 @@ def dataset_summary(slot) -> None:
             st.page_link(DATASET_PAGE, label="Choose a dataset", icon=":material/photo_library:")
         else:
             st.markdown(f"**Dataset:** {ds.name}")
-            st.caption(f"{len(ds.records):,} images · {ds.num_classes} classes · {len(ds.bad_files)} unreadable")
+            st.caption(f"{plural(len(ds.records), 'image')} · {plural(ds.num_classes, 'class', 'classes')} · "
+                       f"{len(ds.bad_files)} unreadable")
 
 
 def sidebar():

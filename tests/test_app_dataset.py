@@ -207,6 +207,7 @@ def test_one_class_dataset_is_flagged_at_once(tmp_path):
     assert not [b for b in at.button if b.key == "tl_advise"]  # no advice on how to train it
     assert "Label page" in " ".join(p.proto.label for p in at.get("page_link"))
     assert sidebar_summary(at) == "**Dataset:** only"
+    assert "6 images · 1 class · 0 unreadable" in [c.value for c in at.sidebar.caption]
 
 
 def test_a_two_class_dataset_is_not_flagged(image_folder):
