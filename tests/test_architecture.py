@@ -1,0 +1,329 @@
+"""The layout's rules, read from the source with ``ast`` (nothing is imported):
+
+- no import cycle between ``core`` modules, counting module-level and function-level
+  imports alike (a cycle hidden inside a function is still a circle in the design);
+- no Streamlit anywhere in ``core/`` (it is a plain library: notebooks, scripts, CLI);
+- pages (``app_pages/``, ``streamlit_app.py``) use only public ``core`` names;
+- the test suite's own rules: helpers come from ``tests.helpers``, never from ``conftest``,
+  and a test that needs ``../shared`` carries the ``real`` (or ``browser``) marker, so the
+  fast tier runs anywhere.
+
+Each checker is also run on a small made-up tree, so a checker that stopped seeing
+anything would fail here too.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+from tests.helpers import REPO
+
+PAGES = sorted([*(REPO / "app_pages").rglob("*.py"), REPO / "streamlit_app.py"])
+
+
+# ---------------------------------------------------------------- reading imports
+
+def module_name(path: Path, root: Path) -> str:
+    """``core/nets/explain.py`` -> ``core.nets.explain``; ``core/nets/__init__.py`` -> ``core.nets``."""
+    parts = list(path.relative_to(root).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
+def package_of(module: str, path: Path) -> str:
+    return module if path.name == "__init__.py" else module.rpartition(".")[0]
+
+
+def imported(tree: ast.AST, module: str, path: Path):
+    """Every import anywhere in the tree (module level, functions, classes, branches):
+    ``(line, dotted module, names imported from it or None)``; relative imports resolved."""
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                yield node.lineno, alias.name, None
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                package = package_of(module, path).split(".")
+                anchor = package[: len(package) - (node.level - 1)]
+                base = ".".join([*anchor, *([base] if base else [])])
+            yield node.lineno, base, [alias.name for alias in node.names]
+
+
+def module_graph(root: Path, top: str = "core") -> tuple[dict[str, dict[str, int]], dict[str, Path]]:
+    """``{module: {imported core module: line}}`` for every module under ``root/top``.
+    ``from core.x import y`` is an edge to ``core.x.y`` when that is a module, else to ``core.x``."""
+    files = {module_name(p, root): p for p in sorted((root / top).rglob("*.py"))}
+    graph: dict[str, dict[str, int]] = {m: {} for m in files}
+    for module, path in files.items():
+        tree = ast.parse(path.read_text(encoding="utf-8"), str(path))
+        for line, target, names in imported(tree, module, path):
+            if target != top and not target.startswith(top + "."):
+                continue
+            targets = [f"{target}.{n}" if f"{target}.{n}" in files else target for n in names] if names else [target]
+            for t in targets:
+                while t not in files and "." in t:  # import core.x.missing -> core.x
+                    t = t.rpartition(".")[0]
+                if t in files and t != module:
+                    graph[module][t] = min(line, graph[module].get(t, line))  # the first import of t
+    return graph, files
+
+
+def cycles(graph: dict[str, dict[str, int]]) -> list[list[str]]:
+    """One shortest cycle per strongly connected component with more than one module."""
+    index, low, on_stack, stack, components = {}, {}, set(), [], []
+
+    def connect(v):  # Tarjan, recursive: core/ is a few dozen modules
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on_stack.add(v)
+        for w in graph[v]:
+            if w not in index:
+                connect(w)
+                low[v] = min(low[v], low[w])
+            elif w in on_stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            component = set()
+            while True:
+                w = stack.pop()
+                on_stack.discard(w)
+                component.add(w)
+                if w == v:
+                    break
+            if len(component) > 1:
+                components.append(component)
+
+    for v in sorted(graph):
+        if v not in index:
+            connect(v)
+    found = []
+    for component in components:
+        start = min(component)
+        paths, queue, cycle = {start: [start]}, [start], None
+        for v in queue:  # breadth first: the shortest way back to start
+            for w in sorted(graph[v]):
+                if w == start:
+                    cycle = paths[v] + [start]
+                    break
+                if w in component and w not in paths:
+                    paths[w] = paths[v] + [w]
+                    queue.append(w)
+            if cycle:
+                break
+        found.append(cycle)
+    return found
+
+
+def describe(cycle: list[str], graph, files, root: Path = REPO) -> str:
+    """``core.a (line 3 of core/a.py) -> core.b (line 9 of core/b.py) -> core.a``."""
+    steps = [f"{a} (line {graph[a][b]} of {files[a].relative_to(root).as_posix()})" for a, b in zip(cycle, cycle[1:])]
+    return " -> ".join([*steps, cycle[-1]])
+
+
+def streamlit_imports(root: Path, top: str = "core") -> list[str]:
+    """Every import of streamlit under ``root/top``, also through importlib / __import__."""
+    found = []
+    for path in sorted((root / top).rglob("*.py")):
+        module = module_name(path, root)
+        tree = ast.parse(path.read_text(encoding="utf-8"), str(path))
+        where = path.relative_to(root).as_posix()
+        for line, target, _ in imported(tree, module, path):
+            if target.split(".")[0] == "streamlit":
+                found.append(f"{where}:{line} imports {target}")
+        for node in ast.walk(tree):
+            if (isinstance(node, ast.Call) and node.args and isinstance(node.args[0], ast.Constant)
+                    and isinstance(node.args[0].value, str) and node.args[0].value.split(".")[0] == "streamlit"
+                    and (getattr(node.func, "attr", None) == "import_module"
+                         or getattr(node.func, "id", None) in ("import_module", "__import__"))):
+                found.append(f"{where}:{node.lineno} imports {node.args[0].value} dynamically")
+    return found
+
+
+def private(name: str) -> bool:
+    return name.startswith("_") and not (name.startswith("__") and name.endswith("__"))
+
+
+def private_core_uses(pages: list[Path], root: Path, top: str = "core") -> list[str]:
+    """Private ``core`` names a page imports (``from core.x import _y``, a ``_module`` in the
+    path) or reads off an imported core module (``x._y``)."""
+    modules = {module_name(p, root) for p in (root / top).rglob("*.py")}
+    found = []
+    for path in pages:
+        tree = ast.parse(path.read_text(encoding="utf-8"), str(path))
+        where = path.relative_to(root).as_posix()
+        bound: dict[str, str] = {}  # local name -> core module it is
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                for alias in node.names:
+                    if alias.name.split(".")[0] != top:
+                        continue
+                    if any(private(p) for p in alias.name.split(".")):
+                        found.append(f"{where}:{node.lineno} imports {alias.name}")
+                    bound[alias.asname or top] = alias.name if alias.asname else top
+            elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+                if node.module.split(".")[0] != top:
+                    continue
+                if any(private(p) for p in node.module.split(".")):
+                    found.append(f"{where}:{node.lineno} imports from {node.module}")
+                for alias in node.names:
+                    if private(alias.name):
+                        found.append(f"{where}:{node.lineno} imports {node.module}.{alias.name}")
+                    elif f"{node.module}.{alias.name}" in modules:
+                        bound[alias.asname or alias.name] = f"{node.module}.{alias.name}"
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Attribute) and private(node.attr):
+                chain, value = [node.attr], node.value
+                while isinstance(value, ast.Attribute):
+                    chain.append(value.attr)
+                    value = value.value
+                if isinstance(value, ast.Name) and value.id in bound:
+                    found.append(f"{where}:{node.lineno} reads {bound[value.id]}.{'.'.join(reversed(chain))}")
+    return found
+
+
+# ---------------------------------------------------------------- the checkers on a made-up tree
+
+def write_tree(root: Path, files: dict[str, str]) -> Path:
+    for name, text in files.items():
+        path = root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    return root
+
+
+def test_the_checkers_find_what_they_should(tmp_path):
+    root = write_tree(tmp_path, {
+        "core/__init__.py": "",
+        "core/a.py": "from core.b import thing\n",
+        "core/b.py": "def f():\n    from . import c\n",  # function-level, relative
+        "core/c.py": "import core.a\n",
+        "core/d.py": "from core import a, b\nif False:\n    import streamlit as st\n",
+        "core/sub/__init__.py": "from .e import E\n",
+        "core/sub/e.py": "import importlib\nst = importlib.import_module('streamlit.runtime')\nfrom core.sub import f\n",
+        "core/sub/f.py": "def g():\n    from core.sub.e import x\n",
+        "app_pages/page.py": ("from core import a\nfrom core.b import _hidden, public\nimport core.sub.e as e\n"
+                              "from core.sub._private import y\nx = a._secret + e.public + a.__name__\n"),
+        "streamlit_app.py": "from core.sub import e\ne._inner.ok()\n",
+    })
+    graph, files = module_graph(root)
+    assert graph["core.d"] == {"core.a": 1, "core.b": 1}
+    assert graph["core.b"] == {"core.c": 2}
+    found = sorted(cycles(graph))
+    assert found == [["core.a", "core.b", "core.c", "core.a"], ["core.sub.e", "core.sub.f", "core.sub.e"]], found
+    assert describe(found[0], graph, files, root) == (
+        "core.a (line 1 of core/a.py) -> core.b (line 2 of core/b.py) -> core.c (line 1 of core/c.py) -> core.a")
+    assert streamlit_imports(root) == ["core/d.py:3 imports streamlit",
+                                       "core/sub/e.py:2 imports streamlit.runtime dynamically"]
+    pages = [root / "app_pages" / "page.py", root / "streamlit_app.py"]
+    assert private_core_uses(pages, root) == [
+        "app_pages/page.py:2 imports core.b._hidden",
+        "app_pages/page.py:4 imports from core.sub._private",
+        "app_pages/page.py:5 reads core.a._secret",
+        "streamlit_app.py:2 reads core.sub.e._inner",
+    ]
+
+
+# ---------------------------------------------------------------- the rules on the real tree
+
+def test_no_import_cycle_in_core():
+    graph, files = module_graph(REPO)
+    assert len(graph) > 20 and sum(map(len, graph.values())) > 20, "the scan does not see core's modules"
+    found = cycles(graph)
+    assert not found, "import cycles in core/:\n" + "\n".join(describe(c, graph, files) for c in found)
+
+
+def test_core_never_imports_streamlit():
+    assert not streamlit_imports(REPO), streamlit_imports(REPO)
+
+
+def test_pages_use_only_public_core_names():
+    assert len(PAGES) > 5 and all(p.is_file() for p in PAGES)
+    found = private_core_uses(PAGES, REPO)
+    assert not found, found
+
+
+# ---------------------------------------------------------------- the test suite's own rules
+
+TESTS = sorted((REPO / "tests").rglob("*.py"))
+
+
+def conftest_imports(paths: list[Path], root: Path = REPO) -> list[str]:
+    found = []
+    for path in paths:
+        tree = ast.parse(path.read_text(encoding="utf-8"), str(path))
+        for line, target, _ in imported(tree, module_name(path, root), path):
+            if target == "tests.conftest":
+                found.append(f"{path.relative_to(root).as_posix()}:{line} imports {target}")
+    return found
+
+
+def test_helpers_come_from_tests_helpers_not_conftest(tmp_path):
+    """tests/conftest.py is pytest's (fixtures); importing it as a module runs it a second
+    time under another name. (tests/browser/conftest.py still lends its server and browser
+    helpers to a few browser modules; they are not covered here yet.)"""
+    made_up = write_tree(tmp_path, {
+        "tests/test_a.py": "from .conftest import write_images\nfrom tests.helpers import REPO\n",
+        "tests/test_b.py": "def f():\n    from tests.conftest import REPO\n",
+        "tests/browser/test_c.py": "from .conftest import chromium\n",
+    })
+    assert conftest_imports(sorted(made_up.rglob("test_*.py")), made_up) == [
+        "tests/test_a.py:1 imports tests.conftest", "tests/test_b.py:2 imports tests.conftest"]
+    found = conftest_imports(TESTS)
+    assert not found, "import helpers from tests.helpers instead:\n" + "\n".join(found)
+
+
+SHARED_NAMES = {"SHARED", "SHARED_WEIGHTS", "CATS_VS_DOGS"}  # tests.helpers' paths into ../shared
+SHARED_FIXTURES = {"shared_assets", "cats_vs_dogs", "real_home"}
+OWN_TIER = {"real", "browser"}  # the browser tier's server always gets ../shared
+
+
+def marks(nodes) -> set[str]:
+    return {n.attr for node in nodes for n in ast.walk(node)
+            if isinstance(n, ast.Attribute) and isinstance(n.value, ast.Attribute) and n.value.attr == "mark"}
+
+
+def unmarked_shared_tests(path: Path, root: Path = REPO) -> list[str]:
+    """Tests in ``path`` that reach ../shared (a fixture or a path constant, also through the
+    module's own fixtures and helpers) without a ``real`` or ``browser`` mark."""
+    tree = ast.parse(path.read_text(encoding="utf-8"), str(path))
+    module_marks = marks([n.value for n in tree.body if isinstance(n, ast.Assign)
+                          and any(getattr(t, "id", "") == "pytestmark" for t in n.targets)])
+    functions = {n.name: n for n in tree.body if isinstance(n, ast.FunctionDef)}
+
+    def reaches(fn, seen: frozenset) -> bool:
+        args = {a.arg for a in fn.args.args}
+        names = {n.id for n in ast.walk(fn) if isinstance(n, ast.Name)}
+        if args & SHARED_FIXTURES or names & SHARED_NAMES:
+            return True
+        return any(reaches(functions[n], seen | {n}) for n in (args | names) & set(functions) - seen)
+
+    found = []
+    for name, fn in functions.items():
+        if name.startswith("test_") and not (marks(fn.decorator_list) | module_marks) & OWN_TIER:
+            if reaches(fn, frozenset({name})):
+                found.append(f"{path.relative_to(root).as_posix()}::{name}")
+    return found
+
+
+def test_the_marker_check_finds_what_it_should(tmp_path):
+    write_tree(tmp_path, {
+        "tests/test_x.py": (
+            "import pytest\nfrom tests.helpers import SHARED_WEIGHTS\n"
+            "@pytest.fixture\ndef weights():\n    return SHARED_WEIGHTS\n"
+            "def test_plain():\n    assert 1\n"
+            "def test_through_a_fixture(weights):\n    assert weights\n"
+            "def test_fixture(cats_vs_dogs):\n    pass\n"
+            "@pytest.mark.real\ndef test_marked(shared_assets):\n    pass\n"),
+        "tests/test_y.py": "import pytest\npytestmark = [pytest.mark.browser]\ndef test_b(shared_assets):\n    pass\n",
+    })
+    assert unmarked_shared_tests(tmp_path / "tests" / "test_x.py", tmp_path) == [
+        "tests/test_x.py::test_through_a_fixture", "tests/test_x.py::test_fixture"]
+    assert unmarked_shared_tests(tmp_path / "tests" / "test_y.py", tmp_path) == []
+
+
+def test_tests_that_need_shared_assets_are_marked():
+    found = [f for path in TESTS if path.name.startswith("test_") for f in unmarked_shared_tests(path)]
+    assert not found, f"mark these @pytest.mark.real (they read ../shared): {found}"
