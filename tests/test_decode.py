@@ -1,0 +1,61 @@
+"""The decoder keeps up: JPEGs decode at a reduced DCT scale (Pillow's draft) when the model
+input is small enough, and the pixels stay close to a full decode + the same resize."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from core.data import images
+from core.data.images import load_rgb, open_rgb
+
+from .conftest import CATS_VS_DOGS
+
+
+def _full_decode(path, size: int) -> np.ndarray:
+    """The same pixels without the draft: full-size decode, then ``core.data.images.resize``."""
+    with Image.open(path) as img:
+        return np.asarray(images.resize(images._to_rgb(img).copy(), (size, size)), np.uint8)
+
+
+def _photo_like(path, w=1600, h=1200, seed=0, fmt="JPEG"):
+    """Smooth shapes plus fine texture, like a photo (no pure noise: JPEG would not keep it anyway)."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    img = np.stack([128 + 90 * np.sin(xx / (70 + 20 * c) + c) * np.cos(yy / (55 + 15 * c)) for c in range(3)], -1)
+    img += 12 * np.sin(xx / 3.0)[..., None] + rng.normal(0, 4, img.shape)
+    Image.fromarray(np.clip(img, 0, 255).astype(np.uint8)).save(path, fmt, quality=90)
+    return path
+
+
+def _mean_abs(a, b) -> float:
+    return float(np.abs(a.astype(np.int16) - b.astype(np.int16)).mean())
+
+
+def test_a_large_jpeg_decodes_at_reduced_scale_and_stays_close(tmp_path):
+    path = _photo_like(tmp_path / "big.jpg")
+    drafted = open_rgb(path, min_side=150)
+    assert drafted.size == (200, 150)  # 1/8 scale: the largest that keeps both sides >= 150
+    assert open_rgb(path, min_side=400).size == (800, 600) and open_rgb(path).size == (1600, 1200)
+    for size in (150, 224, 299):
+        ours, full = load_rgb(path, (size, size)), _full_decode(path, size)
+        assert ours.shape == full.shape == (size, size, 3)
+        assert _mean_abs(ours, full) < 3.0, size
+        assert np.percentile(np.abs(ours.astype(np.int16) - full.astype(np.int16)), 99) <= 16, size
+
+
+def test_other_formats_and_small_jpegs_decode_exactly_as_before(tmp_path):
+    png = _photo_like(tmp_path / "big.png", fmt="PNG")
+    np.testing.assert_array_equal(load_rgb(png, (150, 150)), _full_decode(png, 150))
+    small = _photo_like(tmp_path / "small.jpg", w=260, h=200)
+    np.testing.assert_array_equal(load_rgb(small, (150, 150)), _full_decode(small, 150))  # no scale fits
+
+
+@pytest.mark.real
+def test_real_photos_keep_their_pixels_through_the_draft(cats_vs_dogs):
+    paths = sorted((CATS_VS_DOGS / "train" / "cats").glob("*.jpg"))[:30]
+    paths += sorted((CATS_VS_DOGS / "train" / "dogs").glob("*.jpg"))[:30]
+    for size in (150, 224):
+        diffs = [_mean_abs(load_rgb(p, (size, size)), _full_decode(p, size)) for p in paths]
+        assert np.mean(diffs) < 1.5 and max(diffs) < 6.0, (size, np.mean(diffs), max(diffs))
