@@ -206,11 +206,11 @@ def _apply_settings() -> None:
 
 def _server_settings_table() -> None:
     """The server-wide configuration, read-only: what only whoever runs the server can change."""
-    import pandas as pd
-
-    st.markdown("**Server configuration** (read-only; set by whoever runs the server)")
-    st.dataframe(pd.DataFrame(settings.server_config()), hide_index=True, key="tl_server_config",
-                 column_config={"what": st.column_config.TextColumn("what", width="large")})
+    st.markdown("**Server configuration** (read-only: environment variables of whoever runs the server)")
+    st.markdown("\n".join(
+        f"- `{row['variable']}` = `{row['value']}`" + (" *(default)*" if row["from"] == "default" else "")
+        + (f"  \n  :gray[{row['what']}]" if row["what"] else "")
+        for row in settings.server_config()))
 
 
 def _backbone_names() -> list[str]:

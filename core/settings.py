@@ -167,13 +167,12 @@ def child_env() -> dict[str, str]:
 
 def server_config() -> list[dict]:
     """The server-wide configuration as rows (variable, value, whether set, what it does), for display."""
-    names = list(SERVER_VARIABLES) + sorted(k for k in os.environ if k.startswith("TRANSFER_LAB_")
-                                            and k not in SERVER_VARIABLES)
+    # only the known variables: an unknown one could hold something not meant for every visitor
     defaults = {HOME_ENV: str(server_home()), ROOTS_ENV: os.pathsep.join(str(r) for r in data_roots()),
                 MIN_FREE_ENV: f"{DEFAULT_MIN_FREE_MB:g}", "TRANSFER_LAB_MAX_JOBS": "1", ADDRESS_ENV: "127.0.0.1"}
     rows = []
-    for name in names:
+    for name in SERVER_VARIABLES:
         value = os.environ.get(name)
         rows.append({"variable": name, "value": value if value else defaults.get(name, "not set"),
-                     "from": "environment" if value else "default", "what": SERVER_VARIABLES.get(name, "")})
+                     "from": "environment" if value else "default", "what": SERVER_VARIABLES[name]})
     return rows

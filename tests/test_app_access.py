@@ -144,3 +144,29 @@ def test_data_directory_setting_is_bounded_too(tree, tmp_path):
     ok(at.sidebar.button(key="tl_apply_settings").click().run())
     assert not at.sidebar.error and at.session_state["tl_home_dir"] == str(mine)
     assert f"Data directory: `{mine}`" in " ".join(c.value for c in at.sidebar.caption)
+
+
+def test_who_started_a_run_shows_in_the_comparison_and_on_the_curves_page(tmp_path):
+    """A run created in a signed-in session (core.settings.session, as the app's provider does)
+    carries started_by; the Strategies table shows a "started by" column, the curves page a caption.
+    Without any signed-in run the column stays hidden, as before sign-in existed."""
+    from core.runs import jobs
+    from core.runs.store import RunStore
+
+    store = RunStore()
+    plain = store.create({"strategy": "linear_probe", "seed": 1, "dataset": str(tmp_path)}, name="anonymous")
+    jobs.cancel(plain)
+    at = app("app_pages/strategies.py")
+    (table,) = [d for d in at.dataframe if "run_id" in d.value.columns]
+    assert "started_by" not in list(table.proto.column_order)
+
+    with settings.session(user="grace@example.org"):
+        run = store.create({"strategy": "linear_probe", "seed": 2, "dataset": str(tmp_path)}, name="graces")
+    jobs.cancel(run)
+    at = app("app_pages/strategies.py")
+    (table,) = [d for d in at.dataframe if "run_id" in d.value.columns]
+    assert list(table.proto.column_order)[:2] == ["name", "started_by"]
+    assert table.value.set_index("run_id").loc[run.id, "started_by"] == "grace@example.org"
+    at.session_state["tl_curves_runs"] = [run.id]
+    ok(at.switch_page("app_pages/curves.py").run())
+    assert "Started by **grace@example.org**." in [c.value for c in at.caption]
