@@ -256,3 +256,28 @@ def test_cli_and_status_line_name_the_engine(weights_dir, monkeypatch, capsys):
     assert main(["engine"]) == 0
     out = capsys.readouterr().out
     assert f"engine: {engine.choose().label}" in out and "parity passed: tiny|" in out and "32px avg" in out
+
+
+# ---------------------------------------------------------------- real weights, real photos
+
+@pytest.mark.real
+def test_real_backbone_passes_the_guard_on_real_photos_with_its_imagenet_head(cats_vs_dogs, tmp_path, monkeypatch):
+    from core.data.dataset import subset
+
+    monkeypatch.setenv(settings.HOME_ENV, str(tmp_path / "home"))
+    _use(monkeypatch, "auto")
+    engine._choose.cache_clear()
+    ds = subset(scan_folder(cats_vs_dogs), 16, 0)
+    bb = backbones.load_backbone("efficientnet_lite0")
+    fs = extract_features(ds, "efficientnet_lite0", split="validation", loaded=bb)
+    fwd = bb.frozen_forward("avg")
+    assert fs.meta["engine"] == fwd.label == engine.choose().label
+    if fwd.engine == "openvino":
+        m = fwd.verdict["metrics"]
+        assert fwd.verdict["passed"] and m["rows"] == min(32, len(fs.paths))
+        assert m["cosine_mean"] > 0.998 and m["top1_agreement"] >= 0.9  # the ImageNet head agrees
+    from core.data.images import load_rgb
+
+    pixels = np.stack([load_rgb(p, (224, 224)) for p in fs.paths]).astype(np.float32)
+    ref = np.asarray(bb.forward("avg")(pixels))
+    assert _cos(fs.X, ref).min() > 0.99  # every photo, not only the probe batch
