@@ -184,6 +184,30 @@ def private_core_uses(pages: list[Path], root: Path, top: str = "core") -> list[
     return found
 
 
+KERAS_INTERNALS = {"_keras_history", "_run_through_graph", "_nodes_by_depth", "_inbound_nodes", "_outbound_nodes",
+                   "_operations", "_tensor_dict", "_functional", "_layers", "_tracker", "_trainable_variables"}
+
+
+def private_keras_uses(paths: list[Path], root: Path) -> list[str]:
+    """Keras internals the code reaches for: ``keras.src`` imports and the graph's private
+    attributes (a Keras upgrade may change them without notice)."""
+    found = []
+    for path in paths:
+        tree = ast.parse(path.read_text(encoding="utf-8"), str(path))
+        where = path.relative_to(root).as_posix()
+        for line, target, _ in imported(tree, module_name(path, root), path):
+            if target.startswith(("keras.src", "tf_keras.src")) or target.startswith("tensorflow.python.keras"):
+                found.append(f"{where}:{line} imports {target}")
+        for node in ast.walk(tree):
+            name = node.attr if isinstance(node, ast.Attribute) else None
+            if (isinstance(node, ast.Call) and getattr(node.func, "id", "") in ("getattr", "hasattr", "setattr")
+                    and len(node.args) > 1 and isinstance(node.args[1], ast.Constant)):
+                name = node.args[1].value
+            if name in KERAS_INTERNALS:
+                found.append(f"{where}:{node.lineno} uses {name}")
+    return found
+
+
 # ---------------------------------------------------------------- the checkers on a made-up tree
 
 def write_tree(root: Path, files: dict[str, str]) -> Path:
@@ -217,6 +241,11 @@ def test_the_checkers_find_what_they_should(tmp_path):
         "core.a (line 1 of core/a.py) -> core.b (line 2 of core/b.py) -> core.c (line 1 of core/c.py) -> core.a")
     assert streamlit_imports(root) == ["core/d.py:3 imports streamlit",
                                        "core/sub/e.py:2 imports streamlit.runtime dynamically"]
+    keras_user = write_tree(tmp_path / "k", {"core/g.py": (
+        "from keras.src.models import functional\ndef f(model, t):\n"
+        "    return getattr(t, '_keras_history', None), model._run_through_graph, model.layers\n")})
+    assert sorted(private_keras_uses([keras_user / "core" / "g.py"], keras_user)) == [
+        "core/g.py:1 imports keras.src.models", "core/g.py:3 uses _keras_history", "core/g.py:3 uses _run_through_graph"]
     pages = [root / "app_pages" / "page.py", root / "streamlit_app.py"]
     assert private_core_uses(pages, root) == [
         "app_pages/page.py:2 imports core.b._hidden",
@@ -237,6 +266,13 @@ def test_no_import_cycle_in_core():
 
 def test_core_never_imports_streamlit():
     assert not streamlit_imports(REPO), streamlit_imports(REPO)
+
+
+def test_no_keras_internals_in_the_code():
+    """Grad-CAM and everything else go through public Keras (issue 16)."""
+    code = sorted({*(REPO / "core").rglob("*.py"), *PAGES, *(REPO / "benchmarks").rglob("*.py")})
+    found = private_keras_uses(code, REPO)
+    assert not found, found
 
 
 def test_pages_use_only_public_core_names():

@@ -10,7 +10,7 @@ from PIL import Image
 from core.data import images
 from core.data.images import load_rgb, open_rgb
 
-from .conftest import CATS_VS_DOGS
+from tests.helpers import CATS_VS_DOGS
 
 
 def _full_decode(path, size: int) -> np.ndarray:
