@@ -199,15 +199,15 @@ with tab_sep:
         # Short headers (the help says the rest) and the long "measured by" text last: a 1400 px window
         # shows every measurement without scrolling sideways.
         order = ["backbone", "weights", "error", "knn_loo_accuracy", "probe_cv_accuracy", "silhouette",
-                 "images_per_s", "images", "dims", "speed_from"]
+                 "images_per_s", "dims", "speed_from"]  # the photos measured on: the same sample, said below
         st.dataframe(shown, hide_index=True, column_order=[c for c in order if c in shown.columns], column_config={
-            "backbone": st.column_config.TextColumn("backbone", width="small"),
+            "backbone": st.column_config.TextColumn("backbone", width="medium"),
             "weights": st.column_config.TextColumn("weights", width="small"),
             "knn_loo_accuracy": st.column_config.ProgressColumn(
-                "5-NN accuracy", format="percent", min_value=0.0, max_value=1.0, width="small",
+                "5-NN accuracy", format="percent", min_value=0.0, max_value=1.0, width=130,
                 help="Each photo's class voted by its 5 nearest neighbours among the others (leave-one-out)."),
             "probe_cv_accuracy": st.column_config.ProgressColumn(
-                "probe accuracy", format="percent", min_value=0.0, max_value=1.0, width="small",
+                "probe accuracy", format="percent", min_value=0.0, max_value=1.0, width=130,
                 help="A logistic regression on the features, trained on 4/5 and scored on the other fifth, "
                      "5 times (cross-validated): about what a head trained on cached features reaches."),
             "silhouette": st.column_config.NumberColumn("silhouette", format="%.3f", width="small",
