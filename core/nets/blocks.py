@@ -1,0 +1,61 @@
+"""Features from an earlier block of a backbone, not only from its top.
+
+The classic advice for small data unlike ImageNet: the top layers encode
+ImageNet's own classes, earlier ones more generic edges and textures, so a head
+on an earlier block can transfer better. ``truncate`` cuts a loaded ``Backbone``
+at a named layer into another ``Backbone`` (same preprocessing, weights shared),
+whose weights id names the layer: cached features of the cut never mix with the top's.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+
+def _spatial(layer) -> tuple[int, int] | None:
+    shape = getattr(layer, "output", None)
+    shape = getattr(shape, "shape", None)
+    if shape is None or len(shape) != 4 or shape[1] is None:
+        return None
+    return int(shape[1]), int(shape[2])
+
+
+def block_outputs(bb) -> list[str]:
+    """The last layer of ``bb.base`` at each spatial resolution, shallow to deep (the outputs
+    of its stages), without the top one (the base's own output)."""
+    import keras
+
+    layers = [layer for layer in bb.base.layers if not isinstance(layer, keras.layers.InputLayer)]
+    out, last = [], None
+    for i, layer in enumerate(layers):
+        here = _spatial(layer)
+        if here is None:
+            continue
+        nxt = next((_spatial(later) for later in layers[i + 1:] if _spatial(later) is not None), None)
+        if nxt is not None and nxt != here:
+            out.append(layer.name)
+        last = layer.name
+    return [name for name in out if name != last]
+
+
+def earlier_block(bb) -> str:
+    """The output of the stage before the last (stride 16 in most ImageNet networks):
+    generic enough to transfer, small enough to pool cheaply. ``""`` when there is none."""
+    blocks = block_outputs(bb)
+    return blocks[-1] if blocks else ""
+
+
+def truncate(bb, layer: str):
+    """``bb`` cut at ``layer`` of its base; raises ``ValueError`` naming the known blocks."""
+    import keras
+
+    from core.nets.layers import InferenceModel
+
+    names = [lyr.name for lyr in bb.base.layers]
+    if layer not in names:
+        known = ", ".join(block_outputs(bb)) or "none"
+        raise ValueError(f"layer {layer!r} is not in {bb.spec.display_name}; its block outputs: {known}")
+    base = InferenceModel(bb.base.input, bb.base.get_layer(layer).output, name=f"{bb.base.name}_{layer}")
+    inputs = keras.Input((bb.input_size, bb.input_size, 3), name="pixels")
+    model = keras.Model(inputs, base(bb.preprocess(inputs)), name=f"{bb.spec.name}_{layer}_features")
+    return replace(bb, model=model, base=base, weights_id=f"{bb.weights_id}@{layer}", _forwards={})
