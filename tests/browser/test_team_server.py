@@ -122,6 +122,7 @@ def test_sign_in_through_a_local_oidc_provider_and_start_a_run(tmp_path, stripes
             nav(driver, "Training curves")
             wait_for(driver, lambda d: "Started by ada@example.org" in text_of(d), TIMEOUT_S, "who started the run")
             assert_clean(driver, errors_allowed=True)  # a run killed below may show as failed meanwhile
+            jobs.cancel(run)  # queued: cancelled at once; running: asked to stop, then killed
             jobs.kill(run, reason="stopped by the test")
 
             # signing out ends it, at the provider too (its end-session page), then the sign-in screen again
