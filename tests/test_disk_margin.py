@@ -133,3 +133,17 @@ def test_feature_cache_entry_refused_before_writing(disk, monkeypatch, image_fol
     monkeypatch.setenv(settings.MIN_FREE_ENV, "0")
     fs = extract_features(ds, "tiny", split="train")
     assert fs.X.shape[0] == 24
+
+
+def test_sample_download_refused_before_its_first_byte(disk, monkeypatch, tmp_path):
+    from core.data import samples
+
+    folder, private = disk
+    archive = tmp_path / "sample.zip"
+    archive.write_bytes(noise_zip(3 * MB))
+    monkeypatch.setenv(settings.HOME_ENV, str(folder / "home"))
+    leave_free(folder, private, 8)
+    set_margin(monkeypatch, folder, private, 4)  # the zip and its photos need about 6 MB: 2 MB would be left
+    with pytest.raises(LowDiskSpace, match="the sample"):
+        samples.download_sample(archive.as_uri())
+    assert list((folder / "home" / "datasets").iterdir()) == []  # no partial zip, no folder

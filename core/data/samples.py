@@ -70,6 +70,7 @@ def download_sample(
     Raises ``DatasetError`` with the manual instructions when offline.
     """
     from core.data.archives import dataset_from_zip
+    from core.data.uploads import ensure_free_space
 
     folder = settings.subdir("datasets")
     fd, tmp_name = tempfile.mkstemp(prefix=".sample.", suffix=".zip.partial", dir=folder)
@@ -79,6 +80,7 @@ def download_sample(
         try:
             with urllib.request.urlopen(url, timeout=timeout) as response, open(tmp, "wb") as out:
                 total = int(response.headers.get("Content-Length") or 0)
+                ensure_free_space(folder, 2 * total, "the sample (its zip, then the photos)")  # before any byte
                 done = 0
                 while chunk := response.read(CHUNK):
                     out.write(chunk)
