@@ -16,7 +16,9 @@ from typing import Any
 from core.nets.forward import pooling_layer
 
 OPTIMIZERS = ("adam", "rmsprop", "sgd")
-FLIPS = ("", "horizontal", "vertical", "horizontal_and_vertical")  # "": no flip
+# "auto": decided from the data by measurement (core.analysis.flips); "": no flip
+FLIPS = ("auto", "", "horizontal", "vertical", "horizontal_and_vertical")
+FILLS = ("auto", "reflect", "constant", "nearest")  # "auto": background colour if the data has one
 
 
 @dataclass
@@ -24,11 +26,13 @@ class Augment:
     """Keras preprocessing layers put in front of the model (training only)."""
 
     enabled: bool = True
-    flip: str = "horizontal"  # one of FLIPS
-    rotation: float = 0.1
+    flip: str = "auto"  # one of FLIPS; a flip can turn one character or symbol into another
+    rotation: float = 0.05  # fraction of a full turn: 0.05 = up to 18 degrees either way
     zoom: float = 0.1
     translation: float = 0.1
     contrast: float = 0.1
+    fill: str = "auto"  # one of FILLS: how rotation, zoom and shift fill the pixels they uncover
+    fill_value: float = 255.0  # the colour a "constant" fill paints (0..255)
 
 
 @dataclass
@@ -115,22 +119,31 @@ def build_head(input_dim: int, num_classes: int, units: int, dropout: float, nam
 
 
 def augmentation(aug: Augment, seed: int):
-    """The augmentation block, or None when disabled or empty."""
+    """The augmentation block, or None when disabled or empty.
+
+    Each layer draws from its own seed: Keras layers built with one seed draw the
+    same numbers, so rotation, zoom and shift would move together (the most rotated
+    image always the most zoomed and shifted) instead of independently. An unresolved
+    "auto" (see ``core.analysis.flips.resolve_augment``) means no flip and a reflect fill.
+    """
     import keras
 
     if not aug.enabled:
         return None
+    flip = "" if aug.flip == "auto" else aug.flip
+    fill = "reflect" if aug.fill == "auto" else aug.fill
+    geometry = dict(fill_mode=fill, fill_value=float(aug.fill_value))
     layers = []
-    if aug.flip:
-        layers.append(keras.layers.RandomFlip(aug.flip, seed=seed))
+    if flip:
+        layers.append(keras.layers.RandomFlip(flip, seed=seed))
     if aug.rotation:
-        layers.append(keras.layers.RandomRotation(aug.rotation, seed=seed))
+        layers.append(keras.layers.RandomRotation(aug.rotation, seed=seed + 1, **geometry))
     if aug.zoom:
-        layers.append(keras.layers.RandomZoom(aug.zoom, seed=seed))
+        layers.append(keras.layers.RandomZoom(aug.zoom, seed=seed + 2, **geometry))
     if aug.translation:
-        layers.append(keras.layers.RandomTranslation(aug.translation, aug.translation, seed=seed))
+        layers.append(keras.layers.RandomTranslation(aug.translation, aug.translation, seed=seed + 3, **geometry))
     if aug.contrast:
-        layers.append(keras.layers.RandomContrast(aug.contrast, value_range=(0, 255), seed=seed))
+        layers.append(keras.layers.RandomContrast(aug.contrast, value_range=(0, 255), seed=seed + 4))
     return keras.Sequential(layers, name="augmentation") if layers else None
 
 
@@ -170,20 +183,55 @@ def unfreeze_top(base, layers: int = 0, from_layer: str = "") -> int:
 
 
 def build_scratch_model(size: int, num_classes: int, filters, units: int, dropout: float, aug=None):
-    """A small CNN (conv/BN/pool blocks + dense head) trained from random init."""
+    """A modern small CNN trained from random init: per block conv-BatchNorm-ReLU then 2x2
+    max pooling, global average pooling, dropout and the classifier (a dense layer first
+    when ``units``). BatchNorm lets a plain Adam schedule train it fast; pixels are scaled
+    to -1..1 inside the model."""
     import keras
 
     from core.nets.layers import ChannelAffine
 
     inputs = keras.Input((size, size, 3), name="pixels")
     x = aug(inputs) if aug is not None else inputs
-    x = ChannelAffine(scale=(1 / 255.0,) * 3, offset=(0.0,) * 3, name="preprocess")(x)
+    x = ChannelAffine(scale=(1 / 127.5,) * 3, offset=(-1.0,) * 3, name="preprocess")(x)
     for i, f in enumerate(filters):
-        x = keras.layers.Conv2D(f, 3, padding="same", activation="relu", name=f"conv{i + 1}")(x)
-        x = keras.layers.MaxPooling2D(name=f"pool{i + 1}")(x)
+        x = keras.layers.Conv2D(f, 3, padding="same", use_bias=False, name=f"conv{i + 1}")(x)
+        x = keras.layers.BatchNormalization(name=f"bn{i + 1}")(x)
+        x = keras.layers.ReLU(name=f"relu{i + 1}")(x)
+        if min(x.shape[1], x.shape[2]) >= 4:
+            x = keras.layers.MaxPooling2D(name=f"pool{i + 1}")(x)
     x = keras.layers.GlobalAveragePooling2D(name="pool")(x)
+    if dropout and not units:
+        x = keras.layers.Dropout(dropout, name="dropout")(x)
     head = build_head(int(x.shape[-1]), num_classes, units, dropout)
     return keras.Model(inputs, head(x), name="scratch_cnn")
+
+
+SCRATCH_SIZES = (32, 128)  # smallest and largest automatic input size of the from-scratch CNN
+
+
+def scratch_input_size(widths, heights) -> int:
+    """The from-scratch CNN's input size from the data: the median short side, a multiple of
+    16, within ``SCRATCH_SIZES`` (small images are not upscaled into slower epochs)."""
+    import numpy as np
+
+    sides = np.minimum(np.asarray(widths), np.asarray(heights))
+    if not len(sides):
+        return SCRATCH_SIZES[1]
+    side = int(np.median(sides)) // 16 * 16
+    return int(min(max(side, SCRATCH_SIZES[0]), SCRATCH_SIZES[1]))
+
+
+def cosine_schedule(learning_rate: float, epochs: int, steps_per_epoch: int, warmup_epochs: int = 1):
+    """Linear warm-up over the first epoch, then cosine decay to 1% over the rest: the
+    schedule a from-scratch network needs to settle, in whatever number of epochs it gets."""
+    import keras
+
+    total = max(int(epochs) * int(steps_per_epoch), 1)
+    warm = min(int(warmup_epochs) * int(steps_per_epoch), total // 4)
+    return keras.optimizers.schedules.CosineDecay(
+        learning_rate * 0.1 if warm else learning_rate, max(total - warm, 1), alpha=0.01,
+        warmup_target=learning_rate if warm else None, warmup_steps=warm)
 
 
 def make_optimizer(name: str, learning_rate: float):
