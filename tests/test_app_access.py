@@ -149,6 +149,10 @@ def test_data_directory_setting_is_bounded_too(tree, tmp_path):
     ok(at.sidebar.button(key="tl_apply_settings").click().run())
     assert not at.sidebar.error and at.session_state["tl_home_dir"] == str(mine)
     assert f"Data directory: `{mine}`" in " ".join(c.value for c in at.sidebar.caption)
+    at.sidebar.text_input(key="tl_set_home").set_value("")  # empty: back to the server's
+    ok(at.sidebar.button(key="tl_apply_settings").click().run())
+    assert "tl_home_dir" not in at.session_state
+    assert f"Data directory: `{tree['allowed'] / 'home'}`" in " ".join(c.value for c in at.sidebar.caption)
 
 
 def test_who_started_a_run_shows_in_the_comparison_and_on_the_curves_page(tmp_path):

@@ -147,3 +147,31 @@ def test_sample_download_refused_before_its_first_byte(disk, monkeypatch, tmp_pa
     with pytest.raises(LowDiskSpace, match="the sample"):
         samples.download_sample(archive.as_uri())
     assert list((folder / "home" / "datasets").iterdir()) == []  # no partial zip, no folder
+
+
+def test_dataset_page_says_why_a_zip_is_refused(disk, monkeypatch):
+    """Through the page (AppTest drives the uploader): the reason is shown, no dataset appears,
+    nothing is left in the data directory; with room for it the same zip becomes the dataset."""
+    from streamlit.testing.v1 import AppTest
+
+    from tests.helpers import REPO
+    from tests.test_uploads import dataset_zip
+
+    folder, private = disk
+    monkeypatch.setenv(settings.HOME_ENV, str(folder / "home"))
+    leave_free(folder, private, 4)
+    set_margin(monkeypatch, folder, private, 3)  # the 1.6 MB zip would leave about 2.4 MB
+    at = AppTest.from_file(str(REPO / "streamlit_app.py"), default_timeout=120).run()
+    at.switch_page("app_pages/dataset.py").run()
+    at.radio(key="tl_source").set_value("Upload a zip").run()
+    at.file_uploader(key="tl_zip").set_value(("pets.zip", dataset_zip(int(1.6 * MB)), "application/zip"))
+    at.run()
+    assert not at.exception
+    errors = " ".join(e.value for e in at.error)
+    assert errors.startswith("Zip rejected: Not enough free disk space for unpacking pets") and "MIN_FREE_MB" in errors
+    assert "tl_dataset" not in at.session_state
+    assert [p.name for p in (folder / "home" / "datasets").iterdir()] == []
+    monkeypatch.setenv(settings.MIN_FREE_ENV, "0")
+    at.file_uploader(key="tl_zip").set_value(("pets.zip", dataset_zip(int(1.6 * MB)), "application/zip"))
+    at.run()
+    assert not at.error and {m.label: m.value for m in at.metric}["Usable images"] == "8"
