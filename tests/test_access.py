@@ -159,3 +159,33 @@ def test_bad_margin_is_a_clear_error(monkeypatch):
     monkeypatch.setenv(settings.MIN_FREE_ENV, "-5")
     with pytest.raises(StorageError, match="0 or more"):
         settings.min_free_mb()
+
+
+def record_settings(run) -> None:
+    """Worker entry point (``tests.test_access:record_settings``): what the worker process sees."""
+    import json
+
+    (run.dir / "seen.json").write_text(json.dumps({"home": str(settings.home()), "weights": str(settings.weights_dir()),
+                                                   "env_home": os.environ.get(settings.HOME_ENV)}))
+
+
+def test_a_worker_trains_in_the_data_directory_of_the_session_that_queued_it(tmp_path, tl_home):
+    import json
+    import time
+
+    from core.runs import jobs
+    from core.runs.store import RunStore
+
+    mine, weights = tmp_path / "mine", tmp_path / "weights"
+    weights.mkdir()
+    with settings.session(home=mine, weights_dir=weights):
+        store = RunStore()
+        run = jobs.submit(store.create({"entry": "tests.test_access:record_settings"}))
+    assert store.root == mine / "runs"
+    deadline = time.monotonic() + 120
+    while not run.is_finished and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert run.status()["state"] == "done", run.status()
+    seen = json.loads((run.dir / "seen.json").read_text())
+    assert seen == {"home": str(mine), "weights": str(weights), "env_home": str(mine)}
+    assert os.environ[settings.HOME_ENV] == str(tl_home)  # the server process's own stays

@@ -281,3 +281,16 @@ def test_real_backbone_passes_the_guard_on_real_photos_with_its_imagenet_head(ca
     pixels = np.stack([load_rgb(p, (224, 224)) for p in fs.paths]).astype(np.float32)
     ref = np.asarray(bb.forward("avg")(pixels))
     assert _cos(fs.X, ref).min() > 0.99  # every photo, not only the probe batch
+
+
+def test_the_sidebar_names_the_engine(monkeypatch):
+    from streamlit.testing.v1 import AppTest
+
+    from tests.helpers import REPO
+
+    _use(monkeypatch, "tensorflow")
+    at = AppTest.from_file(str(REPO / "streamlit_app.py"), default_timeout=120)
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    captions = [c.value for c in at.sidebar.caption]
+    assert "Engine: tensorflow f32 · TRANSFER_LAB_ENGINE=tensorflow" in captions, captions
