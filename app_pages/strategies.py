@@ -76,6 +76,9 @@ def _option(where, option, value, key: str):
         return float(where.number_input(option.label, min_value=float(option.lo), max_value=float(option.hi),
                                         value=float(value), step=step, format="%g", key=key,
                                         help=option.help or None, persist_state="session"))
+    if option.kind == "text":
+        return where.text_input(option.label, str(value or ""), key=key, persist_state="session",
+                                help=option.help or None).strip()
     text = where.text_input(option.label, ", ".join(str(v) for v in value), key=key, persist_state="session",
                             help=option.help or None)
     return plans.parse_ints(text, option.label.lower())

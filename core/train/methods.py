@@ -97,8 +97,14 @@ def _train_head(ctx: Context, bb, feats):
 
 
 def fit_feature_extraction(ctx: Context):
-    """A dense head on cached features of the frozen base."""
+    """A dense head on cached features of the frozen base, or of an earlier block of it
+    (``cfg.feature_layer``, see ``core.nets.blocks``)."""
     bb = ctx.backbone()
+    if ctx.cfg.feature_layer:
+        from core.nets.blocks import truncate
+
+        bb = truncate(bb, ctx.cfg.feature_layer)
+        ctx.extra["feature_layer"] = ctx.cfg.feature_layer
     feats = _features(ctx, bb)
     if feats is None:
         return None, bb.input_size, None
@@ -118,7 +124,7 @@ def fit_fine_tune(ctx: Context):
     if ctx.cancelled:
         return model, bb.input_size, _validation_probs(ctx, head, feats)
     best = _best_row(ctx.rec.rows) if cfg.restore_best else None
-    model = build_transfer_model(bb, cfg.pooling, head, augmentation(cfg.augment, cfg.seed))
+    model = build_transfer_model(bb, cfg.pooling, head, resolved_augmentation(ctx))
     ctx.extra["unfrozen_layers"] = unfreeze_top(bb.base, cfg.fine_tune_layers, cfg.fine_tune_from)
     epochs_done = len(ctx.rec.rows)
     ctx.extra["fine_tune_start_epoch"] = epochs_done + 1
@@ -138,7 +144,7 @@ def fit_frozen_augment(ctx: Context):
     bb = ctx.backbone()
     bb.base.trainable = False
     head = build_head(_pooled_dim(bb, cfg.pooling), ctx.k, cfg.head_units, cfg.dropout)
-    model = build_transfer_model(bb, cfg.pooling, head, augmentation(cfg.augment, cfg.seed))
+    model = build_transfer_model(bb, cfg.pooling, head, resolved_augmentation(ctx))
     ctx.fit_images(model, bb.input_size, "train", cfg.epochs, 0, cfg.learning_rate)
     return model, bb.input_size, None
 
@@ -148,11 +154,71 @@ def _pooled_dim(bb, pooling: str) -> int:
     return int(np.prod(shape)) if pooling == "flatten" else int(shape[-1])
 
 
-def fit_scratch(ctx: Context):
-    """A small CNN from random initialisation: what the data alone can teach."""
+def resolved_augmentation(ctx: Context):
+    """The config's augmentation block with its "auto" flip and fill measured on this dataset
+    (``core.analysis.flips``); the decision and its reasons land in the run's metrics."""
+    from core.analysis.flips import resolve_augment
+
     cfg = ctx.cfg
-    size = cfg.input_size or 128
+    if cfg.augment.enabled and "auto" in (cfg.augment.flip, cfg.augment.fill):
+        ctx.rec.on_progress({"phase": "augment", "message": "Measuring which flips and fill fit the data"})
+    decision = resolve_augment(cfg.augment, ctx.ds, cfg.seed)
+    ctx.extra["augment_decision"] = decision.to_dict()
+    return augmentation(decision.augment, cfg.seed)
+
+
+def fit_scratch(ctx: Context):
+    """A modern small CNN from random initialisation (conv-BN-ReLU blocks, warm-up + cosine
+    schedule, early stopping on validation, augmentation measured on the data): what the data
+    alone can teach. Input size 0: from the images' sizes (``scratch_input_size``)."""
+    import math
+
+    from core.train.strategies import cosine_schedule, scratch_input_size
+
+    cfg = ctx.cfg
+    train = ctx.ds.split("train")
+    size = cfg.input_size or scratch_input_size([r.width for r in train], [r.height for r in train])
     model = build_scratch_model(size, ctx.k, cfg.scratch_filters, cfg.head_units, cfg.dropout,
-                                augmentation(cfg.augment, cfg.seed))
-    ctx.fit_images(model, size, "train", cfg.epochs, 0, cfg.learning_rate)
+                                resolved_augmentation(ctx))
+    steps = math.ceil(len(train) / cfg.batch_size)
+    lr = cosine_schedule(cfg.learning_rate, cfg.epochs, steps) if not cfg.reduce_lr else cfg.learning_rate
+    ctx.fit_images(model, size, "train", cfg.epochs, 0, lr)
     return model, size, None
+
+
+def fit_pixel_baseline(ctx: Context):
+    """Logistic regression on downscaled, standardised raw pixels (``core.train.pixels``),
+    held in a Keras model like every strategy's: seconds, and the floor transfer must beat."""
+    from core.train import pixels
+    from core.train.callbacks import save_model_atomic
+
+    start = time.perf_counter()
+    data = {}
+    for split in ("train", "validation"):
+        def report(done, total, split=split):
+            ctx.rec.on_progress({"phase": f"decode {split}", "done": done, "total": total})
+        pix, valid = pixels.decode(ctx.ds.paths(split), progress=report)
+        data[split] = (pix[valid], ctx.ds.labels(split)[valid],
+                       [p for p, ok in zip(ctx.ds.paths(split), valid) if ok])
+        if ctx.rec.should_stop():
+            ctx.cancelled = True
+            return None, pixels.BASE, None
+    (X, y, _), (Xv, yv, paths) = data["train"], data["validation"]
+    ctx.rec.on_progress({"phase": "fit", "message": "Choosing the resolution and regularisation"})
+    pb = pixels.fit(X, y, ctx.cfg.seed)
+    model = pixels.to_keras(pb, ctx.k)
+    train_p = to_probabilities(model.predict(X.astype("float32"), verbose=0), ctx.k)
+    val_p = to_probabilities(model.predict(Xv.astype("float32"), verbose=0), ctx.k)
+    eps = 1e-7
+    ctx.rec.on_epoch({
+        "epoch": 1, "phase": "probe",
+        "loss": float(-np.mean(np.log(train_p[np.arange(len(y)), y] + eps))),
+        "accuracy": float(np.mean(train_p.argmax(1) == y)),
+        "val_loss": float(-np.mean(np.log(val_p[np.arange(len(yv)), yv] + eps))) if len(yv) else float("nan"),
+        "val_accuracy": float(np.mean(val_p.argmax(1) == yv)) if len(yv) else float("nan"),
+        "lr": float("nan"), "seconds": time.perf_counter() - start,
+    })
+    ctx.extra.update(pixel_size=pb.size, pixel_c=pb.C, pixel_trials=pb.trials)
+    if ctx.ckpt is not None:
+        save_model_atomic(model, ctx.ckpt)
+    return model, pixels.BASE, (val_p, yv, paths)

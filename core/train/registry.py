@@ -28,7 +28,7 @@ CLASSIC = dict(backbone="vgg16", input_size=150, pooling="flatten", head_units=2
 
 @dataclass(frozen=True)
 class Option:
-    """One field of a strategy's own options form: ``kind`` is int, rate, float or ints."""
+    """One field of a strategy's own options form: ``kind`` is int, rate, float, ints or text."""
 
     field: str
     label: str
@@ -90,7 +90,10 @@ STRATEGIES: dict[str, Strategy] = {s.name: s for s in (
     Strategy(
         "feature_extraction", "Feature extraction", "a small dense head on cached features", "features",
         methods.fit_feature_extraction,
-        modern=dict(epochs=20, learning_rate=1e-3, early_stopping=4, reduce_lr=2), options=_HEAD,
+        modern=dict(epochs=20, learning_rate=1e-3, early_stopping=4, reduce_lr=2),
+        options=(*_HEAD, Option("feature_layer", "Feature layer (empty: the top)", "text", help=(
+            "Train on an earlier block of the base: more generic features, the classic advice for "
+            "small data unlike ImageNet. The advisor measures the block before the last."))),
     ),
     Strategy(
         "frozen_augment", "Frozen base + augmentation", "images through the frozen base each epoch, augmented",
@@ -115,13 +118,19 @@ STRATEGIES: dict[str, Strategy] = {s.name: s for s in (
     Strategy(
         "scratch", "From scratch", "a small CNN, no pretraining", "pixels", methods.fit_scratch,
         pretrained=False, network="scratch CNN", augments=True,
-        modern=dict(epochs=15, learning_rate=1e-3, input_size=128, early_stopping=5),
+        # input size 0: from the data; a warm-up + cosine schedule (reduce_lr 0) over the epochs
+        modern=dict(epochs=30, learning_rate=3e-3, input_size=0, early_stopping=8, head_units=0, dropout=0.3),
         classic=dict(learning_rate=1e-4, scratch_filters=(32, 64, 128, 128), head_units=512),
         options=(_EPOCHS, _LR, _EARLY, _REDUCE, Option("head_units", "Dense units", "int", 0, 8192), _DROPOUT,
                  Option("input_size", "Input size (px)", "int", 32, 1024),
                  Option("scratch_filters", "Filters per conv block", "ints",
                         help="One number per convolution block, e.g. 32, 64, 128.")),
         problems=_scratch_problems,
+    ),
+    Strategy(
+        "pixel_baseline", "Pixel baseline", "logistic regression on downscaled raw pixels: seconds, the floor",
+        "pixels", methods.fit_pixel_baseline, pretrained=False, network="raw pixels",
+        modern=dict(epochs=1), classic=dict(epochs=1),
     ),
 )}
 LABELS = {name: s.label for name, s in STRATEGIES.items()}
