@@ -50,7 +50,14 @@ with table_slot:
         hide_index=True,
         placeholder="–",
         height=36 * (len(table) + 1) + 4,
+        # the measured speed beside size and accuracy, so a 1400 px window shows it without scrolling
+        column_order=["backbone", "params (M)", "top-1 %", "images/s", "input px", "weights", "top-5 %", "depth",
+                      "family"],
         column_config={
+            "backbone": st.column_config.TextColumn("backbone", width="medium"),
+            "family": st.column_config.TextColumn("family", width="small"),
+            "depth": st.column_config.NumberColumn("depth", width="small"),
+            "input px": st.column_config.NumberColumn("input px", width="small"),
             "params (M)": st.column_config.NumberColumn(
                 "params (M, with top)", format="%.1f",
                 help="The whole ImageNet classifier, its 1,000-class top included, as published tables count it. "
@@ -71,8 +78,11 @@ with chart_slot:
     measured = table[table["images/s"].notna() & table["top-1 %"].notna()]
     unmeasured = table[table["images/s"].isna() & table["top-1 %"].notna()]
     plotted = table[table["top-1 %"].notna()]
+    ips = plotted["images/s"]
+    diameter = (ips / (2.0 * ips.max() / 30**2)).pow(0.5).clip(lower=8).fillna(9) if ips.notna().any() else \
+        ips.fillna(9)  # as plotly draws them: area-sized markers of the measured, 9 px rings of the others
     place = dict(zip(plotted.index, speed.label_positions(plotted["params (M)"], plotted["top-1 %"],
-                                                          list(short[plotted.index]))))  # no label over another
+                                                          list(short[plotted.index]), sizes=list(diameter))))
     fig = go.Figure()
     fig.add_trace(go.Scatter(
         x=unmeasured["params (M)"], y=unmeasured["top-1 %"], mode="markers+text", name="speed not measured",

@@ -143,12 +143,17 @@ def test_chart_labels_apart_and_one_measurement_draws_no_colour_scale(offline):
             return list(np.frombuffer(base64.b64decode(v["bdata"]), dtype=v["dtype"]))
         return list(v)
 
-    xs, ys, texts, where = [], [], [], []
+    xs, ys, texts, where, sizes = [], [], [], [], []
     for t in spec["data"]:
         xs += values(t["x"])
         ys += values(t["y"])
         texts += values(t["text"])
         where += values(t["textposition"])
-    assert len(xs) == len(where) > 10
-    assert speed.label_collisions(xs, ys, texts, where) == 0
-    assert speed.label_collisions(xs, ys, texts, ["top center"] * len(xs)) > 0  # as it was drawn before
+        marker = t["marker"]
+        if isinstance(marker["size"], (int, float)):
+            sizes += [marker["size"]] * len(values(t["x"]))
+        else:  # area-sized: the diameter plotly draws
+            sizes += [max(marker["sizemin"], (v / marker["sizeref"]) ** 0.5) for v in values(marker["size"])]
+    assert len(xs) == len(where) == len(sizes) > 10
+    assert speed.label_collisions(xs, ys, texts, where, sizes=sizes) == 0
+    assert speed.label_collisions(xs, ys, texts, ["top center"] * len(xs), sizes=sizes) > 0  # as drawn before

@@ -261,8 +261,10 @@ LABEL_POSITIONS = ("top center", "bottom center", "middle right", "middle left",
                    "bottom right", "bottom left")
 
 
-def _label_boxes(xs, ys, texts, positions, log_x: bool, width_px: int, height_px: int, font_px: float):
-    """Each label's box in plot pixels (left, bottom, right, top) at its ``positions`` entry, and the markers'."""
+def _label_boxes(xs, ys, texts, positions, log_x: bool, width_px: int, height_px: int, font_px: float,
+                 sizes=None):
+    """Each label's box in plot pixels (left, bottom, right, top) at its ``positions`` entry, and the
+    markers' boxes (``sizes``: marker diameters in pixels, 10 when not given)."""
     import math
 
     px_x = [math.log10(max(float(x), 1e-9)) if log_x else float(x) for x in xs]
@@ -273,10 +275,11 @@ def _label_boxes(xs, ys, texts, positions, log_x: bool, width_px: int, height_px
         return [(v - lo) / ((hi - lo) or 1.0) * span_px * 0.9 for v in values]
 
     sx, sy = scale(px_x, width_px), scale(px_y, height_px)
-    line, gap = font_px * 2.0, 8.0  # a label's height; its distance from the marker
+    radius = [float(r) / 2 for r in (sizes if sizes is not None else [10.0] * len(sx))]
+    line = font_px * 2.0  # a label's height
 
     def box(i: int, pos: str) -> tuple[float, float, float, float]:
-        w = font_px * len(str(texts[i]))
+        w, gap = font_px * len(str(texts[i])), radius[i] + 3.0  # a big marker pushes its label out
         vert, horiz = pos.split()
         if vert == "middle" or horiz == "center":
             left = {"center": sx[i] - w / 2, "right": sx[i] + gap, "left": sx[i] - gap - w}[horiz]
@@ -285,7 +288,7 @@ def _label_boxes(xs, ys, texts, positions, log_x: bool, width_px: int, height_px
         bottom = {"top": sy[i] + gap, "bottom": sy[i] - gap - line, "middle": sy[i] - line / 2}[vert]
         return left, bottom, left + w, bottom + line
 
-    markers = [(sx[i] - 5, sy[i] - 5, sx[i] + 5, sy[i] + 5) for i in range(len(sx))]
+    markers = [(sx[i] - radius[i], sy[i] - radius[i], sx[i] + radius[i], sy[i] + radius[i]) for i in range(len(sx))]
     return box, markers, sorted(range(len(sx)), key=lambda j: (sx[j], sy[j]))
 
 
@@ -293,14 +296,14 @@ def _overlaps(a, b) -> bool:
     return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
 
 
-def label_positions(xs, ys, texts, *, log_x: bool = True, width_px: int = 900, height_px: int = 340,
+def label_positions(xs, ys, texts, *, sizes=None, log_x: bool = True, width_px: int = 820, height_px: int = 250,
                     font_px: float = 7.0) -> list[str]:
     """A plotly ``textposition`` for each point so that no two text labels overlap where it
     can be helped (near backbones such as EfficientNet-Lite0/1/2 and NASNetMobile, or VGG16
     and VGG19, would print over each other): greedy, left to right, first free place wins."""
     if len(xs) == 0:
         return []
-    box, markers, order = _label_boxes(xs, ys, texts, None, log_x, width_px, height_px, font_px)
+    box, markers, order = _label_boxes(xs, ys, texts, None, log_x, width_px, height_px, font_px, sizes)
     placed: list[tuple[float, float, float, float]] = []
     out = [""] * len(markers)
     for i in order:
@@ -312,11 +315,13 @@ def label_positions(xs, ys, texts, *, log_x: bool = True, width_px: int = 900, h
     return out
 
 
-def label_collisions(xs, ys, texts, positions, *, log_x: bool = True, width_px: int = 900, height_px: int = 340,
-                     font_px: float = 7.0) -> int:
-    """How many pairs of labels overlap at ``positions`` (what ``label_positions`` minimises)."""
+def label_collisions(xs, ys, texts, positions, *, sizes=None, log_x: bool = True, width_px: int = 820,
+                     height_px: int = 250, font_px: float = 7.0) -> int:
+    """How many pairs of labels, and labels over other markers, overlap at ``positions``
+    (what ``label_positions`` minimises)."""
     if len(xs) == 0:
         return 0
-    box, _, _ = _label_boxes(xs, ys, texts, positions, log_x, width_px, height_px, font_px)
+    box, markers, _ = _label_boxes(xs, ys, texts, positions, log_x, width_px, height_px, font_px, sizes)
     boxes = [box(i, p) for i, p in enumerate(positions)]
-    return sum(_overlaps(boxes[i], boxes[j]) for i in range(len(boxes)) for j in range(i + 1, len(boxes)))
+    labels = sum(_overlaps(boxes[i], boxes[j]) for i in range(len(boxes)) for j in range(i + 1, len(boxes)))
+    return labels + sum(_overlaps(b, m) for i, b in enumerate(boxes) for j, m in enumerate(markers) if i != j)
