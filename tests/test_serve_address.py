@@ -61,9 +61,11 @@ def wait_listening(proc: subprocess.Popen, port: int, tmp_path: Path) -> set[str
 
 
 def stop(proc: subprocess.Popen) -> None:
-    os.killpg(proc.pid, 15)
     try:
+        os.killpg(proc.pid, 15)
         proc.wait(timeout=20)
+    except ProcessLookupError:
+        pass  # it had exited (the failure says why)
     except subprocess.TimeoutExpired:
         os.killpg(proc.pid, 9)
 
