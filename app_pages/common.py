@@ -100,7 +100,13 @@ def start_session() -> None:
     if providers is None:
         st.session_state.pop(USER, None)
         return
-    if not st.user.is_logged_in:
+    try:
+        import authlib  # noqa: F401  (st.login needs it; without it the app stays closed, never open)
+    except ImportError:
+        st.error("Sign-in is configured in .streamlit/secrets.toml but Authlib is not installed on the server: "
+                 "run `.venv/bin/pip install -r requirements.txt`.", icon=":material/lock:")
+        st.stop()
+    if not st.user.get("is_logged_in", False):  # fail closed: no answer means not signed in
         st.session_state.pop(USER, None)
         st.title("Transfer Lab")
         st.write("This server is shared by a team: sign in to use it. Your runs are recorded under your name.")

@@ -179,3 +179,34 @@ def test_who_started_a_run_shows_in_the_comparison_and_on_the_curves_page(tmp_pa
     at.session_state["tl_curves_runs"] = [run.id]
     ok(at.switch_page("app_pages/curves.py").run())
     assert "Started by **grace@example.org**." in [c.value for c in at.caption]
+
+
+AUTH = {"redirect_uri": "http://127.0.0.1:8501/oauth2callback", "cookie_secret": "s" * 32, "client_id": "lab",
+        "client_secret": "x", "server_metadata_url": "http://127.0.0.1:9/.well-known/openid-configuration"}
+
+
+def test_with_sign_in_configured_a_visitor_sees_only_the_sign_in_screen(tl_home):
+    """[auth] in the secrets, nobody signed in: no page, no sidebar, no data directory shown
+    (the browser test signs in for real); without [auth] the app opens as it always did."""
+    at = AppTest.from_file(APP, default_timeout=120)
+    at.secrets["auth"] = AUTH
+    ok(at.run())
+    assert [b.label for b in at.button] == ["Sign in"] and [t.value for t in at.title] == ["Transfer Lab"]
+    assert "sign in to use it" in " ".join(m.value for m in at.markdown)
+    assert not at.sidebar.children and "tl_user" not in at.session_state
+    assert not any(str(tl_home) in c.value for c in at.caption)
+    ok(at.switch_page("app_pages/dataset.py").run())  # a page's own URL does not get past it
+    assert [b.label for b in at.button] == ["Sign in"] and not at.radio
+
+    plain = app()
+    assert "Sign in" not in [b.label for b in plain.button] and plain.sidebar.children
+    assert not any("Signed in" in m.value for m in plain.sidebar.markdown)
+
+
+def test_named_providers_each_get_a_button():
+    at = AppTest.from_file(APP, default_timeout=120)
+    at.secrets["auth"] = {"redirect_uri": AUTH["redirect_uri"], "cookie_secret": AUTH["cookie_secret"],
+                          "google": {k: AUTH[k] for k in ("client_id", "client_secret", "server_metadata_url")},
+                          "okta": {k: AUTH[k] for k in ("client_id", "client_secret", "server_metadata_url")}}
+    ok(at.run())
+    assert [b.label for b in at.button] == ["Sign in with google", "Sign in with okta"]
