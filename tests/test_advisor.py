@@ -1,5 +1,6 @@
-"""The 2x2 strategy advisor on constructed cases: each cell (small/large x similar/different)
-reached with measured figures in the reasons (the measure itself: tests/test_separability.py)."""
+"""The strategy advisor on constructed cases: each textbook cell (small/large x similar/different)
+reached with measured figures in the reasons, and the pick made from what was measured (top
+features, an earlier block, the pixel baseline); the measure itself: tests/test_separability.py."""
 
 from __future__ import annotations
 
@@ -49,19 +50,21 @@ def fake_features(monkeypatch):
 
 
 CASES = [
-    # per class, blob shift, size, similarity, strategy, unfreeze (of 150 layers)
-    (200, 8.0, "small", "similar", "feature_extraction", 0),
-    (1200, 8.0, "large", "similar", "fine_tune", 15),
-    (200, 0.0, "small", "different", "frozen_augment", 0),
-    (1200, 0.0, "large", "different", "fine_tune", 60),
+    # per class, blob shift, size, similarity, textbook cell, pick (only top features measured:
+    # the fake photos do not decode, the fake backbone has no blocks), unfreeze (of 150 layers)
+    (200, 8.0, "small", "similar", "feature_extraction", "feature_extraction", 0),
+    (1200, 8.0, "large", "similar", "fine_tune", "fine_tune", 15),
+    (200, 0.0, "small", "different", "frozen_augment", "feature_extraction", 0),
+    (1200, 0.0, "large", "different", "fine_tune", "fine_tune", 60),
 ]
 
 
-@pytest.mark.parametrize("per_class, shift, size, similarity, strategy, unfreeze", CASES)
-def test_advise_each_cell(fake_features, per_class, shift, size, similarity, strategy, unfreeze):
+@pytest.mark.parametrize("per_class, shift, size, similarity, textbook, strategy, unfreeze", CASES)
+def test_advise_each_cell(fake_features, per_class, shift, size, similarity, textbook, strategy, unfreeze):
     fake_features["shift"] = shift
     advice = advisor.advise(fake_dataset(per_class), backbone="mobilenet_v2", seed=0)
     assert (advice.size, advice.similarity, advice.strategy) == (size, similarity, strategy)
+    assert advice.textbook == textbook and [c["strategy"] for c in advice.candidates] == ["linear_probe"]
     assert advice.unfreeze_layers == unfreeze
 
     f = advice.figures
@@ -94,7 +97,7 @@ def test_advise_each_cell(fake_features, per_class, shift, size, similarity, str
     assert marked == [(size, similarity)]
     from core.train import registry
 
-    assert table.loc[size, similarity].startswith(registry.label(strategy))
+    assert table.loc[size, similarity].startswith(registry.label(textbook))
     assert advice.to_dict()["strategy"] == strategy
 
 
@@ -106,3 +109,45 @@ def test_size_threshold_is_the_smallest_class(fake_features):
     advice = advisor.advise(ds, backbone="mobilenet_v2")
     assert advice.figures["smallest_class"] == 999 and advice.size == "small"
     assert "999 training images" in advice.reasons[0] and "under 1,000" in advice.reasons[0]
+
+
+# ---------------------------------------------------------------- the pick from measured candidates
+
+def test_pick_trains_on_the_data_when_imagenet_features_do_not_beat_the_pixels():
+    """Digits: the issue's measured figures (probe 0.89, pixels 0.97) on a 600-image sample."""
+    strategy, layer, why = advisor.pick({"top": 0.89, "block": 0.90, "block_layer": "b5", "pixels": 0.96},
+                                        600, "small", 143)
+    assert (strategy, layer) == ("scratch", "") and "far from ImageNet" in why[0] and "96.0%" in why[0]
+
+
+def test_pick_keeps_the_pixel_baseline_when_too_few_images_for_a_network():
+    strategy, _, why = advisor.pick({"top": 0.6, "pixels": 0.8}, 40, "small", advisor.SCRATCH_MIN_PER_CLASS - 1)
+    assert strategy == "pixel_baseline" and "too little" in why[0]
+
+
+def test_pick_transfers_from_the_top_or_a_better_earlier_block():
+    """cats_vs_dogs-like: features far above the pixels. A block only wins beyond the noise."""
+    assert advisor.pick({"top": 0.99, "block": 0.9, "block_layer": "b5", "pixels": 0.6}, 120, "small", 1000)[:2] == \
+        ("feature_extraction", "")
+    assert advisor.pick({"top": 0.99, "pixels": 0.6}, 120, "large", 5000)[0] == "fine_tune"
+    strategy, layer, why = advisor.pick({"top": 0.70, "block": 0.85, "block_layer": "b5", "pixels": 0.5},
+                                        600, "small", 100)
+    assert (strategy, layer) == ("feature_extraction", "b5") and "earlier block b5" in " ".join(why)
+    # within the noise of a 600-image sample, the top features stay
+    assert advisor.pick({"top": 0.80, "block": 0.81, "block_layer": "b5"}, 600, "small", 100)[1] == ""
+
+
+def test_advise_reports_every_measured_candidate_and_overrides_the_textbook(fake_features, monkeypatch):
+    """Far from ImageNet (features at chance) but the raw pixels separate the classes: the textbook
+    cell says frozen base + augmentation, the measurement says train on the data."""
+    fake_features["shift"] = 0.0
+    monkeypatch.setattr(advisor, "_measure_pixels", lambda sample, seed: {"pixels": 0.95, "pixel_seconds": 2.0})
+    monkeypatch.setattr(advisor, "_measure_block", lambda *a, **k: {"block": 0.55, "block_layer": "block5",
+                                                                   "block_seconds": 3.0})
+    advice = advisor.advise(fake_dataset(200), backbone="mobilenet_v2", seed=0)
+    assert advice.textbook == "frozen_augment" and advice.strategy == "scratch"
+    assert [c["strategy"] for c in advice.candidates][0] == "pixel_baseline"
+    assert {c["strategy"] for c in advice.candidates} == {"pixel_baseline", "feature_extraction", "linear_probe"}
+    text = "\n".join(advice.reasons)
+    assert "pixel baseline (logistic regression on raw pixels) 95.0%" in text and "block block5 55.0%" in text
+    assert "measurement overrides it" in text and advice.figures["pixels"] == 0.95

@@ -1,9 +1,18 @@
-"""The 2x2 strategy advisor: dataset size x similarity to ImageNet, both measured.
+"""The strategy advisor: it measures candidates on a sample and recommends from the figures.
 
-Size is counted (images per class in the train split). Similarity is measured:
-a cross-validated linear probe and a leave-one-out 5-NN vote on ImageNet
-features of a seeded sample (``core.analysis.separability``), normalised against
-chance. Features come from the feature cache, so asking again is cheap.
+On a seeded sample of the training split it measures, cross-validated:
+
+- the pixel baseline (logistic regression on downscaled raw pixels, ``core.train.pixels``):
+  the floor that transfer must beat;
+- a linear probe on the backbone's top ImageNet features (``core.analysis.separability``);
+- a linear probe on an earlier block of the backbone (``core.nets.blocks``): more
+  generic features, the classic advice for data unlike ImageNet.
+
+When ImageNet features do not clearly beat the raw pixels, the data is far from
+ImageNet for this backbone and a network trained on the data itself is the pick;
+otherwise a head on the better feature depth (fine-tuning when the data is large).
+The 2x2 table (size x similarity) stays as the textbook explanation. Features come
+from the feature cache, so asking again is cheap.
 """
 
 from __future__ import annotations
@@ -18,6 +27,7 @@ from core.data.dataset import Dataset, subset
 SMALL_PER_CLASS = 1000  # under this many training images a class, a dataset counts as small
 SIMILAR_SKILL = 0.8  # probe skill over chance ((acc - chance) / (1 - chance)) that counts as similar
 SAMPLE_PER_CLASS = 60
+SCRATCH_MIN_PER_CLASS = 50  # below this many training images a class, the pixel baseline stands in for a CNN
 
 CELLS = {
     ("small", "similar"): ("feature_extraction",
@@ -43,6 +53,9 @@ class Advice:
     unfreeze_layers: int
     reasons: list[str] = field(default_factory=list)
     figures: dict = field(default_factory=dict)
+    textbook: str = ""  # the 2x2 table's strategy for this cell (the explanation, not the pick)
+    feature_layer: str = ""  # the recommended feature depth: "" for the top, else a block's layer
+    candidates: list[dict] = field(default_factory=list)  # what was measured, best first
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -62,30 +75,130 @@ class Advice:
         return pd.DataFrame(rows).T.rename_axis("dataset size")
 
 
+def _noise(p: float, n: int) -> float:
+    """1.96 standard errors of an accuracy ``p`` measured on ``n`` images."""
+    return 1.96 * float(np.sqrt(max(p * (1 - p), 0.25 / max(n, 1)) / max(n, 1)))
+
+
+def pick(measured: dict, n: int, size: str, per_class: int) -> tuple[str, str, list[str]]:
+    """``(strategy, feature_layer, reasons)`` from the measured accuracies.
+
+    ``measured``: ``top`` (probe on top features), optional ``block`` and ``block_layer``
+    (probe on an earlier block) and ``pixels`` (pixel baseline); ``n`` sampled images."""
+    top, block, pixel = measured["top"], measured.get("block"), measured.get("pixels")
+    use_block = block is not None and block > top + _noise(top, n)
+    transfer = block if use_block else top
+    where = f"the earlier block {measured.get('block_layer')}" if use_block else "the top features"
+    reasons = []
+    if pixel is not None and pixel >= transfer - _noise(transfer, n):
+        if per_class >= SCRATCH_MIN_PER_CLASS:
+            reasons.append(f"ImageNet features ({where}: {transfer:.1%}) do not beat the raw pixels "
+                           f"({pixel:.1%}) beyond the ±{_noise(transfer, n):.1%} a sample of {n} can resolve: "
+                           "this data is far from ImageNet, so train a network on the data itself; the pixel "
+                           "baseline is the floor it must beat.")
+            return "scratch", "", reasons
+        reasons.append(f"The raw pixels ({pixel:.1%}) do as well as ImageNet features ({transfer:.1%}), and "
+                       f"with under {SCRATCH_MIN_PER_CLASS} images a class a network from scratch has too little "
+                       "to learn from: the pixel baseline is the pick.")
+        return "pixel_baseline", "", reasons
+    beat = f" and beat the raw pixels ({pixel:.1%})" if pixel is not None else ""
+    strategy = "fine_tune" if size == "large" else "feature_extraction"
+    how = ("fine-tune its top layers: the data is plentiful" if size == "large" else
+           "train a head on the cached features: too few images to retrain the base safely")
+    reasons.append(f"ImageNet features transfer: {where} separate the sample best ({transfer:.1%}){beat}; {how}.")
+    if use_block:
+        reasons.append(f"The earlier block {measured['block_layer']} ({block:.1%}) beats the top features "
+                       f"({top:.1%}): its more generic features fit this data better.")
+    return strategy, measured.get("block_layer", "") if use_block else "", reasons
+
+
+def _measure_block(sample: Dataset, backbone: str, weights, seed: int, progress=None) -> dict:
+    """Probe accuracy on an earlier block's pooled features of the sample (cached like the top's)."""
+    import time
+
+    from core.analysis.separability import probe_cv_accuracy
+    from core.features.cache import extract_features
+    from core.nets.blocks import earlier_block, truncate
+    from core.nets.loaded import loaded_backbone
+
+    start = time.perf_counter()
+    bb = loaded_backbone(backbone, weights)
+    layer = earlier_block(bb)
+    if not layer:
+        return {}
+    feats = extract_features(sample, backbone, split="train", weights=weights, pooling="avg",
+                             loaded=truncate(bb, layer), progress=progress)
+    X, y = feats.usable()
+    acc, _ = probe_cv_accuracy(np.asarray(X), y, seed=seed)
+    return {"block": acc, "block_layer": layer, "block_seconds": time.perf_counter() - start}
+
+
+def _measure_pixels(sample: Dataset, seed: int) -> dict:
+    """Cross-validated pixel baseline on the sample; ``{}`` when too few images decode."""
+    import time
+
+    from core.train import pixels
+
+    start = time.perf_counter()
+    pix, valid = pixels.decode(sample.paths("train"))
+    y = sample.labels("train")[valid]
+    counts = np.bincount(y) if len(y) else np.zeros(0, int)
+    if len(counts[counts > 0]) < 2 or counts[counts > 0].min() < 2:
+        return {}
+    out = pixels.sample_accuracy(pix[valid], y, seed=seed)
+    return {"pixels": out["pixel_accuracy"], "pixel_seconds": time.perf_counter() - start}
+
+
 def advise(ds: Dataset, backbone: str = "efficientnet_lite0", weights="imagenet",
            sample_per_class: int = SAMPLE_PER_CLASS, seed: int = 0, progress=None) -> Advice:
-    """Recommend a strategy for ``ds`` with the measured figures and reasons in plain words."""
+    """Recommend a strategy for ``ds`` from what was measured on a sample, with the figures and
+    the reasons in plain words."""
+    import time
+
     from core.features.dataset import cached_extract
     from core.nets import backbones
     from core.nets.loaded import loaded_backbone
+    from core.train import registry
 
     counts = ds.counts()["train"]
     per_class = min(counts.values()) if counts else 0
     size = "small" if per_class < SMALL_PER_CLASS else "large"
 
     sample = subset(ds, sample_per_class, seed, splits=("train",))
+    start = time.perf_counter()
     feats = cached_extract(sample, backbone, split="train", weights=weights, progress=progress)
     X, y = feats.usable()
     sep = separability(np.asarray(X), y, seed=seed)
+    top_seconds = time.perf_counter() - start
     chance = sep["chance"]
     skill = (sep["probe_cv_accuracy"] - chance) / (1 - chance) if chance < 1 else 0.0
     similarity = "similar" if skill >= SIMILAR_SKILL else "different"
-    strategy, why = CELLS[(size, similarity)]
+    textbook, why = CELLS[(size, similarity)]
+
+    measured = {"top": sep["probe_cv_accuracy"], "top_seconds": top_seconds}
+    try:
+        measured.update(_measure_block(sample, backbone, weights, seed, progress))
+    except Exception as exc:  # a backbone that cannot be cut still gets advice from the rest
+        measured["block_error"] = str(exc)
+    measured.update(_measure_pixels(sample, seed))
+    strategy, feature_layer, picked_why = pick(measured, int(len(y)), size, per_class)
 
     depth = len(loaded_backbone(backbone, weights).base.layers) if strategy == "fine_tune" else 0
     share = 0.1 if similarity == "similar" else 0.4
     unfreeze = int(round(depth * share)) if strategy == "fine_tune" else 0
     spec = backbones.get_spec(backbone)
+    candidates = [{"candidate": f"linear probe on {spec.display_name} top features", "strategy": "linear_probe",
+                   "feature_layer": "", "accuracy": measured["top"], "seconds": top_seconds}]
+    if "block" in measured:
+        candidates.append({"candidate": f"linear probe on {spec.display_name} block {measured['block_layer']}",
+                           "strategy": "feature_extraction", "feature_layer": measured["block_layer"],
+                           "accuracy": measured["block"], "seconds": measured["block_seconds"]})
+    if "pixels" in measured:
+        candidates.append({"candidate": "pixel baseline (logistic regression on raw pixels)",
+                           "strategy": "pixel_baseline", "feature_layer": "", "accuracy": measured["pixels"],
+                           "seconds": measured["pixel_seconds"]})
+    candidates.sort(key=lambda c: -c["accuracy"])
+    measured_text = "; ".join(f"{c['candidate']} {c['accuracy']:.1%} ({c['seconds']:.0f} s)" for c in candidates)
     reasons = [
         f"Size: the smallest class has {per_class:,} training images "
         f"({'under' if size == 'small' else 'at least'} {SMALL_PER_CLASS:,} a class), so the dataset counts as {size}.",
@@ -95,10 +208,16 @@ def advise(ds: Dataset, backbone: str = "efficientnet_lite0", weights="imagenet"
         f"a skill of {skill:.2f} over chance, "
         f"so the data looks {'similar to' if similarity == 'similar' else 'different from'} ImageNet "
         f"(threshold {SIMILAR_SKILL}).",
-        why,
+        f"Measured on the sample (cross-validated): {measured_text}.",
+        *picked_why,
+        f"Pick: {registry.label(strategy)}" + (f" on block {feature_layer}" if feature_layer else "") +
+        (". The textbook table agrees." if textbook == strategy else
+         f". The textbook table would say {registry.label(textbook)} ({why[0].lower() + why[1:]}); the "
+         "measurement overrides it."),
     ]
     if unfreeze:
         reasons.append(f"Unfreeze about the top {unfreeze} of {depth} layers ({share:.0%}), BatchNorm kept frozen.")
     figures = {"train_images": int(sum(counts.values())), "smallest_class": int(per_class),
-               "sample_size": int(len(y)), "chance": chance, "skill": skill, "backbone": backbone, **sep}
-    return Advice(size, similarity, strategy, unfreeze, reasons, figures)
+               "sample_size": int(len(y)), "chance": chance, "skill": skill, "backbone": backbone, **sep,
+               **{k: v for k, v in measured.items() if k != "top"}}
+    return Advice(size, similarity, strategy, unfreeze, reasons, figures, textbook, feature_layer, candidates)
