@@ -60,3 +60,7 @@ class AccessDenied(TransferLabError):
 
 class LowDiskSpace(StorageError):
     """Writing would leave less free disk than the server's margin; nothing was written."""
+
+
+class ClusterError(TransferLabError):
+    """The Ray cluster (``TRANSFER_LAB_RAY_ADDRESS``) cannot be reached or refused the work."""

@@ -155,7 +155,8 @@ def extract_features(
     reused, donor_speed = _reusable_rows(net, dict(zip(paths, stamps)))
     if len(reused) < len(paths):
         loaded = loaded or backbones.load_backbone(backbone, weights, size, seed)
-    return _extract(ds, split, net, loaded, reused, donor_speed, stamps, batch_size, key, progress, should_stop)
+    return _extract(ds, split, net, loaded, reused, donor_speed, stamps, batch_size, key, progress, should_stop,
+                    source=(weights, seed))
 
 
 @dataclass(frozen=True)
@@ -212,16 +213,20 @@ def _reusable_rows(net: _Network, wanted: dict[str, str | None]) -> tuple[dict[s
     return found, speed
 
 
-def _extract(ds, split, net, bb, reused, donor_speed, stamps, batch_size, key, progress, should_stop) -> FeatureSet:
-    """Write entry ``key``: rows in ``reused`` are copied, the network runs on the others."""
+def _extract(ds, split, net, bb, reused, donor_speed, stamps, batch_size, key, progress, should_stop,
+             source=None) -> FeatureSet:
+    """Write entry ``key``: rows in ``reused`` are copied, the network runs on the others (on a Ray
+    cluster's nodes when ``core.features.sharded`` says so; ``source``: the ``(weights, seed)`` to load)."""
     from core.data.pipeline import image_dataset
+    from core.features import sharded
 
     paths = ds.paths(split)
     labels = ds.labels(split)
     n = len(paths)
     todo = [i for i, p in enumerate(paths) if p not in reused]
-    forward = bb.frozen_forward(net.pooling) if todo else None
-    if forward is not None:
+    shards = sharded.plan(len(todo), batch_size) if todo and source else None
+    forward = bb.frozen_forward(net.pooling) if todo and not shards else None
+    if todo:
         shape = bb.feature_shape
         dim = int(np.prod(shape)) if net.pooling == "flatten" else int(shape[-1])
     else:
@@ -243,7 +248,17 @@ def _extract(ds, split, net, bb, reused, donor_speed, stamps, batch_size, key, p
         start = time.perf_counter()
         extracted = 0
         batches = image_dataset([paths[i] for i in todo], None, net.input_size, batch_size,
-                                with_valid_mask=True) if todo else ()
+                                with_valid_mask=True) if todo and not shards else ()
+        if shards:
+            def shard_done(rows: int) -> None:
+                nonlocal extracted
+                extracted += rows
+                if progress:
+                    progress(ExtractProgress(n - len(todo) + extracted, n,
+                                             extracted / max(time.perf_counter() - start, 1e-9)))
+
+            label = sharded.extract(shards, [paths[i] for i in todo], todo, out, valid, net, *source, batch_size,
+                                    on_rows=shard_done, should_stop=should_stop)
         for pixels, ok in batches:
             if should_stop and should_stop():
                 raise Cancelled("Feature extraction was cancelled.")
@@ -256,9 +271,10 @@ def _extract(ds, split, net, bb, reused, donor_speed, stamps, batch_size, key, p
                 progress(ExtractProgress(n - len(todo) + extracted, n,
                                          extracted / max(time.perf_counter() - start, 1e-9)))
         seconds = time.perf_counter() - start
-        if forward is not None and forward.label != net.engine:
+        label = forward.label if forward is not None else label if shards else net.engine
+        if todo and label != net.engine:
             # the parity guard refused the engine on the first batch: these rows are TensorFlow's
-            net = _Network(net.backbone, net.weights_id, net.input_size, net.pooling, forward.label)
+            net = _Network(net.backbone, net.weights_id, net.input_size, net.pooling, label)
             key = cache_key(ds.fingerprint, split, net.backbone, net.weights_id, net.input_size, net.pooling,
                             net.engine)
             folder = _entry_dir(key)

@@ -1,5 +1,8 @@
 """Background training jobs: one detached worker process per run, a FIFO queue.
 
+With ``TRANSFER_LAB_RAY_ADDRESS`` set, a run's worker is started on a Ray cluster instead
+(``core.runs.cluster``: one actor per run); the queue, the limit and the run store are the same.
+
 Workers are separate processes (``python -m core.runs.worker RUN_DIR``) in their own
 session, so training survives Streamlit reruns, page changes and closed tabs.
 There is no scheduler daemon: ``pump`` is called by pages on each render and by
@@ -22,6 +25,7 @@ from typing import Iterator
 
 from core import settings
 from core.errors import RunError
+from core.runs import cluster
 from core.runs.store import HOST, Run, RunStore, death_reason, pid_alive, process_start_time
 
 MAX_JOBS_ENV = "TRANSFER_LAB_MAX_JOBS"
@@ -65,7 +69,7 @@ def _reap() -> None:
 def _mark_dead(run: Run) -> bool:
     """Mark a run whose worker vanished as failed (keeping the log tail); True if it was."""
     with run.status_update() as status:
-        reason = death_reason(status)
+        reason = death_reason(status) or cluster.lost_reason(status)  # the latter: Ray runs only
         if not reason:
             return False
         status.update(state="failed", finished=time.time(), reason=reason, error=_log_tail(run) or None)
@@ -80,6 +84,9 @@ def _start(run: Run) -> bool:
         if run.cancel_requested():
             status.update(state="cancelled", finished=time.time(), reason="cancelled before it started")
             return False
+        if cluster.enabled():  # TRANSFER_LAB_RAY_ADDRESS: one Ray actor per run, same worker entry point
+            cluster.dispatch(run, status)
+            return True
         try:
             with open(run.log_path, "ab") as log:
                 proc = subprocess.Popen(  # child_env: the worker uses the session's own data and weights folders
@@ -107,6 +114,8 @@ def pump(store: RunStore | None = None, max_concurrent: int | None = None) -> li
     limit = max_jobs() if max_concurrent is None else max(1, int(max_concurrent))
     started: list[Run] = []
     _reap()
+    if cluster.enabled():
+        cluster.connect()  # an unreachable cluster is said once, not swallowed run by run below
     with _queue_lock(store.root):
         running = 0
         queued: list[Run] = []
@@ -148,6 +157,10 @@ def cancel(run: Run) -> str:
     """
     run.request_cancel()
     run.transition("queued", "cancelled", reason="cancelled before it started")
+    with run.status_update() as status:  # on a Ray cluster and not started yet: no worker will see the flag
+        if status["state"] == "running" and (status.get("cluster") or {}).get("actor") and not status.get("pid"):
+            cluster.stop(status)
+            status.update(state="cancelled", finished=time.time(), reason="cancelled before it started")
     return run.effective_state()
 
 
@@ -165,6 +178,8 @@ def kill(run: Run, reason: str = "killed by user") -> bool:
                     os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass  # exited meanwhile
+        if (status.get("cluster") or {}).get("actor"):
+            cluster.stop(status)  # ray.kill: the actor, and its worker with it, on whichever node
         status.update(state="failed", finished=time.time(), reason=reason)
     _reap()
     return True

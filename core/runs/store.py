@@ -100,6 +100,8 @@ def death_reason(status: dict) -> str | None:
     if status.get("state") != "running":
         return None
     pid = status.get("pid")
+    if not pid and (status.get("cluster") or {}).get("actor"):
+        return None  # dispatched to a Ray cluster, no worker yet: core.runs.cluster asks Ray about it
     if pid and status.get("host") == HOST:
         if pid_alive(pid, status.get("pid_start")):
             return None

@@ -18,6 +18,7 @@ import traceback
 from typing import Any, Callable
 
 from core.errors import RunError, TransferLabError
+from core.runs.cluster import ACTOR_ENV
 from core.runs.jobs import pump
 from core.runs.store import HEARTBEAT_S, HOST, Run, RunCancelled, RunStore, process_start_time
 
@@ -49,6 +50,11 @@ def _claim(run: Run) -> bool:
     with run.status_update() as status:
         if status["state"] == "running" and status.get("pid") == me:
             status["heartbeat"] = time.time()
+            return True
+        actor = (status.get("cluster") or {}).get("actor")
+        if status["state"] == "running" and not status.get("pid") and actor and actor == os.environ.get(ACTOR_ENV):
+            now = time.time()  # dispatched to a Ray cluster (core.runs.cluster): our actor started us
+            status.update(heartbeat=now, pid=me, pid_start=process_start_time(me), host=HOST)
             return True
         if status["state"] == "queued":
             now = time.time()
@@ -115,7 +121,8 @@ def main(argv: list[str] | None = None) -> int:
         return 3
     _log(f"run {run.id} started")
     code = _execute(run)
-    pump(RunStore(run.dir.parent))
+    if not os.environ.get(ACTOR_ENV):  # on a Ray cluster, the run's actor starts the next run
+        pump(RunStore(run.dir.parent))
     return code
 
 

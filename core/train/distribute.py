@@ -1,13 +1,14 @@
-"""The ``tf.distribute`` strategy models are built under.
+"""The ``tf.distribute`` strategy models are built under: ``MirroredStrategy`` across the
+GPUs of this machine, else TensorFlow's default strategy.
 
-Multi-worker from ``TF_CONFIG``, ``MirroredStrategy`` across local GPUs, else
-TensorFlow's default strategy: the same code scales from a laptop to a cluster.
+What scales beyond one machine is the *number* of runs (``core.runs.cluster``: each run on a
+Ray node, with its own GPUs mirrored here) and feature extraction (``core.features.sharded``).
+One run is never split across machines: ``tf.distribute.MultiWorkerMirroredStrategy`` does not
+work with Keras 3's ``Model.fit`` (both workers fail converting a ``PerReplica`` value to a
+tensor, keras-team/keras#20585), so ``TF_CONFIG`` is not read and no multi-worker path is offered.
 """
 
 from __future__ import annotations
-
-import json
-import os
 
 
 def get_strategy(devices: list[str] | None = None):
@@ -16,9 +17,6 @@ def get_strategy(devices: list[str] | None = None):
 
     if devices:
         return tf.distribute.MirroredStrategy(devices)
-    tf_config = os.environ.get("TF_CONFIG")
-    if tf_config and len(json.loads(tf_config).get("cluster", {}).get("worker", [])) > 1:
-        return tf.distribute.MultiWorkerMirroredStrategy()
     gpus = tf.config.list_logical_devices("GPU")
     if len(gpus) > 1:
         return tf.distribute.MirroredStrategy([g.name for g in gpus])

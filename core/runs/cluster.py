@@ -1,0 +1,285 @@
+"""Runs on a Ray cluster: with ``TRANSFER_LAB_RAY_ADDRESS`` set, ``core.runs.jobs`` dispatches
+each queued run to the cluster instead of starting a local process.
+
+One run = one detached, named Ray actor (``tl-run-<id>-<path hash>`` in namespace
+``transfer-lab``) holding the CPUs/GPUs the run's config asks for (``num_cpus``, default 1;
+``num_gpus``, default 0). The actor starts the *same* worker entry point as a local run,
+``python -m core.runs.worker RUN_DIR``, as a child process on its node, with its output in
+the run's ``worker.log``; the child dies with the actor (``PR_SET_PDEATHSIG``). The run store
+must be on a path every node sees at the same place (a shared filesystem with working
+``flock``), and so must the Transfer Lab checkout (it goes on the actor's ``PYTHONPATH``).
+
+Everything else goes through the run store files exactly as for a local run: progress,
+history and live curves, the cancel flag, heartbeats, the verdict. What the cluster adds:
+
+- where the run ran: ``status["cluster"]`` gets the Ray node id and IP, the worker's
+  ``host`` and ``pid`` are recorded by the worker itself;
+- a run whose actor is gone (node lost, actor killed) is failed by the next ``pump`` with
+  that reason; a worker killed under a live actor is failed by the actor with the signal;
+- a hard stop kills the actor (``ray.kill``), which takes its worker with it.
+
+The actor is detached so a run outlives the process that dispatched it (the CLI's
+``--background``, a restarted dashboard); it exits when its worker has ended. Ray is
+imported only here, and only when a cluster is configured.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from core import settings
+from core.errors import ClusterError
+
+ADDRESS_ENV = "TRANSFER_LAB_RAY_ADDRESS"
+ACTOR_ENV = "TRANSFER_LAB_RAY_ACTOR"  # set in a worker started by a run actor: the actor's name
+NAMESPACE = "transfer-lab"
+REPO_ROOT = Path(__file__).resolve().parents[2]
+# Variables a node's processes get from the dispatcher besides every TRANSFER_LAB_* one.
+PASSED_ENV = ("KERAS_HOME", "TF_CPP_MIN_LOG_LEVEL", "OMP_NUM_THREADS", "TF_NUM_INTRAOP_THREADS")
+
+_lock = threading.Lock()
+_connected: str | None = None
+_remote_actor = None  # RunActor as a Ray actor class, made once per process
+
+
+def address() -> str | None:
+    """The Ray cluster runs go to (``$TRANSFER_LAB_RAY_ADDRESS``: ``host:port`` of the head, or
+    ``ray://host:10001``), or None: runs stay on this machine."""
+    value = os.environ.get(ADDRESS_ENV, "").strip()
+    return value or None
+
+
+def enabled() -> bool:
+    return address() is not None
+
+
+def connect():
+    """The ``ray`` module, connected to the configured cluster (once per process)."""
+    global _connected
+    addr = address()
+    if addr is None:
+        raise ClusterError(f"No Ray cluster is configured: set {ADDRESS_ENV} to the head node's host:port.")
+    try:
+        import ray
+    except ImportError as err:
+        raise ClusterError(f"{ADDRESS_ENV} is set but Ray is not installed here ({err}); "
+                           "install the requirements (pip install -r requirements.txt).") from err
+    with _lock:
+        if ray.is_initialized():
+            if _connected not in (None, addr) and not _inside_ray_worker(ray):
+                raise ClusterError(f"This process is connected to the Ray cluster at {_connected}, "
+                                   f"not {addr}; restart it to change {ADDRESS_ENV}.")
+            return ray
+        try:
+            ray.init(address=addr, namespace=NAMESPACE, log_to_driver=False, logging_level=logging.WARNING,
+                     configure_logging=False)
+        except Exception as err:  # noqa: BLE001 - Ray raises ConnectionError, RuntimeError, ValueError...
+            raise ClusterError(f"Cannot reach the Ray cluster at {addr} ({ADDRESS_ENV}): "
+                               f"{str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__}"
+                               ) from err
+        _connected = addr
+    return ray
+
+
+def _inside_ray_worker(ray) -> bool:
+    try:
+        return ray.get_runtime_context().worker.mode == ray.WORKER_MODE
+    except Exception:  # noqa: BLE001
+        return False
+
+
+def node_env(extra: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment a node's processes get: the dispatcher's TRANSFER_LAB_* settings, the
+    caller's session folders (data directory, weights), and this checkout on ``PYTHONPATH``."""
+    env = {k: v for k, v in os.environ.items() if k.startswith("TRANSFER_LAB_") or k in PASSED_ENV}
+    env.update(settings.child_env())
+    env["PYTHONPATH"] = os.pathsep.join([str(REPO_ROOT)] + [p for p in os.environ.get("PYTHONPATH", "").split(
+        os.pathsep) if p and p != str(REPO_ROOT)])
+    env["PYTHONUNBUFFERED"] = "1"
+    env.update(extra or {})
+    return env
+
+
+def actor_name(run) -> str:
+    digest = hashlib.sha256(str(Path(run.dir).resolve()).encode()).hexdigest()[:8]
+    return f"tl-run-{run.id}-{digest}"
+
+
+def resources(config: dict) -> tuple[float, float]:
+    """CPUs and GPUs a run asks the cluster for: ``num_cpus`` (default 1), ``num_gpus`` (default 0)."""
+    try:
+        cpus = float(config.get("num_cpus", 1) if config.get("num_cpus") is not None else 1)
+        gpus = float(config.get("num_gpus", 0) or 0)
+    except (TypeError, ValueError):
+        raise ClusterError(f"A run's num_cpus and num_gpus must be numbers, not "
+                           f"{config.get('num_cpus')!r} and {config.get('num_gpus')!r}.") from None
+    if cpus < 0 or gpus < 0:
+        raise ClusterError("A run cannot ask for a negative number of CPUs or GPUs.")
+    return cpus, gpus
+
+
+# ---------------------------------------------------------------- dispatch (called by core.runs.jobs)
+
+def dispatch(run, status: dict) -> None:
+    """Start ``run``'s actor on the cluster; called by ``jobs`` holding the run's status lock
+    with the run queued. Sets the status to running (not yet claimed by a worker)."""
+    ray = connect()
+    cpus, gpus = resources(run.config)
+    name = actor_name(run)
+    env = node_env({ACTOR_ENV: name})
+    global _remote_actor
+    try:
+        _remote_actor = _remote_actor or ray.remote(RunActor)
+        actor = _remote_actor.options(
+            name=name, namespace=NAMESPACE, lifetime="detached", num_cpus=cpus, num_gpus=gpus, max_restarts=0,
+            max_concurrency=1, runtime_env={"env_vars": env},
+        ).remote(name)
+        actor.run.remote(str(run.dir))
+    except Exception as err:  # noqa: BLE001
+        raise ClusterError(f"The Ray cluster at {address()} refused run '{run.id}': {err}") from err
+    now = time.time()
+    status.update(state="running", started=now, heartbeat=now, pid=None, pid_start=None, host=None,
+                  cluster={"address": address(), "actor": name, "namespace": NAMESPACE,
+                           "num_cpus": cpus, "num_gpus": gpus, "node_id": None, "node_ip": None})
+
+
+def _actor(status: dict):
+    """The run's actor handle, or None if the cluster no longer has it."""
+    ray = connect()
+    info = status.get("cluster") or {}
+    try:
+        return ray.get_actor(info["actor"], namespace=info.get("namespace", NAMESPACE))
+    except (ValueError, KeyError):
+        return None
+
+
+def lost_reason(status: dict) -> str | None:
+    """For a running cluster run: why it has no actor any more, or None (alive, pending, or this
+    process has no cluster configured to ask)."""
+    info = status.get("cluster") or {}
+    if status.get("state") != "running" or not info.get("actor") or not enabled():
+        return None
+    if _actor(status) is not None:
+        return None
+    where = f" on Ray node {info['node_ip']}" if info.get("node_ip") else ""
+    if not status.get("pid"):
+        return f"the Ray cluster lost the run before it started{where} (actor {info['actor']} is gone)"
+    return (f"the run's Ray actor{where} is gone (node lost or actor killed) with worker pid "
+            f"{status.get('pid')} on {status.get('host')} still unfinished; see worker.log")
+
+
+def stop(status: dict) -> bool:
+    """Kill a cluster run's actor (and with it its worker); True if there was one to kill."""
+    actor = _actor(status)
+    if actor is None:
+        return False
+    connect().kill(actor, no_restart=True)
+    return True
+
+
+def where(status: dict) -> str:
+    """Where a run ran (or runs), for the dashboard: ``Ray node 10.0.0.5 (gpu-box)`` or the host."""
+    info = status.get("cluster") or {}
+    if info:
+        if info.get("node_ip") or status.get("host"):
+            host = status.get("host") or info.get("host")
+            node = f"node {info['node_id'][:8]}" if info.get("node_id") else ""
+            details = ", ".join(x for x in (host, node) if x)
+            return f"Ray node {info.get('node_ip') or '?'}" + (f" ({details})" if details else "")
+        return "Ray cluster (waiting for a node)" if status.get("state") == "running" else "Ray cluster"
+    return status.get("host") or ""
+
+
+# ---------------------------------------------------------------- on the node
+
+def _die_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
+    """The worker is killed when its actor's process dies (ray.kill, a lost node): Linux only."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
+class RunActor:
+    """One run on a node: start the worker, wait for it, record a death it could not record."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def run(self, run_dir: str) -> int:
+        import subprocess
+
+        import ray
+
+        from core.runs.store import HOST, Run, RunStore
+
+        code = 3
+        try:
+            run = Run(run_dir)
+            ctx = ray.get_runtime_context()
+            with run.status_update() as status:
+                info = status.get("cluster") or {}
+                ours = status["state"] == "running" and info.get("actor") == self.name and not status.get("pid")
+                if ours:
+                    info.update(node_id=ctx.get_node_id(), node_ip=ray.util.get_node_ip_address(), host=HOST,
+                                actor_pid=os.getpid())
+                    status["cluster"] = info
+                    status["heartbeat"] = time.time()
+                    if run.cancel_requested():
+                        status.update(state="cancelled", finished=time.time(), reason="cancelled before it started")
+                        ours = False
+            if ours:
+                with open(run.log_path, "ab") as log:
+                    proc = subprocess.Popen(
+                        [sys.executable, "-m", "core.runs.worker", str(run.dir)], cwd=REPO_ROOT,
+                        env={**os.environ, ACTOR_ENV: self.name}, stdin=subprocess.DEVNULL, stdout=log,
+                        stderr=subprocess.STDOUT, start_new_session=True, close_fds=True,
+                        preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None)
+                code = proc.wait()
+                self._record_exit(run, proc.pid, code)
+                from core.runs import jobs
+
+                try:
+                    jobs.pump(RunStore(run.dir.parent))  # the next queued run, as a local worker does
+                except Exception as err:  # noqa: BLE001 - the run's own verdict is written already
+                    print(f"[run actor {self.name}] could not start the next run: {err}", flush=True)
+        finally:
+            ray.actor.exit_actor()  # free the run's CPUs/GPUs: one actor per run
+        return code
+
+    def _record_exit(self, run, pid: int, code: int) -> None:
+        from core.runs import jobs
+        from core.runs.store import HOST
+
+        with run.status_update() as status:
+            if status["state"] != "running" or status.get("pid") not in (None, pid):
+                return  # the worker recorded its verdict (done, cancelled, failed)
+            if code < 0:
+                how = f"was killed by {signal.Signals(-code).name}"
+            else:
+                how = f"exited with code {code}"
+            node = (status.get("cluster") or {}).get("node_ip") or "?"
+            status.update(state="failed", finished=time.time(),
+                          reason=f"worker process (pid {pid} on {HOST}, Ray node {node}) {how} without finishing "
+                                 "the run; see worker.log", error=jobs._log_tail(run) or None)
+
+
+def describe() -> dict[str, Any]:
+    """The cluster as this process sees it (for the command line and Settings): address, nodes, CPUs, GPUs."""
+    ray = connect()
+    nodes = [n for n in ray.nodes() if n.get("Alive")]
+    total = ray.cluster_resources()
+    return {"address": address(), "nodes": [{"ip": n.get("NodeManagerAddress"), "id": n.get("NodeID"),
+                                             "cpus": n.get("Resources", {}).get("CPU", 0),
+                                             "gpus": n.get("Resources", {}).get("GPU", 0)} for n in nodes],
+            "cpus": total.get("CPU", 0), "gpus": total.get("GPU", 0)}

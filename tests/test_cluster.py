@@ -1,0 +1,351 @@
+"""The ``cluster`` tier: a real two-node Ray cluster on this machine (``ray start --head`` and a
+second ``ray start --address``, one CPU each), started once for the module and stopped at the end
+whatever happens. Runs dispatched to it (``TRANSFER_LAB_RAY_ADDRESS``) end as local runs do,
+cancel, force-stop and a killed worker end as they should, and a sharded feature extraction
+gives the local extraction's bytes, a killed shard retried, or no entry at all."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from core.runs import cluster, jobs
+from core.runs.store import Run, pid_alive
+from core.train.strategies import StrategyConfig
+from tests.helpers import make_local_backbone, write_images
+
+pytestmark = pytest.mark.cluster
+
+RAY = Path(sys.executable).with_name("ray")
+TINY = dict(strategy="scratch", input_size=32, scratch_filters=(8, 16), head_units=8, dropout=0.0)
+ENV = {"RAY_USAGE_STATS_ENABLED": "0"}
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _stat(pid: int) -> tuple[str, int, int, int] | None:
+    """(state, parent pid, process group, start time) of a live process, or None."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = stat[stat.rindex(")") + 2:].split()
+    return fields[0], int(fields[1]), int(fields[2]), int(fields[19])
+
+
+def _our_processes(groups: set[int]) -> dict[int, int]:
+    """``pid -> start time`` of the processes of the nodes we started: their process groups and
+    every descendant (Ray workers lead their own session, and so do our run workers)."""
+    table = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and int(entry.name) != os.getpid():
+            stat = _stat(int(entry.name))
+            if stat and stat[0] not in "ZX":
+                table[int(entry.name)] = stat
+    ours = {pid for pid, (_, _, group, _) in table.items() if group in groups}
+    while True:
+        more = {pid for pid, (_, parent, _, _) in table.items() if parent in ours} - ours
+        if not more:
+            return {pid: table[pid][3] for pid in ours}
+        ours |= more
+
+
+def wait_for(predicate, timeout, what):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.1)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+def _log(run: Run) -> str:
+    return run.log_path.read_text() if run.log_path.exists() else "(no worker.log)"
+
+
+def wait_state(run: Run, *states: str, timeout=150.0) -> dict:
+    wait_for(lambda: run.status()["state"] in states, timeout,
+             f"{run.id} to be {states} (is {run.status()}); log:\n{_log(run)[-3000:]}")
+    return run.status()
+
+
+@pytest.fixture(scope="module")
+def ray_cluster():
+    """Two Ray nodes on this machine; this process connected to them as a driver."""
+    base = Path(tempfile.mkdtemp(prefix="tlray-", dir="/tmp"))  # short: Ray's socket paths are limited
+    port = _free_port()
+    env = {**os.environ, **ENV}
+    common = ["--block", "--num-cpus", "1", "--object-store-memory", str(200 * 2**20), "--disable-usage-stats"]
+    nodes: list[subprocess.Popen] = []
+    address = f"127.0.0.1:{port}"
+    try:
+        with open(base / "head.log", "wb") as log:
+            nodes.append(subprocess.Popen(
+                [str(RAY), "start", "--head", "--node-ip-address", "127.0.0.1", "--port", str(port),
+                 "--ray-client-server-port", str(_free_port()), "--include-dashboard", "false",
+                 "--temp-dir", str(base / "head"), *common],
+                env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True))
+        wait_for(lambda: b"Ray runtime started" in (base / "head.log").read_bytes() or nodes[0].poll() is not None,
+                 90, "the head node to start")
+        assert nodes[0].poll() is None, (base / "head.log").read_text()[-3000:]
+        with open(base / "worker.log", "wb") as log:
+            nodes.append(subprocess.Popen(
+                [str(RAY), "start", "--address", address, "--temp-dir", str(base / "worker"), *common],
+                env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True))
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setenv(cluster.ADDRESS_ENV, address)
+            ray = cluster.connect()
+            wait_for(lambda: len([n for n in ray.nodes() if n["Alive"]]) == 2 or nodes[1].poll() is not None,
+                     90, "the second node to join")
+            assert nodes[1].poll() is None, (base / "worker.log").read_text()[-3000:]
+            node_ids = {n["NodeID"] for n in ray.nodes() if n["Alive"]}
+        yield {"address": address, "node_ids": node_ids, "groups": {proc.pid for proc in nodes}}
+    finally:
+        import ray
+
+        from core.features import sharded
+
+        ray.shutdown()
+        cluster._connected = cluster._remote_actor = sharded._remote_shard = None
+        groups = {proc.pid for proc in nodes}
+        started = _our_processes(groups)  # before the nodes go: their workers are found as descendants
+        for proc in nodes:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)  # `ray start --block` stops its node's processes
+        for proc in nodes:
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                pass
+        for pid, start in {**started, **_our_processes(groups)}.items():
+            stat = _stat(pid)
+            if stat and stat[3] == start and stat[0] not in "ZX":
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+        for proc in nodes:
+            if proc.poll() is None:
+                proc.kill()
+            proc.wait(timeout=10)
+        time.sleep(0.5)
+        left = [pid for pid, start in started.items() if (stat := _stat(pid)) and stat[3] == start
+                and stat[0] not in "ZX"]
+        shutil.rmtree(base, ignore_errors=True)
+        assert not left, f"Ray processes left running: {left}"
+
+
+@pytest.fixture
+def on_cluster(ray_cluster, monkeypatch):
+    monkeypatch.setenv(cluster.ADDRESS_ENV, ray_cluster["address"])
+    return ray_cluster
+
+
+def config(dataset, **kw) -> dict:
+    return StrategyConfig(**{**TINY, "dataset": str(dataset), **kw}).to_dict()
+
+
+def _files(run: Run) -> set[str]:
+    """The run's files, TensorBoard's event files (named by host, pid and time) by their folder."""
+    names = set()
+    for path in run.dir.rglob("*"):
+        if path.is_file():
+            rel = path.relative_to(run.dir)
+            names.add(str(rel.parent / "events") if "tfevents" in rel.name else str(rel))
+    return names
+
+
+def test_run_on_the_cluster_ends_done_with_the_files_of_a_local_run(store, image_folder, on_cluster, monkeypatch):
+    monkeypatch.delenv(cluster.ADDRESS_ENV)
+    local = store.create(config(image_folder, epochs=2, batch_size=8), name="local")
+    jobs.submit(local)
+    assert wait_state(local, "done", "failed", "cancelled")["state"] == "done", _log(local)[-3000:]
+
+    monkeypatch.setenv(cluster.ADDRESS_ENV, on_cluster["address"])
+    remote = store.create(config(image_folder, epochs=2, batch_size=8), name="on the cluster")
+    jobs.submit(remote)
+    dispatched = remote.status()
+    assert dispatched["state"] == "running" and dispatched["cluster"]["actor"] == cluster.actor_name(remote)
+    assert dispatched["cluster"]["num_cpus"] == 1 and dispatched["cluster"]["num_gpus"] == 0
+    status = wait_state(remote, "done", "failed", "cancelled")
+    assert status["state"] == "done", f"{status}\n{_log(remote)[-3000:]}"
+    assert status["reason"] is None and status["error"] is None
+
+    assert _files(remote) == _files(local)
+    assert {"model.keras", "metrics.json", "predictions.csv", "history.csv", "checkpoint.keras",
+            "worker.log"} <= _files(remote)
+    assert any(name.startswith("tb/") and name.endswith("/events") for name in _files(remote))
+    assert remote.history()["epoch"].tolist() == local.history()["epoch"].tolist() == [1, 2]
+    assert set(remote.metrics()) == set(local.metrics())
+    assert len(remote.predictions()) == len(local.predictions()) == 8
+    assert f"run {remote.id} ended done" in _log(remote)
+
+    # where it ran: a node of this cluster, the worker's own host and pid, shown by the dashboard
+    info = status["cluster"]
+    assert info["node_id"] in on_cluster["node_ids"] and info["node_ip"]
+    assert status["host"] == socket.gethostname() and status["pid"] and status["pid"] != os.getpid()
+    assert cluster.where(status).startswith(f"Ray node {info['node_ip']} ({status['host']}, node ")
+    assert cluster.where(local.status()) == socket.gethostname()
+    # the actor gave its CPU back once its worker ended
+    wait_for(lambda: cluster.lost_reason({**status, "state": "running"}), 30, "the run's actor to exit")
+
+
+def test_cancel_and_force_stop_on_the_cluster(store, on_cluster):
+    run = store.create({"entry": "tests.jobs_targets:epochs", "epochs": 500, "sleep": 0.1}, name="cancel me")
+    jobs.submit(run)
+    wait_for(lambda: len(run.history()) >= 2, 90, f"epochs on the cluster; log:\n{_log(run)}")
+    assert run.progress()["epochs"] == 500  # live progress through the shared run store
+    assert jobs.cancel(run) in ("running", "cancelled")
+    status = wait_state(run, "cancelled", "failed", "done", timeout=60)
+    assert status["state"] == "cancelled", f"{status}\n{_log(run)}"
+    assert "cancel" in status["reason"] and 2 <= len(run.history()) < 500
+    wait_for(lambda: not pid_alive(status["pid"], status["pid_start"]), 30, "the cancelled worker to exit")
+
+    stuck = store.create({"entry": "tests.jobs_targets:forever"}, name="ignores cancel")
+    jobs.submit(stuck)
+    wait_for(lambda: (stuck.dir / "starts.log").exists(), 90, f"the stuck run to start; log:\n{_log(stuck)}")
+    jobs.cancel(stuck)
+    time.sleep(1.0)
+    assert stuck.status()["state"] == "running"  # it ignores the flag, as a hung fit would
+    pid, pid_start = stuck.status()["pid"], stuck.status()["pid_start"]
+    assert jobs.kill(stuck, reason="stopped by user (forced)")
+    status = stuck.status()
+    assert status["state"] == "failed" and status["reason"] == "stopped by user (forced)"
+    wait_for(lambda: not pid_alive(pid, pid_start), 30, "the stuck worker to be killed")
+    wait_for(lambda: cluster.lost_reason({**status, "state": "running"}), 30, "its actor to be gone")
+
+
+def test_a_run_waiting_for_cluster_resources_counts_and_cancels(store, on_cluster, monkeypatch):
+    monkeypatch.setenv(jobs.MAX_JOBS_ENV, "1")
+    big = store.create({"entry": "tests.jobs_targets:epochs", "epochs": 1, "num_cpus": 2}, name="needs 2 cpus")
+    after = store.create({"entry": "tests.jobs_targets:epochs", "epochs": 1}, name="behind it")
+    jobs.submit(big)
+    jobs.submit(after)
+    time.sleep(3.0)  # no node has 2 CPUs: the actor waits for one, and holds the queue's only slot
+    jobs.pump(store)
+    assert big.status()["state"] == "running" and not big.status()["pid"]
+    assert cluster.where(big.status()) == "Ray cluster (waiting for a node)"
+    assert after.status()["state"] == "queued"
+    assert jobs.cancel(big) == "cancelled"
+    assert big.status()["reason"] == "cancelled before it started"
+    assert not (big.dir / "starts.log").exists()
+    jobs.pump(store)
+    assert wait_state(after, "done", "failed", timeout=90)["state"] == "done", _log(after)
+
+
+def test_killed_worker_fails_with_its_reason_and_the_queue_moves_on(store, on_cluster):
+    first = store.create({"entry": "tests.jobs_targets:epochs", "epochs": 500, "sleep": 0.1}, name="to be killed")
+    second = store.create({"entry": "tests.jobs_targets:epochs", "epochs": 2}, name="next in line")
+    jobs.submit(first)
+    jobs.submit(second)
+    assert second.status()["state"] == "queued"  # the limit is 1 and the first one runs
+    wait_for(lambda: len(first.history()) >= 1, 90, f"the first run to train; log:\n{_log(first)}")
+    pid = first.status()["pid"]
+    os.killpg(pid, signal.SIGKILL)
+    status = wait_state(first, "failed", "done", "cancelled", timeout=60)
+    assert status["state"] == "failed"
+    assert "SIGKILL" in status["reason"] and str(pid) in status["reason"], status["reason"]
+    assert status["finished"] and 1 <= len(first.history()) < 500
+    # the run's actor started the next run by itself, on the cluster
+    second_status = wait_state(second, "done", "failed", timeout=90)
+    assert second_status["state"] == "done", _log(second)
+    assert second_status["pid"] != pid and second_status["cluster"]["node_id"] in on_cluster["node_ids"]
+
+
+# ---------------------------------------------------------------- sharded extraction
+
+@pytest.fixture
+def big_folder(tmp_path, monkeypatch):
+    weights = tmp_path / "weights"
+    make_local_backbone(weights)
+    monkeypatch.setenv("TRANSFER_LAB_WEIGHTS_DIR", str(weights))
+    root = tmp_path / "big"
+    for i, cls in enumerate(["a", "b"]):
+        write_images(root / "train" / cls, i, 96, seed=1)
+        write_images(root / "validation" / cls, i, 4, seed=2)
+    monkeypatch.setenv("TRANSFER_LAB_SHARD_MIN_IMAGES", "100")
+    monkeypatch.setenv("TRANSFER_LAB_SHARD_IMAGES", "64")  # 192 photos: shards of 64, 64, 64
+    return root
+
+
+def _kill_a_shard(groups: set[int], stop: threading.Event, killed: list[int]) -> None:
+    """Kill the first Ray worker seen running ``extract_shard`` (it is still importing TensorFlow)."""
+    while not stop.is_set() and not killed:
+        for pid in _our_processes(groups):
+            try:
+                if Path(f"/proc/{pid}/cmdline").read_bytes().startswith(b"ray::extract_shard"):
+                    os.kill(pid, signal.SIGKILL)
+                    killed.append(pid)
+                    return
+            except OSError:
+                continue
+        time.sleep(0.05)
+
+
+def _extract_killing_one_shard(ds, groups: set[int]):
+    from core.features import cache
+
+    killed: list[int] = []
+    stop = threading.Event()
+    killer = threading.Thread(target=_kill_a_shard, args=(groups, stop, killed), daemon=True)
+    killer.start()
+    seen = []
+    try:
+        return cache.extract_features(ds, "tiny", split="train", batch_size=32,
+                                      progress=lambda p: seen.append(p.done)), killed, seen
+    finally:
+        stop.set()
+        killer.join(10)
+
+
+def test_sharded_extraction_equals_local_and_survives_a_killed_shard(big_folder, on_cluster, monkeypatch):
+    from core.data.dataset import scan_folder
+    from core.features import cache, sharded
+
+    ds = scan_folder(big_folder)
+    assert sharded.plan(192, 32) == [(0, 64), (64, 128), (128, 192)]
+    assert sharded.plan(99, 32) is None  # below the threshold: local
+
+    fs, killed, seen = _extract_killing_one_shard(ds, on_cluster["groups"])
+    assert killed, "no shard worker was seen running"
+    assert not fs.from_cache and fs.X.shape == (192, 12) and fs.valid.all()
+    assert seen[-1] == 192 and seen == sorted(seen)
+    sharded_bytes = np.asarray(fs.X).tobytes()
+    checked = cache.read_entry(fs.key, ds.classes)  # sizes and checksums verified on read
+    assert checked.meta["checksums"] == fs.meta["checksums"]
+    key, checksums, paths = fs.key, fs.meta["checksums"], fs.paths
+
+    cache.clear_cache()
+    monkeypatch.delenv(cluster.ADDRESS_ENV)
+    local = cache.extract_features(ds, "tiny", split="train", batch_size=32)
+    assert not local.from_cache and local.key == key and local.paths == paths
+    assert np.asarray(local.X).tobytes() == sharded_bytes  # same engine, same batches: the same bytes
+    assert local.meta["checksums"] == checksums
+
+
+def test_a_shard_failing_every_try_writes_no_entry(big_folder, on_cluster, monkeypatch):
+    from core.data.dataset import scan_folder
+    from core.features import sharded
+
+    monkeypatch.setenv(sharded.RETRIES_ENV, "0")
+    ds = scan_folder(big_folder)
+    with pytest.raises(sharded.ShardFailed, match="failed on the Ray cluster after 1 try.*no cache entry"):
+        _extract_killing_one_shard(ds, on_cluster["groups"])
+    features = Path(os.environ["TRANSFER_LAB_HOME"]) / "features"
+    assert not list(features.iterdir())  # neither an entry nor a half-written folder
