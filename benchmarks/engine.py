@@ -8,6 +8,7 @@
 3. extraction from JPEG files to cached features (``extract_features``), engine ``auto`` over
    ``tensorflow`` (fresh cache each), and our pipeline over the engine's bare forward pass
 4. the decoder: ``load_rgb`` with the reduced-size JPEG draft against a full decode, one thread
+5. the live classifier, one uploaded photo end to end, p50 on the engine over TensorFlow
 """
 
 from __future__ import annotations
@@ -188,6 +189,51 @@ def decoder(ctx: Context, result: GroupResult, ds, size: int = 224, count: int =
     result.figures["decoder"] = figs
 
 
+def classifier(ctx: Context, result: GroupResult, ds, photos: int) -> None:
+    """Item 5: the live classifier (``core.serve.inference``), one uploaded photo end to end
+    (decode, resize, forward, top-5), TensorFlow and the engine alternating photo by photo."""
+    from pathlib import Path
+
+    from core.nets import backbones, engine
+    from core.serve import inference
+
+    model, size = backbones.load_classifier(BACKBONE)
+    classes = backbones.imagenet_classes(backbones.get_spec(BACKBONE))
+    predictors = {}
+    for request in ("tensorflow", "auto"):
+        p = inference.Predictor(model, size, classes, name=BACKBONE, kind="imagenet", source=BACKBONE)
+        p._forward = engine.FrozenForward(
+            engine.tensorflow_batch_fn(model), size, p._network_id(), "probabilities", kind="probabilities",
+            choice=engine.choose(request), ir_key=f"{p._network_id()}|{size}")
+        predictors[p._forward.label] = p
+    uploads = [Path(x).read_bytes() for x in ds.paths("validation")[:photos]]
+    for p in predictors.values():  # warm: trace, convert, the guard's probe on a real photo
+        p.warm_up()
+        for data in uploads[:3]:
+            inference.classify(p, data)
+    samples = {name: [] for name in predictors}
+    same = 0
+    for i, data in enumerate(uploads):
+        tops = []
+        for name in (list(predictors) if i % 2 == 0 else list(predictors)[::-1]):
+            with Stopwatch() as t:
+                r = inference.classify(predictors[name], data)
+            samples[name].append(t.seconds)
+            tops.append(r.index)
+        same += int(len(set(tops)) == 1)
+    from .common import percentile
+
+    p50 = {name: percentile(v, 50) for name, v in samples.items()}
+    names = list(predictors)
+    r = ratio(p50[names[1]], p50[names[0]])
+    result.figures["classifier"] = {"photos": len(uploads), "p50_s": p50,
+                                    "p95_s": {n: percentile(v, 95) for n, v in samples.items()},
+                                    "top1_same": same, "ratio_p50": r}
+    result.add("5 classifier p50 engine / TF", f"{names[1]} {p50[names[1]] * 1e3:.1f} ms / {names[0]} "
+               f"{p50[names[0]] * 1e3:.1f} ms per uploaded photo ({len(uploads)} photos, alternating); same top-1 "
+               f"on {same}/{len(uploads)}", r, "<= 0.6", None if r is None else r <= 0.6)
+
+
 def run(ctx: Context) -> GroupResult:
     result = GroupResult("engine", ctx.quick)
     ds = ctx.sample(100 if ctx.quick else None)
@@ -196,6 +242,7 @@ def run(ctx: Context) -> GroupResult:
     fig = attempt(result, "1 forward", interleaved_forward, ctx, result, ds)
     attempt(result, "3 extraction", extraction, ctx, result, ds, fig)
     attempt(result, "4 decoder", decoder, ctx, result, ds)
+    attempt(result, "5 classifier", classifier, ctx, result, ds, 20 if ctx.quick else 60)
     result.notes.append(f"{BACKBONE}, avg pooling, batch {BATCH}; engine auto here: "
                         f"{(fig or {}).get('auto', '?')} ({(fig or {}).get('auto_reason', '')}); "
                         f"{time.perf_counter() - t0:.0f} s in all")
