@@ -210,3 +210,13 @@ def test_named_providers_each_get_a_button():
                           "okta": {k: AUTH[k] for k in ("client_id", "client_secret", "server_metadata_url")}}
     ok(at.run())
     assert [b.label for b in at.button] == ["Sign in with google", "Sign in with okta"]
+
+
+def test_sign_in_configured_without_authlib_keeps_the_app_shut(monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "authlib", None)  # as if it were not installed: `import authlib` fails
+    at = AppTest.from_file(APP, default_timeout=120)
+    at.secrets["auth"] = AUTH
+    ok(at.run())
+    assert "Authlib is not installed" in errors(at) and not at.button and not at.sidebar.children
