@@ -16,6 +16,7 @@ from core.train import plans
 from core.runs import progress
 from core.train import registry
 from core.runs import sweep
+from core.runs import cluster
 from core.runs import jobs
 from core.nets.backbones import get_spec, weights_location
 from core.errors import TransferLabError
@@ -272,8 +273,9 @@ def queue_panel() -> None:
         with st.container(border=True):
             top = st.columns([3, 1, 1], vertical_alignment="center")
             strategy = registry.label(run.config.get("strategy", "?"))
+            ran_on = cluster.where(status) if status.get("cluster") else ""  # a run on a Ray cluster: its node
             top[0].markdown(f"**{run.name}**" + ("" if strategy in run.name else f" · {strategy}")
-                            + f"  \n:gray[`{run.id}`]")
+                            + f"  \n:gray[`{run.id}`" + (f" · {ran_on}" if ran_on else "") + "]")
             asked = run.cancel_requested()
             if asked and state == "running":
                 top[1].caption("stopping…")
@@ -321,7 +323,8 @@ else:
         column_order=["name", *(["started_by"] if shown["started_by"].notna().any() else []),  # with sign-in
                       *(["Strategy", "backbone"] if named else []), "state", "val_accuracy_pct",
                       "train_seconds", "trainable_params", "val_loss", "epochs_run", "images_per_s", "input_size",
-                      "weights", "run_id"],
+                      "weights", *(["ran_on"] if shown["ran_on"].str.startswith("Ray").any() else []),  # on a cluster
+                      "run_id"],
         column_config={
             "name": st.column_config.TextColumn("run", width="medium"), "started_by": "started by",
             "state": st.column_config.TextColumn("state", width="small"),
@@ -335,6 +338,7 @@ else:
             "epochs_run": st.column_config.NumberColumn("epochs", width="small"),
             "images_per_s": st.column_config.NumberColumn("images/s", format="%.1f", width="small"),
             "run_id": st.column_config.TextColumn("run id", width="small"),
+            "ran_on": st.column_config.TextColumn("ran on", width="medium"),
         },
     )
     picked = [shown.iloc[i]["run_id"] for i in selection.selection.rows] if selection else []

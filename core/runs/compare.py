@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from core.errors import TransferLabError
+from core.runs.cluster import where
 from core.runs.sweep import SWEEP_KEY
 from core.train import registry
 from core.train.plans import GROUP_KEY, run_name
@@ -26,7 +27,7 @@ ACTIVE = ("queued", "running")
 COLUMNS = ["run_id", "name", "strategy", "Strategy", "backbone", "weights", "input_size", "state",
            "val_accuracy", "val_loss", "macro_f1", "train_seconds", "trainable_params", "total_params",
            "epochs_run", "images_per_s", "val_images", "fine_tune_layers", "unfrozen_layers", "seed",
-           "val_fraction", "dataset", GROUP_KEY, SWEEP_KEY, "created", "reason", "started_by"]
+           "val_fraction", "dataset", GROUP_KEY, SWEEP_KEY, "created", "reason", "started_by", "ran_on"]
 
 
 def run_row(run) -> dict:
@@ -57,6 +58,7 @@ def run_row(run) -> dict:
         GROUP_KEY: cfg.get(GROUP_KEY), SWEEP_KEY: cfg.get(SWEEP_KEY),
         "created": status.get("created"), "reason": status.get("reason"),
         "started_by": cfg.get("started_by"),  # the signed-in user who launched it (None without sign-in)
+        "ran_on": where(status),  # "Ray node IP (host, node id)" for a run dispatched to a Ray cluster, else the host
     }
 
 
