@@ -2,6 +2,8 @@
 compare the finished runs (table, charts, accuracy vs time), check the advisor's
 recommendation against the measurement, and sweep the fine-tuning depth."""
 
+import math
+
 import pandas as pd
 import plotly.express as px
 import plotly.graph_objects as go
@@ -322,21 +324,21 @@ else:
         placeholder="—",  # a queued run has no accuracy yet: a dash, not "None"
         column_order=["name", *(["started_by"] if shown["started_by"].notna().any() else []),  # with sign-in
                       *(["Strategy", "backbone"] if named else []), "state", "val_accuracy_pct",
-                      "train_seconds", "trainable_params", "val_loss", "epochs_run", "images_per_s", "input_size",
+                      "train_seconds", "trainable_params", "epochs_run", "images_per_s", "val_loss", "input_size",
                       "weights", *(["ran_on"] if shown["ran_on"].str.startswith("Ray").any() else []),  # on a cluster
                       "run_id"],
-        column_config={
-            "name": st.column_config.TextColumn("run", width="medium"), "started_by": "started by",
-            "state": st.column_config.TextColumn("state", width="small"),
-            "input_size": st.column_config.NumberColumn("px", width="small"),
+        column_config={  # pixel widths: the ~940 px a 1400 px window leaves hold everything up to px
+            "name": st.column_config.TextColumn("run", width=240), "started_by": "started by",
+            "state": st.column_config.TextColumn("state", width=60),
+            "input_size": st.column_config.NumberColumn("px", width=50),
             "val_accuracy_pct": st.column_config.ProgressColumn("val accuracy", format="%.1f%%", min_value=0,
-                                                                max_value=100, width="small"),
-            "val_loss": st.column_config.NumberColumn("val loss", format="%.3g", width="small"),
-            "train_seconds": st.column_config.NumberColumn("time (s)", format="%.1f", width="small",
+                                                                max_value=100, width=110),
+            "val_loss": st.column_config.NumberColumn("val loss", format="%.3g", width=70),
+            "train_seconds": st.column_config.NumberColumn("time (s)", format="%.1f", width=70,
                                                            help="Wall time of the fit, data and features included."),
-            "trainable_params": st.column_config.NumberColumn("trainable params", format="localized", width="small"),
-            "epochs_run": st.column_config.NumberColumn("epochs", width="small"),
-            "images_per_s": st.column_config.NumberColumn("images/s", format="%.1f", width="small"),
+            "trainable_params": st.column_config.NumberColumn("trainable params", format="localized", width=115),
+            "epochs_run": st.column_config.NumberColumn("epochs", width=60),
+            "images_per_s": st.column_config.NumberColumn("images/s", format="%.1f", width=75),
             "run_id": st.column_config.TextColumn("run id", width="small"),
             "ran_on": st.column_config.TextColumn("ran on", width="medium"),
         },
@@ -401,9 +403,11 @@ else:
         scatter.add_trace(go.Scatter(x=front["train_seconds"], y=front["val_accuracy"], mode="lines",
                                      line=dict(dash="dot", color="grey"), name="best trade-offs"))
         scatter.update_traces(marker_size=13, selector=dict(mode="markers"))
-        scatter.update_layout(height=380, yaxis_tickformat=".0%", yaxis_range=[0, 1.05], margin=dict(t=10))
+        scatter.update_layout(height=380, yaxis_tickformat=".0%", yaxis_range=[0, 1.05], margin=dict(t=30),
+                              legend=dict(orientation="h", y=-0.25))  # not under the chart's toolbar
         ticks, tick_text = display.log_ticks(trade["train_seconds"])  # labelled even inside one decade
-        scatter.update_xaxes(tickvals=ticks, ticktext=tick_text)
+        scatter.update_xaxes(tickvals=ticks, ticktext=tick_text,  # from the tick at or below the fastest run
+                             range=[math.log10(ticks[0]), math.log10(ticks[-1])] if ticks else None)  # to the slowest
         st.plotly_chart(scatter, key="tl_strat_scatter")
         st.caption("Up and to the left is better. The dotted line joins the runs nothing beats on both time and "
                    "accuracy; feature runs after the first reuse cached features, so they look faster.")

@@ -56,7 +56,7 @@ def test_comparison_reads_well_at_1400_px(runs):
     # default names already say strategy and backbone: the numbers come right after the name
     assert order[:5] == ["name", "state", "val_accuracy_pct", "train_seconds", "trainable_params"]
     assert "Strategy" not in order and order[-1] == "run_id"
-    assert json.loads(grid.proto.columns)["state"]["width"] == "small"
+    assert json.loads(grid.proto.columns)["state"]["width"] == 60
     (warning,) = [w.value for w in at.warning if "failed" in w.value]
     assert "found 1 (cats). Open" in warning and ".." not in warning
 
@@ -64,6 +64,8 @@ def test_comparison_reads_well_at_1400_px(runs):
     axis = scatter["layout"]["xaxis"]
     assert axis["type"] == "log" and len(axis["tickvals"]) >= 3  # 11 s and 38 s: ticks in the one decade
     assert "10 s" in axis["ticktext"] and "20 s" in axis["ticktext"]
+    lo, hi = axis["range"]  # log10 units: both runs sit between labelled ticks, not on the chart's edge
+    assert 10 ** lo <= 11.0 and 10 ** hi >= 38.0 and 10 ** lo in axis["tickvals"]
 
 
 def test_a_hand_named_run_brings_back_strategy_and_backbone(runs):

@@ -43,8 +43,8 @@ def seconds_tick(t: float) -> str:
 
 
 # Round durations a clock reads well: seconds, then minutes, then hours.
-_NICE_SECONDS = (0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5, 10, 20, 30, 60, 120, 300, 600, 1200, 1800, 3600, 7200,
-                 18000, 36000, 86400, 172800, 432000)
+_NICE_SECONDS = (0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 3, 5, 10, 20, 30, 50, 60, 120, 300, 600, 1200, 1800, 3600,
+                 7200, 18000, 36000, 86400, 172800, 432000)
 
 
 def log_ticks(values, most: int = 8) -> tuple[list[float], list[str]]:
@@ -54,11 +54,12 @@ def log_ticks(values, most: int = 8) -> tuple[list[float], list[str]]:
     if not finite:
         return [], []
     lo, hi = min(finite), max(finite)
-    inside = [t for t in _NICE_SECONDS if lo / 1.5 <= t <= hi * 1.5]
-    if len(inside) < 2:  # one run, or a narrow range: a tick on each side
-        around = [t for t in _NICE_SECONDS if t < lo][-1:] + [t for t in _NICE_SECONDS if t > hi][:1]
-        inside = sorted(set(inside) | set(around))
-    inside = inside[::max(1, math.ceil(len(inside) / most))]
+    inside = [t for t in _NICE_SECONDS if lo / 2 <= t <= hi * 1.5]  # ticks outside the drawn range are not shown
+    # and a tick at or beyond each end, so every run sits between labelled ticks
+    around = [t for t in _NICE_SECONDS if t <= lo][-1:] + [t for t in _NICE_SECONDS if t >= hi][:1]
+    inside = sorted(set(inside) | set(around))
+    thinned = inside[::max(1, math.ceil(len(inside) / most))]
+    inside = thinned if thinned[-1] == inside[-1] else thinned + inside[-1:]
     return [float(t) for t in inside], [seconds_tick(t) for t in inside]
 
 
