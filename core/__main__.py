@@ -1,4 +1,4 @@
-"""Command line: ``python -m core train|runs|show|cancel|backbones|engine|advise``.
+"""Command line: ``python -m core train|runs|show|cancel|backbones|extract|engine|advise``.
 
 Runs any strategy headless on a dataset folder and writes a normal run, so
 results from scripts and the dashboard live side by side in one run store.
@@ -86,6 +86,45 @@ def _backbones(args) -> int:
     return 0
 
 
+def _extract(args) -> int:
+    """Extract and cache the features of every split, with a progress line; the last line gives
+    the images extracted, the seconds, the images/s and the engine with its precision."""
+    import os
+    import time
+
+    from core.nets import engine
+
+    if args.engine:
+        os.environ[engine.ENGINE_ENV] = args.engine
+    engine.requested()  # a bad name fails here, with its message
+    from core.data.dataset import scan_folder
+    from core.features.cache import extract_features
+    from core.nets import backbones
+
+    ds = scan_folder(args.dataset)
+    bb = backbones.load_backbone(args.backbone)
+    images, seconds, labels = 0, 0.0, set()
+    for split in ("train", "validation"):
+        if not ds.paths(split):
+            continue
+
+        def progress(p, split=split):
+            print(f"\r{split}: {p.done:,}/{p.total:,} images"
+                  + (" (cached)" if p.cached else f", {p.images_per_s:.0f} images/s"), end="", file=sys.stderr,
+                  flush=True)
+
+        start = time.perf_counter()
+        fs = extract_features(ds, args.backbone, split=split, pooling=args.pooling, loaded=bb, progress=progress)
+        print(file=sys.stderr)
+        if not fs.from_cache:
+            images += int((fs.meta.get("speed") or {}).get("images") or 0)
+            seconds += time.perf_counter() - start
+        labels.add(fs.meta.get("engine", "?"))
+    rate = f"{images / seconds:.0f} images/s" if seconds > 0 and images else "all from the cache"
+    print(f"extracted {images:,} images in {seconds:.1f} s ({rate}) with {', '.join(sorted(labels))}")
+    return 0
+
+
 def _engine(args) -> int:
     from core.nets import engine
 
@@ -141,6 +180,12 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument("run_id")
     c.set_defaults(func=_cancel)
     sub.add_parser("backbones", help="list backbones and where their weights are").set_defaults(func=_backbones)
+    x = sub.add_parser("extract", help="extract and cache the features of every split of a dataset")
+    x.add_argument("--dataset", required=True)
+    x.add_argument("--backbone", default="efficientnet_lite0")
+    x.add_argument("--pooling", choices=POOLINGS, default="avg")
+    x.add_argument("--engine", choices=["auto", "openvino", "tensorflow"], help="default: $TRANSFER_LAB_ENGINE or auto")
+    x.set_defaults(func=_extract)
     sub.add_parser("engine", help="the engine and precision frozen forward passes run on, and the parity "
                    "verdicts kept here").set_defaults(func=_engine)
     a = sub.add_parser("advise", help="the 2x2 strategy advisor for a dataset")

@@ -294,3 +294,21 @@ def test_the_sidebar_names_the_engine(monkeypatch):
     assert not at.exception, [e.value for e in at.exception]
     captions = [c.value for c in at.sidebar.caption]
     assert "Engine: tensorflow f32 · TRANSFER_LAB_ENGINE=tensorflow" in captions, captions
+
+
+def test_headless_extraction_names_images_seconds_speed_and_engine(ds, image_folder, monkeypatch, capsys):
+    import re
+
+    from core.__main__ import main
+
+    _use(monkeypatch, "tensorflow")
+    assert main(["extract", "--dataset", str(image_folder), "--backbone", "tiny", "--engine", "openvino"]) == 0
+    captured = capsys.readouterr()
+    last = captured.out.strip().splitlines()[-1]
+    n = len(ds.paths("train")) + len(ds.paths("validation"))
+    m = re.fullmatch(r"extracted ([\d,]+) images in ([\d.]+) s \((\d+) images/s\) with (openvino \w+)", last)
+    assert m and int(m.group(1).replace(",", "")) == n, last
+    assert m.group(4) == engine.choose("openvino").label and "validation: " in captured.err
+    assert extract_features(ds, "tiny", split="validation").from_cache  # what the CLI cached, the app reads
+    assert main(["extract", "--dataset", str(image_folder), "--backbone", "tiny"]) == 0
+    assert "extracted 0 images in 0.0 s (all from the cache)" in capsys.readouterr().out
