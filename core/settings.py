@@ -41,6 +41,9 @@ SERVER_VARIABLES = {
     "TRANSFER_LAB_ENGINE": "inference engine for frozen forward passes",
     "TRANSFER_LAB_SAMPLES_DIR": "extra folder searched for the sample dataset",
     ADDRESS_ENV: "address scripts/app.sh binds to (default 127.0.0.1)",
+    "TRANSFER_LAB_RAY_ADDRESS": "Ray cluster (head host:port) that runs and large extractions go to (default: this machine)",
+    "TRANSFER_LAB_SHARD_MIN_IMAGES": "on a Ray cluster: extractions of at least this many photos are sharded (default 20000)",
+    "TRANSFER_LAB_SHARD_IMAGES": "on a Ray cluster: photos per extraction shard (default 2048)",
 }
 
 

@@ -48,6 +48,8 @@ PASSED_ENV = ("KERAS_HOME", "TF_CPP_MIN_LOG_LEVEL", "OMP_NUM_THREADS", "TF_NUM_I
 _lock = threading.Lock()
 _connected: str | None = None
 _remote_actor = None  # RunActor as a Ray actor class, made once per process
+RETRY_AFTER_S = 30.0  # an unreachable cluster is not asked again (pages refresh every 2 s) before this
+_failed: tuple[str, float, str] | None = None  # (address, when, message) of the last failed connection
 
 
 def address() -> str | None:
@@ -63,7 +65,7 @@ def enabled() -> bool:
 
 def connect():
     """The ``ray`` module, connected to the configured cluster (once per process)."""
-    global _connected
+    global _connected, _failed
     addr = address()
     if addr is None:
         raise ClusterError(f"No Ray cluster is configured: set {ADDRESS_ENV} to the head node's host:port.")
@@ -78,14 +80,17 @@ def connect():
                 raise ClusterError(f"This process is connected to the Ray cluster at {_connected}, "
                                    f"not {addr}; restart it to change {ADDRESS_ENV}.")
             return ray
+        if _failed and _failed[0] == addr and time.monotonic() - _failed[1] < RETRY_AFTER_S:
+            raise ClusterError(_failed[2])
         try:
             ray.init(address=addr, namespace=NAMESPACE, log_to_driver=False, logging_level=logging.WARNING,
                      configure_logging=False)
         except Exception as err:  # noqa: BLE001 - Ray raises ConnectionError, RuntimeError, ValueError...
-            raise ClusterError(f"Cannot reach the Ray cluster at {addr} ({ADDRESS_ENV}): "
-                               f"{str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__}"
-                               ) from err
-        _connected = addr
+            text = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            message = f"Cannot reach the Ray cluster at {addr} ({ADDRESS_ENV}): {text}"
+            _failed = (addr, time.monotonic(), message)
+            raise ClusterError(message) from err
+        _connected, _failed = addr, None
     return ray
 
 
