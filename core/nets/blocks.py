@@ -21,21 +21,24 @@ def _spatial(layer) -> tuple[int, int] | None:
 
 
 def block_outputs(bb) -> list[str]:
-    """The last layer of ``bb.base`` at each spatial resolution, shallow to deep (the outputs
-    of its stages), without the top one (the base's own output)."""
+    """One layer of ``bb.base`` per spatial resolution, shallow to deep (a stage's output: the
+    last residual ``Add`` at that resolution when there is one, else its last layer), without
+    the top resolution (the base's own output)."""
     import keras
 
-    layers = [layer for layer in bb.base.layers if not isinstance(layer, keras.layers.InputLayer)]
-    out, last = [], None
-    for i, layer in enumerate(layers):
-        here = _spatial(layer)
+    # padding before a strided convolution changes the shape but ends no stage
+    skip = (keras.layers.InputLayer, keras.layers.ZeroPadding2D)
+    stages: dict[tuple[int, int], dict] = {}
+    for layer in bb.base.layers:
+        here = None if isinstance(layer, skip) else _spatial(layer)
         if here is None:
             continue
-        nxt = next((_spatial(later) for later in layers[i + 1:] if _spatial(later) is not None), None)
-        if nxt is not None and nxt != here:
-            out.append(layer.name)
-        last = layer.name
-    return [name for name in out if name != last]
+        stage = stages.setdefault(here, {"last": None, "add": None})
+        stage["last"] = layer.name
+        if isinstance(layer, keras.layers.Add):
+            stage["add"] = layer.name
+    names = [st["add"] or st["last"] for st in stages.values()]
+    return names[:-1]
 
 
 def earlier_block(bb) -> str:
