@@ -17,7 +17,7 @@ from core.nets.backbones import get_spec, list_backbones, missing_weights_messag
 from core.errors import TransferLabError
 from core.runs import display
 from core.runs.store import RunStore
-from core.train import registry
+from core.train import plans, registry
 
 MAX_CARDS = 12  # photos drawn with chart and Grad-CAM; every photo is in the table
 RESULTS = "tl_clf_results"  # (key, results) of the last classification, so reruns don't recompute
@@ -76,7 +76,8 @@ else:
         def run_label(run_id: str) -> str:
             r = by_id[run_id]
             strategy = r.config.get("strategy", "")
-            return display.run_choice_label(r.name, registry.label(strategy) if strategy else "",
+            name = r.name if r.name != r.id else plans.run_name(r.config)  # a run started unnamed (CLI)
+            return display.run_choice_label(name, registry.label(strategy) if strategy else "",
                                             "" if strategy == "scratch" else r.config.get("backbone", ""),
                                             (r.metrics() or {}).get("val_accuracy"))
 

@@ -135,9 +135,17 @@ def test_run_label_does_not_repeat_the_default_name(tl_home, image_folder):
     run.write_metrics({"classes": ["red", "green", "blue"], "val_accuracy": 0.95})
     run.set_status("running")
     run.set_status("done")
+    unnamed = RunStore().create({"strategy": "linear_probe", "backbone": "tiny", "weights": "random",
+                                 "dataset": str(image_folder)})  # as `python -m core train` makes it: named by its id
+    save_model(tiny_model(), unnamed.model_path)
+    unnamed.write_metrics({"classes": ["red", "green", "blue"], "val_accuracy": 0.5})
+    unnamed.set_status("running")
+    unnamed.set_status("done")
     at = open_page()
     box = at.selectbox(key="tl_clf_run")
-    assert box.format_func(run.id) == "Feature extraction · tiny · val acc 0.950"
+    labels = dict(zip(box.options, box.options))
+    assert "Feature extraction · tiny · val acc 0.950" in labels
+    assert "Linear probe · tiny · val acc 0.500" in labels and not any(unnamed.id in o for o in box.options)
 
 
 def test_camera_photo_and_top_k_change(finished_run):
