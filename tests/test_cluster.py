@@ -85,6 +85,33 @@ def wait_state(run: Run, *states: str, timeout=150.0) -> dict:
     return run.status()
 
 
+def test_without_a_cluster_ray_is_never_imported_and_an_unreachable_one_is_said_fast(tmp_path, monkeypatch):
+    code = ("import sys; from core.runs import jobs, compare; from core.runs.store import RunStore; "
+            "from core.features import cache, sharded; store = RunStore(sys.argv[1]); "
+            "run = store.create({'entry': 'tests.jobs_targets:epochs', 'epochs': 1}); jobs.submit(run); "
+            "compare.comparison_table(store.list()); assert sharded.plan(10**6, 32) is None; "
+            "print('ray' in sys.modules)")
+    env = {k: v for k, v in os.environ.items() if k != cluster.ADDRESS_ENV}
+    out = subprocess.run([sys.executable, "-c", code, str(tmp_path / "runs")], env=env, capture_output=True,
+                         text=True, timeout=120, cwd=Path(__file__).resolve().parents[1])
+    assert out.returncode == 0 and out.stdout.strip() == "False", out.stderr[-2000:]
+    from core.errors import ClusterError
+    from core.runs.store import RunStore
+
+    (local,) = RunStore(tmp_path / "runs").list()
+    assert wait_state(local, "done", "failed", timeout=60)["state"] == "done"  # a local worker ran it
+
+    monkeypatch.setenv(cluster.ADDRESS_ENV, f"127.0.0.1:{_free_port()}")  # nobody listens there
+    monkeypatch.setattr(cluster, "_failed", None)
+    store = RunStore(tmp_path / "runs2")
+    run = store.create({"entry": "tests.jobs_targets:epochs", "epochs": 1})
+    start = time.monotonic()
+    with pytest.raises(ClusterError, match="Cannot reach the Ray cluster at 127.0.0.1:.*TRANSFER_LAB_RAY_ADDRESS"):
+        jobs.submit(run)
+    assert time.monotonic() - start < 10
+    assert run.status()["state"] == "queued"  # it waits for the cluster, it is not failed
+
+
 @pytest.fixture(scope="module")
 def ray_cluster():
     """Two Ray nodes on this machine; this process connected to them as a driver."""

@@ -83,6 +83,7 @@ def connect():
         if _failed and _failed[0] == addr and time.monotonic() - _failed[1] < RETRY_AFTER_S:
             raise ClusterError(_failed[2])
         try:
+            _probe(addr)  # ray.init waits minutes on an address nobody answers: fail in seconds instead
             ray.init(address=addr, namespace=NAMESPACE, log_to_driver=False, logging_level=logging.WARNING,
                      configure_logging=False)
         except Exception as err:  # noqa: BLE001 - Ray raises ConnectionError, RuntimeError, ValueError...
@@ -92,6 +93,17 @@ def connect():
             raise ClusterError(message) from err
         _connected, _failed = addr, None
     return ray
+
+
+def _probe(addr: str, timeout: float = 3.0) -> None:
+    """Open (and close) a TCP connection to the head's ``host:port``; OSError if nobody answers."""
+    import socket
+
+    host, _, port = addr.removeprefix("ray://").rpartition(":")
+    if not host or not port.isdigit():
+        raise ValueError(f"'{addr}' is not host:port")
+    with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout):
+        pass
 
 
 def _inside_ray_worker(ray) -> bool:
