@@ -53,7 +53,7 @@ CASES = [
     # per class, blob shift, size, similarity, textbook cell, pick (only top features measured:
     # the fake photos do not decode, the fake backbone has no blocks), unfreeze (of 150 layers)
     (200, 8.0, "small", "similar", "feature_extraction", "feature_extraction", 0),
-    (1200, 8.0, "large", "similar", "fine_tune", "fine_tune", 15),
+    (1200, 8.0, "large", "similar", "fine_tune", "feature_extraction", 0),  # features leave no room
     (200, 0.0, "small", "different", "frozen_augment", "feature_extraction", 0),
     (1200, 0.0, "large", "different", "fine_tune", "fine_tune", 60),
 ]
@@ -129,7 +129,9 @@ def test_pick_transfers_from_the_top_or_a_better_earlier_block():
     """cats_vs_dogs-like: features far above the pixels. A block only wins beyond the noise."""
     assert advisor.pick({"top": 0.99, "block": 0.9, "block_layer": "b5", "pixels": 0.6}, 120, "small", 1000)[:2] == \
         ("feature_extraction", "")
-    assert advisor.pick({"top": 0.99, "pixels": 0.6}, 120, "large", 5000)[0] == "fine_tune"
+    # large: fine-tune only when the frozen features leave room
+    assert advisor.pick({"top": 0.99, "pixels": 0.6, "chance": 0.5}, 120, "large", 5000)[0] == "feature_extraction"
+    assert advisor.pick({"top": 0.7, "pixels": 0.4, "chance": 0.5}, 600, "large", 5000)[0] == "fine_tune"
     strategy, layer, why = advisor.pick({"top": 0.70, "block": 0.85, "block_layer": "b5", "pixels": 0.5},
                                         600, "small", 100)
     assert (strategy, layer) == ("feature_extraction", "b5") and "earlier block b5" in " ".join(why)

@@ -84,7 +84,8 @@ def pick(measured: dict, n: int, size: str, per_class: int) -> tuple[str, str, l
     """``(strategy, feature_layer, reasons)`` from the measured accuracies.
 
     ``measured``: ``top`` (probe on top features), optional ``block`` and ``block_layer``
-    (probe on an earlier block) and ``pixels`` (pixel baseline); ``n`` sampled images."""
+    (probe on an earlier block), ``pixels`` (pixel baseline) and ``chance``; ``n`` sampled
+    images. Fine-tuning only when the data is large and the frozen features leave room."""
     top, block, pixel = measured["top"], measured.get("block"), measured.get("pixels")
     use_block = block is not None and block > top + _noise(top, n)
     transfer = block if use_block else top
@@ -102,9 +103,18 @@ def pick(measured: dict, n: int, size: str, per_class: int) -> tuple[str, str, l
                        "to learn from: the pixel baseline is the pick.")
         return "pixel_baseline", "", reasons
     beat = f" and beat the raw pixels ({pixel:.1%})" if pixel is not None else ""
-    strategy = "fine_tune" if size == "large" else "feature_extraction"
-    how = ("fine-tune its top layers: the data is plentiful" if size == "large" else
-           "train a head on the cached features: too few images to retrain the base safely")
+    chance = measured.get("chance", 0.0)
+    skill = (transfer - chance) / (1 - chance) if chance < 1 else 0.0
+    if size == "large" and skill < SIMILAR_SKILL:
+        strategy, how = "fine_tune", ("fine-tune its top layers: the data is plentiful and the frozen features "
+                                      f"leave room (skill {skill:.2f} over chance)")
+    elif size == "large":
+        strategy, how = "feature_extraction", (f"train a head on the cached features: they already separate the "
+                                               f"classes (skill {skill:.2f} over chance), so fine-tuning has "
+                                               "little to add for its cost")
+    else:
+        strategy, how = "feature_extraction", ("train a head on the cached features: too few images to retrain "
+                                               "the base safely")
     reasons.append(f"ImageNet features transfer: {where} separate the sample best ({transfer:.1%}){beat}; {how}.")
     if use_block:
         reasons.append(f"The earlier block {measured['block_layer']} ({block:.1%}) beats the top features "
@@ -175,7 +185,7 @@ def advise(ds: Dataset, backbone: str = "efficientnet_lite0", weights="imagenet"
     similarity = "similar" if skill >= SIMILAR_SKILL else "different"
     textbook, why = CELLS[(size, similarity)]
 
-    measured = {"top": sep["probe_cv_accuracy"], "top_seconds": top_seconds}
+    measured = {"top": sep["probe_cv_accuracy"], "top_seconds": top_seconds, "chance": chance}
     try:
         measured.update(_measure_block(sample, backbone, weights, seed, progress))
     except Exception as exc:  # a backbone that cannot be cut still gets advice from the rest
@@ -219,5 +229,5 @@ def advise(ds: Dataset, backbone: str = "efficientnet_lite0", weights="imagenet"
         reasons.append(f"Unfreeze about the top {unfreeze} of {depth} layers ({share:.0%}), BatchNorm kept frozen.")
     figures = {"train_images": int(sum(counts.values())), "smallest_class": int(per_class),
                "sample_size": int(len(y)), "chance": chance, "skill": skill, "backbone": backbone, **sep,
-               **{k: v for k, v in measured.items() if k != "top"}}
+               **{k: v for k, v in measured.items() if k not in ("top", "chance")}}
     return Advice(size, similarity, strategy, unfreeze, reasons, figures, textbook, feature_layer, candidates)

@@ -1,0 +1,66 @@
+"""Real tier on data far from ImageNet (all 1,797 scikit-learn digits as 64 px PNGs) and on
+cats_vs_dogs, with EfficientNet-Lite0's real weights: the advisor measures and picks from the
+figures, the pixel baseline is the floor, flips are decided from the data; ``slow``: the
+from-scratch CNN beats the pixel baseline on the digits."""
+
+from __future__ import annotations
+
+import pytest
+
+from core.data.dataset import scan_folder
+from tests.digits import write_digits
+
+pytestmark = pytest.mark.real
+
+
+@pytest.fixture(scope="module")
+def digits(tmp_path_factory):
+    return write_digits(tmp_path_factory.mktemp("digits_all"))
+
+
+def test_advisor_on_digits_measures_the_pixels_and_does_not_pick_frozen_augmentation(digits, shared_assets):
+    from core.analysis.advisor import advise
+
+    advice = advise(scan_folder(digits, val_fraction=0.2, seed=1337), backbone="efficientnet_lite0")
+    by = {c["strategy"]: c["accuracy"] for c in advice.candidates}
+    assert set(by) == {"pixel_baseline", "linear_probe", "feature_extraction"}
+    assert by["pixel_baseline"] >= 0.88 and advice.strategy != "frozen_augment"
+    assert advice.strategy == "scratch" and "far from ImageNet" in " ".join(advice.reasons)
+
+
+def test_advisor_on_cats_vs_dogs_still_transfers(cats_vs_dogs):
+    from core.analysis.advisor import advise
+
+    advice = advise(scan_folder(cats_vs_dogs), backbone="efficientnet_lite0")
+    by = {c["strategy"]: c["accuracy"] for c in advice.candidates}
+    assert advice.strategy in ("feature_extraction", "fine_tune")
+    assert by["linear_probe"] >= 0.95 and by["linear_probe"] > by["pixel_baseline"] + 0.2
+
+
+def test_flips_and_fill_are_decided_from_the_data(digits, cats_vs_dogs):
+    from core.analysis.flips import resolve_augment
+    from core.train.strategies import Augment
+
+    d = resolve_augment(Augment(), scan_folder(digits, val_fraction=0.2, seed=1337))
+    assert d.augment.flip == "" and d.augment.fill == "constant" and d.augment.fill_value > 240
+    photos = resolve_augment(Augment(), scan_folder(cats_vs_dogs))
+    assert photos.augment.fill == "reflect" and photos.augment.flip != "vertical"
+
+
+def test_pixel_baseline_on_all_digits(digits):
+    from core.train import registry
+    from core.train.fit import fit
+
+    result = fit(registry.make_config("pixel_baseline", dataset=str(digits)))
+    assert result.metrics["val_accuracy"] >= 0.93
+
+
+@pytest.mark.slow
+def test_scratch_cnn_beats_the_pixel_baseline_on_digits(digits):
+    from core.train import registry
+    from core.train.fit import fit
+
+    pixel = fit(registry.make_config("pixel_baseline", dataset=str(digits))).metrics["val_accuracy"]
+    scratch = fit(registry.make_config("scratch", dataset=str(digits)))
+    assert scratch.metrics["input_size"] == 64
+    assert scratch.metrics["val_accuracy"] > pixel
