@@ -42,6 +42,7 @@ kind = left.radio(
 
 predictor = None
 model_key = None
+model_title = None
 run = None
 if kind == "imagenet":
     specs = [s for s in list_backbones() if s.has_top]
@@ -82,6 +83,7 @@ else:
                                             (r.metrics() or {}).get("val_accuracy"))
 
         run_id = right.selectbox("Run", list(by_id), format_func=run_label, key="tl_clf_run")
+        model_title = run_label(run_id)  # the run as the list names it, not its id and raw strategy name
         run = by_id[run_id]
         model_key = ("run", run_id, run.model_path.stat().st_mtime_ns)
         with st.spinner("Loading the model (once per app process)…"):
@@ -90,7 +92,7 @@ else:
 
 if predictor is not None:
     st.caption(
-        f"**{predictor.name}** · input {predictor.input_size} x {predictor.input_size} px · "
+        f"**{model_title or predictor.name}** · input {predictor.input_size} x {predictor.input_size} px · "
         f"{predictor.num_classes:,} classes · {predictor.model.count_params():,} parameters · "
         "loaded once per app process, so each photo costs only its own decode and forward pass"
     )
