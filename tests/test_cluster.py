@@ -7,12 +7,10 @@ gives the local extraction's bytes, a killed shard retried, or no entry at all."
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -20,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from benchmarks.ray_nodes import free_port, local_ray_cluster, processes_of
 from core.runs import cluster, jobs
 from core.runs.store import Run, pid_alive
 from core.train.strategies import StrategyConfig
@@ -27,42 +26,7 @@ from tests.helpers import make_local_backbone, write_images
 
 pytestmark = pytest.mark.cluster
 
-RAY = Path(sys.executable).with_name("ray")
 TINY = dict(strategy="scratch", input_size=32, scratch_filters=(8, 16), head_units=8, dropout=0.0)
-ENV = {"RAY_USAGE_STATS_ENABLED": "0"}
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _stat(pid: int) -> tuple[str, int, int, int] | None:
-    """(state, parent pid, process group, start time) of a live process, or None."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    fields = stat[stat.rindex(")") + 2:].split()
-    return fields[0], int(fields[1]), int(fields[2]), int(fields[19])
-
-
-def _our_processes(groups: set[int]) -> dict[int, int]:
-    """``pid -> start time`` of the processes of the nodes we started: their process groups and
-    every descendant (Ray workers lead their own session, and so do our run workers)."""
-    table = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit() and int(entry.name) != os.getpid():
-            stat = _stat(int(entry.name))
-            if stat and stat[0] not in "ZX":
-                table[int(entry.name)] = stat
-    ours = {pid for pid, (_, _, group, _) in table.items() if group in groups}
-    while True:
-        more = {pid for pid, (_, parent, _, _) in table.items() if parent in ours} - ours
-        if not more:
-            return {pid: table[pid][3] for pid in ours}
-        ours |= more
 
 
 def wait_for(predicate, timeout, what):
@@ -101,7 +65,7 @@ def test_without_a_cluster_ray_is_never_imported_and_an_unreachable_one_is_said_
     (local,) = RunStore(tmp_path / "runs").list()
     assert wait_state(local, "done", "failed", timeout=60)["state"] == "done"  # a local worker ran it
 
-    monkeypatch.setenv(cluster.ADDRESS_ENV, f"127.0.0.1:{_free_port()}")  # nobody listens there
+    monkeypatch.setenv(cluster.ADDRESS_ENV, f"127.0.0.1:{free_port()}")  # nobody listens there
     monkeypatch.setattr(cluster, "_failed", None)
     store = RunStore(tmp_path / "runs2")
     run = store.create({"entry": "tests.jobs_targets:epochs", "epochs": 1})
@@ -114,68 +78,9 @@ def test_without_a_cluster_ray_is_never_imported_and_an_unreachable_one_is_said_
 
 @pytest.fixture(scope="module")
 def ray_cluster():
-    """Two Ray nodes on this machine; this process connected to them as a driver."""
-    base = Path(tempfile.mkdtemp(prefix="tlray-", dir="/tmp"))  # short: Ray's socket paths are limited
-    port = _free_port()
-    env = {**os.environ, **ENV}
-    common = ["--block", "--num-cpus", "1", "--object-store-memory", str(200 * 2**20), "--disable-usage-stats"]
-    nodes: list[subprocess.Popen] = []
-    address = f"127.0.0.1:{port}"
-    try:
-        with open(base / "head.log", "wb") as log:
-            nodes.append(subprocess.Popen(
-                [str(RAY), "start", "--head", "--node-ip-address", "127.0.0.1", "--port", str(port),
-                 "--ray-client-server-port", str(_free_port()), "--include-dashboard", "false",
-                 "--temp-dir", str(base / "head"), *common],
-                env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True))
-        wait_for(lambda: b"Ray runtime started" in (base / "head.log").read_bytes() or nodes[0].poll() is not None,
-                 90, "the head node to start")
-        assert nodes[0].poll() is None, (base / "head.log").read_text()[-3000:]
-        with open(base / "worker.log", "wb") as log:
-            nodes.append(subprocess.Popen(
-                [str(RAY), "start", "--address", address, "--temp-dir", str(base / "worker"), *common],
-                env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True))
-        with pytest.MonkeyPatch.context() as mp:
-            mp.setenv(cluster.ADDRESS_ENV, address)
-            ray = cluster.connect()
-            wait_for(lambda: len([n for n in ray.nodes() if n["Alive"]]) == 2 or nodes[1].poll() is not None,
-                     90, "the second node to join")
-            assert nodes[1].poll() is None, (base / "worker.log").read_text()[-3000:]
-            node_ids = {n["NodeID"] for n in ray.nodes() if n["Alive"]}
-        yield {"address": address, "node_ids": node_ids, "groups": {proc.pid for proc in nodes}}
-    finally:
-        import ray
-
-        from core.features import sharded
-
-        ray.shutdown()
-        cluster._connected = cluster._remote_actor = sharded._remote_shard = None
-        groups = {proc.pid for proc in nodes}
-        started = _our_processes(groups)  # before the nodes go: their workers are found as descendants
-        for proc in nodes:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)  # `ray start --block` stops its node's processes
-        for proc in nodes:
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                pass
-        for pid, start in {**started, **_our_processes(groups)}.items():
-            stat = _stat(pid)
-            if stat and stat[3] == start and stat[0] not in "ZX":
-                try:
-                    os.kill(pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-        for proc in nodes:
-            if proc.poll() is None:
-                proc.kill()
-            proc.wait(timeout=10)
-        time.sleep(0.5)
-        left = [pid for pid, start in started.items() if (stat := _stat(pid)) and stat[3] == start
-                and stat[0] not in "ZX"]
-        shutil.rmtree(base, ignore_errors=True)
-        assert not left, f"Ray processes left running: {left}"
+    """Two Ray nodes on this machine, one CPU each; this process connected to them as a driver."""
+    with local_ray_cluster(nodes=2, cpus=1) as info:
+        yield info
 
 
 @pytest.fixture
@@ -314,7 +219,7 @@ def big_folder(tmp_path, monkeypatch):
 def _kill_a_shard(groups: set[int], stop: threading.Event, killed: list[int]) -> None:
     """Kill the first Ray worker seen running ``extract_shard`` (it is still importing TensorFlow)."""
     while not stop.is_set() and not killed:
-        for pid in _our_processes(groups):
+        for pid in processes_of(groups):
             try:
                 if Path(f"/proc/{pid}/cmdline").read_bytes().startswith(b"ray::extract_shard"):
                     os.kill(pid, signal.SIGKILL)
