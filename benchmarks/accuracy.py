@@ -48,6 +48,8 @@ def configs(ctx: Context):
     extra = epochs["scratch"]
     out.append((registry.label("scratch"), "small CNN (random init)",
                 registry.make_config("scratch", dataset=str(ctx.dataset), seed=ctx.seed, limit_per_class=limit, **extra)))
+    out.append((registry.label("pixel_baseline"), "raw pixels (no network)",
+                registry.make_config("pixel_baseline", dataset=str(ctx.dataset), seed=ctx.seed, limit_per_class=limit)))
     return out
 
 

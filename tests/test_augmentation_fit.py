@@ -127,7 +127,7 @@ def test_scratch_batchnorm_statistics_describe_the_data_after_one_short_epoch():
     y = np.random.default_rng(1).integers(0, 2, 640).astype("float32")
     model.compile(optimizer=keras.optimizers.SGD(0.0), loss="binary_crossentropy")  # statistics only
     model.fit(x, y, batch_size=32, epochs=1, verbose=0)  # 20 steps
-    conv = keras.Model(model.input, model.get_layer("conv1").output)
+    conv = keras.Model(model.input, model.get_layer("stem_conv").output)
     batch_mean = np.asarray(conv(x)).mean(axis=(0, 1, 2))
-    moving = np.asarray(model.get_layer("bn1").moving_mean)
+    moving = np.asarray(model.get_layer("stem_bn").moving_mean)
     assert np.abs(moving - batch_mean).max() <= 0.25 * np.abs(batch_mean).max()

@@ -228,7 +228,7 @@ def test_gradcam_equals_a_hand_built_reference(tmp_path):
     scratch = reload(build_scratch_model(SIZE, 3, (4, 8), 6, 0.5, augmentation(Augment(), 2)), "s")
     s_head = scratch.get_layer("head")
     s_hidden = keras.Model(s_head.input, s_head.get_layer("head_dropout").output)
-    s_front = keras.Model(scratch.input, scratch.get_layer("pool2").output)
+    s_front = keras.Model(scratch.input, scratch.get_layer("block2b_relu").output)
 
     keras.utils.set_random_seed(4)
     app = reload(keras.applications.MobileNetV2(weights=None, input_shape=(96, 96, 3), alpha=0.35), "a")
@@ -238,7 +238,7 @@ def test_gradcam_equals_a_hand_built_reference(tmp_path):
         "transfer": (transfer, transfer.get_layer("rand_base"),
                      lambda x: transfer.get_layer("rand_base")(transfer.get_layer("preprocess")(x)),
                      lambda m: linear(head.get_layer("head_output"), hidden(ops.max(m, axis=(1, 2))))),
-        "scratch": (scratch, scratch.get_layer("pool2"),
+        "scratch": (scratch, scratch.get_layer("block2b_relu"),
                     lambda x: s_front(x, training=False),  # training=False: no augmentation
                     lambda m: linear(s_head.get_layer("head_output"), s_hidden(ops.mean(m, axis=(1, 2))))),
         "applications": (app, app.get_layer("out_relu"),

@@ -188,8 +188,9 @@ def test_scratch_model_is_the_small_cnn(fitted):
     cfg, result, _, _ = fitted("scratch")
     assert result.metrics["backbone"] == "scratch_cnn"
     names = [layer.name for layer in result.model.layers]
-    assert "conv1" in names and "conv2" in names and "conv3" not in names
-    assert result.metrics["trainable_params"] == result.metrics["total_params"]
+    assert "stem_conv" in names and "block2b_conv" in names and "block3a_conv" not in names  # filters (8, 16)
+    moving = sum(2 * layer.moving_mean.shape[0] for layer in result.model.layers if hasattr(layer, "moving_mean"))
+    assert result.metrics["trainable_params"] == result.metrics["total_params"] - moving  # all but BN statistics
 
 
 def test_run_dir_gets_checkpoint_and_tensorboard_logs(fitted):

@@ -119,7 +119,7 @@ STRATEGIES: dict[str, Strategy] = {s.name: s for s in (
         "scratch", "From scratch", "a small CNN, no pretraining", "pixels", methods.fit_scratch,
         pretrained=False, network="scratch CNN", augments=True,
         # input size 0: from the data; a warm-up + cosine schedule (reduce_lr 0) over the epochs
-        modern=dict(epochs=30, learning_rate=3e-3, input_size=0, early_stopping=8, head_units=0, dropout=0.3),
+        modern=dict(epochs=30, learning_rate=2e-3, input_size=0, early_stopping=8, head_units=0, dropout=0.2),
         classic=dict(learning_rate=1e-4, scratch_filters=(32, 64, 128, 128), head_units=512),
         options=(_EPOCHS, _LR, _EARLY, _REDUCE, Option("head_units", "Dense units", "int", 0, 8192), _DROPOUT,
                  Option("input_size", "Input size (px)", "int", 32, 1024),

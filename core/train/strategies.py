@@ -190,23 +190,30 @@ BN_MOMENTUM = 0.9
 
 
 def build_scratch_model(size: int, num_classes: int, filters, units: int, dropout: float, aug=None):
-    """A modern small CNN trained from random init: per block conv-BatchNorm-ReLU then 2x2
-    max pooling, global average pooling, dropout and the classifier (a dense layer first
-    when ``units``). BatchNorm (momentum ``BN_MOMENTUM``) lets Adam train it fast; pixels are
-    scaled to -1..1 inside the model."""
+    """A modern small CNN trained from random init: a stride-2 conv-BatchNorm-ReLU stem, then
+    per entry of ``filters`` a block of two conv-BN-ReLU layers (2x2 max pooling between
+    blocks), global average pooling, dropout and the classifier (a dense layer first when
+    ``units``). BatchNorm (momentum ``BN_MOMENTUM``) lets Adam train it fast; the stem halves
+    the resolution so that depth, not pixels, takes the compute; pixels are scaled to -1..1
+    inside the model."""
     import keras
 
     from core.nets.layers import ChannelAffine
 
+    def conv_bn_relu(x, f, name, strides=1):
+        x = keras.layers.Conv2D(f, 3, strides=strides, padding="same", use_bias=False, name=f"{name}_conv")(x)
+        x = keras.layers.BatchNormalization(momentum=BN_MOMENTUM, name=f"{name}_bn")(x)
+        return keras.layers.ReLU(name=f"{name}_relu")(x)
+
     inputs = keras.Input((size, size, 3), name="pixels")
     x = aug(inputs) if aug is not None else inputs
     x = ChannelAffine(scale=(1 / 127.5,) * 3, offset=(-1.0,) * 3, name="preprocess")(x)
+    x = conv_bn_relu(x, filters[0], "stem", strides=2)
     for i, f in enumerate(filters):
-        x = keras.layers.Conv2D(f, 3, padding="same", use_bias=False, name=f"conv{i + 1}")(x)
-        x = keras.layers.BatchNormalization(momentum=BN_MOMENTUM, name=f"bn{i + 1}")(x)
-        x = keras.layers.ReLU(name=f"relu{i + 1}")(x)
-        if min(x.shape[1], x.shape[2]) >= 4:
-            x = keras.layers.MaxPooling2D(name=f"pool{i + 1}")(x)
+        if i and min(x.shape[1], x.shape[2]) >= 4:
+            x = keras.layers.MaxPooling2D(name=f"pool{i}")(x)
+        x = conv_bn_relu(x, f, f"block{i + 1}a")
+        x = conv_bn_relu(x, f, f"block{i + 1}b")
     x = keras.layers.GlobalAveragePooling2D(name="pool")(x)
     if dropout and not units:
         x = keras.layers.Dropout(dropout, name="dropout")(x)
