@@ -83,3 +83,16 @@ def test_scratch_cnn_is_conv_bn_relu_blocks_with_global_pooling():
     sched = cosine_schedule(1e-3, 10, 100)
     lrs = [float(sched(s)) for s in (0, 100, 500, 999)]
     assert lrs[0] < lrs[1] and lrs[1] == pytest.approx(1e-3, rel=1e-3) and lrs[2] < lrs[1] and lrs[3] < 2e-5
+
+
+def test_scratch_run_sizes_itself_from_the_data_and_records_the_measured_augmentation(digits_root):
+    from core.train.fit import fit
+
+    cfg = registry.make_config("scratch", dataset=str(digits_root), val_fraction=0.25, seed=0, epochs=1,
+                               scratch_filters=(8,))
+    result = fit(cfg)
+    assert result.metrics["input_size"] == 64  # the digits' own size, not an upscaled 128
+    decision = result.extra["augment_decision"]
+    assert decision["augment"]["flip"] == "" and decision["augment"]["fill"] == "constant"
+    assert any("flip left out" in r for r in decision["reasons"])
+    assert result.history["lr"].iloc[0] < cfg.learning_rate  # the warm-up of the schedule
