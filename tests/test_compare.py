@@ -153,7 +153,7 @@ def test_compare_all_same_data_split_and_seed():
     configs = plans.compare_all_configs(common={"dataset": "/d", "seed": 5, "val_fraction": 0.3,
                                                   "backbone": "mobilenet_v2"})
     assert [c["strategy"] for c in configs] == ["linear_probe", "feature_extraction", "frozen_augment",
-                                                "fine_tune", "scratch"]
+                                                "fine_tune", "scratch", "pixel_baseline"]
     assert {(c["dataset"], c["seed"], c["val_fraction"]) for c in configs} == {("/d", 5, 0.3)}
     assert len({c[plans.GROUP_KEY] for c in configs}) == 1
 

@@ -78,7 +78,7 @@ def test_config_round_trip_through_json_including_augment():
     )
     d = cfg.to_dict()
     assert d["augment"] == {"enabled": True, "flip": "vertical", "rotation": 0.2, "zoom": 0.0,
-                            "translation": 0.05, "contrast": 0.3}
+                            "translation": 0.05, "contrast": 0.3, "fill": "auto", "fill_value": 255.0}
     assert d["scratch_filters"] == [8, 16]
     back = StrategyConfig.from_dict(json.loads(json.dumps(d)))
     assert back == cfg
