@@ -153,3 +153,17 @@ def test_advise_reports_every_measured_candidate_and_overrides_the_textbook(fake
     text = "\n".join(advice.reasons)
     assert "pixel baseline (logistic regression on raw pixels) 95.0%" in text and "block block5 55.0%" in text
     assert "measurement overrides it" in text and advice.figures["pixels"] == 0.95
+
+
+def test_advise_on_digit_photos_measures_the_pixels_and_the_flips(fake_features, monkeypatch, tmp_path):
+    """The pixel baseline and the flip decision run on the decoded sample itself."""
+    from core.data.dataset import scan_folder
+    from tests.digits import write_digits
+
+    fake_features["shift"] = 0.0
+    monkeypatch.setattr(advisor, "_measure_block", lambda *a, **k: {})
+    ds = scan_folder(write_digits(tmp_path / "digits", per_class=20), val_fraction=0.25, seed=0)
+    advice = advisor.advise(ds, backbone="mobilenet_v2", seed=0, sample_per_class=15)
+    assert advice.figures["pixels"] >= 0.8 and advice.strategy == "pixel_baseline"  # 15 a class: too few for a CNN
+    assert advice.figures["augment"]["flip"] == "" and advice.figures["augment"]["fill"] == "constant"
+    assert any("Horizontal flip left out" in r for r in advice.reasons)

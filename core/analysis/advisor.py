@@ -156,7 +156,12 @@ def _measure_pixels(sample: Dataset, seed: int) -> dict:
     if len(counts[counts > 0]) < 2 or counts[counts > 0].min() < 2:
         return {}
     out = pixels.sample_accuracy(pix[valid], y, seed=seed)
-    return {"pixels": out["pixel_accuracy"], "pixel_seconds": time.perf_counter() - start}
+    seconds = time.perf_counter() - start
+    from core.analysis.flips import decide
+
+    augment = decide(pix[valid], y, seed=seed)  # the same decoded sample: which flips and fill fit
+    return {"pixels": out["pixel_accuracy"], "pixel_seconds": seconds,
+            "augment": {"flip": augment.augment.flip, "fill": augment.augment.fill, "reasons": augment.reasons}}
 
 
 def advise(ds: Dataset, backbone: str = "efficientnet_lite0", weights="imagenet",
@@ -227,6 +232,9 @@ def advise(ds: Dataset, backbone: str = "efficientnet_lite0", weights="imagenet"
     ]
     if unfreeze:
         reasons.append(f"Unfreeze about the top {unfreeze} of {depth} layers ({share:.0%}), BatchNorm kept frozen.")
+    if "augment" in measured:
+        reasons += [f"Augmentation (measured; runs decide the same way unless you choose): {r}"
+                    for r in measured["augment"]["reasons"]]
     figures = {"train_images": int(sum(counts.values())), "smallest_class": int(per_class),
                "sample_size": int(len(y)), "chance": chance, "skill": skill, "backbone": backbone, **sep,
                **{k: v for k, v in measured.items() if k not in ("top", "chance")}}
