@@ -281,3 +281,17 @@ def test_a_shard_failing_every_try_writes_no_entry(big_folder, on_cluster, monke
         _extract_killing_one_shard(ds, on_cluster["groups"])
     features = Path(os.environ["TRANSFER_LAB_HOME"]) / "features"
     assert not list(features.iterdir())  # neither an entry nor a half-written folder
+
+
+def test_a_killed_run_actor_takes_its_worker_and_the_run_fails(store, on_cluster):
+    run = store.create({"entry": "tests.jobs_targets:epochs", "epochs": 500, "sleep": 0.1}, name="node lost")
+    jobs.submit(run)
+    wait_for(lambda: len(run.history()) >= 1, 90, f"the run to train; log:\n{_log(run)}")
+    status = run.status()
+    os.kill(status["cluster"]["actor_pid"], signal.SIGKILL)  # the Ray worker process holding the run
+    wait_for(lambda: not pid_alive(status["pid"], status["pid_start"]), 30, "the worker to die with its actor")
+    wait_for(lambda: cluster.lost_reason(status), 30, "Ray to report the actor gone")
+    jobs.pump(store)
+    after = run.status()
+    assert after["state"] == "failed" and str(status["pid"]) in after["reason"], after
+    assert len(run.history()) < 500
