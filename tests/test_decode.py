@@ -59,3 +59,21 @@ def test_real_photos_keep_their_pixels_through_the_draft(cats_vs_dogs):
     for size in (150, 224):
         diffs = [_mean_abs(load_rgb(p, (size, size)), _full_decode(p, size)) for p in paths]
         assert np.mean(diffs) < 1.5 and max(diffs) < 6.0, (size, np.mean(diffs), max(diffs))
+
+
+def test_pixel_batches_match_the_tf_data_pipeline_in_order_with_bad_files_blank(tmp_path):
+    from core.data.pipeline import image_dataset, pixel_batches
+
+    from .conftest import write_images
+
+    paths = [str(p) for p in write_images(tmp_path / "a", 0, 7, size=(40, 48), fmt="jpg")]
+    paths.insert(3, str(tmp_path / "broken.jpg"))
+    (tmp_path / "broken.jpg").write_bytes(b"not a jpeg")
+    ours = list(pixel_batches(paths, 32, 3, workers=2, ahead=1))
+    ref = list(image_dataset(paths, None, 32, 3, with_valid_mask=True))
+    assert [len(x) for x, _ in ours] == [3, 3, 2]
+    for (x, ok), (rx, rok) in zip(ours, ref):
+        assert x.dtype == np.float32
+        np.testing.assert_array_equal(x, rx.numpy())
+        np.testing.assert_array_equal(ok, rok.numpy())
+    assert not ours[1][1][0] and not ours[1][0][0].any()  # the broken file: blank and marked invalid

@@ -217,7 +217,7 @@ def _extract(ds, split, net, bb, reused, donor_speed, stamps, batch_size, key, p
              source=None) -> FeatureSet:
     """Write entry ``key``: rows in ``reused`` are copied, the network runs on the others (on a Ray
     cluster's nodes when ``core.features.sharded`` says so; ``source``: the ``(weights, seed)`` to load)."""
-    from core.data.pipeline import image_dataset
+    from core.data.pipeline import pixel_batches
     from core.features import sharded
 
     paths = ds.paths(split)
@@ -247,8 +247,7 @@ def _extract(ds, split, net, bb, reused, donor_speed, stamps, batch_size, key, p
                 out[i], valid[i] = features[row], True
         start = time.perf_counter()
         extracted = 0
-        batches = image_dataset([paths[i] for i in todo], None, net.input_size, batch_size,
-                                with_valid_mask=True) if todo and not shards else ()
+        batches = pixel_batches([paths[i] for i in todo], net.input_size, batch_size) if todo and not shards else ()
         if shards:
             def shard_done(rows: int) -> None:
                 nonlocal extracted
@@ -265,7 +264,7 @@ def _extract(ds, split, net, bb, reused, donor_speed, stamps, batch_size, key, p
             feats = forward(pixels)
             rows = todo[extracted:extracted + len(feats)]
             out[rows] = feats
-            valid[rows] = ok.numpy()
+            valid[rows] = ok
             extracted += len(feats)
             if progress:
                 progress(ExtractProgress(n - len(todo) + extracted, n,
