@@ -183,7 +183,7 @@ class CutCache:
 
     def __init__(self, forward, paths, size: int, shape: tuple[int, ...], batch_size: int = 32,
                  should_stop: Callable[[], bool] | None = None):
-        from core.data.pipeline import image_dataset
+        from core.data.pipeline import pixel_batches
         from core.features.cache import Cancelled
 
         self.folder = settings.subdir("cut_cache") / f"{time.time_ns()}"
@@ -195,12 +195,12 @@ class CutCache:
             self.valid = np.zeros(n, bool)
             done = 0
             start = time.perf_counter()
-            for pixels, ok in image_dataset(list(paths), None, size, batch_size, with_valid_mask=True):
+            for pixels, ok in pixel_batches(list(paths), size, batch_size):
                 if should_stop and should_stop():
                     raise Cancelled("Fine-tuning was cancelled.")
                 out = forward(pixels)
                 self.X[done:done + len(out)] = out.reshape(len(out), *shape)
-                self.valid[done:done + len(out)] = ok.numpy()
+                self.valid[done:done + len(out)] = ok
                 done += len(out)
             self.X.flush()
             self.seconds = time.perf_counter() - start
