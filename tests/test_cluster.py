@@ -295,3 +295,23 @@ def test_a_killed_run_actor_takes_its_worker_and_the_run_fails(store, on_cluster
     after = run.status()
     assert after["state"] == "failed" and str(status["pid"]) in after["reason"], after
     assert len(run.history()) < 500
+
+
+def test_a_cancelled_sharded_extraction_writes_no_entry(big_folder, on_cluster, monkeypatch):
+    from core.data.dataset import scan_folder
+    from core.features import cache
+
+    monkeypatch.setenv("TRANSFER_LAB_SHARD_IMAGES", "32")  # six shards: some are still out when it stops
+    ds = scan_folder(big_folder)
+    seen: list[int] = []
+    with pytest.raises(cache.Cancelled):
+        cache.extract_features(ds, "tiny", split="train", batch_size=32, progress=lambda p: seen.append(p.done),
+                               should_stop=lambda: bool(seen))
+    assert seen and seen[-1] < 192  # it stopped after the first shard came back, not at the end
+    features = Path(os.environ["TRANSFER_LAB_HOME"]) / "features"
+    assert not list(features.iterdir())
+    with monkeypatch.context() as m:  # and inside a run on a node, a run's extraction stays on its node
+        m.setenv(cluster.ACTOR_ENV, "tl-run-x")
+        from core.features import sharded
+
+        assert sharded.plan(192, 32) is None

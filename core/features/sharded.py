@@ -71,8 +71,9 @@ def retries() -> int:
 
 def plan(n: int, batch_size: int) -> list[tuple[int, int]] | None:
     """``[(start, stop), ...]`` shards of ``n`` photos to extract, or None to extract locally
-    (no cluster configured, fewer than ``min_images()`` photos, or a single shard)."""
-    if not cluster.enabled() or n < min_images():
+    (no cluster configured, fewer than ``min_images()`` photos, a single shard, or inside a run
+    that already runs on a node: its shards would wait for the CPUs that runs like it hold)."""
+    if not cluster.enabled() or n < min_images() or os.environ.get(cluster.ACTOR_ENV):
         return None
     size = max(batch_size, shard_images() // batch_size * batch_size)  # whole batches only
     bounds = [(start, min(start + size, n)) for start in range(0, n, size)]
