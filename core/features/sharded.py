@@ -83,7 +83,7 @@ def plan(n: int, batch_size: int) -> list[tuple[int, int]] | None:
 def extract_shard(paths: list[str], backbone: str, weights: Any, seed: int, size: int, pooling: str,
                   weights_id: str, batch_size: int) -> dict:
     """On a node: the rows of ``paths`` (features, valid mask) and the engine that made them."""
-    from core.data.pipeline import image_dataset
+    from core.data.pipeline import pixel_batches  # the decoder local extraction uses: the same pixels
     from core.nets import backbones
 
     key = (backbone, str(weights), seed, size)
@@ -97,9 +97,9 @@ def extract_shard(paths: list[str], backbone: str, weights: Any, seed: int, size
     forward = bb.frozen_forward(pooling)
     start = time.perf_counter()
     feats, valid = [], []
-    for pixels, ok in image_dataset(paths, None, size, batch_size, with_valid_mask=True):
+    for pixels, ok in pixel_batches(paths, size, batch_size):
         feats.append(np.asarray(forward(pixels), np.float32))
-        valid.append(ok.numpy())
+        valid.append(np.asarray(ok, bool))
     return {"features": np.concatenate(feats), "valid": np.concatenate(valid), "engine": forward.label,
             "host": socket.gethostname(), "seconds": time.perf_counter() - start}
 
