@@ -79,7 +79,7 @@ else:
             strategy = r.config.get("strategy", "")
             name = r.name if r.name != r.id else plans.run_name(r.config)  # a run started unnamed (CLI)
             return display.run_choice_label(name, registry.label(strategy) if strategy else "",
-                                            "" if strategy == "scratch" else r.config.get("backbone", ""),
+                                            r.config.get("backbone", "") if registry.uses_backbone(strategy) else "",
                                             (r.metrics() or {}).get("val_accuracy"))
 
         run_id = right.selectbox("Run", list(by_id), format_func=run_label, key="tl_clf_run")

@@ -21,6 +21,7 @@ from core.runs import sweep
 from core.runs import cluster
 from core.runs import jobs
 from core.nets.backbones import get_spec, weights_location
+from core.data.dataset import check_trainable
 from core.errors import TransferLabError
 from core.runs.store import RunStore
 from core.nets.forward import POOLINGS
@@ -186,10 +187,21 @@ def _cancel(run_id: str, force: bool = False) -> None:
 
 # ---------------------------------------------------------------- launch form
 
+untrainable = None  # why the current dataset cannot train, said before any form is offered
+if ds is not None:
+    try:
+        check_trainable(ds)
+    except TransferLabError as err:
+        untrainable = str(err)
 if ds is None:
     st.info("Choose a dataset first: the strategies train on the dataset picked on the Dataset page.",
             icon=":material/photo_library:")
     st.page_link(common.DATASET_PAGE, label="Open the Dataset page", icon=":material/arrow_forward:")
+elif untrainable:
+    st.header("Train", divider="gray")
+    st.error(f"{untrainable} No strategy can train on it: add photos of another class on the Label page, "
+             "or pick another dataset.", icon=":material/block:")
+    st.page_link(common.LABEL_PAGE, label="Open the Label page", icon=":material/label:")
 else:
     st.header("Train", divider="gray")
     counts = ds.counts()
@@ -316,9 +328,8 @@ else:
     shown = table.assign(val_accuracy_pct=table["val_accuracy"] * 100)
     # What matters first, so a 1400 px window shows it: a default name already says strategy and
     # backbone, so those columns only come when some run was named by hand.
-    named = any(not (str(r["name"]).startswith(str(r["Strategy"])) and (r["strategy"] == "scratch"
-                                                                       or str(r["backbone"]) in str(r["name"])))
-                for _, r in shown.iterrows())
+    named = any(not (str(r["name"]).startswith(str(r["Strategy"])) and (
+        not registry.uses_backbone(r["strategy"]) or str(r["backbone"]) in str(r["name"]))) for _, r in shown.iterrows())
     selection = st.dataframe(
         shown, hide_index=True, key="tl_strat_table", on_select="rerun", selection_mode="multi-row",
         placeholder="—",  # a queued run has no accuracy yet: a dash, not "None"
@@ -414,11 +425,11 @@ else:
 
 # ---------------------------------------------------------------- advisor
 
-if ds is not None:
+if ds is not None and not untrainable:
     st.subheader("The advisor's recommendation")
     adv = advisor_panel(ds, backbone, key="tl_strat_advise")
     if adv is not None:
-        unpretrained = [name for name, s in registry.STRATEGIES.items() if not s.pretrained]
+        unpretrained = [name for name in registry.STRATEGIES if not registry.uses_backbone(name)]
         mine = everything[(everything["dataset"] == ds.root)
                           & ((everything["backbone"] == backbone) | everything["strategy"].isin(unpretrained))]
         verdict = compare.advisor_verdict(mine, adv.strategy)
@@ -434,7 +445,7 @@ if ds is not None:
 st.header("How deep to fine-tune", divider="gray")
 st.write("Fine-tune with more and more of the top layers unfrozen, everything else equal: the chart shows where "
          "unfreezing more stops paying.")
-if ds is not None:
+if ds is not None and not untrainable:
     c = st.columns([2, 1, 1, 1], vertical_alignment="bottom")
     depths_text = c[0].text_input("Top layers to unfreeze, one run each", ", ".join(map(str, sweep.DEFAULT_DEPTHS)),
                                   key="tl_sweep_depths", persist_state="session",

@@ -63,8 +63,13 @@ def _show(args) -> int:
     from core.runs.store import RunStore
 
     run = RunStore().get(args.run_id)
-    print(json.dumps({"status": run.effective_status(), "progress": run.progress(),
-                      "metrics": run.metrics()}, indent=2, default=str))
+    if args.json:
+        print(json.dumps({"status": run.effective_status(), "progress": run.progress(),
+                          "metrics": run.metrics()}, indent=2, default=str))
+    else:
+        from core.runs.progress import run_summary
+
+        print("\n".join(run_summary(run)))
     return 0
 
 
@@ -175,6 +180,7 @@ def parser() -> argparse.ArgumentParser:
     sub.add_parser("runs", help="list runs").set_defaults(func=_runs)
     s = sub.add_parser("show", help="status, progress and metrics of a run")
     s.add_argument("run_id")
+    s.add_argument("--json", action="store_true", help="everything as JSON, for scripts")
     s.set_defaults(func=_show)
     c = sub.add_parser("cancel", help="cancel a queued or running run")
     c.add_argument("run_id")

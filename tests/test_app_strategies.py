@@ -68,6 +68,18 @@ def test_without_a_dataset_the_page_says_where_to_pick_one(store):
     assert "No runs yet" in texts(at.caption)
 
 
+def test_a_one_class_dataset_is_refused_before_any_form(store, tmp_path):
+    """A dataset that cannot train says so at once: no form, no queued run that fails later."""
+    from tests.helpers import write_images
+
+    write_images(tmp_path / "one" / "train" / "cats", 0, 4)
+    write_images(tmp_path / "one" / "validation" / "cats", 0, 2)
+    at = open_page(scan_folder(tmp_path / "one"))
+    assert "needs at least two classes with training images; found 1 (cats)." in texts(at.error)
+    assert "No strategy can train on it" in texts(at.error)
+    assert not [b for b in at.button if b.key in ("tl_strat_train", "tl_strat_all", "tl_sweep_launch")]
+
+
 def test_launch_a_run_then_see_it_in_the_comparison_and_the_curves(store, image_folder):
     at = open_page(scan_folder(image_folder))
     tiny_scratch(at)
@@ -114,9 +126,9 @@ def test_compare_all_queues_every_strategy_on_the_same_split(store, image_folder
     assert [c["strategy"] for c in configs] == list(registry.STRATEGIES)
     assert len({(c["dataset"], c["seed"], c["val_fraction"], c["group"]) for c in configs}) == 1
     assert all(c["weights"] == "random" and c["input_size"] == 32 for c in configs)
-    assert [r.effective_state() for r in runs] == ["queued"] * 5
+    assert [r.effective_state() for r in runs] == ["queued"] * n
     waiting = [c.value for c in at.caption if c.value.startswith("Waiting in the queue")]
-    assert waiting == [f"Waiting in the queue (#{i})" for i in range(1, 6)]
+    assert waiting == [f"Waiting in the queue (#{i})" for i in range(1, n + 1)]
 
     fine_tune = next(r for r in runs if r.config["strategy"] == "fine_tune")
     at.button(key=f"tl_cancel_{fine_tune.id}").click().run()
@@ -124,7 +136,7 @@ def test_compare_all_queues_every_strategy_on_the_same_split(store, image_folder
     assert f"'{fine_tune.name}' cancelled." in texts(at.info)
     assert f"tl_cancel_{fine_tune.id}" not in [b.key for b in at.button]
     states = table_rows(at).set_index("run_id")["state"]
-    assert states[fine_tune.id] == "cancelled" and (states == "queued").sum() == 4
+    assert states[fine_tune.id] == "cancelled" and (states == "queued").sum() == n - 1
 
 
 def test_cancel_a_running_job_from_the_queue(store, image_folder):

@@ -47,9 +47,17 @@ def test_train_writes_a_run_that_runs_lists(image_folder, tl_home):
     line = next(line for line in listed.stdout.splitlines() if run.id in line)
     assert "done" in line and "scratch" in line and f"val_acc={metrics['val_accuracy']:.3f}" in line
 
-    shown = cli("show", run.id, home=tl_home)
+    shown = cli("show", run.id, "--json", home=tl_home)
     assert shown.returncode == 0, shown.stderr
     assert json.loads(shown.stdout)["metrics"]["val_accuracy"] == pytest.approx(metrics["val_accuracy"])
+
+    summary = cli("show", run.id, home=tl_home)  # for a person: a few lines, not the confusion matrix
+    assert summary.returncode == 0, summary.stderr
+    lines = summary.stdout.splitlines()
+    assert lines[0] == f"cli smoke  [{run.id}]" and "state:     done" in lines
+    assert f"accuracy:  {metrics['val_accuracy']:.1%} on" in summary.stdout
+    assert "From scratch" in summary.stdout and f"folder:    {run.dir}" in lines
+    assert len(lines) < 12 and "confusion" not in summary.stdout
 
 
 def test_backbones_lists_the_registry(tl_home):

@@ -25,6 +25,17 @@ def test_every_entry_is_complete_and_its_options_are_config_fields():
         assert entry.pretrained or entry.network, f"{name}: a strategy without a backbone names its network"
 
 
+def test_every_option_default_fits_its_widget_in_both_presets():
+    """A default outside an option's bounds makes its widget fail to draw on the Strategies page."""
+    for name, entry in registry.STRATEGIES.items():
+        for preset in registry.PRESETS:
+            cfg = registry.make_config(name, preset)
+            for option in entry.options:
+                value = getattr(cfg, option.field)
+                if option.kind in ("int", "float"):
+                    assert option.lo <= value <= option.hi, (name, preset, option.field, value)
+
+
 def test_classic_preset_keeps_the_strategy_and_its_textbook_adaptation():
     ft = registry.make_config("fine_tune", "classic", dataset="/d")
     assert (ft.strategy, ft.backbone, ft.input_size, ft.optimizer) == ("fine_tune", "vgg16", 150, "rmsprop")

@@ -95,7 +95,7 @@ def test_classifier_rejects_a_photo_over_50_mb_and_classifies_the_rest(finished_
         ("huge.jpg", jpeg(51 * MB, seed=2), "image/jpeg"),  # the decoder alone would take it (64 MiB)
     ])
     ok(at.run())
-    assert "huge.jpg is 51.0 MB; the limit is 50 MB." in texts(at.error)
+    assert "Rejected: huge.jpg is 51.0 MB; the limit is 50 MB; the other 1 photo went on." in texts(at.error)
     metrics = {m.label: m.value for m in at.metric}
     assert metrics["Photos"] == "1" and metrics["Classified"] == "1"
     assert list(at.dataframe[0].value["file"]) == ["small.jpg"]

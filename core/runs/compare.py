@@ -37,7 +37,7 @@ def run_row(run) -> dict:
     m = (run.metrics() or {}) if status["state"] == "done" else {}
     strategy = cfg.get("strategy", "")
     entry = registry.STRATEGIES.get(strategy)
-    pretrained = entry is None or entry.pretrained
+    pretrained = registry.uses_backbone(strategy)
     wall = None
     if status.get("started") and status.get("finished"):
         wall = status["finished"] - status["started"]

@@ -85,3 +85,28 @@ def progress_summary(progress: dict, state: str = "running") -> tuple[float | No
     if eta is not None and fraction is not None and fraction < 1:
         parts.append(f"ETA {format_seconds(eta)}")
     return (None if fraction is None else float(min(max(fraction, 0.0), 1.0))), " · ".join(parts)
+
+
+def run_summary(run) -> list[str]:
+    """A run in a few lines for a terminal: what it is, how it stands, what it reached, where it is."""
+    from core.runs.compare import run_row
+
+    row = run_row(run)
+    state = row["state"] + (f" ({row['reason']})" if row.get("reason") else "")
+    lines = [f"{row['name']}  [{run.id}]", f"state:     {state}",
+             f"strategy:  {row['Strategy']} · {row['backbone']} ({row['weights']})"]
+    if row["state"] == "running":
+        lines.append(f"progress:  {progress_summary(run.progress(), 'running')[1]}")
+    accuracy = as_number(row.get("val_accuracy"))
+    if accuracy is not None:
+        f1 = as_number(row.get("macro_f1"))
+        lines.append(f"accuracy:  {accuracy:.1%} on {int(as_number(row.get('val_images')) or 0):,} validation images"
+                     + (f", macro F1 {f1:.3f}" if f1 is not None else ""))
+    seconds = as_number(row.get("train_seconds"))
+    if seconds is not None:
+        epochs = as_number(row.get("epochs_run"))
+        lines.append(f"time:      {format_seconds(seconds)}" + (f", {int(epochs)} epochs" if epochs else ""))
+    if row.get("started_by"):
+        lines.append(f"started by {row['started_by']}")
+    lines += [f"dataset:   {row['dataset']}", f"folder:    {run.dir}"]
+    return lines

@@ -75,7 +75,6 @@ def run_name(config: dict) -> str:
     if config.get("name"):
         return str(config["name"])
     strategy = config.get("strategy", "run")
-    entry = registry.STRATEGIES.get(strategy)
-    if entry is not None and not entry.pretrained:
-        return entry.label
+    if not registry.uses_backbone(strategy):
+        return registry.label(strategy)
     return f"{registry.label(strategy)} · {config.get('backbone', '')}"

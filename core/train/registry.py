@@ -122,7 +122,7 @@ STRATEGIES: dict[str, Strategy] = {s.name: s for s in (
         modern=dict(epochs=30, learning_rate=2e-3, input_size=0, early_stopping=8, head_units=0, dropout=0.2),
         classic=dict(learning_rate=1e-4, scratch_filters=(32, 64, 128, 128), head_units=512),
         options=(_EPOCHS, _LR, _EARLY, _REDUCE, Option("head_units", "Dense units", "int", 0, 8192), _DROPOUT,
-                 Option("input_size", "Input size (px)", "int", 32, 1024),
+                 Option("input_size", "Input size (px, 0: from the data)", "int", 0, 1024),
                  Option("scratch_filters", "Filters per conv block", "ints",
                         help="One number per convolution block, e.g. 32, 64, 128.")),
         problems=_scratch_problems,
@@ -146,6 +146,12 @@ def get(name: str) -> Strategy:
 def label(name: str) -> str:
     """The strategy's label, or the name itself for one this version does not know (old runs)."""
     return LABELS.get(name, name)
+
+
+def uses_backbone(name: str) -> bool:
+    """Whether runs of ``name`` train on a pretrained backbone (unknown names: assume so)."""
+    entry = STRATEGIES.get(name)
+    return entry is None or entry.pretrained
 
 
 def check(cfg: StrategyConfig) -> StrategyConfig:
