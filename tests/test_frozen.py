@@ -159,3 +159,19 @@ def test_fine_tuning_with_augmentation_runs_the_prefix_on_the_engine_each_epoch(
     n_train, n_val = len(ds.paths("train")), len(ds.paths("validation"))
     assert sum(calls) == n_val + 2 * n_train  # validation cached once, training images every epoch
     assert "cut_cache_seconds" not in ctx.extra and len(ctx.rec.rows) == 2
+
+
+def test_the_strategy_fits_run_their_frozen_part_on_the_engine(image_folder, weights_dir, monkeypatch):
+    """frozen_augment and fine_tune through the registry: the head (and the unfrozen top) train
+    on the engine's outputs, and the run's metrics say so."""
+    from core.train import registry
+    from core.train.fit import fit
+
+    monkeypatch.setenv(engine.ENGINE_ENV, "openvino")
+    common = dict(dataset=str(image_folder), backbone="tiny", epochs=2, batch_size=8, head_units=8, seed=0)
+    fa = fit(registry.make_config("frozen_augment", **common))
+    assert fa.metrics["frozen_engine"] == engine.choose().label and fa.metrics["epochs_run"] == 2
+    assert 0.0 <= fa.metrics["val_accuracy"] <= 1.0
+    ft = fit(registry.make_config("fine_tune", fine_tune_layers=1, fine_tune_epochs=2, **common))
+    assert ft.metrics["cut_layer"] == "top_activation" and ft.metrics["frozen_engine"].startswith("openvino")
+    assert ft.metrics["epochs_run"] == 4

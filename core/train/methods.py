@@ -12,6 +12,7 @@ import time
 
 import numpy as np
 
+from core.train import frozen
 from core.train.evaluation import to_probabilities
 from core.train.loop import Context, compile_model, fit_phase, targets
 from core.train.strategies import (
@@ -124,12 +125,18 @@ def fit_fine_tune(ctx: Context):
     if ctx.cancelled:
         return model, bb.input_size, _validation_probs(ctx, head, feats)
     best = _best_row(ctx.rec.rows) if cfg.restore_best else None
-    model = build_transfer_model(bb, cfg.pooling, head, resolved_augmentation(ctx))
+    aug = resolved_augmentation(ctx)
+    model = build_transfer_model(bb, cfg.pooling, head, aug)
     ctx.extra["unfrozen_layers"] = unfreeze_top(bb.base, cfg.fine_tune_layers, cfg.fine_tune_from)
     epochs_done = len(ctx.rec.rows)
     ctx.extra["fine_tune_start_epoch"] = epochs_done + 1
-    ctx.fit_images(model, bb.input_size, "fine_tune", cfg.fine_tune_epochs, epochs_done, cfg.fine_tune_lr,
-                   baseline=(best["val_accuracy"], best["val_loss"]) if best else None)
+    baseline = (best["val_accuracy"], best["val_loss"]) if best else None
+    if frozen.engine_enabled(bb.frozen_forward(cfg.pooling)):  # the frozen prefix on the engine
+        frozen.fit_fine_tune_from_cut(ctx, bb, head, aug, model, "fine_tune", cfg.fine_tune_epochs, epochs_done,
+                                      cfg.fine_tune_lr, baseline)
+    else:
+        ctx.fit_images(model, bb.input_size, "fine_tune", cfg.fine_tune_epochs, epochs_done, cfg.fine_tune_lr,
+                       baseline=baseline)
     return model, bb.input_size, None
 
 
@@ -144,8 +151,12 @@ def fit_frozen_augment(ctx: Context):
     bb = ctx.backbone()
     bb.base.trainable = False
     head = build_head(_pooled_dim(bb, cfg.pooling), ctx.k, cfg.head_units, cfg.dropout)
-    model = build_transfer_model(bb, cfg.pooling, head, resolved_augmentation(ctx))
-    ctx.fit_images(model, bb.input_size, "train", cfg.epochs, 0, cfg.learning_rate)
+    aug = resolved_augmentation(ctx)
+    model = build_transfer_model(bb, cfg.pooling, head, aug)
+    if frozen.engine_enabled(bb.frozen_forward(cfg.pooling)):  # the frozen base on the engine
+        frozen.fit_frozen_head(ctx, bb, head, aug, model)
+    else:
+        ctx.fit_images(model, bb.input_size, "train", cfg.epochs, 0, cfg.learning_rate)
     return model, bb.input_size, None
 
 
