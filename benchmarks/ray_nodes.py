@@ -22,6 +22,11 @@ from typing import Iterator
 RAY = Path(sys.executable).with_name("ray")
 
 
+# A loopback address Ray keeps: it swaps 127.0.0.1 (and "localhost") for the machine's network
+# address (ray._private.services.resolve_ip_for_localhost), so its traffic would leave loopback.
+NODE_IP = "127.0.0.2"
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -83,7 +88,7 @@ def local_ray_cluster(nodes: int = 2, cpus: int = 1, object_store_mb: int = 200)
 
     base = Path(tempfile.mkdtemp(prefix="tlray-", dir="/tmp"))  # short: Ray's socket paths are limited
     port = free_port()
-    address = f"127.0.0.1:{port}"
+    address = f"{NODE_IP}:{port}"
     env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
     common = ["--block", "--num-cpus", str(cpus), "--object-store-memory", str(object_store_mb * 2**20),
               "--disable-usage-stats"]
@@ -92,8 +97,9 @@ def local_ray_cluster(nodes: int = 2, cpus: int = 1, object_store_mb: int = 200)
     try:
         for i in range(nodes):
             log_path = base / f"node{i}.log"
-            args = (["--head", "--node-ip-address", "127.0.0.1", "--port", str(port), "--ray-client-server-port",
-                     str(free_port()), "--include-dashboard", "false"] if i == 0 else ["--address", address])
+            args = (["--head", "--node-ip-address", NODE_IP, "--port", str(port), "--ray-client-server-port",
+                     str(free_port()), "--include-dashboard", "false"] if i == 0
+                    else ["--address", address, "--node-ip-address", NODE_IP])
             with open(log_path, "wb") as log:
                 procs.append(subprocess.Popen([str(RAY), "start", *args, "--temp-dir", str(base / f"n{i}"), *common],
                                               env=env, stdout=log, stderr=subprocess.STDOUT,

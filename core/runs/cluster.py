@@ -84,8 +84,10 @@ def connect():
             raise ClusterError(_failed[2])
         try:
             _probe(addr)  # ray.init waits minutes on an address nobody answers: fail in seconds instead
+            host = addr.rsplit(":", 1)[0]
+            local = {"_node_ip_address": host} if host.startswith("127.") else {}  # a loopback cluster stays on it
             ray.init(address=addr, namespace=NAMESPACE, log_to_driver=False, logging_level=logging.WARNING,
-                     configure_logging=False)
+                     configure_logging=False, **local)
         except Exception as err:  # noqa: BLE001 - Ray raises ConnectionError, RuntimeError, ValueError...
             text = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
             message = f"Cannot reach the Ray cluster at {addr} ({ADDRESS_ENV}): {text}"
