@@ -50,6 +50,10 @@ class EngineError(TransferLabError):
     """An inference engine that cannot be used as asked (unknown name, missing runtime)."""
 
 
+class Cancelled(TransferLabError):
+    """Long work (an extraction, a labelling pass) stopped because the person asked it to."""
+
+
 class ConfigError(TransferLabError):
     """An option a user typed that cannot make a run configuration."""
 

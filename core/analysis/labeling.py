@@ -107,7 +107,8 @@ def classifier_probabilities(paths: Sequence[str], backbone: str, weights: Any =
     The frozen classifier runs on the engine (``core.nets.engine``, parity-guarded) as the
     live classifier's does."""
     from core.nets.backbones import load_classifier
-    from core.features.cache import Cancelled, ExtractProgress
+    from core.errors import Cancelled
+    from core.features.cache import ExtractProgress
     from core.data.pipeline import image_dataset
     from core.serve.inference import Predictor
 

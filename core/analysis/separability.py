@@ -133,7 +133,7 @@ def separability_table(
     A backbone that cannot run (weights missing offline) gets its reason in ``error``.
     Ranked by the k-NN accuracy, then the silhouette.
     """
-    from core.features.cache import Cancelled
+    from core.errors import Cancelled
     from core.nets.backbones import get_spec
 
     entries = list(entries) if entries is not None else default_entries()

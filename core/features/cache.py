@@ -27,16 +27,12 @@ import numpy as np
 from core import atomic, settings
 from core.data.dataset import Dataset
 from core.hashing import file_sha256
-from core.errors import CacheCorrupt, StorageError, TransferLabError
+from core.errors import CacheCorrupt, Cancelled, StorageError, TransferLabError
 from core.nets.forward import check_pooling
 
 # Bump when decoding, resizing or pooling changes what a cached entry would hold.
 PREP_VERSION = 1
 DEFAULT_BATCH = 32
-
-
-class Cancelled(TransferLabError):
-    """Extraction stopped because the caller asked it to."""
 
 
 @dataclass

@@ -109,7 +109,7 @@ def extract(bounds: list[tuple[int, int]], paths: list[str], rows: list[int], ou
             on_rows: Callable[[int], None] | None = None, should_stop: Callable[[], bool] | None = None) -> str:
     """Run the shards of ``paths`` (entry rows ``rows``) on the cluster and write their features into
     ``out``/``valid``; returns the engine label every shard used. ``on_rows(n)`` after each shard."""
-    from core.features.cache import Cancelled
+    from core.errors import Cancelled
 
     global _remote_shard
     ray = cluster.connect()

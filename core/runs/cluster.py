@@ -240,7 +240,7 @@ class RunActor:
 
         import ray
 
-        from core.runs.store import HOST, Run, RunStore
+        from core.runs.store import HOST, Run
 
         code = 3
         try:
@@ -264,20 +264,15 @@ class RunActor:
                         env={**os.environ, ACTOR_ENV: self.name}, stdin=subprocess.DEVNULL, stdout=log,
                         stderr=subprocess.STDOUT, start_new_session=True, close_fds=True,
                         preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None)
-                code = proc.wait()
+                code = proc.wait()  # a worker that finishes starts the next queued run itself
                 self._record_exit(run, proc.pid, code)
-                from core.runs import jobs
-
-                try:
-                    jobs.pump(RunStore(run.dir.parent))  # the next queued run, as a local worker does
-                except Exception as err:  # noqa: BLE001 - the run's own verdict is written already
-                    print(f"[run actor {self.name}] could not start the next run: {err}", flush=True)
         finally:
             ray.actor.exit_actor()  # free the run's CPUs/GPUs: one actor per run
         return code
 
     def _record_exit(self, run, pid: int, code: int) -> None:
-        from core.runs import jobs
+        """A worker that died without its verdict: the run fails with how; the next pump
+        (the dashboard's refresh, the command line) starts the next run, as for a local worker."""
         from core.runs.store import HOST
 
         with run.status_update() as status:
@@ -290,7 +285,7 @@ class RunActor:
             node = (status.get("cluster") or {}).get("node_ip") or "?"
             status.update(state="failed", finished=time.time(),
                           reason=f"worker process (pid {pid} on {HOST}, Ray node {node}) {how} without finishing "
-                                 "the run; see worker.log", error=jobs._log_tail(run) or None)
+                                 "the run; see worker.log", error=run.log_tail() or None)
 
 
 def describe() -> dict[str, Any]:

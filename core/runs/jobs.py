@@ -30,7 +30,6 @@ from core.runs.store import HOST, Run, RunStore, death_reason, pid_alive, proces
 
 MAX_JOBS_ENV = "TRANSFER_LAB_MAX_JOBS"
 REPO_ROOT = Path(__file__).resolve().parents[2]
-LOG_TAIL_LINES = 30
 
 # Workers this process started; polled so that finished ones do not linger as zombies.
 _children: dict[int, subprocess.Popen] = {}
@@ -52,14 +51,6 @@ def _queue_lock(root: Path) -> Iterator[None]:
         yield
 
 
-def _log_tail(run: Run) -> str:
-    try:
-        lines = run.log_path.read_text(encoding="utf-8", errors="replace").splitlines()
-    except OSError:
-        return ""
-    return "\n".join(lines[-LOG_TAIL_LINES:])
-
-
 def _reap() -> None:
     for pid, proc in list(_children.items()):
         if proc.poll() is not None:
@@ -72,7 +63,7 @@ def _mark_dead(run: Run) -> bool:
         reason = death_reason(status) or cluster.lost_reason(status)  # the latter: Ray runs only
         if not reason:
             return False
-        status.update(state="failed", finished=time.time(), reason=reason, error=_log_tail(run) or None)
+        status.update(state="failed", finished=time.time(), reason=reason, error=run.log_tail() or None)
     return True
 
 

@@ -162,6 +162,14 @@ class Run:
     def log_path(self) -> Path:
         return self.dir / "worker.log"
 
+    def log_tail(self, lines: int = 30) -> str:
+        """The worker log's last lines: what a failed run keeps as its error."""
+        try:
+            text = self.log_path.read_text(encoding="utf-8", errors="replace").splitlines()
+        except OSError:
+            return ""
+        return "\n".join(text[-lines:])
+
     # -- name ---------------------------------------------------------------
     @property
     def name(self) -> str:

@@ -184,7 +184,7 @@ class CutCache:
     def __init__(self, forward, paths, size: int, shape: tuple[int, ...], batch_size: int = 32,
                  should_stop: Callable[[], bool] | None = None):
         from core.data.pipeline import pixel_batches
-        from core.features.cache import Cancelled
+        from core.errors import Cancelled
 
         self.folder = settings.subdir("cut_cache") / f"{time.time_ns()}"
         self.folder.mkdir(parents=True)

@@ -22,7 +22,8 @@ from core.train.strategies import (
 
 def _features(ctx: Context, bb):
     """Cached features of both splits, or None when the user cancelled the extraction."""
-    from core.features.cache import Cancelled, ExtractProgress, extract_features
+    from core.errors import Cancelled
+    from core.features.cache import ExtractProgress, extract_features
 
     cfg, reporter, out = ctx.cfg, ctx.rec, {}
     bb.base.trainable = False  # the features come from the frozen base; its weights are not trained
