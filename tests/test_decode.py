@@ -64,7 +64,7 @@ def test_real_photos_keep_their_pixels_through_the_draft(cats_vs_dogs):
 def test_pixel_batches_match_the_tf_data_pipeline_in_order_with_bad_files_blank(tmp_path):
     from core.data.pipeline import image_dataset, pixel_batches
 
-    from .conftest import write_images
+    from tests.helpers import write_images
 
     paths = [str(p) for p in write_images(tmp_path / "a", 0, 7, size=(40, 48), fmt="jpg")]
     paths.insert(3, str(tmp_path / "broken.jpg"))

@@ -97,21 +97,34 @@ def fit_frozen_head(ctx, bb, head, aug, saved_model) -> None:
 
 def _crossing(base, start: int) -> dict:
     """Tensors made by ``base.layers[:start]`` that ``base.layers[start:]`` read in ``base``'s own
-    graph (what crosses a cut there). Only the base's nodes count: a sub-model built on its
-    layers (Keras clones graph nodes for one) must not add crossings."""
-    layers = base.layers
-    before = {id(layer) for layer in layers[:start]}
-    after = {id(layer) for layer in layers[start:]}
+    graph (what crosses a cut there), from the graph Keras serialises (``get_config``): only the
+    base's own nodes count, not those of a sub-model later built on its layers."""
+    before = {layer.name for layer in base.layers[:start]}
+    after = {layer.name for layer in base.layers[start:]}
     out = {}
-    for nodes in base._nodes_by_depth.values():
-        for node in nodes:
-            if id(node.operation) not in after:
+    for layer in base.get_config()["layers"]:
+        if layer["name"] not in after:
+            continue
+        for name, node_index, tensor_index in _history(layer["inbound_nodes"]):
+            if name not in before:
                 continue
-            for t in node.input_tensors:
-                h = t._keras_history
-                if id(h.operation) in before:
-                    out[(h.operation.name, h.node_index, h.tensor_index)] = t
+            if node_index:
+                raise TransferLabError(f"Layer '{name}' of {base.name} is used twice: cannot cut the base there.")
+            output = base.get_layer(name).output  # its first call: the base's own graph
+            out[(name, node_index, tensor_index)] = output[tensor_index] if isinstance(output, (list, tuple)) else output
     return out
+
+
+def _history(spec):
+    """Every ``keras_history`` (layer name, node index, tensor index) in a serialised inbound-node spec."""
+    if isinstance(spec, dict):
+        if "keras_history" in spec:
+            yield tuple(spec["keras_history"])
+        for value in spec.values():
+            yield from _history(value)
+    elif isinstance(spec, (list, tuple)):
+        for value in spec:
+            yield from _history(value)
 
 
 def first_unfrozen(base) -> int:
