@@ -95,6 +95,16 @@ def test_a_mirror_symmetric_dataset_keeps_its_horizontal_flip():
     assert flips.flip_mode(list(checks.values())) == "horizontal"
 
 
+def test_a_flip_the_measurement_cannot_clear_is_left_out():
+    """Random labels: the class probe is at chance, so nothing shows a flip keeps the class
+    (on cats_vs_dogs a weak pixel probe once let both flips through this way)."""
+    rng = np.random.default_rng(0)
+    pix = rng.integers(0, 256, (80, 32, 32, 3)).astype(np.uint8)
+    checks = flips.flip_checks(pix, np.arange(80) % 2, seed=0)
+    assert all(c.keeps_class is None and not c.allowed for c in checks)
+    assert flips.flip_mode(checks) == ""
+
+
 def test_background_is_measured_plain_on_digits_not_on_noise(digit_pixels):
     pix, _ = digit_pixels
     paper = flips.background(pix)

@@ -40,7 +40,10 @@ class FlipCheck:
 
     @property
     def allowed(self) -> bool:
-        return self.looks_like_data and self.keeps_class is not False
+        """Both measured: the class is kept and the copies look like the data. When the class
+        probe is near chance (photos, for a pixel probe) neither test has the power to clear a
+        flip, so it is left out: no default may change what an image shows."""
+        return self.looks_like_data and self.keeps_class is True
 
 
 def _flip(pixels: np.ndarray, direction: str) -> np.ndarray:
@@ -147,7 +150,9 @@ def decide(pixels: np.ndarray, y: np.ndarray, aug: Augment | None = None, seed: 
         flip = flip_mode(checks)
         for c in checks:
             kept = {True: "still classifies", False: "misreads", None: "cannot judge (near chance on originals)"}
-            verdict = "allowed" if c.allowed else "left out: it changes what the image shows"
+            verdict = ("allowed" if c.allowed else "left out: it changes what the image shows"
+                       if c.keeps_class is False or not c.looks_like_data else
+                       "left out: the measurement cannot show it keeps the class (choose it to override)")
             reasons.append(
                 f"{c.direction.capitalize()} flip {verdict}. A pixel probe trained on originals "
                 f"{kept[c.keeps_class]} the flipped copies "
