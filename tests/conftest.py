@@ -11,7 +11,8 @@ import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from tests.helpers import CATS_VS_DOGS, SHARED, SHARED_WEIGHTS, write_images  # noqa: E402  (after the log level)
+from tests import tiny_backbone  # noqa: E402  (after the log level)
+from tests.helpers import CATS_VS_DOGS, SHARED, SHARED_WEIGHTS, make_local_backbone, write_images  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
@@ -95,3 +96,25 @@ def store(monkeypatch):
             except ProcessLookupError:
                 pass
     jobs._reap()
+
+
+@pytest.fixture(scope="session")
+def tiny_weights(tmp_path_factory) -> Path:
+    """A folder holding the tiny local backbone of tests/tiny_backbone.py, built once a session."""
+    return tiny_backbone.build(tmp_path_factory.mktemp("tiny_weights"))
+
+
+@pytest.fixture
+def tiny(tiny_weights, monkeypatch) -> str:
+    """The tiny backbone's name, with the weights folder pointing at it."""
+    monkeypatch.setenv("TRANSFER_LAB_WEIGHTS_DIR", str(tiny_weights))
+    return tiny_backbone.NAME
+
+
+@pytest.fixture
+def local_weights(tmp_path, monkeypatch) -> Path:
+    """A weights folder of this test's own with ``make_local_backbone``'s "tiny" in it."""
+    folder = tmp_path / "weights"
+    monkeypatch.setenv("TRANSFER_LAB_WEIGHTS_DIR", str(folder))
+    make_local_backbone(folder)
+    return folder

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from pathlib import Path
 
 import numpy as np
@@ -77,3 +78,14 @@ def make_local_backbone(folder: Path, name: str = "tiny", size: int = 32, seed: 
     }
     (folder / f"{name}.json").write_text(json.dumps(manifest))
     return model
+
+
+def wait_for(predicate, timeout: float = 30.0, what: str = "condition", poll: float = 0.1):
+    """``predicate()``'s first truthy value, polled; an AssertionError naming ``what`` after ``timeout`` s."""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(poll)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")

@@ -12,16 +12,10 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from core import settings
-from tests import tiny_backbone
 from tests.helpers import REPO, write_images
 
 APP = str(REPO / "streamlit_app.py")
 REFUSED = "is outside the folders this server allows"
-
-
-@pytest.fixture(scope="module")
-def tiny_weights(tmp_path_factory) -> Path:
-    return tiny_backbone.build(tmp_path_factory.mktemp("access_tiny_weights"))
 
 
 @pytest.fixture

@@ -15,15 +15,10 @@ APP = str(REPO / "streamlit_app.py")
 TIMEOUT = 240
 
 
-@pytest.fixture(scope="session")
-def tiny_weights(tmp_path_factory) -> Path:
-    return tiny_backbone.build(tmp_path_factory.mktemp("tiny_weights_app"))
-
-
 @pytest.fixture(autouse=True)
-def tiny(tiny_weights, monkeypatch) -> str:
-    monkeypatch.setenv("TRANSFER_LAB_WEIGHTS_DIR", str(tiny_weights))
-    return tiny_backbone.NAME
+def tiny(tiny):
+    """Every test here uses the tiny backbone."""
+    return tiny
 
 
 def png(path: Path) -> tuple[str, bytes, str]:

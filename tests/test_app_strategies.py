@@ -7,7 +7,6 @@ from __future__ import annotations
 import shutil
 import time
 
-import pytest
 from streamlit.testing.v1 import AppTest
 
 from core.train import registry

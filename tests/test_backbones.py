@@ -4,7 +4,6 @@ local backbones, and the preprocessing layer against keras.applications."""
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 from urllib.error import URLError
 
@@ -15,7 +14,6 @@ import pytest
 from keras.src.legacy.saving import legacy_h5_format
 from keras.src.utils import file_utils
 
-from core.nets import backbones
 from core.hashing import file_id
 from core import settings
 from core.nets.backbones import (

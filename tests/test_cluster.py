@@ -22,21 +22,12 @@ from benchmarks.ray_nodes import free_port, local_ray_cluster, processes_of
 from core.runs import cluster, jobs
 from core.runs.store import Run, pid_alive
 from core.train.strategies import StrategyConfig
-from tests.helpers import make_local_backbone, write_images
+from tests.helpers import make_local_backbone, wait_for, write_images
 
 pytestmark = pytest.mark.cluster
 
 TINY = dict(strategy="scratch", input_size=32, scratch_filters=(8, 16), head_units=8, dropout=0.0)
 
-
-def wait_for(predicate, timeout, what):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
 def _log(run: Run) -> str:

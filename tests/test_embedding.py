@@ -2,26 +2,14 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 from core.analysis import embedding
 from core.data.dataset import scan_folder
-from tests import tiny_backbone
 from tests.test_label_issues import blobs
 
-
-@pytest.fixture(scope="session")
-def tiny_weights(tmp_path_factory) -> Path:
-    return tiny_backbone.build(tmp_path_factory.mktemp("tiny_weights_emb"))
-
-
-@pytest.fixture
-def tiny(tiny_weights, monkeypatch) -> str:
-    monkeypatch.setenv("TRANSFER_LAB_WEIGHTS_DIR", str(tiny_weights))
-    return tiny_backbone.NAME
 
 
 def test_pca_and_tsne_shapes_and_cache(tl_home):

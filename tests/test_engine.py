@@ -13,7 +13,6 @@ from core.errors import EngineError
 from core.features.cache import extract_features
 from core.nets import backbones, engine
 
-from tests.helpers import make_local_backbone
 
 from .test_features import _reference
 
@@ -21,15 +20,7 @@ openvino = pytest.importorskip("openvino")
 
 
 @pytest.fixture
-def weights_dir(tmp_path, monkeypatch):
-    folder = tmp_path / "weights"
-    monkeypatch.setenv(settings.WEIGHTS_ENV, str(folder))
-    make_local_backbone(folder)
-    return folder
-
-
-@pytest.fixture
-def ds(image_folder, weights_dir):
+def ds(image_folder, local_weights):
     return scan_folder(image_folder)
 
 
@@ -127,7 +118,7 @@ def test_a_broken_engine_is_refused_and_tensorflow_takes_over(ds, tl_home, monke
     assert "refused" in engine.describe()
 
 
-def test_the_guard_waits_for_a_real_batch(weights_dir, tl_home, monkeypatch):
+def test_the_guard_waits_for_a_real_batch(local_weights, tl_home, monkeypatch):
     _use(monkeypatch, "openvino")
     bb = backbones.load_backbone("tiny")
     fwd = bb.frozen_forward("avg")
@@ -182,7 +173,7 @@ def test_engines_have_their_own_cache_rows(ds, tl_home, monkeypatch):
     assert extract_features(ds, "tiny").key == tf_fs.key
 
 
-def test_the_converted_model_is_kept_for_the_next_process(weights_dir, tl_home, monkeypatch):
+def test_the_converted_model_is_kept_for_the_next_process(local_weights, tl_home, monkeypatch):
     _use(monkeypatch, "openvino")
     x = np.random.default_rng(1).uniform(0, 255, (3, 32, 32, 3)).astype(np.float32)
     first = backbones.load_backbone("tiny").frozen_forward("avg")
@@ -244,7 +235,7 @@ def test_live_classifier_and_zero_shot_probabilities_run_on_the_engine(tiny_imag
     np.testing.assert_allclose(bad_p, ref_p, rtol=1e-5, atol=1e-6)
 
 
-def test_cli_and_status_line_name_the_engine(weights_dir, monkeypatch, capsys):
+def test_cli_and_status_line_name_the_engine(local_weights, monkeypatch, capsys):
     from core.__main__ import main
 
     _use(monkeypatch, "tensorflow")

@@ -25,15 +25,7 @@ from tests.helpers import make_local_backbone, write_images
 
 
 @pytest.fixture
-def weights_dir(tmp_path, monkeypatch) -> Path:
-    folder = tmp_path / "weights"
-    monkeypatch.setenv(settings.WEIGHTS_ENV, str(folder))
-    make_local_backbone(folder)
-    return folder
-
-
-@pytest.fixture
-def ds(image_folder, weights_dir) -> Dataset:
+def ds(image_folder, local_weights) -> Dataset:
     return scan_folder(image_folder)
 
 
@@ -306,7 +298,7 @@ def test_file_broken_after_scan_is_marked_invalid(ds, image_folder):
 
 # ---------------------------------------------------------------- errors and housekeeping
 
-def test_empty_split_and_bad_pooling(weights_dir, tmp_path):
+def test_empty_split_and_bad_pooling(local_weights, tmp_path):
     empty = Dataset(name="empty", root=str(tmp_path), classes=["a", "b"], records=[], fingerprint="abc")
     with pytest.raises(TransferLabError, match="no images"):
         extract_features(empty, "tiny", split="validation")

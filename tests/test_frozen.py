@@ -6,7 +6,6 @@ import keras
 import numpy as np
 import pytest
 
-from core import settings
 from core.data.dataset import scan_folder
 from core.data.images import load_rgb
 from core.nets import backbones, engine
@@ -15,21 +14,12 @@ from core.train.loop import Context, NullReporter, Recording, targets
 from core.train.strategies import Augment, StrategyConfig, augmentation, build_head, build_transfer_model, \
     unfreeze_top
 
-from .test_features import make_local_backbone
 
 pytest.importorskip("openvino")
 
 
 @pytest.fixture
-def weights_dir(tmp_path, monkeypatch):
-    folder = tmp_path / "weights"
-    monkeypatch.setenv(settings.WEIGHTS_ENV, str(folder))
-    make_local_backbone(folder)
-    return folder
-
-
-@pytest.fixture
-def ds(image_folder, weights_dir, monkeypatch):
+def ds(image_folder, local_weights, monkeypatch):
     monkeypatch.setenv(engine.ENGINE_ENV, "openvino")
     return scan_folder(image_folder)
 
@@ -97,8 +87,8 @@ def _residual_backbone(folder):
         "feature_layer": "top_activation", "pooled_layer": "avg_pool", "predictions_layer": "predictions"}))
 
 
-def test_the_cut_is_moved_before_a_residual_block_and_composes_to_the_base(weights_dir):
-    _residual_backbone(weights_dir)
+def test_the_cut_is_moved_before_a_residual_block_and_composes_to_the_base(local_weights):
+    _residual_backbone(local_weights)
     bb = backbones.load_backbone("resnetty")
     names = [layer.name for layer in bb.base.layers]
     unfreeze_top(bb.base, from_layer="block_conv2")  # inside the block: the skip crosses there
@@ -161,7 +151,7 @@ def test_fine_tuning_with_augmentation_runs_the_prefix_on_the_engine_each_epoch(
     assert "cut_cache_seconds" not in ctx.extra and len(ctx.rec.rows) == 2
 
 
-def test_the_strategy_fits_run_their_frozen_part_on_the_engine(image_folder, weights_dir, monkeypatch):
+def test_the_strategy_fits_run_their_frozen_part_on_the_engine(image_folder, local_weights, monkeypatch):
     """frozen_augment and fine_tune through the registry: the head (and the unfrozen top) train
     on the engine's outputs, and the run's metrics say so."""
     from core.train import registry

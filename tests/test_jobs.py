@@ -14,19 +14,11 @@ import pytest
 from core.runs import jobs
 from core.errors import RunError
 from core.runs.store import Run, RunStore, pid_alive
+from tests.helpers import wait_for
 
 REPO = Path(__file__).resolve().parents[1]
 TARGETS = "tests.jobs_targets:"
 
-
-def wait_for(predicate, timeout=30.0, what="condition"):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def new(store: RunStore, target: str, **config) -> Run:

@@ -16,16 +16,6 @@ from tests.helpers import write_images
 TINY = tiny_backbone.NAME
 
 
-@pytest.fixture(scope="session")
-def tiny_weights(tmp_path_factory) -> Path:
-    return tiny_backbone.build(tmp_path_factory.mktemp("tiny_weights"))
-
-
-@pytest.fixture
-def tiny(tiny_weights, monkeypatch) -> str:
-    monkeypatch.setenv("TRANSFER_LAB_WEIGHTS_DIR", str(tiny_weights))
-    return TINY
-
 
 @pytest.fixture
 def inbox(tmp_path) -> tuple[Path, dict[str, str]]:

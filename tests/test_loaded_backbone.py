@@ -5,7 +5,6 @@ from __future__ import annotations
 import shutil
 import threading
 from collections import OrderedDict
-from pathlib import Path
 
 import pytest
 
@@ -16,14 +15,9 @@ from core.nets import backbones, loaded
 from tests import tiny_backbone
 
 
-@pytest.fixture(scope="session")
-def tiny_weights(tmp_path_factory) -> Path:
-    return tiny_backbone.build(tmp_path_factory.mktemp("tiny_weights_loaded"))
-
-
 @pytest.fixture
-def tiny(tiny_weights, monkeypatch) -> str:
-    monkeypatch.setenv("TRANSFER_LAB_WEIGHTS_DIR", str(tiny_weights))
+def tiny(tiny, monkeypatch) -> str:
+    """The tiny backbone, with this process's backbone cache empty."""
     monkeypatch.setattr(loaded, "_HELD", OrderedDict())
     return tiny_backbone.NAME
 

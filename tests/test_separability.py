@@ -3,7 +3,6 @@ table that compares backbones with it."""
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,7 +10,6 @@ import pytest
 from core.analysis import separability
 from core.data.dataset import scan_folder
 from core.errors import TransferLabError, WeightsUnavailable
-from tests import tiny_backbone
 from tests.test_label_issues import blobs
 
 DIM = 32
@@ -28,16 +26,6 @@ def gaussians(n_per_class: int, shift: float, classes: int = 2, seed: int = 0):
         y += [c] * n_per_class
     return np.vstack(X).astype("float32"), np.array(y)
 
-
-@pytest.fixture(scope="session")
-def tiny_weights(tmp_path_factory) -> Path:
-    return tiny_backbone.build(tmp_path_factory.mktemp("tiny_weights_sep"))
-
-
-@pytest.fixture
-def tiny(tiny_weights, monkeypatch) -> str:
-    monkeypatch.setenv("TRANSFER_LAB_WEIGHTS_DIR", str(tiny_weights))
-    return tiny_backbone.NAME
 
 
 # ---------------------------------------------------------------- the measure

@@ -19,7 +19,7 @@ from core.data import uploads
 from core.errors import TransferLabError, UploadTooLarge
 from tests.helpers import REPO
 from tests.test_app_classifier import finished_run  # noqa: F401  (fixture)
-from tests.test_app_label import tiny, tiny_weights  # noqa: F401  (fixtures)
+from tests.test_app_label import tiny  # noqa: F401  (autouse there and here: the tiny backbone)
 
 APP = str(REPO / "streamlit_app.py")
 MB = uploads.MB

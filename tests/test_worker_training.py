@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import signal
-import time
 from pathlib import Path
 
 import pandas as pd
@@ -14,7 +13,7 @@ import pytest
 from core.runs import jobs
 from core.runs.store import Run, pid_alive
 from core.train.strategies import StrategyConfig
-from tests.helpers import write_images
+from tests.helpers import wait_for, write_images
 
 TINY = dict(strategy="scratch", input_size=32, scratch_filters=(8, 16), head_units=8, dropout=0.0)
 
@@ -26,15 +25,6 @@ def config(dataset, **kw) -> dict:
 def _log(run: Run) -> str:
     return run.log_path.read_text() if run.log_path.exists() else "(no worker.log)"
 
-
-def wait_for(predicate, timeout, what):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
 def wait_state(run: Run, *states: str, timeout=180.0) -> dict:

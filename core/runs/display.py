@@ -8,13 +8,7 @@ from __future__ import annotations
 
 import math
 
-
-def _number(value) -> float | None:
-    try:
-        v = float(value)
-    except (TypeError, ValueError):
-        return None
-    return v if math.isfinite(v) else None
+from core.runs.progress import as_number
 
 
 def run_choice_label(name: str, strategy_label: str, backbone: str, val_accuracy=None) -> str:
@@ -27,7 +21,7 @@ def run_choice_label(name: str, strategy_label: str, backbone: str, val_accuracy
         parts.append(strategy_label)
     if backbone and backbone.lower() not in text:
         parts.append(backbone)
-    acc = _number(val_accuracy)
+    acc = as_number(val_accuracy)
     if acc is not None:
         parts.append(f"val acc {acc:.3f}")
     return " · ".join(parts)
@@ -50,7 +44,7 @@ _NICE_SECONDS = (0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 3, 5, 10, 20, 30, 50, 60
 def log_ticks(values, most: int = 8) -> tuple[list[float], list[str]]:
     """Tick positions and labels for a log axis of seconds: round durations across the data's
     range, so a range inside one decade (3 s to 40 s) still has labelled ticks."""
-    finite = [v for v in (_number(x) for x in values) if v is not None and v > 0]
+    finite = [v for v in (as_number(x) for x in values) if v is not None and v > 0]
     if not finite:
         return [], []
     lo, hi = min(finite), max(finite)
@@ -80,7 +74,7 @@ def chip_labels(rows) -> dict[str, str]:
             if name.startswith(long):
                 name = short + name[len(long):]
                 break
-        acc = _number(row["val_accuracy"])
+        acc = as_number(row["val_accuracy"])
         tail = f"{acc:.1%}" if row["state"] == "done" and acc is not None else str(row["state"])
         labels[str(row["run_id"])] = f"{name} · {tail}"
     seen: dict[str, int] = {}
