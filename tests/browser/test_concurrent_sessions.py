@@ -156,8 +156,9 @@ def test_five_sessions_keep_their_own_selections_and_share_runs(app_server, app_
     box.click()
     listed = wait_for(viewer, lambda d: [o.text for o in css(d, '[role="option"]')] or None, 30, "the run options")
     listed += [el.text for el in css(viewer, '[data-testid="stMultiSelect"]')]  # the chips already selected
-    for run in runs:
-        assert any(run.id[-4:] in text and "done" in text for text in listed), (run.id, listed)
+    for run in runs:  # a finished run's chip reads "Features · BACKBONE · ACCURACY"
+        accuracy = f"{run.metrics()['val_accuracy']:.1%}"
+        assert any(run.config["backbone"] in text and accuracy in text for text in listed), (run.id, listed)
     box.send_keys(Keys.ESCAPE)  # close the list
     wait_idle(viewer, TIMEOUT_S)
     assert_clean(viewer)
