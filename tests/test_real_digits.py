@@ -61,6 +61,8 @@ def test_scratch_cnn_beats_the_pixel_baseline_on_digits(digits):
     from core.train.fit import fit
 
     pixel = fit(registry.make_config("pixel_baseline", dataset=str(digits))).metrics["val_accuracy"]
-    scratch = fit(registry.make_config("scratch", dataset=str(digits)))
+    # 12 epochs (the cosine schedule spans them): 0.989 against the pixels' 0.961 when measured,
+    # in 94 s; the default 30 with early stopping reach 0.992 in about twice the time
+    scratch = fit(registry.make_config("scratch", dataset=str(digits), epochs=12))
     assert scratch.metrics["input_size"] == 64
     assert scratch.metrics["val_accuracy"] > pixel
