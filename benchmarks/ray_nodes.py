@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -19,18 +18,14 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
+from benchmarks.common import free_port
+
 RAY = Path(sys.executable).with_name("ray")
 
 
 # A loopback address Ray keeps: it swaps 127.0.0.1 (and "localhost") for the machine's network
 # address (ray._private.services.resolve_ip_for_localhost), so its traffic would leave loopback.
 NODE_IP = "127.0.0.2"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _stat(pid: int) -> tuple[str, int, int, int] | None:

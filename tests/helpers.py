@@ -89,3 +89,15 @@ def wait_for(predicate, timeout: float = 30.0, what: str = "condition", poll: fl
             return value
         time.sleep(poll)
     raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+def worker_log(run) -> str:
+    """A run's worker log, for failure messages."""
+    return run.log_path.read_text() if run.log_path.exists() else "(no worker.log)"
+
+
+def wait_state(run, *states: str, timeout: float) -> dict:
+    """The run's status once its (recorded) state is one of ``states``."""
+    wait_for(lambda: run.status()["state"] in states, timeout,
+             f"{run.id} to be {states} (is {run.status()}); log:\n{worker_log(run)[-3000:]}")
+    return run.status()

@@ -18,26 +18,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from benchmarks.ray_nodes import free_port, local_ray_cluster, processes_of
+from benchmarks.common import free_port
+from benchmarks.ray_nodes import local_ray_cluster, processes_of
 from core.runs import cluster, jobs
 from core.runs.store import Run, pid_alive
 from core.train.strategies import StrategyConfig
-from tests.helpers import make_local_backbone, wait_for, write_images
+from tests.helpers import make_local_backbone, wait_for, wait_state, worker_log, write_images
 
 pytestmark = pytest.mark.cluster
 
 TINY = dict(strategy="scratch", input_size=32, scratch_filters=(8, 16), head_units=8, dropout=0.0)
 
-
-
-def _log(run: Run) -> str:
-    return run.log_path.read_text() if run.log_path.exists() else "(no worker.log)"
-
-
-def wait_state(run: Run, *states: str, timeout=150.0) -> dict:
-    wait_for(lambda: run.status()["state"] in states, timeout,
-             f"{run.id} to be {states} (is {run.status()}); log:\n{_log(run)[-3000:]}")
-    return run.status()
 
 
 def test_without_a_cluster_ray_is_never_imported_and_an_unreachable_one_is_said_fast(tmp_path, monkeypatch):
@@ -98,7 +89,7 @@ def test_run_on_the_cluster_ends_done_with_the_files_of_a_local_run(store, image
     monkeypatch.delenv(cluster.ADDRESS_ENV)
     local = store.create(config(image_folder, epochs=2, batch_size=8), name="local")
     jobs.submit(local)
-    assert wait_state(local, "done", "failed", "cancelled")["state"] == "done", _log(local)[-3000:]
+    assert wait_state(local, "done", "failed", "cancelled", timeout=150.0)["state"] == "done", worker_log(local)[-3000:]
 
     monkeypatch.setenv(cluster.ADDRESS_ENV, on_cluster["address"])
     remote = store.create(config(image_folder, epochs=2, batch_size=8), name="on the cluster")
@@ -106,8 +97,8 @@ def test_run_on_the_cluster_ends_done_with_the_files_of_a_local_run(store, image
     dispatched = remote.status()
     assert dispatched["state"] == "running" and dispatched["cluster"]["actor"] == cluster.actor_name(remote)
     assert dispatched["cluster"]["num_cpus"] == 1 and dispatched["cluster"]["num_gpus"] == 0
-    status = wait_state(remote, "done", "failed", "cancelled")
-    assert status["state"] == "done", f"{status}\n{_log(remote)[-3000:]}"
+    status = wait_state(remote, "done", "failed", "cancelled", timeout=150.0)
+    assert status["state"] == "done", f"{status}\n{worker_log(remote)[-3000:]}"
     assert status["reason"] is None and status["error"] is None
 
     assert _files(remote) == _files(local)
@@ -117,7 +108,7 @@ def test_run_on_the_cluster_ends_done_with_the_files_of_a_local_run(store, image
     assert remote.history()["epoch"].tolist() == local.history()["epoch"].tolist() == [1, 2]
     assert set(remote.metrics()) == set(local.metrics())
     assert len(remote.predictions()) == len(local.predictions()) == 8
-    assert f"run {remote.id} ended done" in _log(remote)
+    assert f"run {remote.id} ended done" in worker_log(remote)
 
     # where it ran: a node of this cluster, the worker's own host and pid, shown by the dashboard
     info = status["cluster"]
@@ -132,17 +123,17 @@ def test_run_on_the_cluster_ends_done_with_the_files_of_a_local_run(store, image
 def test_cancel_and_force_stop_on_the_cluster(store, on_cluster):
     run = store.create({"entry": "tests.jobs_targets:epochs", "epochs": 500, "sleep": 0.1}, name="cancel me")
     jobs.submit(run)
-    wait_for(lambda: len(run.history()) >= 2, 90, f"epochs on the cluster; log:\n{_log(run)}")
+    wait_for(lambda: len(run.history()) >= 2, 90, f"epochs on the cluster; log:\n{worker_log(run)}")
     assert run.progress()["epochs"] == 500  # live progress through the shared run store
     assert jobs.cancel(run) in ("running", "cancelled")
     status = wait_state(run, "cancelled", "failed", "done", timeout=60)
-    assert status["state"] == "cancelled", f"{status}\n{_log(run)}"
+    assert status["state"] == "cancelled", f"{status}\n{worker_log(run)}"
     assert "cancel" in status["reason"] and 2 <= len(run.history()) < 500
     wait_for(lambda: not pid_alive(status["pid"], status["pid_start"]), 30, "the cancelled worker to exit")
 
     stuck = store.create({"entry": "tests.jobs_targets:forever"}, name="ignores cancel")
     jobs.submit(stuck)
-    wait_for(lambda: (stuck.dir / "starts.log").exists(), 90, f"the stuck run to start; log:\n{_log(stuck)}")
+    wait_for(lambda: (stuck.dir / "starts.log").exists(), 90, f"the stuck run to start; log:\n{worker_log(stuck)}")
     jobs.cancel(stuck)
     time.sleep(1.0)
     assert stuck.status()["state"] == "running"  # it ignores the flag, as a hung fit would
@@ -169,7 +160,7 @@ def test_a_run_waiting_for_cluster_resources_counts_and_cancels(store, on_cluste
     assert big.status()["reason"] == "cancelled before it started"
     assert not (big.dir / "starts.log").exists()
     jobs.pump(store)
-    assert wait_state(after, "done", "failed", timeout=90)["state"] == "done", _log(after)
+    assert wait_state(after, "done", "failed", timeout=90)["state"] == "done", worker_log(after)
 
 
 def test_killed_worker_fails_with_its_reason_and_the_queue_moves_on(store, on_cluster):
@@ -178,7 +169,7 @@ def test_killed_worker_fails_with_its_reason_and_the_queue_moves_on(store, on_cl
     jobs.submit(first)
     jobs.submit(second)
     assert second.status()["state"] == "queued"  # the limit is 1 and the first one runs
-    wait_for(lambda: len(first.history()) >= 1, 90, f"the first run to train; log:\n{_log(first)}")
+    wait_for(lambda: len(first.history()) >= 1, 90, f"the first run to train; log:\n{worker_log(first)}")
     pid = first.status()["pid"]
     os.killpg(pid, signal.SIGKILL)
     status = wait_state(first, "failed", "done", "cancelled", timeout=60)
@@ -187,7 +178,7 @@ def test_killed_worker_fails_with_its_reason_and_the_queue_moves_on(store, on_cl
     assert status["finished"] and 1 <= len(first.history()) < 500
     jobs.pump(store)  # as the dashboard's refresh does: the queue moves on, on the cluster
     second_status = wait_state(second, "done", "failed", timeout=90)
-    assert second_status["state"] == "done", _log(second)
+    assert second_status["state"] == "done", worker_log(second)
     assert second_status["pid"] != pid and second_status["cluster"]["node_id"] in on_cluster["node_ids"]
 
 
@@ -277,7 +268,7 @@ def test_a_shard_failing_every_try_writes_no_entry(big_folder, on_cluster, monke
 def test_a_killed_run_actor_takes_its_worker_and_the_run_fails(store, on_cluster):
     run = store.create({"entry": "tests.jobs_targets:epochs", "epochs": 500, "sleep": 0.1}, name="node lost")
     jobs.submit(run)
-    wait_for(lambda: len(run.history()) >= 1, 90, f"the run to train; log:\n{_log(run)}")
+    wait_for(lambda: len(run.history()) >= 1, 90, f"the run to train; log:\n{worker_log(run)}")
     status = run.status()
     os.kill(status["cluster"]["actor_pid"], signal.SIGKILL)  # the Ray worker process holding the run
     wait_for(lambda: not pid_alive(status["pid"], status["pid_start"]), 30, "the worker to die with its actor")

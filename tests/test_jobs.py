@@ -14,7 +14,7 @@ import pytest
 from core.runs import jobs
 from core.errors import RunError
 from core.runs.store import Run, RunStore, pid_alive
-from tests.helpers import wait_for
+from tests.helpers import wait_for, worker_log
 
 REPO = Path(__file__).resolve().parents[1]
 TARGETS = "tests.jobs_targets:"
@@ -30,17 +30,13 @@ def state(run: Run) -> str:
 
 
 def wait_state(run: Run, *states: str, timeout=30.0) -> dict:
-    wait_for(lambda: state(run) in states, timeout, f"{run.id} to be {states}; log:\n{_log(run)}")
+    wait_for(lambda: state(run) in states, timeout, f"{run.id} to be {states}; log:\n{worker_log(run)}")
     return run.status()
 
 
 def starts(run: Run) -> list[str]:
     path = run.dir / "starts.log"
     return path.read_text().split() if path.exists() else []
-
-
-def _log(run: Run) -> str:
-    return run.log_path.read_text() if run.log_path.exists() else "(no worker.log)"
 
 
 def test_worker_runs_entry_to_done(store):
@@ -51,7 +47,7 @@ def test_worker_runs_entry_to_done(store):
     assert run.progress()["epoch"] == 3
     assert status["started"] <= status["finished"] and status["reason"] is None and status["error"] is None
     assert len(starts(run)) == 1 and int(starts(run)[0]) == status["pid"]
-    assert f"run {run.id} ended done" in _log(run)
+    assert f"run {run.id} ended done" in worker_log(run)
     with pytest.raises(RunError, match="is done"):
         jobs.submit(run)
 

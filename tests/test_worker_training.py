@@ -13,7 +13,7 @@ import pytest
 from core.runs import jobs
 from core.runs.store import Run, pid_alive
 from core.train.strategies import StrategyConfig
-from tests.helpers import wait_for, write_images
+from tests.helpers import wait_for, wait_state, worker_log, write_images
 
 TINY = dict(strategy="scratch", input_size=32, scratch_filters=(8, 16), head_units=8, dropout=0.0)
 
@@ -22,23 +22,13 @@ def config(dataset, **kw) -> dict:
     return StrategyConfig(**{**TINY, "dataset": str(dataset), **kw}).to_dict()
 
 
-def _log(run: Run) -> str:
-    return run.log_path.read_text() if run.log_path.exists() else "(no worker.log)"
-
-
-
-def wait_state(run: Run, *states: str, timeout=180.0) -> dict:
-    wait_for(lambda: run.status()["state"] in states, timeout,
-             f"{run.id} to be {states} (is {run.status()['state']}); log:\n{_log(run)[-3000:]}")
-    return run.status()
-
 
 def wait_batches(run: Run, timeout=180.0) -> dict:
     """Until progress shows the fit inside an epoch (a batch reported)."""
     def training_batch():
         p = run.progress()
         if run.status()["state"] != "running":
-            raise AssertionError(f"run ended early: {run.status()}\n{_log(run)[-3000:]}")
+            raise AssertionError(f"run ended early: {run.status()}\n{worker_log(run)[-3000:]}")
         return p if p.get("phase") == "train" and p.get("batch") else None
 
     return wait_for(training_batch, timeout, f"{run.id} to report a training batch")
@@ -55,8 +45,8 @@ def _load(path: Path):
 def test_training_run_ends_done_with_every_file(store, image_folder):
     run = store.create(config(image_folder, epochs=2, batch_size=8), name="worker done")
     jobs.submit(run)
-    status = wait_state(run, "done", "failed", "cancelled")
-    assert status["state"] == "done", f"{status}\n{_log(run)[-3000:]}"
+    status = wait_state(run, "done", "failed", "cancelled", timeout=180.0)
+    assert status["state"] == "done", f"{status}\n{worker_log(run)[-3000:]}"
     assert status["reason"] is None and status["error"] is None
     for name in ("model.keras", "metrics.json", "predictions.csv", "history.csv", "checkpoint.keras", "config.json"):
         assert (run.dir / name).is_file(), name
@@ -79,7 +69,7 @@ def test_training_run_ends_done_with_every_file(store, image_folder):
 
     probs = predict_files(model, predictions["path"].tolist(), 32, 2)
     assert abs(probs[:, 1] - predictions["p_b"].to_numpy()).max() < 1e-4
-    assert f"run {run.id} ended done" in _log(run)
+    assert f"run {run.id} ended done" in worker_log(run)
 
 
 def test_cancel_mid_epoch_keeps_history_and_checkpoint(store, image_folder):
@@ -90,7 +80,7 @@ def test_cancel_mid_epoch_keeps_history_and_checkpoint(store, image_folder):
     assert progress["batches"] == 12
     jobs.cancel(run)
     status = wait_state(run, "cancelled", "failed", "done", timeout=120)
-    assert status["state"] == "cancelled", f"{status}\n{_log(run)[-3000:]}"
+    assert status["state"] == "cancelled", f"{status}\n{worker_log(run)[-3000:]}"
     assert "cancel" in status["reason"]
     history = run.history()
     assert 1 <= len(history) < 200
