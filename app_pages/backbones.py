@@ -15,6 +15,20 @@ from app_pages import common
 
 RANDOM = "tl_random_weights"  # backbones the user chose to explore with random weights
 MAX_MAPS = 32
+ENGINE_NAMES = {"tensorflow": ("TF", "TensorFlow"), "openvino": ("OV", "OpenVINO")}  # short, full
+PRECISIONS = {"f32": "32-bit floats", "bf16": "bf16, 16-bit floats this CPU computes natively"}
+COLOURS = {"tensorflow f32": "#f28e2b", "openvino bf16": "#1f4e9c", "openvino f32": "#7ba7e0"}
+
+
+def engine_header(column: str) -> dict:
+    """A short header (the full labels need more than a 1400 px window) and its help."""
+    name, precision = column.removeprefix("img/s ").split(" ", 1)
+    short, full = ENGINE_NAMES.get(name, (name, name))
+    header = f"img/s {short}" if name == "tensorflow" else f"img/s {short} {precision}"
+    return dict(label=header, help=f"Images/s on {full} in {PRECISIONS.get(precision, precision)}, at the input "
+                                   "size, the engines taking turns batch by batch; measure below. It depends on what "
+                                   "else the machine is doing.")
+
 
 st.title("Backbones")
 st.write(
@@ -30,29 +44,31 @@ table_slot, chart_slot = st.container(), st.container()
 left, right = st.columns([2, 1], vertical_alignment="bottom")
 to_measure = left.selectbox("Measure the speed of", names, index=names.index(common.current_backbone()),
                             format_func=display.get, key="tl_measure_name")
-if right.button("Measure images/s on this machine", icon=":material/speed:"):
+if right.button("Measure images/s on this machine", icon=":material/speed:",
+                help="TensorFlow and each OpenVINO precision this CPU has, batch by batch in turn, "
+                     "with random weights: speed does not depend on them."):
     bar = st.progress(0.0, text="Building the network…")
     with common.friendly_errors():
         result = speed.measure(
-            to_measure,
-            progress=lambda done, total: bar.progress(done / total, text=f"Batch {done} of {total} (the first warms up)"),
-        )
-        st.success(
-            f"{display[to_measure]}: {result.images_per_s:,.1f} images/s at {result.size} px "
-            f"(batches of {result.batch_size}, {result.device}). Random weights: speed does not depend on them."
-        )
+            to_measure, progress=lambda done, total, what: bar.progress(done / total, text=what[:1].upper() + what[1:]))
+        rates = ", ".join(f"{label} {rate:,.1f}" for label, rate in result.rates.items())
+        st.success(f"{display[to_measure]} at {result.size} px, images/s: {rates} "
+                   f"(batches of {result.batch_size}, {result.device}).")
+        if result.note:
+            st.info(result.note, icon=":material/info:")
     bar.empty()
 
 table = speed.backbone_table()
+engines = [c for c in table.columns if c.startswith(speed.rate_column(""))]
 with table_slot:
     st.dataframe(
         table.drop(columns=["name", "measured on"]),
         hide_index=True,
         placeholder="–",
         height=36 * (len(table) + 1) + 4,
-        # the measured speed beside size and accuracy, so a 1400 px window shows it without scrolling
-        column_order=["backbone", "params (M)", "top-1 %", "images/s", "input px", "weights", "top-5 %", "depth",
-                      "family"],
+        # the measured speeds beside size and accuracy, then the weights, so a 1400 px window shows them
+        column_order=["backbone", "params (M)", "top-1 %", *engines, "speed-up", "weights", "input px", "top-5 %",
+                      "depth", "family"],
         column_config={
             "backbone": st.column_config.TextColumn("backbone", width="medium"),
             "family": st.column_config.TextColumn("family", width="small"),
@@ -62,23 +78,38 @@ with table_slot:
                 "params (M, with top)", format="%.1f",
                 help="The whole ImageNet classifier, its 1,000-class top included, as published tables count it. "
                      "The base a new classifier reuses has fewer: see 'Inside' below."),
-            "top-1 %": st.column_config.NumberColumn("ImageNet top-1 %", format="%.1f"),
-            "top-5 %": st.column_config.NumberColumn("ImageNet top-5 %", format="%.1f"),
-            "images/s": st.column_config.NumberColumn("images/s here", format="%.1f",
-                                                      help="Forward passes at the input size; measure below. "
-                                                           "It depends on what else the machine is doing."),
+            "top-1 %": st.column_config.NumberColumn("top-1 %", format="%.1f", help="ImageNet top-1 accuracy"),
+            "top-5 %": st.column_config.NumberColumn("top-5 %", format="%.1f", help="ImageNet top-5 accuracy"),
+            **{c: st.column_config.NumberColumn(**engine_header(c), format="%.1f") for c in engines},
+            "speed-up": st.column_config.NumberColumn(
+                "speed-up", format="%.1f×", help="The fastest OpenVINO precision's images/s over TensorFlow's."),
             "weights": st.column_config.TextColumn("ImageNet weights", help="local: on this machine, works offline"),
         },
     )
+    st.caption("img/s: images per second through the network, measured here. TF: TensorFlow, OV: OpenVINO; "
+               "bf16: 16-bit floats, f32: 32-bit. speed-up: the fastest OV over TF.  \n"
+               f"The app computes features with {speed.engine_now()}.")
 with chart_slot:
     devices = sorted(set(table["measured on"]) - {""})
     if devices:
         st.caption(f"Speed measured on {', '.join(devices)}.")
     short = table["backbone"].str.replace(r" \(.*\)$", "", regex=True)  # "EfficientNet-Lite0 (ImageNet-1k)"
-    measured = table[table["images/s"].notna() & table["top-1 %"].notna()]
-    unmeasured = table[table["images/s"].isna() & table["top-1 %"].notna()]
+    timed = table[table[speed.rate_column(speed.TENSORFLOW)].notna()]
+    if not timed.empty:
+        bars = go.Figure([go.Bar(x=short[timed.index], y=timed[c], name=c.removeprefix("img/s "),
+                                 marker_color=COLOURS.get(c.removeprefix("img/s ")), texttemplate="%{y:,.0f}",
+                                 textposition="outside",
+                                 hovertemplate="%{x}<br>%{y:,.1f} images/s<extra>%{fullData.name}</extra>")
+                          for c in engines])
+        bars.update_layout(title="Images/s per engine, measured here (higher is faster)", barmode="group",
+                           height=320, yaxis={"title": "images/s"}, margin={"t": 70, "b": 40},
+                           legend={"orientation": "h", "y": 1.12, "x": 1, "xanchor": "right"})
+        st.plotly_chart(bars, key="chart_engines")
+    rate = speed.chart_column(table)
+    measured = table[table[rate].notna() & table["top-1 %"].notna()]
+    unmeasured = table[table[rate].isna() & table["top-1 %"].notna()]
     plotted = table[table["top-1 %"].notna()]
-    ips = plotted["images/s"]
+    ips = plotted[rate]
     diameter = (ips / (2.0 * ips.max() / 30**2)).pow(0.5).clip(lower=8).fillna(9) if ips.notna().any() else \
         ips.fillna(9)  # as plotly draws them: area-sized markers of the measured, 9 px rings of the others
     place = dict(zip(plotted.index, speed.label_positions(plotted["params (M)"], plotted["top-1 %"],
@@ -94,17 +125,18 @@ with chart_slot:
         fig.add_trace(go.Scatter(
             x=measured["params (M)"], y=measured["top-1 %"], mode="markers+text", name="measured here",
             text=short[measured.index], textposition=[place[i] for i in measured.index],
-            customdata=measured["images/s"],
+            customdata=measured[rate],
             # the colour scale starts at 0, and is drawn once two backbones are measured: one point
             # would stretch it over a meaningless 76-76.8
-            marker={"size": measured["images/s"], "sizemode": "area", "sizemin": 8,
-                    "sizeref": 2.0 * measured["images/s"].max() / 30**2, "color": measured["images/s"],
-                    "colorscale": "Viridis", "cmin": 0, "cmax": float(measured["images/s"].max()),
+            marker={"size": measured[rate], "sizemode": "area", "sizemin": 8,
+                    "sizeref": 2.0 * measured[rate].max() / 30**2, "color": measured[rate],
+                    "colorscale": "Viridis", "cmin": 0, "cmax": float(measured[rate].max()),
                     "showscale": len(measured) > 1, "colorbar": {"title": "images/s"}},
             hovertemplate="%{text}<br>%{x:.1f} M params<br>top-1 %{y:.1f}%<br>%{customdata:.1f} images/s"
                           "<extra></extra>",
         ))
-    fig.update_layout(title="Size vs ImageNet accuracy (marker size and colour: measured images/s)",
+    fig.update_layout(title=f"Size vs ImageNet accuracy (marker size and colour: images/s on "
+                            f"{rate.removeprefix('img/s ')}, measured here)",
                       xaxis={"title": "parameters (millions, log scale)", "type": "log"},
                       yaxis={"title": "ImageNet top-1 accuracy (%)"},
                       legend={"orientation": "h", "y": -0.2}, height=480)

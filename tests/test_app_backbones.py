@@ -54,7 +54,7 @@ def test_missing_weights_offer_random_init(offline, image_folder):
     assert at.title[0].value == "Backbones"
     table = at.dataframe[0].value
     assert "MobileNetV2" in set(table["backbone"]) and (table["weights"] == "download needed").all()
-    assert len(at.get("plotly_chart")) == 1
+    assert len(at.get("plotly_chart")) == 1  # nothing measured: no per-engine bars, the size/accuracy chart
     assert at.header[0].value == "Inside MobileNetV2"
     assert at.error and "not available offline" in at.error[0].value and "mobilenet_v2" in at.error[0].value
 
@@ -73,17 +73,41 @@ def test_missing_weights_offer_random_init(offline, image_folder):
     assert not at.exception and layer.options[-1] in feature_grid(at)[0].caption
 
 
-def test_measure_speed_fills_table_and_chart(offline):
+def test_measure_speed_shows_each_engine_side_by_side(offline, tiny):
+    """The suite forces the tensorflow engine; the measurement compares engines all the same."""
+    import json
+
+    from core.nets import engine
+
+    ov = engine.choose("openvino").label  # the precision auto picks on this CPU
+    engines = list(dict.fromkeys(["tensorflow f32", ov, "openvino f32"]))
     at = open_page()
-    at.selectbox(key="tl_measure_name").set_value("mobilenet").run()
+    table = at.dataframe[0].value
+    assert [c for c in table.columns if c.startswith("img/s")] == ["img/s tensorflow f32"]  # nothing measured
+    assert not [c for c in at.get("plotly_chart") if "per engine" in c.proto.spec]
+    at.selectbox(key="tl_measure_name").set_value(tiny).run()
     button(at, "Measure images/s on this machine").click().run()
     assert not at.exception
-    assert at.success and "images/s at 224 px" in at.success[0].value
+    assert at.success and "at 32 px, images/s: tensorflow f32 " in at.success[0].value
+    assert all(f"{label} " in at.success[0].value for label in engines)
     table = at.dataframe[0].value.set_index("backbone")
-    assert table.loc["MobileNet", "images/s"] > 0
-    assert np.isnan(table.loc["VGG16", "images/s"])
-    chart = at.get("plotly_chart")[0].proto.spec
-    assert "measured here" in chart and "speed not measured" in chart
+    columns = [f"img/s {label}" for label in engines]
+    assert [c for c in table.columns if c.startswith("img/s")] == columns
+    row = table.loc["TinyNet"]
+    assert (row[columns] > 0).all()
+    assert row["speed-up"] == pytest.approx(max(row[columns[1:]]) / row[columns[0]])
+    assert np.isnan(table.loc["VGG16", "img/s tensorflow f32"]) and np.isnan(table.loc["VGG16", "speed-up"])
+    assert list(at.dataframe[0].proto.column_order)[:4 + len(columns)] == [  # beside size and accuracy
+        "backbone", "params (M)", "top-1 %", *columns, "speed-up"]
+    header = {c: json.loads(at.dataframe[0].proto.columns)[c]["label"] for c in columns}
+    assert list(header.values()) == ["img/s TF", *(f"img/s OV {label.split()[1]}" for label in engines[1:])]
+    caption = next(c.value for c in at.caption if "The app computes features with" in c.value)
+    assert "TF: TensorFlow, OV: OpenVINO" in caption and engine.ENGINE_ENV not in caption
+    assert "The app computes features with tensorflow f32" in caption  # the engine the suite forces
+    bars = json.loads(next(c.proto.spec for c in at.get("plotly_chart") if "per engine" in c.proto.spec))
+    assert [t["name"] for t in bars["data"]] == engines and all(t["x"] == ["TinyNet"] for t in bars["data"])
+    scatter = json.loads(at.get("plotly_chart")[-1].proto.spec)  # TinyNet has no ImageNet accuracy to plot
+    assert "images/s on tensorflow f32" in scatter["layout"]["title"]["text"]  # the engine the app runs now
 
 
 def test_upload_image_for_feature_maps(offline):
@@ -132,7 +156,7 @@ def test_chart_labels_apart_and_one_measurement_draws_no_colour_scale(offline):
     at = open_page()
     columns = json.loads(at.dataframe[0].proto.columns)
     assert columns["params (M)"]["label"] == "params (M, with top)"
-    spec = json.loads(at.get("plotly_chart")[0].proto.spec)
+    spec = json.loads(at.get("plotly_chart")[-1].proto.spec)
     traces = {t["name"]: t for t in spec["data"]}
     measured = traces["measured here"]
     assert measured["marker"]["showscale"] is False and measured["marker"]["cmin"] == 0

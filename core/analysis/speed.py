@@ -1,29 +1,35 @@
 """How fast each backbone runs on this machine, measured and kept under ``bench/``.
 
 Published ImageNet figures say how accurate a backbone is; only a measurement
-here says what it costs. Speed does not depend on the weight values, so it is
+here says what it costs, and on which engine: TensorFlow and each OpenVINO
+precision this CPU has are timed in one call, batch by batch in turn, so a busy
+machine slows them alike. Speed does not depend on the weight values, so it is
 measured with random weights (no download needed) and stored per
 (backbone, input size).
 """
 
 from __future__ import annotations
 
+import math
 import os
 import platform
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
 
 from core import atomic, settings
 
-BENCH_VERSION = 1
+# 2: images/s per engine (``engines``); a version-1 file holds TensorFlow's figure only
+BENCH_VERSION = 2
+TENSORFLOW = "tensorflow f32"  # the engine label every measurement has (``engine.TENSORFLOW.label``)
 
 
 @dataclass(frozen=True)
 class SpeedResult:
-    """One measurement: forward passes of ``batches`` batches after warm-up."""
+    """One measurement: forward passes of ``batches`` batches per engine after warm-up.
+    ``images_per_s`` and ``seconds_per_batch`` are TensorFlow's; ``engines`` has every engine's."""
 
     backbone: str
     size: int
@@ -38,6 +44,22 @@ class SpeedResult:
     measured_at: str
     version: int = BENCH_VERSION
     warmup_s: float | None = None  # building the network and its first (traced) batch; None: not recorded
+    engines: dict[str, float] = field(default_factory=dict)  # images/s per engine label; empty: TensorFlow only
+    note: str = ""  # why an engine is missing (OpenVINO not installed, refused by the parity guard)
+
+    @property
+    def rates(self) -> dict[str, float]:
+        """Images/s per engine label (``tensorflow f32``, ``openvino bf16``...)."""
+        return self.engines or {TENSORFLOW: self.images_per_s}
+
+    def rate(self, label: str) -> float:
+        """Images/s on engine ``label``; TensorFlow's where that engine was not measured."""
+        return self.rates.get(label, self.images_per_s)
+
+
+def rate_column(label: str) -> str:
+    """The table's column of engine ``label``'s images/s."""
+    return f"img/s {label}"
 
 
 def bench_path(name: str, size: int) -> Path:
@@ -78,57 +100,88 @@ def _device() -> str:
     return f"CPU {_cpu_name()} ({_cores()} cores)"
 
 
+def _openvino_choices() -> tuple[list, str]:
+    """The OpenVINO engines to time beside TensorFlow, whatever engine the app is set to: the
+    precision ``auto`` picks on this CPU, and f32 if that differs; none, and why, without OpenVINO."""
+    from core.nets import engine
+
+    best = engine.choose("openvino")
+    if best.engine != "openvino":
+        return [], f"TensorFlow only: {best.reason}."
+    f32 = engine.Choice("openvino", "f32", "f32 for the comparison")
+    return [best] if best.label == f32.label else [best, f32], ""
+
+
 def measure(
     name: str,
     size: int | None = None,
     *,
     batch_size: int = 8,
-    batches: int = 3,
+    batches: int = 4,
     warmup: int = 1,
-    progress: Callable[[int, int], None] | None = None,
+    progress: Callable[[int, int, str], None] | None = None,
 ) -> SpeedResult:
-    """Time ``batches`` forward passes of random pixels at the backbone's size; store and return."""
+    """Time ``batches`` forward passes of random pixels at the backbone's size on TensorFlow and
+    on each OpenVINO precision (through the engine layer, parity guard included), the engines
+    taking turns batch by batch; store and return. ``progress(done, total, what runs now)``."""
+    import numpy as np
     import tensorflow as tf
 
+    from core.nets import engine
     from core.nets.backbones import load_backbone
 
     size = _size(name, size)
     began = time.perf_counter()
     bb = load_backbone(name, weights=None, input_size=size)
-    model = bb.model
+    tf_fn = bb.forward("avg")
+    choices, note = _openvino_choices()
+    network = f"{name}|{bb.weights_id}"
+    runs: dict[str, Callable] = {TENSORFLOW: lambda x: np.asarray(tf_fn(x))}
+    runs.update({c.label: engine.FrozenForward(tf_fn, size, network, "avg", choice=c) for c in choices})
+    x = np.random.default_rng(0).uniform(0.0, 255.0, (batch_size, size, size, 3)).astype(np.float32)
+    done, total = 0, len(runs) * (warmup + batches)
 
-    @tf.function(reduce_retracing=True)
-    def forward(x):
-        return model(x, training=False)
-
-    x = tf.random.uniform((batch_size, size, size, 3), 0.0, 255.0, seed=0)
-    total = warmup + batches
-    for i in range(warmup):
-        forward(x).numpy()
+    def step(what: str, run: Callable) -> float:
+        nonlocal done
         if progress:
-            progress(i + 1, total)
-    warmed = time.perf_counter() - began
-    times = []
-    for i in range(batches):
+            progress(done, total, what)
         start = time.perf_counter()
-        forward(x).numpy()  # .numpy() waits for the device to finish
-        times.append(time.perf_counter() - start)
-        if progress:
-            progress(warmup + i + 1, total)
-    per_batch = sum(times) / len(times)
+        run(x)
+        done += 1
+        return time.perf_counter() - start
+
+    for label, run in list(runs.items()):
+        what = "tracing the network" if label == TENSORFLOW else "converting, compiling, checking parity"
+        for _ in range(warmup):
+            step(f"warming up {label} ({what})", run)
+        if label == TENSORFLOW:
+            warmed = time.perf_counter() - began
+        elif run.label != label:  # the guard refused it: TensorFlow would be timed under its name
+            note = " ".join(filter(None, [note, f"Not timed: {run.reason}."]))
+            del runs[label]
+            total -= batches
+    seconds = dict.fromkeys(runs, 0.0)
+    order = list(runs)
+    for b in range(batches):
+        for label in order[b % len(order):] + order[:b % len(order)]:  # who goes first rotates
+            seconds[label] += step(f"batch {b + 1} of {batches}, each engine in turn: {label}", runs[label])
+    if progress:
+        progress(total, total, "done")
+    rates = {label: batch_size * batches / s for label, s in seconds.items()}
+    per_batch = seconds[TENSORFLOW] / batches
     result = SpeedResult(
         backbone=name, size=size, batch_size=batch_size, batches=batches,
-        images_per_s=batch_size / per_batch, seconds_per_batch=per_batch, device=_device(),
+        images_per_s=rates[TENSORFLOW], seconds_per_batch=per_batch, device=_device(),
         host=platform.node(), cpu_count=_cores(), tf_version=tf.__version__,
         measured_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        warmup_s=max(warmed - warmup * per_batch, 0.0),
+        warmup_s=max(warmed - warmup * per_batch, 0.0), engines=rates, note=note,
     )
     atomic.write_json(bench_path(name, size), asdict(result))
     return result
 
 
 def _from_json(data: object) -> SpeedResult | None:
-    if not isinstance(data, dict) or data.get("version") != BENCH_VERSION:
+    if not isinstance(data, dict) or data.get("version") not in (1, BENCH_VERSION):
         return None
     try:
         return SpeedResult(**data)
@@ -159,17 +212,25 @@ def latest_by_backbone() -> dict[str, SpeedResult]:
     return out
 
 
+def _engine_order(label: str) -> tuple[bool, str]:
+    return label != TENSORFLOW, label  # TensorFlow, the reference, first
+
+
 def backbone_table():
-    """The registry as a DataFrame, with what this machine adds: are the ImageNet
-    weights here (or would they need a download), and the measured images/s."""
+    """The registry as a DataFrame, with what this machine adds: are the ImageNet weights
+    here (or would they need a download), the measured images/s of each engine side by side
+    (``rate_column(label)``; always TensorFlow's) and the fastest OpenVINO's over TensorFlow's."""
     import pandas as pd
 
     from core.nets.backbones import list_backbones, weights_location
 
     measured = latest_by_backbone()
+    labels = sorted({TENSORFLOW}.union(*(r.rates for r in measured.values())), key=_engine_order)
     rows = []
     for spec in list_backbones():
         r = measured.get(spec.name)
+        rates = r.rates if r else {}
+        faster = [v for k, v in rates.items() if k != TENSORFLOW]
         rows.append({
             "name": spec.name,
             "backbone": spec.display_name,
@@ -180,10 +241,32 @@ def backbone_table():
             "top-1 %": spec.top1,
             "top-5 %": spec.top5,
             "weights": "local" if weights_location(spec) is not None else "download needed",
-            "images/s": r.images_per_s if r else None,
+            **{rate_column(label): rates.get(label, math.nan) for label in labels},  # NaN: a float column
+            "speed-up": max(faster) / rates[TENSORFLOW] if faster else math.nan,
             "measured on": r.device if r else "",
         })
     return pd.DataFrame(rows)
+
+
+def chart_column(table) -> str:
+    """The images/s column of ``backbone_table()`` a chart of one speed per backbone shows: the
+    engine the app runs now where it was measured, else TensorFlow's."""
+    from core.errors import EngineError
+    from core.nets import engine
+
+    try:
+        column = rate_column(engine.choose().label)
+    except EngineError:  # a misconfigured engine: the sidebar says so
+        column = ""
+    return column if column in table else rate_column(TENSORFLOW)
+
+
+def engine_now() -> str:
+    """The engine the app's frozen forward passes run on now, in a user's words: ``engine.describe()``
+    with a forced engine said as a server setting rather than by its variable's name."""
+    from core.nets import engine
+
+    return engine.describe().replace(f"{engine.ENGINE_ENV}=", "set on the server: ")
 
 
 # ---------------------------------------------------------------- extraction estimate
@@ -237,8 +320,8 @@ def _decode_seconds(sample, size: int) -> float:
 def extraction_estimate(name: str, images: int, sample=(), size: int | None = None) -> ExtractionEstimate | None:
     """How long extracting ``images`` photos through ``name`` should take here, from what the
     whole step costs: the network's warm-up (from the speed benchmark), then per photo either
-    the measured speed of earlier extractions here or the benchmark's forward pass plus the
-    decode of a few of ``sample`` timed now. None when nothing was measured for ``name``."""
+    the measured speed of earlier extractions here or the benchmark's forward pass (on the engine
+    the app runs now) plus the decode of a few of ``sample`` timed now. None when nothing was measured for ``name``."""
     size = _size(name, size)
     bench = read(name, size)
     fixed = bench.warmup_s if bench else None
@@ -248,10 +331,13 @@ def extraction_estimate(name: str, images: int, sample=(), size: int | None = No
                                   f"the {done:,} photos extracted through this network here before")
     if bench is None:
         return None
+    from core.nets import engine
+
     decode = _decode_seconds(sample, size)
+    forward = bench.rate(engine.choose().label)  # the engine extraction will run on
     return ExtractionEstimate(
-        images, fixed, 1.0 / bench.images_per_s + decode,
-        f"the forward pass measured on the Backbones page ({bench.images_per_s:,.0f} images/s)"
+        images, fixed, 1.0 / forward + decode,
+        f"the forward pass measured on the Backbones page ({forward:,.0f} images/s)"
         + (f" plus decoding timed on {min(len(list(sample)), 8)} of these photos" if decode else ""))
 
 
@@ -265,8 +351,6 @@ def _label_boxes(xs, ys, texts, positions, log_x: bool, width_px: int, height_px
                  sizes=None):
     """Each label's box in plot pixels (left, bottom, right, top) at its ``positions`` entry, and the
     markers' boxes (``sizes``: marker diameters in pixels, 10 when not given)."""
-    import math
-
     px_x = [math.log10(max(float(x), 1e-9)) if log_x else float(x) for x in xs]
     px_y = [float(y) for y in ys]
 
