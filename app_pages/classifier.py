@@ -1,6 +1,6 @@
 """Classifier: predictions on uploaded photos or the camera, with top-k, Grad-CAM and
 latency, for a finished run or a plain ImageNet classifier; and the model's export
-(.keras, SavedModel, TFLite) with a top-1 parity check."""
+(.keras, SavedModel, TFLite, OpenVINO IR, ONNX) with a top-1 parity check."""
 
 import hashlib
 
@@ -255,8 +255,13 @@ if predictor is not None:
         "probabilities" + (" (one sigmoid: the probability of the second class)" if predictor.binary else "")
         + ". Each export is checked against the Keras model: the same top-1 class on a few images."
     )
-    formats = st.multiselect("Formats", list(export.FORMATS), default=["keras", "savedmodel", "tflite"],
-                             format_func=export.FORMATS.get, key="tl_clf_formats")
+    formats = st.multiselect(
+        "Formats", list(export.FORMATS), default=["keras", "savedmodel", "tflite"], format_func=export.FORMATS.get,
+        key="tl_clf_formats",
+        help="Keras and SavedModel for TensorFlow; TFLite for phones and small devices; OpenVINO IR for "
+             "OpenVINO Runtime on Intel CPUs and GPUs; ONNX for ONNX Runtime and most other runtimes. "
+             "The parity check runs OpenVINO IR and ONNX on OpenVINO at float32.",
+    )
     if run is not None:
         parity_sources = export.validation_images(run, 8)
         where = "validation images of the run"
@@ -299,9 +304,9 @@ if predictor is not None:
                 "size (MB)": st.column_config.NumberColumn(format="%.2f"),
                 "export seconds": st.column_config.NumberColumn(format="%.1f"),
             })
-            cols = st.columns(len(present))
-            for col, (fmt, artifact) in zip(cols, present.items()):
-                col.download_button(
+            buttons = st.container(horizontal=True)  # they wrap: seven in a row of columns would be cut short
+            for fmt, artifact in present.items():
+                buttons.download_button(
                     f"{artifact.label} · {artifact.size_bytes / 1e6:.1f} MB", data=artifact.path.read_bytes,
                     file_name=artifact.file_name, mime="application/octet-stream", on_click="ignore",
                     icon=":material/download:", key=f"tl_clf_dl_{fmt}",

@@ -1,5 +1,5 @@
-"""core.serve.export: .keras / SavedModel zip / TFLite (float32, float16, dynamic range) round
-trips, top-1 parity with the Keras model, sizes, and failures reported per format."""
+"""core.serve.export: .keras / SavedModel zip / TFLite (float32, float16, dynamic range) / OpenVINO IR
+zip / ONNX round trips, top-1 parity with the Keras model, sizes, and failures reported per format."""
 
 from __future__ import annotations
 
@@ -58,7 +58,8 @@ def test_every_format_exports_with_sizes(exported):
     assert set(report.artifacts) == set(export.FORMATS)
     names = {k: a.file_name for k, a in report.artifacts.items()}
     assert names == {"keras": "tiny.keras", "savedmodel": "tiny_savedmodel.zip", "tflite": "tiny.tflite",
-                     "tflite_float16": "tiny_float16.tflite", "tflite_dynamic": "tiny_dynamic.tflite"}
+                     "tflite_float16": "tiny_float16.tflite", "tflite_dynamic": "tiny_dynamic.tflite",
+                     "openvino": "tiny_openvino.zip", "onnx": "tiny.onnx"}
     sizes = report.sizes()
     assert list(sizes["format"]) == [export.FORMATS[k] for k in export.FORMATS]
     assert (sizes["size (MB)"] > 0).all()
@@ -67,6 +68,10 @@ def test_every_format_exports_with_sizes(exported):
         members = zf.namelist()
     assert "tiny_savedmodel/saved_model.pb" in members
     assert any(m.startswith("tiny_savedmodel/variables/") for m in members)
+    with zipfile.ZipFile(report.artifacts["openvino"].path) as zf:
+        assert zf.testzip() is None
+        assert sorted(zf.namelist()) == ["tiny_openvino/tiny.bin", "tiny_openvino/tiny.xml"]
+    assert (out / "tiny.onnx").is_file() and not (out / "tiny_openvino").exists()  # only the zip stays
 
 
 def test_parity_table_top1_equal(exported, images):
@@ -82,6 +87,8 @@ def test_parity_table_top1_equal(exported, images):
     assert parity["tflite max |Δp|"].max() < 1e-4
     assert parity["tflite_float16 max |Δp|"].max() < 0.02
     assert parity["tflite_dynamic max |Δp|"].max() < 0.05
+    assert parity["openvino max |Δp|"].max() < 1e-5  # run at f32: the export's difference, not bf16's
+    assert parity["onnx max |Δp|"].max() < 1e-5
 
 
 def test_round_trips_give_the_keras_outputs(exported, images):
@@ -105,6 +112,34 @@ def test_round_trips_give_the_keras_outputs(exported, images):
     # .keras reloads in safe mode (the augmentation and preprocess layers are serialisable)
     keras_run = export.runner_for(report.artifacts["keras"])
     np.testing.assert_allclose(keras_run(pixels), expected, atol=1e-6)
+
+
+def test_openvino_and_onnx_files_stand_alone(exported, images):
+    """The IR unzipped and the .onnx file, read by OpenVINO as a user would: one pixels input of any
+    batch, one probabilities output (no augmentation tensors left over), the Keras outputs; the
+    ONNX file passes ONNX's own checker."""
+    import onnx
+    import openvino as ov
+
+    from core.data.images import load_rgb
+
+    model, out, report = exported
+    pixels = np.stack([load_rgb(p, (SIZE, SIZE)) for p in images]).astype(np.float32)
+    expected = np.asarray(model(pixels, training=False))
+    with zipfile.ZipFile(report.artifacts["openvino"].path) as zf:
+        zf.extractall(out / "ir")
+    core = ov.Core()
+    for path in (out / "ir" / "tiny_openvino" / "tiny.xml", report.artifacts["onnx"].path):
+        read = core.read_model(str(path))
+        assert [i.get_any_name() for i in read.inputs] == ["pixels"], path
+        assert str(read.input(0).get_partial_shape()) == f"[?,{SIZE},{SIZE},3]", path
+        assert len(read.outputs) == 1, (path, read.outputs)
+        compiled = core.compile_model(read, "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
+        np.testing.assert_allclose(compiled(pixels)[0], expected, atol=1e-5, err_msg=str(path))
+        np.testing.assert_allclose(compiled(pixels[:1])[0], expected[:1], atol=1e-5, err_msg=str(path))
+    onnx.checker.check_model(str(report.artifacts["onnx"].path))
+    runner = export.runner_for(report.artifacts["openvino"])
+    assert runner.compiled.get_property("INFERENCE_PRECISION_HINT") == ov.Type.f32
 
 
 def test_sigmoid_model_parity_and_uploaded_bytes(tmp_path, images):
@@ -145,11 +180,56 @@ def test_failures_are_reported_per_format(tmp_path, monkeypatch, images):
     assert "converter exploded" in report.errors["tflite"] and "float32" in report.errors["tflite"]
     assert report.parity["all agree"].all()  # the .keras export is still checked
     with pytest.raises(TransferLabError, match="Unknown export format"):
-        export.export_all(tiny_model(), tmp_path, formats=["onnx"])
+        export.export_all(tiny_model(), tmp_path, formats=["coreml"])
     with pytest.raises(TransferLabError, match="No usable image"):
         export.parity_check(tiny_model(), {}, [("x.png", b"nope")], ["a"])
     report = export.export_all(tiny_model(), tmp_path, formats=["keras"], parity_images=[("x.png", b"nope")])
     assert set(report.artifacts) == {"keras"} and "No usable image" in report.errors["parity"]
+
+
+def test_openvino_and_onnx_failures_leave_the_others(tmp_path, monkeypatch, images):
+    import keras
+    import openvino as ov
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("no conversion rule")
+
+    def no_tf2onnx(*args, **kwargs):
+        raise ImportError("This requires the tf2onnx module.")
+
+    monkeypatch.setattr(ov, "convert_model", broken)
+    monkeypatch.setattr(keras.Model, "export", no_tf2onnx)
+    report = export.export_all(model_with_augmentation(), tmp_path, formats=["tflite", "openvino", "onnx"],
+                               parity_images=images[:3], classes=["a", "b", "c"])
+    assert set(report.artifacts) == {"tflite"}
+    assert report.errors == {"openvino": "OpenVINO IR conversion failed: no conversion rule",
+                             "onnx": "ONNX export failed: This requires the tf2onnx module."}
+    assert report.parity["all agree"].all() and "openvino" not in report.parity
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.tflite", "model_savedmodel", "model_savedmodel.zip"]
+
+
+def test_an_export_that_does_not_run_is_named_and_the_others_checked(tmp_path, monkeypatch, images):
+    def unconvertible(self, path):
+        raise RuntimeError("No conversion rule found for operations: StatelessRandomUniformV2")
+
+    monkeypatch.setattr(export.OpenVINORunner, "__init__", unconvertible)
+    model = model_with_augmentation()
+    report = export.export_all(model, tmp_path, formats=["tflite", "onnx"], parity_images=images[:3],
+                               classes=["a", "b", "c"])
+    assert set(report.artifacts) == {"tflite", "onnx"}  # still offered: another runtime may run it
+    assert report.errors == {"onnx": "exported, but it did not run for the parity check: "
+                                     "No conversion rule found for operations: StatelessRandomUniformV2"}
+    assert "tflite" in report.parity and "onnx" not in report.parity and report.parity["all agree"].all()
+    with pytest.raises(TransferLabError, match=r"ONNX \(\.onnx\): exported, but it did not run"):
+        export.parity_check(model, {"onnx": report.artifacts["onnx"]}, images[:1], ["a", "b", "c"])
+
+
+def test_onnx_alone_skips_the_savedmodel(tmp_path, images):
+    report = export.export_all(tiny_model(), tmp_path, formats=["onnx"], parity_images=images[:3],
+                               classes=["a", "b", "c"])
+    assert set(report.artifacts) == {"onnx"} and not report.errors
+    assert report.parity["all agree"].all() and report.parity["onnx max |Δp|"].max() < 1e-5
+    assert [p.name for p in tmp_path.iterdir()] == ["model.onnx"]
 
 
 def test_validation_images_of_a_run_mix_the_classes(tl_home, image_folder):

@@ -1,5 +1,5 @@
-"""Export a pixels-in model as ``.keras``, a zipped SavedModel and TFLite, and check
-that each export gives the same top-1 class as the Keras model on real images.
+"""Export a pixels-in model as ``.keras``, a zipped SavedModel, TFLite, OpenVINO IR and ONNX,
+and check that each export gives the same top-1 class as the Keras model on real images.
 
 Every exported model keeps the backbone's preprocessing inside (it is a layer),
 so a phone or server feeds it raw RGB 0..255 at the model's input size, exactly
@@ -33,8 +33,11 @@ FORMATS = {
     "tflite": "TFLite, float32",
     "tflite_float16": "TFLite, float16 weights",
     "tflite_dynamic": "TFLite, dynamic-range int8 weights",
+    "openvino": "OpenVINO IR (.zip)",
+    "onnx": "ONNX (.onnx)",
 }
 TFLITE_QUANTIZATION = {"tflite": None, "tflite_float16": "float16", "tflite_dynamic": "dynamic"}
+FROM_SAVEDMODEL = {"savedmodel", "openvino", *TFLITE_QUANTIZATION}  # converted from the inference SavedModel
 
 
 class ExportError(TransferLabError):
@@ -167,6 +170,59 @@ def export_tflite(saved_model_dir: str | os.PathLike, out_dir: str | os.PathLike
 TFLITE_KEY = {v: k for k, v in TFLITE_QUANTIZATION.items()}
 
 
+def export_openvino(saved_model_dir: str | os.PathLike, out_dir: str | os.PathLike,
+                    stem: str = "model") -> Artifact:
+    """The SavedModel through ``openvino.convert_model`` as IR, float32 weights (``compress_to_fp16``
+    would make it a quantized export), zipped as ``stem_openvino.zip`` holding ``stem_openvino/stem.xml``
+    and ``.bin``. Not Keras' ``export(format="openvino")``: it traces the model without
+    ``training=False``, so augmentation layers stay on and their random ops do not convert, and on
+    an inference-mode wrapper it leaves the augmentation's unused tensors as extra outputs."""
+    try:
+        import openvino as ov
+    except ImportError as exc:
+        raise ExportError("The OpenVINO IR export needs OpenVINO (pip install openvino).") from exc
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    target = out / f"{stem}_openvino.zip"
+    staging = Path(tempfile.mkdtemp(prefix=".tmp-ov-", dir=out)) / f"{stem}_openvino"
+    start = time.perf_counter()
+    try:
+        staging.mkdir()
+        ov.save_model(ov.convert_model(str(saved_model_dir)), str(staging / f"{stem}.xml"), compress_to_fp16=False)
+        _atomic_dir_zip(staging, target)
+    except Exception as exc:  # noqa: BLE001  the converter raises many types; the user needs the reason
+        raise ExportError(f"OpenVINO IR conversion failed: {exc}") from exc
+    finally:
+        shutil.rmtree(staging.parent, ignore_errors=True)
+    return Artifact("openvino", target, time.perf_counter() - start)
+
+
+def export_onnx(model: Any, out_dir: str | os.PathLike, stem: str = "model") -> Artifact:
+    """Keras' own ``export(format="onnx")`` (tf2onnx under the TensorFlow backend) to ``stem.onnx``,
+    of the model wrapped with ``training=False``: the plain export traces augmentation layers in
+    training mode, random ops ONNX lacks."""
+    import keras
+    import tensorflow as tf
+
+    shape = model.input_shape
+    if isinstance(shape, list):
+        raise ExportError("Export needs a model with one image input.")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    target = out / f"{stem}.onnx"
+    start = time.perf_counter()
+    try:
+        pixels = keras.Input(shape[1:], name="pixels")
+        inference = keras.Model(pixels, model(pixels, training=False))
+        with atomic.atomic_path(target) as tmp, warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # Keras' numpy 2 patch of tf2onnx warns about np.object
+            inference.export(str(tmp), format="onnx", verbose=False,
+                             input_signature=[tf.TensorSpec((None, *shape[1:]), tf.float32, name="pixels")])
+    except Exception as exc:  # noqa: BLE001  tf2onnx raises many types (ImportError when not installed)
+        raise ExportError(f"ONNX export failed: {exc}") from exc
+    return Artifact("onnx", target, time.perf_counter() - start)
+
+
 # ---------------------------------------------------------------- running exports
 
 class TFLiteRunner:
@@ -205,6 +261,26 @@ class SavedModelRunner:
         return np.asarray(next(iter(out.values())), dtype=np.float64)
 
 
+class OpenVINORunner:
+    """Runs an OpenVINO IR zip (read from the zip, as downloaded) or an ``.onnx`` file on OpenVINO's
+    CPU plugin at float32: on a bf16 CPU its default precision would blur what the export changed."""
+
+    def __init__(self, path: str | os.PathLike):
+        import openvino as ov
+
+        core = ov.Core()
+        model: Any = str(path)
+        if Path(path).suffix == ".zip":
+            with zipfile.ZipFile(path) as zf:
+                xml = next(n for n in zf.namelist() if n.endswith(".xml"))
+                weights = np.frombuffer(zf.read(xml[:-4] + ".bin"), np.uint8)
+                model = core.read_model(zf.read(xml), ov.Tensor(weights))
+        self.compiled = core.compile_model(model, "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
+
+    def __call__(self, pixels: np.ndarray) -> np.ndarray:
+        return np.asarray(self.compiled(np.asarray(pixels, np.float32))[0], dtype=np.float64)
+
+
 def runner_for(artifact: Artifact, saved_model_dir: Path | None = None) -> Callable[[np.ndarray], np.ndarray]:
     """A callable (n, H, W, 3) pixels -> raw model outputs, for any exported format."""
     if artifact.format == "keras":
@@ -222,6 +298,8 @@ def runner_for(artifact: Artifact, saved_model_dir: Path | None = None) -> Calla
                 zf.extractall(folder)
             folder = next(p for p in folder.iterdir() if p.is_dir())
         return SavedModelRunner(folder)
+    if artifact.format in ("openvino", "onnx"):
+        return OpenVINORunner(artifact.path)
     return TFLiteRunner(artifact.path)
 
 
@@ -241,12 +319,15 @@ def _probs(raw: np.ndarray) -> np.ndarray:
 
 
 def parity_check(model: Any, artifacts: dict[str, Artifact], images: Sequence[Any],
-                 classes: Sequence[str], saved_model_dir: Path | None = None) -> pd.DataFrame:
+                 classes: Sequence[str], saved_model_dir: Path | None = None,
+                 errors: dict[str, str] | None = None) -> pd.DataFrame:
     """Top-1 of each export vs the Keras model on ``images`` (paths, or ``(name, bytes)``
     pairs), all decoded with ``load_rgb``, the training pipeline's decoder.
 
     One row per image: the Keras top-1, each format's top-1, whether all agree, and
-    the largest absolute probability difference from Keras.
+    the largest absolute probability difference from Keras. An export that does not load or
+    run (tf2onnx, for one, writes ops it cannot convert and says so only in its log) is left
+    out and named in ``errors``, so the others are still checked; without ``errors`` it raises.
     """
     size = int(model.input_shape[1])
     names, batch, bad = [], [], []
@@ -269,7 +350,14 @@ def parity_check(model: Any, artifacts: dict[str, Artifact], images: Sequence[An
     frame = pd.DataFrame({"image": names, "keras": [label(i) for i in keras_top]})
     agree = np.ones(len(names), bool)
     for key, artifact in artifacts.items():
-        raw = runner_for(artifact, saved_model_dir)(pixels)
+        try:
+            raw = runner_for(artifact, saved_model_dir)(pixels)
+        except Exception as exc:  # noqa: BLE001  each runtime raises its own types; the user needs the reason
+            message = f"exported, but it did not run for the parity check: {exc}"
+            if errors is None:
+                raise ExportError(f"{artifact.label}: {message}") from exc
+            errors[key] = message
+            continue
         top = _top1(raw)
         frame[key] = [label(i) for i in top]
         frame[f"{key} max |Δp|"] = np.abs(_probs(raw) - keras_p).max(axis=1)
@@ -301,7 +389,7 @@ def export_all(model: Any, out_dir: str | os.PathLike, formats: Sequence[str] = 
             report.artifacts["keras"] = export_keras(model, out, stem)
         except ExportError as exc:
             report.errors["keras"] = str(exc)
-    if any(f != "keras" for f in wanted):
+    if FROM_SAVEDMODEL.intersection(wanted):
         note("Exporting the SavedModel")
         try:
             artifact, saved_dir = export_savedmodel(model, out, stem)
@@ -309,7 +397,7 @@ def export_all(model: Any, out_dir: str | os.PathLike, formats: Sequence[str] = 
                 report.artifacts["savedmodel"] = artifact
         except ExportError as exc:
             for f in wanted:
-                if f != "keras":
+                if f in FROM_SAVEDMODEL:
                     report.errors[f] = str(exc)
     if saved_dir is not None:
         for key in (f for f in wanted if f in TFLITE_QUANTIZATION):
@@ -318,10 +406,22 @@ def export_all(model: Any, out_dir: str | os.PathLike, formats: Sequence[str] = 
                 report.artifacts[key] = export_tflite(saved_dir, out, stem, TFLITE_QUANTIZATION[key])
             except ExportError as exc:
                 report.errors[key] = str(exc)
+    if saved_dir is not None and "openvino" in wanted:
+        note(f"Converting to {FORMATS['openvino']}")
+        try:
+            report.artifacts["openvino"] = export_openvino(saved_dir, out, stem)
+        except ExportError as exc:
+            report.errors["openvino"] = str(exc)
+    if "onnx" in wanted:
+        note(f"Exporting {FORMATS['onnx']}")
+        try:
+            report.artifacts["onnx"] = export_onnx(model, out, stem)
+        except ExportError as exc:
+            report.errors["onnx"] = str(exc)
     if parity_images and report.artifacts:
         note("Checking top-1 parity")
         try:
-            report.parity = parity_check(model, report.artifacts, parity_images, classes, saved_dir)
+            report.parity = parity_check(model, report.artifacts, parity_images, classes, saved_dir, report.errors)
         except ExportError as exc:  # the files are still good to download
             report.errors["parity"] = str(exc)
     return report
