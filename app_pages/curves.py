@@ -189,6 +189,17 @@ if metrics:
                    f"keeps those weights. {metrics.get('val_images', '?')} validation images, "
                    f"{metrics.get('train_images', '?')} training images, {metrics.get('input_size')} px.")
 
+    augmentation = curves.augmentation_summary(metrics)
+    if augmentation:
+        with st.expander(f"Augmentation: {augmentation}", icon=":material/auto_awesome:"):
+            checks = curves.flip_checks_frame(metrics)
+            if not checks.empty:
+                st.dataframe(checks, hide_index=True, key="tl_curves_flips", column_config={
+                    c: st.column_config.NumberColumn(format="percent") for c in checks.columns[1:4]})
+            for reason in metrics["augment_decision"].get("reasons", []):
+                st.markdown(f"- {reason}")
+            st.caption("Choose a flip or fill on the Strategies page to override the measurement.")
+
     left, right = st.columns([3, 2])
     cm = curves.confusion_frame(metrics)
     if not cm.empty:

@@ -25,7 +25,7 @@ from core.data.dataset import check_trainable
 from core.errors import TransferLabError
 from core.runs.store import RunStore
 from core.nets.forward import POOLINGS
-from core.train.strategies import FLIPS, OPTIMIZERS
+from core.train.strategies import FILLS, FLIPS, OPTIMIZERS
 
 REFRESH_S = 2.0  # queue refresh while jobs run
 IDLE_REFRESH_S = 10.0  # and while none does (runs started elsewhere, e.g. `python -m core train --background`)
@@ -132,23 +132,31 @@ def common_options(preset: str, ds) -> tuple[dict, str]:
         st.markdown("**Augmentation** (" + ", ".join(s.label.lower() if i else s.label for i, s in enumerate(
             s for s in registry.STRATEGIES.values() if s.augments)) + ")")
         a = d.augment
-        c = st.columns(6)
+        c = st.columns(7)
         aug_on = c[0].checkbox("Enabled", a.enabled, key=k("aug_enabled"), persist_state="session")
+        auto = "auto (measured)"
         flip = c[1].selectbox("Flip", FLIPS, index=FLIPS.index(a.flip), key=k("aug_flip"), persist_state="session",
-                              format_func=lambda f: f.replace("_", " ") or "none")
-        rot = float(c[2].number_input("Rotation", 0.0, 0.5, a.rotation, 0.05, key=k("aug_rotation"),
+                              format_func=lambda f: auto if f == "auto" else f.replace("_", " ") or "none",
+                              help="Auto: each run measures on the data whether a flip keeps the class (a mirrored "
+                                   "2 is not a 2) and leaves out any that does not; the run's page shows why.")
+        fill = c[2].selectbox("Fill", FILLS, index=FILLS.index(a.fill), key=k("aug_fill"), persist_state="session",
+                              format_func=lambda f: auto if f == "auto" else f,
+                              help="How rotation, zoom and shift fill the pixels they uncover. Auto: the background "
+                                   "colour for images on a plain background, a mirror image (reflect) for photos.")
+        rot = float(c[3].number_input("Rotation", 0.0, 0.5, a.rotation, 0.05, key=k("aug_rotation"),
                                       persist_state="session", help="Fraction of a full turn."))
-        zoom = float(c[3].number_input("Zoom", 0.0, 0.5, a.zoom, 0.05, key=k("aug_zoom"), persist_state="session"))
-        shift = float(c[4].number_input("Shift", 0.0, 0.5, a.translation, 0.05, key=k("aug_translation"),
+        zoom = float(c[4].number_input("Zoom", 0.0, 0.5, a.zoom, 0.05, key=k("aug_zoom"), persist_state="session"))
+        shift = float(c[5].number_input("Shift", 0.0, 0.5, a.translation, 0.05, key=k("aug_translation"),
                                         persist_state="session"))
-        contrast = float(c[5].number_input("Contrast", 0.0, 0.9, a.contrast, 0.05, key=k("aug_contrast"),
+        contrast = float(c[6].number_input("Contrast", 0.0, 0.9, a.contrast, 0.05, key=k("aug_contrast"),
                                            persist_state="session"))
         name = st.text_input("Run name (optional)", key=k("name"), persist_state="session",
                              placeholder="e.g. first try", max_chars=80)
     out = dict(dataset=ds.root, backbone=backbone if preset == "modern" else d.backbone, weights=weights,
                input_size=size, pooling=pooling, batch_size=batch, optimizer=optimizer, seed=seed,
                val_fraction=val_fraction, limit_per_class=limit, restore_best=restore, class_weights=balanced,
-               augment=dict(enabled=aug_on, flip=flip, rotation=rot, zoom=zoom, translation=shift, contrast=contrast))
+               augment=dict(enabled=aug_on, flip=flip, fill=fill, rotation=rot, zoom=zoom, translation=shift,
+                            contrast=contrast))
     return out, name.strip()
 
 

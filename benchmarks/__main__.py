@@ -34,6 +34,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="small subsets (limit_per_class) and fewer epochs: minutes, not an hour")
     p.add_argument("--only", default=",".join(GROUPS),
                    help=f"comma-separated groups to run, from {', '.join(GROUPS)} (default: all)")
+    p.add_argument("--per-class", type=int, default=None,
+                   help="accuracy: train and validate on this many images per class and split")
     p.add_argument("--weights-dir", default=None, help="folder of weights and local backbones")
     p.add_argument("--dataset", default=str(REPO.parent / "shared" / "datasets" / "cats_vs_dogs"))
     p.add_argument("--home", default=None, help="TRANSFER_LAB_HOME to use (default: a fresh temporary folder)")
@@ -69,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
         sys.path.insert(0, str(REPO))
 
     machine = machine_description()
-    settings = {"quick": args.quick, "groups": args.groups, "dataset": str(dataset),
+    settings = {"quick": args.quick, "per_class": args.per_class, "groups": args.groups, "dataset": str(dataset),
                 "weights_dir": str(weights_dir), "home": str(home), "fresh_home": temp_home,
                 "command": " ".join([Path(sys.executable).name, "-m", "benchmarks", *sys.argv[1:]])}
     print(f"Transfer Lab benchmarks{' (--quick)' if args.quick else ''}: {', '.join(args.groups)}")
@@ -77,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"dataset: {dataset}\nweights: {weights_dir}\ndata directory: {home}"
           f"{' (fresh, temporary)' if temp_home else ''}\n", flush=True)
 
-    ctx = Context(dataset=dataset, weights_dir=weights_dir, home=home, quick=args.quick)
+    ctx = Context(dataset=dataset, weights_dir=weights_dir, home=home, quick=args.quick, per_class=args.per_class)
     stamp = timestamp()
     outputs: list[tuple[GroupResult, Path]] = []
     failed = False

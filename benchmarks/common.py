@@ -14,6 +14,7 @@ import resource
 import socket
 import sys
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -323,6 +324,21 @@ class Stopwatch:
         self.cpu = time.process_time() - self.cpu_start
 
 
+@contextmanager
+def engine_env(request: str):
+    """Run the block with ``TRANSFER_LAB_ENGINE=request`` (``core.nets.engine`` reads it at
+    each choice), restoring what was there before."""
+    previous = os.environ.get("TRANSFER_LAB_ENGINE")
+    os.environ["TRANSFER_LAB_ENGINE"] = request
+    try:
+        yield
+    finally:
+        if previous is None:
+            os.environ.pop("TRANSFER_LAB_ENGINE", None)
+        else:
+            os.environ["TRANSFER_LAB_ENGINE"] = previous
+
+
 def log(message: str) -> None:
     print(f"[bench {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
@@ -338,6 +354,7 @@ class Context:
     weights_dir: Path | None
     home: Path
     quick: bool
+    per_class: int | None = None  # --per-class: a seeded subset for the training groups
     seed: int = 1337
     memo: dict[str, Any] = field(default_factory=dict)
 

@@ -10,17 +10,20 @@
    just before and after each run
 4. the decoder: ``load_rgb`` with the reduced-size JPEG draft against a full decode, one thread
 5. the live classifier, one uploaded photo end to end, p50 on the engine over TensorFlow
+6. one training epoch where the frozen part runs on the engine: frozen base + augmentation,
+   fine-tuning with augmentation (the prefix on the engine each epoch) and without it (the
+   prefix's activations cached once at the cut), ``auto`` over ``tensorflow``
 """
 
 from __future__ import annotations
 
 import gc
-import os
 import time
 
 import numpy as np
 
-from .common import Context, GroupResult, Stopwatch, at_least, attempt, fmt, log, rate, ratio, warm_file_cache
+from .common import Context, GroupResult, Stopwatch, at_least, attempt, engine_env, fmt, fmt_seconds, log, rate, \
+    ratio, warm_file_cache
 
 BACKBONE = "efficientnet_lite0"
 BATCH = 32
@@ -118,34 +121,29 @@ def interleaved_forward(ctx: Context, result: GroupResult, ds) -> dict:
 def extraction(ctx: Context, result: GroupResult, ds) -> None:
     """Item 3: from JPEG files to cached features, each engine on a fresh cache entry."""
     from core.features.cache import clear_cache, extract_features
-    from core.nets import backbones, engine
+    from core.nets import backbones
 
     n = len(ds.paths("train"))
     timings, labels, bare_s = {}, {}, {}
-    previous = os.environ.get(engine.ENGINE_ENV)
     try:
         for request in ("tensorflow", "auto", "tensorflow", "auto"):  # twice each, alternating
-            os.environ[engine.ENGINE_ENV] = request
-            clear_cache()
-            bb = backbones.load_backbone(BACKBONE)
-            fwd = bb.frozen_forward("avg")
-            fwd(np.random.default_rng(0).uniform(0, 255, (2, bb.input_size, bb.input_size, 3)))  # warm
-            fwd(np.random.default_rng(0).uniform(0, 255, (BATCH, bb.input_size, bb.input_size, 3)))
-            log(f"engine: extraction of {n} JPEG files with {request} ({fwd.label}), bare passes before and after")
-            bare_s.setdefault(request, []).append(_bare_seconds(fwd, bb.input_size, n))
-            with Stopwatch() as t:
-                fs = extract_features(ds, BACKBONE, split="train", loaded=bb, batch_size=BATCH)
-            bare_s[request].append(_bare_seconds(fwd, bb.input_size, n))
-            assert not fs.from_cache
-            timings.setdefault(request, []).append((t.seconds, t.cpu))
-            labels[request] = fs.meta["engine"]
-            del bb, fwd, fs
-            gc.collect()
+            with engine_env(request):
+                clear_cache()
+                bb = backbones.load_backbone(BACKBONE)
+                fwd = bb.frozen_forward("avg")
+                fwd(np.random.default_rng(0).uniform(0, 255, (2, bb.input_size, bb.input_size, 3)))  # warm
+                fwd(np.random.default_rng(0).uniform(0, 255, (BATCH, bb.input_size, bb.input_size, 3)))
+                log(f"engine: extraction of {n} JPEG files with {request} ({fwd.label}), bare passes before and after")
+                bare_s.setdefault(request, []).append(_bare_seconds(fwd, bb.input_size, n))
+                with Stopwatch() as t:
+                    fs = extract_features(ds, BACKBONE, split="train", loaded=bb, batch_size=BATCH)
+                bare_s[request].append(_bare_seconds(fwd, bb.input_size, n))
+                assert not fs.from_cache
+                timings.setdefault(request, []).append((t.seconds, t.cpu))
+                labels[request] = fs.meta["engine"]
+                del bb, fwd, fs
+                gc.collect()
     finally:
-        if previous is None:
-            os.environ.pop(engine.ENGINE_ENV, None)
-        else:
-            os.environ[engine.ENGINE_ENV] = previous
         clear_cache()
     wall = {k: sum(s for s, _ in v) for k, v in timings.items()}
     cpu = {k: sum(c for _, c in v) for k, v in timings.items()}
@@ -253,6 +251,54 @@ def classifier(ctx: Context, result: GroupResult, ds, photos: int) -> None:
                f"on {same}/{len(uploads)}", r, "<= 0.6", None if r is None else r <= 0.6)
 
 
+# (item, strategy, config overrides, the phase whose epochs are timed, target speed-up)
+EPOCH_CASES = (
+    ("frozen base + augmentation", "frozen_augment", dict(epochs=2), "train", 1.8),
+    ("fine-tuning with augmentation", "fine_tune", dict(epochs=1, fine_tune_epochs=2), "fine_tune", 1.8),
+    ("fine-tuning without augmentation (cut cache)", "fine_tune",
+     dict(epochs=1, fine_tune_epochs=2, augment=dict(enabled=False)), "fine_tune", 4.0),
+)
+
+
+def _epoch_seconds(history, phase: str) -> float | None:
+    """Seconds of the phase's last epoch (training and validation): the first one also traces."""
+    rows = history[history["phase"] == phase] if len(history) else history
+    return float(rows["seconds"].iloc[-1]) if len(rows) else None
+
+
+def epochs(ctx: Context, result: GroupResult, per_class: int) -> None:
+    """Item 6: one epoch of the strategies whose frozen part runs on the engine, ``auto`` against
+    ``tensorflow`` on the same seeded subset, alternating engine by engine for each case."""
+    from core.train import registry
+    from core.train.fit import fit
+
+    figs = {}
+    for item, strategy, overrides, phase, target in EPOCH_CASES:
+        seconds, extra, acc = {}, {}, {}
+        for request in ("tensorflow", "auto"):
+            cfg = registry.make_config(strategy, dataset=str(ctx.dataset), backbone=BACKBONE, seed=ctx.seed,
+                                       limit_per_class=per_class, early_stopping=0, **overrides)
+            log(f"engine: {item}, {request}, {2 * per_class} train images")
+            with engine_env(request):
+                res = fit(cfg)
+            seconds[request] = _epoch_seconds(res.history, phase)
+            extra[request] = {k: v for k, v in res.extra.items() if k in ("frozen_engine", "cut_layer",
+                                                                          "cut_cache_seconds")}
+            acc[request] = res.metrics.get("val_accuracy")
+            del res
+            gc.collect()
+        speedup = ratio(seconds["tensorflow"], seconds["auto"])
+        figs[item] = {"strategy": strategy, "overrides": overrides, "train_images_per_class": per_class,
+                      "epoch_seconds": seconds, "speedup": speedup, "extra": extra, "val_accuracy": acc}
+        cache = extra["auto"].get("cut_cache_seconds")
+        result.add(f"6 epoch: {item}", f"tensorflow {fmt_seconds(seconds['tensorflow'])} / auto "
+                   f"({extra['auto'].get('frozen_engine', 'tensorflow')}) {fmt_seconds(seconds['auto'])} per epoch"
+                   + (f"; the cut cache filled once in {fmt_seconds(cache)}" if cache else "")
+                   + f"; val accuracy {fmt(acc['tensorflow'])} / {fmt(acc['auto'])}",
+                   speedup, f">= {target}x", at_least(speedup, target))
+    result.figures["epochs"] = figs
+
+
 def run(ctx: Context) -> GroupResult:
     result = GroupResult("engine", ctx.quick)
     ds = ctx.sample(100 if ctx.quick else None)
@@ -262,6 +308,7 @@ def run(ctx: Context) -> GroupResult:
     attempt(result, "3 extraction", extraction, ctx, result, ds)
     attempt(result, "4 decoder", decoder, ctx, result, ds)
     attempt(result, "5 classifier", classifier, ctx, result, ds, 20 if ctx.quick else 60)
+    attempt(result, "6 epochs", epochs, ctx, result, 50 if ctx.quick else 300)
     result.notes.append(f"{BACKBONE}, avg pooling, batch {BATCH}; engine auto here: "
                         f"{(fig or {}).get('auto', '?')} ({(fig or {}).get('auto_reason', '')}); "
                         f"{time.perf_counter() - t0:.0f} s in all")

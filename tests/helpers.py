@@ -101,3 +101,23 @@ def wait_state(run, *states: str, timeout: float) -> dict:
     wait_for(lambda: run.status()["state"] in states, timeout,
              f"{run.id} to be {states} (is {run.status()}); log:\n{worker_log(run)[-3000:]}")
     return run.status()
+
+
+BF16_SCALE_SHARE = 0.02  # bf16 keeps 8 mantissa bits: outputs stay within ~1% of their scale of f32's
+
+
+def engine_precision() -> str:
+    """The precision frozen forward passes run at in this test run (``TRANSFER_LAB_ENGINE``)."""
+    from core.nets import engine
+
+    return engine.choose().precision
+
+
+def assert_matches_reference(actual, desired, rtol: float = 1e-4, atol: float = 1e-5) -> None:
+    """Engine outputs against a TensorFlow f32 reference: at f32 tolerances, or, when the engine
+    computes in bf16, within ``BF16_SCALE_SHARE`` of the reference's largest magnitude (a
+    wrong image, order or preprocessing is still far outside that)."""
+    actual, desired = np.asarray(actual, np.float64), np.asarray(desired, np.float64)
+    if engine_precision() == "bf16":
+        rtol, atol = 0.0, max(atol, BF16_SCALE_SHARE * float(np.abs(desired).max() or 1.0))
+    np.testing.assert_allclose(actual, desired, rtol=rtol, atol=atol)

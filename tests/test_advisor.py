@@ -13,6 +13,8 @@ import pytest
 from core.analysis import advisor
 from core.data.dataset import Dataset, ImageRecord
 
+pytestmark = pytest.mark.engine  # run again under the default engine (scripts/test.sh)
+
 DIM = 32
 
 

@@ -177,3 +177,27 @@ def test_live_run_shows_progress_and_cancels_from_the_page(store):
     assert run.effective_state() == "cancelled"
     at.run()
     assert "This run was cancelled" in texts(at.info)
+
+
+def test_a_run_shows_the_augmentation_it_measured_and_why(store, tmp_path):
+    """The flip decision of a digits run (measured by ``core.analysis.flips`` on real digit
+    images) is shown with its figures, so a user sees why no flip was used."""
+    from core.analysis.flips import decide
+    from core.train import pixels as pixel_baseline
+    from tests.digits import write_digits
+
+    root = write_digits(tmp_path / "digits", per_class=40)
+    paths = sorted(str(p) for p in root.rglob("*.png"))
+    pix, valid = pixel_baseline.decode(paths)
+    labels = np.array([int(p.split("/")[-2]) for p in paths])
+    decision = decide(pix[valid], labels[valid], seed=0)
+    assert decision.augment.flip == ""  # digits: no flip keeps the class
+    run, _ = fine_tuned_run(store, tmp_path)
+    run.write_metrics({**run.metrics(), "augment_decision": decision.to_dict()})
+    at = open_curves()
+    expander = next(e for e in at.expander if e.label.startswith("Augmentation:"))
+    assert "flip none" in expander.label and "fill constant" in expander.label and "measured" in expander.label
+    checks = next(d.value for d in at.dataframe if "verdict" in d.value.columns)
+    assert checks["flip"].tolist() == ["horizontal", "vertical"]
+    assert checks["verdict"].tolist() == ["left out", "left out"]
+    assert "Horizontal flip left out" in texts(at.markdown)

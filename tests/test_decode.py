@@ -77,3 +77,42 @@ def test_pixel_batches_match_the_tf_data_pipeline_in_order_with_bad_files_blank(
         np.testing.assert_array_equal(x, rx.numpy())
         np.testing.assert_array_equal(ok, rok.numpy())
     assert not ours[1][1][0] and not ours[1][0][0].any()  # the broken file: blank and marked invalid
+
+
+def _counting_decoder(monkeypatch) -> list:
+    from core.data import pipeline
+
+    calls = []
+    real = pipeline._load_or_blank
+    monkeypatch.setattr(pipeline, "_load_or_blank", lambda p, h, w: (calls.append(p), real(p, h, w))[1])
+    return calls
+
+
+def _epochs(ds, n: int = 2) -> list[np.ndarray]:
+    return [np.concatenate([x.numpy() for x, _ in ds]) for _ in range(n)]
+
+
+def test_a_split_kept_decoded_is_decoded_once_and_reshuffled_every_epoch(tmp_path, monkeypatch):
+    from core.data.pipeline import image_dataset
+    from tests.helpers import write_images
+
+    paths = [str(p) for p in write_images(tmp_path, 0, 4) + write_images(tmp_path / "b", 1, 4)]
+    calls = _counting_decoder(monkeypatch)
+    ds = image_dataset(paths, [0] * 4 + [1] * 4, 16, 3, shuffle=True, seed=1, keep_decoded=True)
+    first, second = _epochs(ds)
+    assert len(calls) == len(paths)  # the second epoch read the decoded pixels
+    key = lambda batch: sorted(img.tobytes() for img in batch)  # noqa: E731
+    assert key(first) == key(second) and not np.array_equal(first, second)  # same images, new order
+    plain = image_dataset(paths, None, 16, 3)
+    assert key(np.concatenate([x.numpy() for x, _ in plain])) == key(first)  # the pixels of a plain pass
+
+
+def test_a_split_too_big_to_keep_is_decoded_every_epoch(tmp_path, monkeypatch):
+    from core.data import pipeline
+    from tests.helpers import write_images
+
+    paths = [str(p) for p in write_images(tmp_path, 0, 5)]
+    monkeypatch.setattr(pipeline, "KEEP_DECODED_MB", 0)
+    calls = _counting_decoder(monkeypatch)
+    _epochs(pipeline.image_dataset(paths, [0] * 5, 16, 2, shuffle=True, keep_decoded=True))
+    assert len(calls) == 2 * len(paths)

@@ -14,14 +14,16 @@ import pytest
 
 from core.nets import backbones
 from core.features import cache as features
-from core.nets import forward
+from core.nets import engine, forward
 from core import settings
 from core.data.dataset import Dataset, scan_folder
 from core.errors import TransferLabError
 from core.features.cache import Cancelled, extract_features
 from core.data.images import load_rgb
 
-from tests.helpers import make_local_backbone, write_images
+from tests.helpers import assert_matches_reference, make_local_backbone, write_images
+
+pytestmark = pytest.mark.engine  # run again under the default engine (scripts/test.sh)
 
 
 @pytest.fixture
@@ -53,7 +55,7 @@ def test_extract_shape_rows_follow_paths_and_cache(ds, tl_home, monkeypatch):
     assert fs.paths == ds.paths("train")
     assert np.array_equal(fs.y, ds.labels("train"))
     assert fs.valid.all() and fs.classes == ["a", "b"]
-    np.testing.assert_allclose(np.asarray(fs.X), _reference(fs.paths), rtol=1e-4, atol=1e-5)
+    assert_matches_reference(np.asarray(fs.X), _reference(fs.paths))
     assert fs.meta["shape"] == [24, 12] and fs.meta["invalid"] == 0
     assert _entries(tl_home) == [fs.key]
 
@@ -191,7 +193,7 @@ def test_a_kept_backbone_traces_its_extraction_function_once(ds, monkeypatch):
     val = extract_features(ds, "tiny", split="validation", loaded=bb)
     extract_features(ds, "tiny", split="validation", loaded=bb, pooling="max")
     assert compiled == ["avg", "max"]  # the validation split reused the train split's function
-    np.testing.assert_allclose(np.asarray(val.X), _reference(val.paths), rtol=1e-4, atol=1e-5)
+    assert_matches_reference(np.asarray(val.X), _reference(val.paths))
     assert not train.from_cache and not val.from_cache
 
 
@@ -293,7 +295,7 @@ def test_file_broken_after_scan_is_marked_invalid(ds, image_folder):
     X, y = fs.usable()
     assert X.shape == (22, 12) and len(y) == 22
     good = [p for i, p in enumerate(paths) if i not in bad]
-    np.testing.assert_allclose(X, _reference(good), rtol=1e-4, atol=1e-5)
+    assert_matches_reference(X, _reference(good))
 
 
 # ---------------------------------------------------------------- errors and housekeeping
@@ -330,13 +332,13 @@ def test_edited_dataset_extracts_only_its_new_photos(ds, image_folder, monkeypat
     edited = scan_folder(image_folder)
     assert edited.fingerprint != ds.fingerprint
     seen: list[int] = []
-    real = forward.compiled_forward
+    real = engine.FrozenForward.__call__
 
-    def counting(model, pooling):
-        fn = real(model, pooling)
-        return lambda x: (seen.append(int(x.shape[0])), fn(x))[1]
+    def counting(self, pixels):  # every batch through the frozen network, whichever engine runs it
+        seen.append(len(pixels))
+        return real(self, pixels)
 
-    monkeypatch.setattr(forward, "compiled_forward", counting)
+    monkeypatch.setattr(engine.FrozenForward, "__call__", counting)
     again = extract_features(edited, "tiny", split="train")
     new = [p for p in again.paths if p not in first.paths]
     assert len(new) == 2 and again.from_cache is False
@@ -345,7 +347,7 @@ def test_edited_dataset_extracts_only_its_new_photos(ds, image_folder, monkeypat
     assert again.meta["speed"]["images"] == 2 and not again.meta["speed"]["inherited"]
     for p in first.paths:
         np.testing.assert_array_equal(again.X[again.paths.index(p)], first.X[first.paths.index(p)])
-    np.testing.assert_allclose(np.asarray(again.X), _reference(again.paths), rtol=1e-4, atol=1e-5)
+    assert_matches_reference(np.asarray(again.X), _reference(again.paths))
 
 
 def test_subset_of_an_extracted_dataset_needs_no_network(ds, monkeypatch):
@@ -359,7 +361,7 @@ def test_subset_of_an_extracted_dataset_needs_no_network(ds, monkeypatch):
     assert fs.meta["reused"] == len(fs.paths) == len(small.paths("train")) == 6
     donor = extract_features(ds, "tiny", split="train").meta["speed"]  # the speed measured on the donor
     assert fs.meta["speed"] == {**donor, "inherited": True} and donor["images"] == len(ds.paths("train"))
-    np.testing.assert_allclose(np.asarray(fs.X), expected, rtol=1e-4, atol=1e-5)
+    assert_matches_reference(np.asarray(fs.X), expected)
 
 
 def test_changed_file_or_damaged_entry_is_not_reused(ds, image_folder, tl_home):
@@ -368,11 +370,11 @@ def test_changed_file_or_damaged_entry_is_not_reused(ds, image_folder, tl_home):
     _add_photos(changed.parent, "swap", 1, 1, seed=9)[0].replace(changed)  # same path, other photo
     again = extract_features(scan_folder(image_folder), "tiny", split="train")
     assert again.meta["reused"] == len(again.paths) - 1
-    np.testing.assert_allclose(np.asarray(again.X), _reference(again.paths), rtol=1e-4, atol=1e-5)
+    assert_matches_reference(np.asarray(again.X), _reference(again.paths))
 
     for entry in (tl_home / "features").iterdir():  # a donor failing its checksum lends nothing
         _corrupt_flip(entry / "features.npy")
     _add_photos(image_folder / "train" / "b", "later", 1, 1, seed=11)
     third = extract_features(scan_folder(image_folder), "tiny", split="train")
     assert third.meta["reused"] == 0
-    np.testing.assert_allclose(np.asarray(third.X), _reference(third.paths), rtol=1e-4, atol=1e-5)
+    assert_matches_reference(np.asarray(third.X), _reference(third.paths))

@@ -16,7 +16,10 @@ from PIL import Image
 
 from core.serve import inference
 from core.errors import BadImage, RunError
+from tests.helpers import assert_matches_reference
 from tests.helpers import pattern as _pattern
+
+pytestmark = pytest.mark.engine  # run again under the default engine (scripts/test.sh)
 
 SIZE = 32
 
@@ -149,7 +152,7 @@ def test_same_pixels_and_probabilities_as_the_training_pipeline(tmp_path, predic
 
     probs = predictor.probabilities(np.stack([inference.decode(p, SIZE) for p in paths]))
     reference = np.asarray(predictor.model.predict(trained, verbose=0))
-    np.testing.assert_allclose(probs, reference, rtol=1e-5, atol=1e-6)
+    assert_matches_reference(probs, reference, rtol=1e-5, atol=1e-6)
 
 
 def test_orientation_modes_and_frames_are_decoded_right(predictor):
@@ -186,7 +189,7 @@ def test_classify_matches_the_model(predictor):
     assert result.ok and result.name == "p.png"
     assert [t[0] for t in result.top] == list(np.argsort(-expected)[:2])
     assert result.label == ["red", "green", "blue"][int(expected.argmax())]
-    assert result.confidence == pytest.approx(float(expected.max()), rel=1e-5)
+    assert_matches_reference(result.confidence, float(expected.max()), rtol=1e-5, atol=0)
     assert result.probabilities.sum() == pytest.approx(1.0, abs=1e-5)
     assert result.decode_ms > 0 and result.forward_ms > 0 and result.latency_ms == result.decode_ms + result.forward_ms
     assert result.pixels.shape == (SIZE, SIZE, 3)
@@ -200,7 +203,7 @@ def test_binary_sigmoid_model_gives_two_columns(tmp_path):
     data = png_bytes(photo(6))
     result = inference.classify(p, data)
     unit = float(np.asarray(p.model(inference.decode(data, SIZE)[None].astype("float32")))[0, 0])
-    assert result.probabilities == pytest.approx([1 - unit, unit], rel=1e-5)
+    assert_matches_reference(result.probabilities, [1 - unit, unit], rtol=1e-5, atol=0)
     assert result.label == ("dogs" if unit > 0.5 else "cats")
 
 

@@ -14,6 +14,8 @@ from core.features import dataset as features
 from core.nets import backbones, loaded
 from tests import tiny_backbone
 
+pytestmark = pytest.mark.engine  # run again under the default engine (scripts/test.sh)
+
 
 @pytest.fixture
 def tiny(tiny, monkeypatch) -> str:

@@ -12,6 +12,8 @@ from core.data.dataset import scan_folder
 from core.errors import TransferLabError, WeightsUnavailable
 from tests.test_label_issues import blobs
 
+pytestmark = pytest.mark.engine  # run again under the default engine (scripts/test.sh)
+
 DIM = 32
 
 

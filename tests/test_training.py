@@ -20,8 +20,10 @@ from core.train import loop
 from core.errors import DatasetError
 from core.train.evaluation import predict_files
 from core.train.strategies import StrategyConfig
-from tests.helpers import write_images
+from tests.helpers import assert_matches_reference, write_images
 from tests.test_strategies import TINY_SIZE, make_tiny_backbone
+
+pytestmark = pytest.mark.engine  # run again under the default engine (scripts/test.sh)
 
 REPO = Path(__file__).resolve().parents[1]
 STRATEGY_NAMES = ("linear_probe", "feature_extraction", "frozen_augment", "fine_tune", "scratch")
@@ -149,8 +151,8 @@ def test_returned_model_takes_pixels_and_reproduces_stored_predictions(strategy,
     assert model.input_shape == (None, TINY_SIZE, TINY_SIZE, 3) and model.output_shape == (None, 1)
     pred = result.predictions
     probs = predict_files(model, pred["path"].tolist(), TINY_SIZE, 2)  # the inference path
-    assert np.allclose(probs[:, 0], pred["p_a"], atol=1e-4)
-    assert np.allclose(probs[:, 1], pred["p_b"], atol=1e-4)
+    assert_matches_reference(probs[:, 0], pred["p_a"], rtol=0, atol=1e-4)
+    assert_matches_reference(probs[:, 1], pred["p_b"], rtol=0, atol=1e-4)
     assert (np.array(["a", "b"])[probs.argmax(1)] == pred["predicted"]).all()
 
 
@@ -219,7 +221,7 @@ def test_three_classes_use_softmax(use_env, flat_folder):
     assert np.allclose(pred[["p_a", "p_b", "p_c"]].sum(axis=1), 1, atol=1e-5)
     probe = training.fit(tiny_config(flat_folder, "linear_probe"))
     probs = predict_files(probe.model, probe.predictions["path"].tolist(), TINY_SIZE, 3)
-    assert np.allclose(probs, probe.predictions[["p_a", "p_b", "p_c"]].to_numpy(), atol=1e-4)
+    assert_matches_reference(probs, probe.predictions[["p_a", "p_b", "p_c"]].to_numpy(), rtol=0, atol=1e-4)
     assert probe.metrics["val_accuracy"] == 1.0
 
 

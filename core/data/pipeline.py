@@ -59,6 +59,9 @@ def pixel_batches(paths: Sequence[str], size: int, batch_size: int, *, workers: 
                 f.cancel()
 
 
+KEEP_DECODED_MB = 1024  # a split whose decoded pixels fit in this many MB is decoded once, not every epoch
+
+
 def image_dataset(
     paths: Sequence[str],
     labels: Sequence[int] | None,
@@ -68,10 +71,15 @@ def image_dataset(
     shuffle: bool = False,
     seed: int = 0,
     with_valid_mask: bool = False,
+    keep_decoded: bool = False,
 ):
     """Batches of ``(pixels float32 0..255, label)`` (or ``(pixels, valid)`` with the mask).
 
-    Decoding runs on parallel threads (Pillow releases the GIL while decoding).
+    Decoding runs on parallel threads (Pillow releases the GIL while decoding). With
+    ``keep_decoded`` (datasets iterated for several epochs) a split that fits in
+    ``KEEP_DECODED_MB`` keeps its decoded uint8 pixels in memory after the first pass, and
+    later epochs only shuffle and batch: on a 2-core CPU decoding JPEGs again every epoch
+    costs as much as a fast engine's forward pass.
     """
     import tensorflow as tf
 
@@ -79,15 +87,20 @@ def image_dataset(
     path_ds = tf.data.Dataset.from_tensor_slices(np.asarray(list(paths), dtype=object).astype(str))
     label_arr = np.zeros(n, np.int64) if labels is None else np.asarray(labels, np.int64)
     ds = tf.data.Dataset.zip((path_ds, tf.data.Dataset.from_tensor_slices(label_arr)))
-    if shuffle:
-        ds = ds.shuffle(n, seed=seed, reshuffle_each_iteration=True)
 
     def decode(path, label):
         img, ok = tf.numpy_function(_load_or_blank, [path, size, size], (tf.uint8, tf.bool), stateful=False)
-        img = tf.ensure_shape(img, (size, size, 3))
-        ok = tf.ensure_shape(ok, ())
-        pixels = tf.cast(img, tf.float32)
-        return (pixels, ok) if with_valid_mask else (pixels, label)
+        return tf.ensure_shape(img, (size, size, 3)), tf.ensure_shape(ok, ()), label
 
-    ds = ds.map(decode, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-    return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+    keep = keep_decoded and n * size * size * 3 <= KEEP_DECODED_MB * 2**20
+    if keep:  # decode in file order once, then shuffle the decoded images every epoch
+        ds = ds.map(decode, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).cache()
+    if shuffle:
+        ds = ds.shuffle(n, seed=seed, reshuffle_each_iteration=True)
+    if not keep:
+        ds = ds.map(decode, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+
+    def as_float(img, ok, label):
+        return (tf.cast(img, tf.float32), ok if with_valid_mask else label)
+
+    return ds.map(as_float, num_parallel_calls=tf.data.AUTOTUNE).batch(batch_size).prefetch(tf.data.AUTOTUNE)

@@ -151,3 +151,30 @@ def worst_predictions(predictions: pd.DataFrame | None, n: int = 12, wrong_only:
     if wrong_only and "correct" in frame:
         frame = frame[~frame["correct"].astype(bool)]
     return frame.sort_values(["true_confidence", "path"], ascending=[True, True]).head(n).reset_index(drop=True)
+
+
+def augmentation_summary(metrics: dict) -> str:
+    """One line: the augmentation a run trained with, after "auto" was measured ("" when none recorded)."""
+    decision = (metrics or {}).get("augment_decision") or {}
+    aug = decision.get("augment") or {}
+    if not aug:
+        return ""
+    if not aug.get("enabled", True):
+        return "off"
+    fill = aug.get("fill", "")
+    fill_text = f"{fill} ({aug.get('fill_value', 0):.0f})" if fill == "constant" else fill
+    measured = " (measured on the data)" if decision.get("flips") or decision.get("border") else " (as chosen)"
+    return (f"flip {(aug.get('flip') or 'none').replace('_', ' ')}, fill {fill_text}, rotation {aug.get('rotation')}, "
+            f"zoom {aug.get('zoom')}, shift {aug.get('translation')}, contrast {aug.get('contrast')}{measured}")
+
+
+def flip_checks_frame(metrics: dict) -> pd.DataFrame:
+    """The flip measurements of a run, one row per direction: what the pixel probe read on
+    originals and on flipped copies, and whether the flip was allowed."""
+    checks = ((metrics or {}).get("augment_decision") or {}).get("flips") or []
+    rows = [{"flip": c["direction"], "probe on originals": c["accuracy"],
+             "probe on flipped copies": c["flipped_accuracy"], "copies told from originals": c["looks_flipped"],
+             "verdict": "allowed" if c["looks_like_data"] and c["keeps_class"] is True else "left out"}
+            for c in checks]
+    return pd.DataFrame(rows, columns=["flip", "probe on originals", "probe on flipped copies",
+                                       "copies told from originals", "verdict"])

@@ -49,7 +49,8 @@ def augmented_batches(forward: Callable[[np.ndarray], np.ndarray], paths, target
 
     from core.data.pipeline import image_dataset
 
-    pixels = image_dataset(list(paths), np.asarray(targets), size, batch_size, shuffle=shuffle, seed=seed)
+    pixels = image_dataset(list(paths), np.asarray(targets), size, batch_size, shuffle=shuffle, seed=seed,
+                           keep_decoded=True)
     if aug is not None:
         pixels = pixels.map(lambda x, y: (aug(x, training=True), y), num_parallel_calls=tf.data.AUTOTUNE)
     target_dtype = tf.as_dtype(np.asarray(targets).dtype)

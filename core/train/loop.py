@@ -117,7 +117,7 @@ def image_data(cfg, ds, size, split, shuffle):
 
     labels = ds.labels(split)
     data = image_dataset(ds.paths(split), targets(labels, ds.num_classes), size, cfg.batch_size,
-                         shuffle=shuffle, seed=cfg.seed)
+                         shuffle=shuffle, seed=cfg.seed, keep_decoded=True)
     return data, labels
 
 
