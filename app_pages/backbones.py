@@ -6,6 +6,7 @@ import streamlit as st
 
 from core.nets import explain
 from core.analysis import speed
+from core.nets import engine
 from core.data import uploads
 from core.nets.backbones import get_spec, list_backbones, weights_location
 from core.nets.loaded import loaded_backbone
@@ -88,7 +89,7 @@ with table_slot:
     )
     st.caption("img/s: images per second through the network, measured here. TF: TensorFlow, OV: OpenVINO; "
                "bf16: 16-bit floats, f32: 32-bit. speed-up: the fastest OV over TF.  \n"
-               f"The app computes features with {speed.engine_now()}.")
+               f"The app computes features with {engine.describe_for_users()}.")
 with chart_slot:
     devices = sorted(set(table["measured on"]) - {""})
     if devices:

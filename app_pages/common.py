@@ -269,7 +269,7 @@ def sidebar():
         st.caption(f"Data directory: `{home}`")
         from core.nets import engine  # no TensorFlow import: OpenVINO's device query only
 
-        st.caption(f"Engine: {engine.describe()}")
+        st.caption(f"Engine: {engine.describe_for_users()}")
         signed_in_panel()
 
         with st.expander("Settings", icon=":material/settings:"):

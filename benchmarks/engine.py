@@ -18,6 +18,7 @@
 from __future__ import annotations
 
 import gc
+import os
 import time
 
 import numpy as np
@@ -206,6 +207,24 @@ def decoder(ctx: Context, result: GroupResult, ds, size: int = 224, count: int =
     result.figures["decoder"] = figs
 
 
+def pipeline_bound(result: GroupResult) -> None:
+    """Item 3's ceiling on this machine: decoding and the forward pass share the same cores, so
+    extraction can reach at most ``1 / (1 + bare_ips / (cores * decode_ips))`` of the bare pass
+    (every core busy all the time, nothing else running)."""
+    ext, dec = result.figures.get("extraction"), result.figures.get("decoder")
+    if not ext or not dec:
+        return
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    size = max(dec)
+    bare, decode = ext["bare_images_per_s"]["auto"], dec[size]["draft_images_per_s"]
+    bound = 1 / (1 + bare / (cores * decode))
+    ext["bound"] = {"cores": cores, "decode_images_per_s_one_thread": decode, "bound": bound,
+                    "share_of_bound": ratio(ext["efficiency"], bound)}
+    result.add("3 pipeline bound (CPU)", f"decoding {fmt(decode)} img/s a thread and the bare pass {fmt(bare)} img/s "
+               f"share {cores} cores: at most {fmt(bound)} of the bare pass; ours reaches "
+               f"{fmt(ratio(ext['efficiency'], bound))} of that", bound)
+
+
 def classifier(ctx: Context, result: GroupResult, ds, photos: int) -> None:
     """Item 5: the live classifier (``core.serve.inference``), one uploaded photo end to end
     (decode, resize, forward, top-5), TensorFlow and the engine alternating photo by photo."""
@@ -307,6 +326,7 @@ def run(ctx: Context) -> GroupResult:
     fig = attempt(result, "1 forward", interleaved_forward, ctx, result, ds)
     attempt(result, "3 extraction", extraction, ctx, result, ds)
     attempt(result, "4 decoder", decoder, ctx, result, ds)
+    attempt(result, "3 pipeline bound", pipeline_bound, result)
     attempt(result, "5 classifier", classifier, ctx, result, ds, 20 if ctx.quick else 60)
     attempt(result, "6 epochs", epochs, ctx, result, 50 if ctx.quick else 300)
     result.notes.append(f"{BACKBONE}, avg pooling, batch {BATCH}; engine auto here: "

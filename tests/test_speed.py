@@ -150,16 +150,16 @@ def test_engine_now_and_the_chart_column_follow_the_app_engine(tl_home, engine_c
     import pandas as pd
 
     monkeypatch.setenv(engine_cache.ENGINE_ENV, "tensorflow")
-    assert speed.engine_now() == "tensorflow f32 · set on the server: tensorflow"
+    assert engine_cache.describe_for_users() == "tensorflow f32 · set on the server: tensorflow"
     both = pd.DataFrame(columns=[speed.rate_column("tensorflow f32"), speed.rate_column("openvino f32")])
     assert speed.chart_column(both) == "img/s tensorflow f32"
     monkeypatch.setattr(engine_cache, "cpu_precision", lambda: ("f32", "CPU has no native bf16"))
     monkeypatch.setenv(engine_cache.ENGINE_ENV, "auto")
-    assert speed.engine_now().startswith("openvino f32 · auto: CPU has no native bf16")
+    assert engine_cache.describe_for_users().startswith("openvino f32 · auto: CPU has no native bf16")
     assert speed.chart_column(both) == "img/s openvino f32"
     assert speed.chart_column(both.drop(columns="img/s openvino f32")) == "img/s tensorflow f32"
     monkeypatch.setenv(engine_cache.ENGINE_ENV, "warp")
-    assert engine_cache.ENGINE_ENV not in speed.engine_now()
+    assert engine_cache.ENGINE_ENV not in engine_cache.describe_for_users()
     assert speed.chart_column(both) == "img/s tensorflow f32"
 
 

@@ -261,14 +261,6 @@ def chart_column(table) -> str:
     return column if column in table else rate_column(TENSORFLOW)
 
 
-def engine_now() -> str:
-    """The engine the app's frozen forward passes run on now, in a user's words: ``engine.describe()``
-    with a forced engine said as a server setting rather than by its variable's name."""
-    from core.nets import engine
-
-    return engine.describe().replace(f"{engine.ENGINE_ENV}=", "set on the server: ")
-
-
 # ---------------------------------------------------------------- extraction estimate
 
 @dataclass(frozen=True)

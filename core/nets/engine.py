@@ -161,6 +161,11 @@ def describe(request: str | None = None) -> str:
     return line
 
 
+def describe_for_users(request: str | None = None) -> str:
+    """``describe`` for the app: a forced engine said as a server setting, not by its variable's name."""
+    return describe(request).replace(f"{ENGINE_ENV}=", "set on the server: ")
+
+
 # ---------------------------------------------------------------- parity verdicts
 
 @functools.lru_cache(maxsize=1)
