@@ -1,6 +1,7 @@
 """The advisor panel the Dataset and Strategies pages share: one button, one answer per
 (dataset, backbone) kept for the session, the measured 2x2 table and its reasons."""
 
+import plotly.graph_objects as go
 import streamlit as st
 
 from core.analysis import advisor
@@ -37,6 +38,24 @@ def advisor_panel(ds, backbone: str, key: str):
     st.success(f"Recommended: **{registry.label(advice.strategy)}** (dataset {advice.size}, {advice.similarity} "
                "to ImageNet)" + (f", unfreezing about the top {advice.unfreeze_layers} layers"
                                  if advice.unfreeze_layers else ""), icon=":material/lightbulb:")
+    if advice.candidates:
+        st.plotly_chart(candidates_figure(advice.candidates), key=f"{key}_candidates")
+        st.caption(advice.confidence)
     st.table(advice.table())
     st.markdown("\n".join(f"- {reason}" for reason in advice.reasons))
     return advice
+
+
+def candidates_figure(candidates: list[dict]) -> go.Figure:
+    """What the advisor measured, best at the top, with the ± a sample of this size can resolve."""
+    rows = candidates[::-1]
+    fig = go.Figure(go.Bar(
+        x=[c["accuracy"] for c in rows], y=[c["candidate"] for c in rows], orientation="h",
+        error_x=dict(type="data", array=[c["noise"] for c in rows]),
+        text=[f"{c['accuracy']:.1%} · about {c['predicted_seconds'] / 60:.1f} min on all images" for c in rows],
+        textposition="inside", insidetextanchor="start", marker_color="#4c78a8"))
+    low = max(0.0, min(c["accuracy"] - c["noise"] for c in rows) - 0.05)
+    fig.update_layout(height=90 + 45 * len(rows), margin=dict(l=10, r=10, t=30, b=30),
+                      title="Measured on a sample (cross-validated accuracy, ± what the sample resolves)",
+                      xaxis=dict(range=[low, 1.0], tickformat=".0%"), yaxis=dict(automargin=True))
+    return fig

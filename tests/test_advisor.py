@@ -155,6 +155,26 @@ def test_advise_reports_every_measured_candidate_and_overrides_the_textbook(fake
     text = "\n".join(advice.reasons)
     assert "pixel baseline (logistic regression on raw pixels) 95.0%" in text and "block block5 55.0%" in text
     assert "measurement overrides it" in text and advice.figures["pixels"] == 0.95
+    assert advice.confidence.startswith("Confidence: clear") and advice.confidence in advice.reasons
+    best = advice.candidates[0]
+    assert 0 < best["noise"] < 0.1 and best["predicted_seconds"] > best["seconds"]  # scaled to every image
+
+
+def _candidate(name: str, accuracy: float, seconds: float, noise: float = 0.02) -> dict:
+    return {"candidate": name, "accuracy": accuracy, "seconds": seconds, "predicted_seconds": seconds, "noise": noise}
+
+
+def test_confidence_tells_a_clear_lead_from_a_close_call():
+    clear = advisor._confidence([_candidate("a", 0.95, 1), _candidate("b", 0.80, 1)], 600)
+    close = advisor._confidence([_candidate("a", 0.95, 1), _candidate("b", 0.94, 1)], 600)
+    assert clear.startswith("Confidence: clear") and "15.0%" in clear
+    assert close.startswith("Confidence: a close call") and "1.0% apart" in close
+
+
+def test_best_accuracy_per_minute_is_the_quickest_candidate_within_the_noise():
+    ranked = [_candidate("slow best", 0.95, 100), _candidate("quick close", 0.94, 10), _candidate("quickest far", 0.7, 1)]
+    assert advisor._quickest_within_noise(ranked)["candidate"] == "quick close"
+    assert advisor._quickest_within_noise(ranked[:1])["candidate"] == "slow best"
 
 
 def test_advise_on_digit_photos_measures_the_pixels_and_the_flips(fake_features, monkeypatch, tmp_path):

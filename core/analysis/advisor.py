@@ -56,6 +56,7 @@ class Advice:
     textbook: str = ""  # the 2x2 table's strategy for this cell (the explanation, not the pick)
     feature_layer: str = ""  # the recommended feature depth: "" for the top, else a block's layer
     candidates: list[dict] = field(default_factory=list)  # what was measured, best first
+    confidence: str = ""  # how sure: the best measured candidate's lead over the next, against the noise
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -225,7 +226,14 @@ def advise(ds: Dataset, backbone: str = "efficientnet_lite0", weights="imagenet"
         candidates.append({"candidate": "pixel baseline (logistic regression on raw pixels)",
                            "strategy": "pixel_baseline", "feature_layer": "", "accuracy": measured["pixels"],
                            "seconds": measured["pixel_seconds"]})
+    n = int(len(y))
+    total = int(sum(counts.values()))
+    for c in candidates:  # decoding and extraction grow with the images; the fits on them are small
+        c["noise"] = _noise(c["accuracy"], n)
+        c["predicted_seconds"] = c["seconds"] * total / max(n, 1)
     candidates.sort(key=lambda c: -c["accuracy"])
+    confidence = _confidence(candidates, n)
+    quick = _quickest_within_noise(candidates)
     measured_text = "; ".join(f"{c['candidate']} {c['accuracy']:.1%} ({c['seconds']:.0f} s)" for c in candidates)
     reasons = [
         f"Size: the smallest class has {per_class:,} training images "
@@ -251,4 +259,35 @@ def advise(ds: Dataset, backbone: str = "efficientnet_lite0", weights="imagenet"
     figures = {"train_images": int(sum(counts.values())), "smallest_class": int(per_class),
                "sample_size": int(len(y)), "chance": chance, "skill": skill, "backbone": backbone, **sep,
                **{k: v for k, v in measured.items() if k not in ("top", "chance")}}
-    return Advice(size, similarity, strategy, unfreeze, reasons, figures, textbook, feature_layer, candidates)
+    reasons.append(confidence)
+    if quick is not None and quick is not candidates[0]:
+        reasons.append(f"Best accuracy per minute: {quick['candidate']} ({quick['accuracy']:.1%}, about "
+                       f"{quick['predicted_seconds'] / 60:.1f} min on all {total:,} training images) is within the "
+                       f"noise of the best and the quickest.")
+    return Advice(size, similarity, strategy, unfreeze, reasons, figures, textbook, feature_layer, candidates,
+                  confidence)
+
+
+def _quickest_within_noise(candidates: list[dict]) -> dict | None:
+    """The quickest candidate (predicted seconds on the whole training split) whose accuracy the
+    sample cannot tell from the best's."""
+    if not candidates:
+        return None
+    best = candidates[0]
+    close = [c for c in candidates if best["accuracy"] - c["accuracy"] <= best["noise"]]
+    return min(close, key=lambda c: c["predicted_seconds"])
+
+
+def _confidence(candidates: list[dict], n: int) -> str:
+    """How sure the measurement is: the best candidate's lead over the runner-up against the
+    noise of the paired difference on ``n`` images (about sqrt(2) times one accuracy's)."""
+    if len(candidates) < 2:
+        return f"Sure only of what was measured: one candidate on {n} images."
+    best, second = candidates[0], candidates[1]
+    lead = best["accuracy"] - second["accuracy"]
+    noise = float(np.sqrt(2.0)) * max(best["noise"], second["noise"])
+    if lead > noise:
+        return (f"Confidence: clear. The best measured candidate ({best['candidate']}) leads the next "
+                f"({second['candidate']}) by {lead:.1%}, more than the ±{noise:.1%} a sample of {n} images can resolve.")
+    return (f"Confidence: a close call. The best two measured candidates are {lead:.1%} apart, within the "
+            f"±{noise:.1%} a sample of {n} images can resolve; both are reasonable, and a run of each settles it.")
