@@ -27,7 +27,7 @@ def advisor_panel(ds, backbone: str, key: str):
                 min(p.done / max(p.total, 1), 1.0), text=f"Features of the sample: {p.done:,} of {p.total:,} images"))
         except TransferLabError as err:
             cache[cell] = str(err)
-        bar.empty()
+        st.rerun()  # redraw without the button and the caption: the answer replaces them
     advice = cache[cell]
     if isinstance(advice, str):
         st.error(f"The advisor could not measure this dataset: {advice}", icon=":material/error:")
@@ -37,7 +37,10 @@ def advisor_panel(ds, backbone: str, key: str):
         return None
     st.success(f"Recommended: **{registry.label(advice.strategy)}** (dataset {advice.size}, {advice.similarity} "
                "to ImageNet)" + (f", unfreezing about the top {advice.unfreeze_layers} layers"
-                                 if advice.unfreeze_layers else ""), icon=":material/lightbulb:")
+                                 if advice.unfreeze_layers else "")
+               + (f". The textbook table below marks {registry.label(advice.textbook)} for this cell; the "
+                  "measurement overrides it (see the reasons)." if advice.textbook and advice.textbook != advice.strategy
+                  else ""), icon=":material/lightbulb:")
     if advice.candidates:
         st.plotly_chart(candidates_figure(advice.candidates), key=f"{key}_candidates")
         st.caption(advice.confidence)

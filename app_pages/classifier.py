@@ -323,3 +323,5 @@ if predictor is not None:
                 st.warning(f"Top-1 differs from the Keras model on {total - agree} of {total} images "
                            "(see the table; quantized formats can flip close calls).", icon=":material/warning:")
             st.dataframe(parity, hide_index=True)
+            st.caption("One row per image: each format's top-1 class, and max |Δp|, the largest difference "
+                       "from the Keras model's class probabilities (0 = identical).")

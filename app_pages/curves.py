@@ -194,6 +194,10 @@ if metrics:
         with st.expander(f"Augmentation: {augmentation}", icon=":material/auto_awesome:"):
             checks = curves.flip_checks_frame(metrics)
             if not checks.empty:
+                st.caption("Each flip was tested before training: a pixel probe (a simple classifier on raw "
+                           "pixels) learnt the classes on originals, then read flipped copies. A flip is allowed "
+                           "when the probe reads the flipped copies as well as the originals (so the class "
+                           "survives) and cannot tell copies from originals (near 50%: they look like the data).")
                 st.dataframe(checks, hide_index=True, key="tl_curves_flips", column_config={
                     c: st.column_config.NumberColumn(format="percent") for c in checks.columns[1:4]})
             for reason in metrics["augment_decision"].get("reasons", []):

@@ -244,7 +244,7 @@ if not inside.empty:
     st.markdown("**Duplicates within one split** (they weigh twice in training or evaluation)")
     _pair_rows(inside, "path_a", "path_b", "", "")
 if not pairs.empty:
-    with st.expander(f"All {len(pairs)} duplicate pairs"):
+    with st.expander(f"All duplicates as a table ({common.plural(len(pairs), 'pair')})"):
         st.dataframe(
             pairs.assign(path_a=pairs["path_a"].map(lambda p: os.path.relpath(p, ds.root)),
                          path_b=pairs["path_b"].map(lambda p: os.path.relpath(p, ds.root))),
@@ -254,11 +254,8 @@ if not pairs.empty:
 # ---------------------------------------------------------------- strategy advisor
 st.divider()
 st.header("Strategy advisor")
-st.write(
-    "Which strategy fits this dataset, from two measurements: its size (training images per class) "
-    "and how well the sidebar's backbone already separates its classes (a linear probe on the "
-    "ImageNet features of a sample)."
-)
+st.write("Which way of training fits this dataset? The advisor recommends one of the strategies on the "
+         "Strategies page; it takes a short feature extraction on a sample.")
 if untrainable:
     st.info("The advisor recommends a way to train: it needs a dataset that can train (see above).",
             icon=":material/block:")

@@ -12,11 +12,13 @@ already trained on ImageNet — *transfer learning* — and see every step:
 
 1. **Dataset** — point at a folder or upload a zip (one subfolder per class);
    check counts, image sizes, unreadable files, duplicates and train/validation leaks.
+   No labelled photos yet? Build a dataset on the **Label** page.
 2. **Backbones** — compare the pretrained networks: size, ImageNet accuracy,
-   speed measured on this machine, their layers and what they "see".
-3. **Train and compare** strategies — linear probe, cached features, frozen base
-   with augmentation, fine-tuning, from scratch — then try the model on new photos
-   and export it.
+   speed measured on this machine, their layers and what they "see";
+   **Explore features** shows how well they already separate your classes.
+3. **Strategies** — train and compare linear probe, cached features, frozen base
+   with augmentation, fine-tuning, from scratch; follow each run on **Training curves**,
+   then try the model on new photos and export it on **Classifier**.
 """
 )
 

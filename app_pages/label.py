@@ -118,7 +118,9 @@ if choice == NEW:
             st.session_state[NEXT_DS] = folder.name
         st.rerun()
     if not existing:
-        st.info("No dataset yet: give the new one a name (and its classes) above.", icon=":material/arrow_upward:")
+        st.info("No dataset yet built on this page: give the new one a name (and its classes) above. "
+                "Datasets chosen on the Dataset page stay as they are; they are not edited here.",
+                icon=":material/arrow_upward:")
     st.stop()
 
 name = choice

@@ -132,7 +132,7 @@ def common_options(preset: str, ds) -> tuple[dict, str]:
         st.markdown("**Augmentation** (" + ", ".join(s.label.lower() if i else s.label for i, s in enumerate(
             s for s in registry.STRATEGIES.values() if s.augments)) + ")")
         a = d.augment
-        c = st.columns(7)
+        c = st.columns([1, 1.6, 1.6, 1, 1, 1, 1])  # the selects wide enough for "auto (measured)"
         aug_on = c[0].checkbox("Enabled", a.enabled, key=k("aug_enabled"), persist_state="session")
         auto = "auto (measured)"
         flip = c[1].selectbox("Flip", FLIPS, index=FLIPS.index(a.flip), key=k("aug_flip"), persist_state="session",

@@ -96,14 +96,16 @@ def default_entries() -> list[tuple[str, Any]]:
 
 
 def _benchmark(name: str) -> float | None:
-    """Images/s from the backbone speed benchmark (``core.analysis.speed``) when it was measured here."""
+    """Images/s from the backbone speed benchmark (``core.analysis.speed``) when it was measured
+    here, on the engine the app's forward passes use now."""
     from core.analysis import speed
+    from core.nets import engine
 
     try:
         result = speed.read(name)
     except TransferLabError:
         return None
-    return float(result.images_per_s) if result else None
+    return float(result.rate(engine.choose().label)) if result else None
 
 
 def weights_label(weights: Any) -> str:
