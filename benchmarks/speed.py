@@ -31,7 +31,7 @@ PIPELINE_CASES = [
 ]
 TEXTBOOK_CASES = {"efficientnet_lite0", "vgg16"}
 EFFICIENCY_TARGET = 0.85
-TEXTBOOK_TARGET = 1.5
+TEXTBOOK_TARGET = 2.0  # issue 18: the textbook loop over ours, with the engine
 CACHE_TARGET = 0.02
 
 
