@@ -43,7 +43,6 @@ def advisor_panel(ds, backbone: str, key: str):
                   else ""), icon=":material/lightbulb:")
     if advice.candidates:
         st.plotly_chart(candidates_figure(advice.candidates), key=f"{key}_candidates")
-        st.caption(advice.confidence)
     st.table(advice.table())
     st.markdown("\n".join(f"- {reason}" for reason in advice.reasons))
     return advice
@@ -56,7 +55,7 @@ def candidates_figure(candidates: list[dict]) -> go.Figure:
         x=[c["accuracy"] for c in rows], y=[c["candidate"] for c in rows], orientation="h",
         error_x=dict(type="data", array=[c["noise"] for c in rows]),
         text=[f"{c['accuracy']:.1%} · about {c['predicted_seconds'] / 60:.1f} min on all images" for c in rows],
-        textposition="inside", insidetextanchor="start", marker_color="#4c78a8"))
+        textposition="inside", insidetextanchor="end", marker_color="#4c78a8"))
     low = max(0.0, min(c["accuracy"] - c["noise"] for c in rows) - 0.05)
     fig.update_layout(height=90 + 45 * len(rows), margin=dict(l=10, r=10, t=30, b=30),
                       title="Measured on a sample (cross-validated accuracy, ± what the sample resolves)",

@@ -198,8 +198,10 @@ if metrics:
                            "pixels) learnt the classes on originals, then read flipped copies. A flip is allowed "
                            "when the probe reads the flipped copies as well as the originals (so the class "
                            "survives) and cannot tell copies from originals (near 50%: they look like the data).")
-                st.dataframe(checks, hide_index=True, key="tl_curves_flips", column_config={
-                    c: st.column_config.NumberColumn(format="percent") for c in checks.columns[1:4]})
+                shares = checks.columns[1:4]
+                st.dataframe(checks.assign(**{c: checks[c] * 100 for c in shares}), hide_index=True,
+                             key="tl_curves_flips",
+                             column_config={c: st.column_config.NumberColumn(format="%.1f%%") for c in shares})
             for reason in metrics["augment_decision"].get("reasons", []):
                 st.markdown(f"- {reason}")
             st.caption("Choose a flip or fill on the Strategies page to override the measurement.")

@@ -254,8 +254,8 @@ def advise(ds: Dataset, backbone: str = "efficientnet_lite0", weights="imagenet"
     if unfreeze:
         reasons.append(f"Unfreeze about the top {unfreeze} of {depth} layers ({share:.0%}), BatchNorm kept frozen.")
     if "augment" in measured:
-        reasons += [f"Augmentation (measured; runs decide the same way unless you choose): {r}"
-                    for r in measured["augment"]["reasons"]]
+        reasons.append("Augmentation (measured; runs decide the same way unless you choose): "
+                       + " ".join(measured["augment"]["reasons"]))
     figures = {"train_images": int(sum(counts.values())), "smallest_class": int(per_class),
                "sample_size": int(len(y)), "chance": chance, "skill": skill, "backbone": backbone, **sep,
                **{k: v for k, v in measured.items() if k not in ("top", "chance")}}
