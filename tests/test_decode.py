@@ -116,3 +116,21 @@ def test_a_split_too_big_to_keep_is_decoded_every_epoch(tmp_path, monkeypatch):
     calls = _counting_decoder(monkeypatch)
     _epochs(pipeline.image_dataset(paths, [0] * 5, 16, 2, shuffle=True, keep_decoded=True))
     assert len(calls) == 2 * len(paths)
+
+
+@pytest.mark.parametrize("ahead", [0, 1])
+def test_pixel_batches_decode_ahead_only_as_far_as_asked(tmp_path, monkeypatch, ahead):
+    """``ahead=0``: nothing is decoded while the consumer holds a batch; ``ahead=1``: the next
+    batch decodes meanwhile."""
+    import time
+
+    from core.data.pipeline import pixel_batches
+    from tests.helpers import write_images
+
+    paths = [str(p) for p in write_images(tmp_path, 0, 9)]
+    calls = _counting_decoder(monkeypatch)
+    batches = pixel_batches(paths, 16, 3, workers=3, ahead=ahead)
+    first = next(batches)
+    time.sleep(0.3)  # the consumer's forward pass
+    assert len(first[0]) == 3 and len(calls) == 3 * (1 + ahead)
+    assert sum(len(x) for x, _ in batches) == 6 and len(calls) == 9

@@ -26,37 +26,44 @@ def _load_or_blank(path: bytes, height: int, width: int) -> tuple[np.ndarray, bo
 
 def pixel_batches(paths: Sequence[str], size: int, batch_size: int, *, workers: int | None = None,
                   ahead: int = 2):
-    """``(pixels float32 (n, size, size, 3), valid bool (n,))`` numpy batches in order, decoded by
-    a few threads, ``ahead`` batches beyond the one being consumed (memory: that many batches).
+    """``(pixels float32 (n, size, size, 3), valid bool (n,))`` numpy batches in order, each
+    decoded by all ``workers`` threads at once (one image each); ``ahead`` batches more are
+    decoded while the consumer works on the current one (memory: that many batches).
 
     For a consumer that runs a frozen forward pass on numpy (``core.nets.engine``): no tf.data
-    element overhead and no tensor round trip; measured on the 2-core machine under load,
-    EfficientNet-Lite0 bf16 extraction at 0.81 of the bare forward pass against 0.67 through
-    ``image_dataset``. The pixels are ``image_dataset``'s (``load_rgb``; a bad file is a blank).
+    element overhead and no tensor round trip. Decoding ahead wins on a quiet machine even though
+    the engine uses every core: EfficientNet-Lite0 bf16 over 300 cats_vs_dogs JPEGs on the 2-core
+    machine ran at 0.73 of the bare forward pass with ``ahead=2`` and 0.66 decoding and forwarding
+    in turn (``ahead=0``); the CPU bound there (both share two cores) is 0.81. The pixels are
+    ``image_dataset``'s (``load_rgb``; a bad file is a blank).
     """
+    from collections import deque
     from concurrent.futures import ThreadPoolExecutor
 
     paths = list(paths)
-    workers = workers or min(4, max(2, os.cpu_count() or 2))
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    workers = workers or min(8, max(2, cores))
+    starts = deque(range(0, len(paths), batch_size))
+    pending: deque = deque()
 
-    def load(start: int) -> tuple[np.ndarray, np.ndarray]:
-        rows = [_load_or_blank(p.encode("utf-8"), size, size) for p in paths[start:start + batch_size]]
-        return (np.stack([r[0] for r in rows]).astype(np.float32), np.array([r[1] for r in rows], bool))
-
-    starts = list(range(0, len(paths), batch_size))
     with ThreadPoolExecutor(workers, thread_name_prefix="decode") as pool:
-        pending = [pool.submit(load, s) for s in starts[:ahead + 1]]
-        nxt = len(pending)
+        def top_up(count: int) -> None:
+            while len(pending) < count and starts:
+                start = starts.popleft()
+                pending.append([pool.submit(_load_or_blank, p.encode("utf-8"), size, size)
+                                for p in paths[start:start + batch_size]])
+
         try:
+            top_up(1)
             while pending:
-                batch = pending.pop(0).result()
-                if nxt < len(starts):
-                    pending.append(pool.submit(load, starts[nxt]))
-                    nxt += 1
-                yield batch
+                rows = [f.result() for f in pending.popleft()]
+                top_up(ahead)  # decoded while the consumer works on this batch
+                yield (np.stack([r[0] for r in rows]).astype(np.float32), np.array([r[1] for r in rows], bool))
+                top_up(1)
         finally:
-            for f in pending:
-                f.cancel()
+            for batch in pending:
+                for f in batch:
+                    f.cancel()
 
 
 KEEP_DECODED_MB = 1024  # a split whose decoded pixels fit in this many MB is decoded once, not every epoch
