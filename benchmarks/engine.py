@@ -18,7 +18,6 @@
 from __future__ import annotations
 
 import gc
-import os
 import time
 
 import numpy as np
@@ -214,7 +213,9 @@ def pipeline_bound(result: GroupResult) -> None:
     ext, dec = result.figures.get("extraction"), result.figures.get("decoder")
     if not ext or not dec:
         return
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    from core.settings import usable_cores
+
+    cores = usable_cores()
     size = max(dec)
     bare, decode = ext["bare_images_per_s"]["auto"], dec[size]["draft_images_per_s"]
     bound = 1 / (1 + bare / (cores * decode))

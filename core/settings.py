@@ -179,3 +179,8 @@ def server_config() -> list[dict]:
         rows.append({"variable": name, "value": value if value else defaults.get(name, "not set"),
                      "from": "environment" if value else "default", "what": SERVER_VARIABLES[name]})
     return rows
+
+
+def usable_cores() -> int:
+    """CPU cores this process may use (a container or taskset may allow fewer than exist)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1

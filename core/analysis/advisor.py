@@ -256,8 +256,7 @@ def advise(ds: Dataset, backbone: str = "efficientnet_lite0", weights="imagenet"
     if "augment" in measured:
         reasons.append("Augmentation (measured; runs decide the same way unless you choose): "
                        + " ".join(measured["augment"]["reasons"]))
-    figures = {"train_images": int(sum(counts.values())), "smallest_class": int(per_class),
-               "sample_size": int(len(y)), "chance": chance, "skill": skill, "backbone": backbone, **sep,
+    figures = {"train_images": total, "smallest_class": int(per_class), "sample_size": n, "chance": chance, "skill": skill, "backbone": backbone, **sep,
                **{k: v for k, v in measured.items() if k not in ("top", "chance")}}
     reasons.append(confidence)
     if quick is not None and quick is not candidates[0]:

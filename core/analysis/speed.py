@@ -11,7 +11,6 @@ measured with random weights (no download needed) and stored per
 from __future__ import annotations
 
 import math
-import os
 import platform
 import time
 from dataclasses import asdict, dataclass, field
@@ -73,11 +72,6 @@ def _size(name: str, size: int | None) -> int:
     return spec.default_size if spec.fixed_size or not size else int(size)
 
 
-def _cores() -> int:
-    """CPU cores this process may use (a container or taskset may allow fewer than exist)."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-
-
 def _cpu_name() -> str:
     try:
         with open("/proc/cpuinfo", encoding="utf-8") as fh:
@@ -97,7 +91,7 @@ def _device() -> str:
     if gpus:
         details = tf.config.experimental.get_device_details(gpus[0])
         return f"GPU {details.get('device_name', gpus[0].name)}"
-    return f"CPU {_cpu_name()} ({_cores()} cores)"
+    return f"CPU {_cpu_name()} ({settings.usable_cores()} cores)"
 
 
 def _openvino_choices() -> tuple[list, str]:
@@ -172,7 +166,7 @@ def measure(
     result = SpeedResult(
         backbone=name, size=size, batch_size=batch_size, batches=batches,
         images_per_s=rates[TENSORFLOW], seconds_per_batch=per_batch, device=_device(),
-        host=platform.node(), cpu_count=_cores(), tf_version=tf.__version__,
+        host=platform.node(), cpu_count=settings.usable_cores(), tf_version=tf.__version__,
         measured_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
         warmup_s=max(warmed - warmup * per_batch, 0.0), engines=rates, note=note,
     )

@@ -7,7 +7,6 @@ from ``core.data.dataset`` so that scanning a dataset never imports TensorFlow.
 
 from __future__ import annotations
 
-import os
 from typing import Sequence
 
 import numpy as np
@@ -41,8 +40,9 @@ def pixel_batches(paths: Sequence[str], size: int, batch_size: int, *, workers: 
     from concurrent.futures import ThreadPoolExecutor
 
     paths = list(paths)
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    workers = workers or min(8, max(2, cores))
+    from core.settings import usable_cores
+
+    workers = workers or min(8, max(2, usable_cores()))
     starts = deque(range(0, len(paths), batch_size))
     pending: deque = deque()
 
