@@ -17,14 +17,22 @@ def advisor_panel(ds, backbone: str, key: str):
     cache = st.session_state.setdefault(ADVICE, {})
     cell = (ds.fingerprint, backbone)
     if cell not in cache:
-        st.caption("The advisor measures your data (its size, and how well ImageNet features separate a sample of "
-                   f"it with {get_spec(backbone).display_name}) and picks a cell of the classic 2x2 table.")
+        st.caption("The advisor measures your data on a sample: linear probes on the features of "
+                   f"{get_spec(backbone).display_name} (the top and an earlier block) and of every other backbone "
+                   "with weights on this machine, and a pixel baseline. It picks from those figures and marks the "
+                   "cell of the classic 2x2 table.")
+        stopped = f"{key}_stopped"
+        if st.session_state.pop(stopped, False):
+            st.info("The advisor was stopped; nothing it measured was kept. Ask again when you are ready.",
+                    icon=":material/cancel:")
         if not st.button("Ask the advisor", key=key, icon=":material/psychology:"):
             return None
-        bar = st.progress(0.0, text="Extracting features of a sample…")
+        bar = st.progress(0.0, text="Starting…")
+        # A click reruns the page, which stops the measurement at its next progress update.
+        st.button("Stop the advisor", key=f"{key}_stop", icon=":material/stop:",
+                  on_click=lambda: st.session_state.update({stopped: True}))
         try:
-            cache[cell] = advisor.advise(ds, backbone=backbone, progress=lambda p: bar.progress(
-                min(p.done / max(p.total, 1), 1.0), text=f"Features of the sample: {p.done:,} of {p.total:,} images"))
+            cache[cell] = advisor.advise(ds, backbone=backbone, progress=lambda text, done: bar.progress(done, text=text))
         except TransferLabError as err:
             cache[cell] = str(err)
         st.rerun()  # redraw without the button and the caption: the answer replaces them
@@ -35,8 +43,10 @@ def advisor_panel(ds, backbone: str, key: str):
             del cache[cell]
             st.rerun()
         return None
-    st.success(f"Recommended: **{registry.label(advice.strategy)}** (dataset {advice.size}, {advice.similarity} "
-               "to ImageNet)" + (f", unfreezing about the top {advice.unfreeze_layers} layers"
+    moved = advice.backbone and advice.backbone != backbone
+    st.success(f"Recommended: **{registry.label(advice.strategy)}**"
+               + (f" with **{get_spec(advice.backbone).display_name}** (choose it in the sidebar)" if moved else "")
+               + f" (dataset {advice.size}, {advice.similarity} to ImageNet)" + (f", unfreezing about the top {advice.unfreeze_layers} layers"
                                  if advice.unfreeze_layers else "")
                + (f". The textbook table below marks {registry.label(advice.textbook)} for this cell; the "
                   "measurement overrides it (see the reasons)." if advice.textbook and advice.textbook != advice.strategy

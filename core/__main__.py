@@ -151,7 +151,7 @@ def _advise(args) -> int:
 
     advice = advise(scan_folder(args.dataset), backbone=args.backbone)
     print(advice.table().to_string())
-    print("\n".join(["", f"Recommended: {advice.strategy}", *advice.reasons]))
+    print("\n".join(["", f"Recommended: {advice.strategy} on {advice.backbone}", *advice.reasons]))
     return 0
 
 

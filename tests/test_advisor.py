@@ -32,14 +32,14 @@ def fake_dataset(per_class: int, classes=("cats", "dogs")) -> Dataset:
 def fake_features(monkeypatch):
     """Replace feature extraction (and the backbone's depth) with synthetic features:
     class blobs ``shift`` apart; records the calls."""
-    state = {"shift": 8.0, "calls": []}
+    state = {"shift": 8.0, "calls": [], "shift_by_backbone": {}}
 
     def extract_features(ds, backbone, *, split="train", **kwargs):
         state["calls"].append({"n": len(ds.split(split)), "backbone": backbone, "split": split, **kwargs})
         y = ds.labels(split)
         rng = np.random.default_rng(len(y))
         X = rng.normal(size=(len(y), DIM)) + 1.0
-        X[np.arange(len(y)), y] += state["shift"]
+        X[np.arange(len(y)), y] += state["shift_by_backbone"].get(backbone, state["shift"])
         return SimpleNamespace(usable=lambda: (X.astype("float32"), y))
 
     def load_backbone(name, weights="imagenet", input_size=None, seed=0):
@@ -145,7 +145,7 @@ def test_advise_reports_every_measured_candidate_and_overrides_the_textbook(fake
     """Far from ImageNet (features at chance) but the raw pixels separate the classes: the textbook
     cell says frozen base + augmentation, the measurement says train on the data."""
     fake_features["shift"] = 0.0
-    monkeypatch.setattr(advisor, "_measure_pixels", lambda sample, seed: {"pixels": 0.95, "pixel_seconds": 2.0})
+    monkeypatch.setattr(advisor, "_measure_pixels", lambda sample, seed, steps: {"pixels": 0.95, "pixel_seconds": 2.0})
     monkeypatch.setattr(advisor, "_measure_block", lambda *a, **k: {"block": 0.55, "block_layer": "block5",
                                                                    "block_seconds": 3.0})
     advice = advisor.advise(fake_dataset(200), backbone="mobilenet_v2", seed=0)
@@ -158,6 +158,44 @@ def test_advise_reports_every_measured_candidate_and_overrides_the_textbook(fake
     assert advice.confidence.startswith("Confidence: clear") and advice.confidence in advice.reasons
     best = advice.candidates[0]
     assert 0 < best["noise"] < 0.1 and best["predicted_seconds"] > best["seconds"]  # scaled to every image
+
+
+def test_pick_moves_to_another_backbone_only_when_it_separates_clearly_better():
+    far = {"top": 0.80, "others": {"lite2": 0.95}, "names": {"lite2": "Lite2"}, "chance": 0.5}
+    strategy, layer, why = advisor.pick(far, 600, "small", 300)
+    assert (strategy, layer) == ("feature_extraction", "") and advisor.better_backbone(far, 600) == ("lite2", 0.95)
+    assert "Lite2 (95.0%) separates the sample better" in " ".join(why)
+    near = {**far, "others": {"lite2": 0.81}}  # within the noise of 600 images
+    assert advisor.better_backbone(near, 600) == ("", 0.0)
+    assert advisor.better_backbone({**far, "block": 0.96, "block_layer": "b5"}, 600) == ("", 0.0)  # own block wins
+
+
+def test_advise_probes_every_other_backbone_and_recommends_the_clearly_better_one(fake_features):
+    fake_features["shift"], fake_features["shift_by_backbone"] = 0.6, {"resnet50": 8.0}
+    advice = advisor.advise(fake_dataset(200), backbone="mobilenet_v2", seed=0,
+                            compare=["vgg16", "resnet50"])
+    probed = {c["backbone"] for c in advice.candidates if c["strategy"] == "linear_probe"}
+    assert probed == {"mobilenet_v2", "vgg16", "resnet50"}
+    assert advice.backbone == "resnet50" and advice.candidates[0]["backbone"] == "resnet50"
+    assert "with ResNet50" in " ".join(advice.reasons)
+    fake_features["shift_by_backbone"] = {}
+    same = advisor.advise(fake_dataset(201), backbone="mobilenet_v2", seed=0, compare=["resnet50"])
+    assert same.backbone == "mobilenet_v2"  # no clear winner: stay on the backbone asked about
+
+
+def test_advise_reports_each_step_and_stops_when_cancelled(fake_features):
+    from core.errors import Cancelled
+
+    seen = []
+    advisor.advise(fake_dataset(200), backbone="mobilenet_v2", seed=0, compare=["vgg16"],
+                   progress=lambda text, fraction: seen.append((text, fraction)))
+    assert seen[0][0].startswith("Step 1 of 4: features of the sample with") and seen[-1][0].startswith("Step 4 of 4")
+    assert [f for _, f in seen] == sorted(f for _, f in seen) and 0.0 <= seen[0][1] and seen[-1][1] <= 1.0
+    calls = len(fake_features["calls"])
+    with pytest.raises(Cancelled, match="cancelled"):
+        advisor.advise(fake_dataset(202), backbone="mobilenet_v2", seed=0, compare=["vgg16"],
+                       progress=lambda text, fraction: None, should_stop=lambda: len(fake_features["calls"]) > calls)
+    assert len(fake_features["calls"]) == calls + 1  # stopped before the next backbone's extraction
 
 
 def _candidate(name: str, accuracy: float, seconds: float, noise: float = 0.02) -> dict:

@@ -6,7 +6,9 @@ On a seeded sample of the training split it measures, cross-validated:
   the floor that transfer must beat;
 - a linear probe on the backbone's top ImageNet features (``core.analysis.separability``);
 - a linear probe on an earlier block of the backbone (``core.nets.blocks``): more
-  generic features, the classic advice for data unlike ImageNet.
+  generic features, the classic advice for data unlike ImageNet;
+- a linear probe on the top features of every other backbone whose ImageNet weights are on
+  this machine: a backbone that separates the sample clearly better is recommended instead.
 
 When ImageNet features do not clearly beat the raw pixels, the data is far from
 ImageNet for this backbone and a network trained on the data itself is the pick;
@@ -23,6 +25,8 @@ import numpy as np
 
 from core.analysis.separability import separability
 from core.data.dataset import Dataset, subset
+from core.errors import Cancelled
+from core.features.cache import ExtractProgress
 
 SMALL_PER_CLASS = 1000  # under this many training images a class, a dataset counts as small
 SIMILAR_SKILL = 0.8  # probe skill over chance ((acc - chance) / (1 - chance)) that counts as similar
@@ -57,6 +61,7 @@ class Advice:
     feature_layer: str = ""  # the recommended feature depth: "" for the top, else a block's layer
     candidates: list[dict] = field(default_factory=list)  # what was measured, best first
     confidence: str = ""  # how sure: the best measured candidate's lead over the next, against the noise
+    backbone: str = ""  # the backbone to train on: the one asked about unless another separates clearly better
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -96,12 +101,18 @@ def pick(measured: dict, n: int, size: str, per_class: int) -> tuple[str, str, l
     """``(strategy, feature_layer, reasons)`` from the measured accuracies.
 
     ``measured``: ``top`` (probe on top features), optional ``block`` and ``block_layer``
-    (probe on an earlier block), ``pixels`` (pixel baseline) and ``chance``; ``n`` sampled
-    images. Fine-tuning only when the data is large and the frozen features leave room."""
+    (probe on an earlier block), ``others`` ({backbone: probe on its top features}, with their
+    display ``names``; a clearly better one carries the pick), ``pixels`` (pixel baseline) and
+    ``chance``; ``n`` sampled images. Fine-tuning only when the data is large and the frozen
+    features leave room."""
     top, block, pixel = measured["top"], measured.get("block"), measured.get("pixels")
     use_block = block is not None and block > top + _noise(top, n)
     transfer = block if use_block else top
     where = f"the earlier block {measured.get('block_layer')}" if use_block else "the top features"
+    other, other_acc = better_backbone(measured, n)
+    other_name = (measured.get("names") or {}).get(other, other)
+    if other:
+        transfer, where = other_acc, f"the top features of {other_name}"
     reasons = []
     if pixel is not None and pixel >= transfer - _noise(transfer, n):
         if per_class >= SCRATCH_MIN_PER_CLASS:
@@ -128,40 +139,111 @@ def pick(measured: dict, n: int, size: str, per_class: int) -> tuple[str, str, l
         strategy, how = "feature_extraction", ("train a head on the cached features: too few images to retrain "
                                                "the base safely")
     reasons.append(f"ImageNet features transfer: {where} separate the sample best ({transfer:.1%}){beat}; {how}.")
+    if other:
+        reasons.append(f"{other_name} ({other_acc:.1%}) separates the sample better than the backbone asked "
+                       f"about ({max(top, block or 0.0):.1%}) by more than the sample's noise: train on {other_name}.")
+        return strategy, "", reasons
     if use_block:
         reasons.append(f"The earlier block {measured['block_layer']} ({block:.1%}) beats the top features "
                        f"({top:.1%}): its more generic features fit this data better.")
     return strategy, measured.get("block_layer", "") if use_block else "", reasons
 
 
-def _measure_block(sample: Dataset, backbone: str, weights, seed: int, progress=None) -> dict:
+def better_backbone(measured: dict, n: int) -> tuple[str, float]:
+    """``(backbone, accuracy)`` of another backbone whose top features beat the asked one's best
+    (top or block) by more than the noise of ``n`` sampled images; ``("", 0.0)`` when none does."""
+    own = max(measured["top"], measured.get("block") or 0.0)
+    others = measured.get("others") or {}
+    if not others:
+        return "", 0.0
+    name, acc = max(others.items(), key=lambda kv: kv[1])
+    return (name, acc) if acc > own + _noise(own, n) else ("", 0.0)
+
+
+class _Steps:
+    """The advisor's progress, ``progress(text, fraction of the whole)``, over its measurements, and
+    the cancel check between (and inside) them: ``should_stop()`` true raises ``Cancelled``."""
+
+    def __init__(self, count: int, progress=None, should_stop=None):
+        self.count, self.done, self.progress, self.should_stop = count, 0, progress, should_stop
+
+    def check(self) -> None:
+        if self.should_stop and self.should_stop():
+            raise Cancelled("The advisor was cancelled; nothing it measured so far is kept as advice.")
+
+    def begin(self, text: str):
+        """Start the next step; returns the extraction progress callback for it."""
+        self.check()
+        self.text, self.done = text, self.done + 1
+        self._report(0.0)
+        return lambda p: self._report(p.done / max(p.total, 1))
+
+    def _report(self, within: float) -> None:
+        if self.progress:
+            self.progress(f"Step {self.done} of {self.count}: {self.text}",
+                          min((self.done - 1 + within) / self.count, 1.0))
+
+
+def _probe(X, y, seed: int) -> float:
+    from core.analysis.separability import probe_cv_accuracy
+
+    with _one_thread():
+        return probe_cv_accuracy(np.asarray(X), y, seed=seed)[0]
+
+
+def _measure_block(sample: Dataset, backbone: str, weights, seed: int, steps: _Steps) -> dict:
     """Probe accuracy on an earlier block's pooled features of the sample (cached like the top's)."""
     import time
 
-    from core.analysis.separability import probe_cv_accuracy
     from core.features.cache import extract_features
     from core.nets.blocks import earlier_block, truncate
     from core.nets.loaded import loaded_backbone
 
+    report = steps.begin("features of an earlier block")
     start = time.perf_counter()
     bb = loaded_backbone(backbone, weights)
     layer = earlier_block(bb)
     if not layer:
         return {}
     feats = extract_features(sample, backbone, split="train", weights=weights, pooling="avg",
-                             loaded=truncate(bb, layer), progress=progress)
+                             loaded=truncate(bb, layer), progress=report, should_stop=steps.should_stop)
     X, y = feats.usable()
-    with _one_thread():
-        acc, _ = probe_cv_accuracy(np.asarray(X), y, seed=seed)
-    return {"block": acc, "block_layer": layer, "block_seconds": time.perf_counter() - start}
+    return {"block": _probe(X, y, seed), "block_layer": layer, "block_seconds": time.perf_counter() - start}
 
 
-def _measure_pixels(sample: Dataset, seed: int) -> dict:
+def _measure_others(sample: Dataset, others: list[str], seed: int, steps: _Steps) -> dict:
+    """Probe accuracy on the top features of each other backbone; one that cannot run is left out
+    with its reason."""
+    import time
+
+    from core.features.dataset import cached_extract
+    from core.nets.backbones import get_spec
+
+    out: dict = {"others": {}, "names": {}, "other_seconds": {}, "other_errors": {}}
+    for name in others:
+        display = get_spec(name).display_name
+        report = steps.begin(f"features of the sample with {display}")
+        start = time.perf_counter()
+        try:
+            feats = cached_extract(sample, name, split="train", progress=report, should_stop=steps.should_stop)
+        except Cancelled:
+            raise
+        except Exception as exc:  # weights that fail to load, a backbone too big for memory
+            out["other_errors"][name] = str(exc)
+            continue
+        X, y = feats.usable()
+        out["others"][name], out["names"][name] = _probe(X, y, seed), display
+        out["other_seconds"][name] = time.perf_counter() - start
+    return out
+
+
+def _measure_pixels(sample: Dataset, seed: int, steps: _Steps) -> dict:
     """Cross-validated pixel baseline on the sample; ``{}`` when too few images decode."""
     import time
 
     from core.train import pixels
 
+    steps.begin("the pixel baseline and the flips")
     start = time.perf_counter()
     pix, valid = pixels.decode(sample.paths("train"))
     y = sample.labels("train")[valid]
@@ -177,10 +259,22 @@ def _measure_pixels(sample: Dataset, seed: int) -> dict:
             "augment": {"flip": augment.augment.flip, "fill": augment.augment.fill, "reasons": augment.reasons}}
 
 
+def other_backbones(backbone: str) -> list[str]:
+    """The backbones, besides ``backbone``, whose ImageNet weights are on this machine."""
+    from core.analysis.separability import default_entries
+
+    return [name for name, weights in default_entries() if weights == "imagenet" and name != backbone]
+
+
 def advise(ds: Dataset, backbone: str = "efficientnet_lite0", weights="imagenet",
-           sample_per_class: int = SAMPLE_PER_CLASS, seed: int = 0, progress=None) -> Advice:
+           sample_per_class: int = SAMPLE_PER_CLASS, seed: int = 0, progress=None, should_stop=None,
+           compare: list[str] | None = None) -> Advice:
     """Recommend a strategy for ``ds`` from what was measured on a sample, with the figures and
-    the reasons in plain words."""
+    the reasons in plain words.
+
+    ``progress(text, fraction)`` follows the measurements; ``should_stop()`` true cancels
+    (``Cancelled``); ``compare``: the other backbones to probe (default: every other one with
+    ImageNet weights on this machine, when ``weights`` is ImageNet)."""
     import time
 
     from core.features.dataset import cached_extract
@@ -191,10 +285,15 @@ def advise(ds: Dataset, backbone: str = "efficientnet_lite0", weights="imagenet"
     counts = ds.counts()["train"]
     per_class = min(counts.values()) if counts else 0
     size = "small" if per_class < SMALL_PER_CLASS else "large"
+    others = (other_backbones(backbone) if weights == "imagenet" else []) if compare is None else list(compare)
+    steps = _Steps(3 + len(others), progress, should_stop)
+    spec = backbones.get_spec(backbone)
 
     sample = subset(ds, sample_per_class, seed, splits=("train",))
     start = time.perf_counter()
-    feats = cached_extract(sample, backbone, split="train", weights=weights, progress=progress)
+    report = steps.begin(f"features of the sample with {spec.display_name}")
+    feats = cached_extract(sample, backbone, split="train", weights=weights, progress=report,
+                           should_stop=should_stop)
     X, y = feats.usable()
     with _one_thread():
         sep = separability(np.asarray(X), y, seed=seed)
@@ -206,27 +305,36 @@ def advise(ds: Dataset, backbone: str = "efficientnet_lite0", weights="imagenet"
 
     measured = {"top": sep["probe_cv_accuracy"], "top_seconds": top_seconds, "chance": chance}
     try:
-        measured.update(_measure_block(sample, backbone, weights, seed, progress))
+        measured.update(_measure_block(sample, backbone, weights, seed, steps))
+    except Cancelled:
+        raise
     except Exception as exc:  # a backbone that cannot be cut still gets advice from the rest
         measured["block_error"] = str(exc)
-    measured.update(_measure_pixels(sample, seed))
-    strategy, feature_layer, picked_why = pick(measured, int(len(y)), size, per_class)
+    measured.update(_measure_others(sample, others, seed, steps))
+    measured.update(_measure_pixels(sample, seed, steps))
+    steps.check()
+    n = int(len(y))
+    strategy, feature_layer, picked_why = pick(measured, n, size, per_class)
+    chosen = better_backbone(measured, n)[0] or backbone
 
-    depth = len(loaded_backbone(backbone, weights).base.layers) if strategy == "fine_tune" else 0
+    depth = len(loaded_backbone(chosen, weights).base.layers) if strategy == "fine_tune" else 0
     share = 0.1 if similarity == "similar" else 0.4
     unfreeze = int(round(depth * share)) if strategy == "fine_tune" else 0
-    spec = backbones.get_spec(backbone)
     candidates = [{"candidate": f"linear probe on {spec.display_name} top features", "strategy": "linear_probe",
-                   "feature_layer": "", "accuracy": measured["top"], "seconds": top_seconds}]
+                   "feature_layer": "", "backbone": backbone, "accuracy": measured["top"], "seconds": top_seconds}]
     if "block" in measured:
         candidates.append({"candidate": f"linear probe on {spec.display_name} block {measured['block_layer']}",
                            "strategy": "feature_extraction", "feature_layer": measured["block_layer"],
-                           "accuracy": measured["block"], "seconds": measured["block_seconds"]})
+                           "backbone": backbone, "accuracy": measured["block"], "seconds": measured["block_seconds"]})
     if "pixels" in measured:
         candidates.append({"candidate": "pixel baseline (logistic regression on raw pixels)",
-                           "strategy": "pixel_baseline", "feature_layer": "", "accuracy": measured["pixels"],
+                           "strategy": "pixel_baseline", "feature_layer": "", "backbone": "",
+                           "accuracy": measured["pixels"],
                            "seconds": measured["pixel_seconds"]})
-    n = int(len(y))
+    for name, acc in measured["others"].items():
+        candidates.append({"candidate": f"linear probe on {measured['names'][name]} top features",
+                           "strategy": "linear_probe", "feature_layer": "", "backbone": name, "accuracy": acc,
+                           "seconds": measured["other_seconds"][name]})
     total = int(sum(counts.values()))
     for c in candidates:  # decoding and extraction grow with the images; the fits on them are small
         c["noise"] = _noise(c["accuracy"], n)
@@ -247,6 +355,7 @@ def advise(ds: Dataset, backbone: str = "efficientnet_lite0", weights="imagenet"
         f"Measured on the sample (cross-validated): {measured_text}.",
         *picked_why,
         f"Pick: {registry.label(strategy)}" + (f" on block {feature_layer}" if feature_layer else "") +
+        (f" with {backbones.get_spec(chosen).display_name}" if chosen != backbone else "") +
         (". The textbook table agrees." if textbook == strategy else
          f". The textbook table would say {registry.label(textbook)} ({why[0].lower() + why[1:]}); the "
          "measurement overrides it."),
@@ -264,7 +373,7 @@ def advise(ds: Dataset, backbone: str = "efficientnet_lite0", weights="imagenet"
                        f"{quick['predicted_seconds'] / 60:.1f} min on all {total:,} training images) is within the "
                        f"noise of the best and the quickest.")
     return Advice(size, similarity, strategy, unfreeze, reasons, figures, textbook, feature_layer, candidates,
-                  confidence)
+                  confidence, chosen)
 
 
 def _quickest_within_noise(candidates: list[dict]) -> dict | None:
