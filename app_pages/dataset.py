@@ -255,7 +255,7 @@ if not pairs.empty:
 st.divider()
 st.header("Strategy advisor")
 st.write("Which way of training fits this dataset? The advisor recommends one of the strategies on the "
-         "Strategies page; it takes a short feature extraction on a sample.")
+         "Strategies page from what it measures on a sample: a minute or two the first time, seconds after.")
 if untrainable:
     st.info("The advisor recommends a way to train: it needs a dataset that can train (see above).",
             icon=":material/block:")

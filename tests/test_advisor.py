@@ -45,6 +45,7 @@ def fake_features(monkeypatch):
     def load_backbone(name, weights="imagenet", input_size=None, seed=0):
         return SimpleNamespace(base=SimpleNamespace(layers=[object()] * 150))
 
+    monkeypatch.setattr(advisor, "_measure_scratch", lambda *a, **k: state.get("scratch", {}))  # needs photos
     monkeypatch.setattr("core.features.dataset.extract_features", extract_features)
     monkeypatch.setattr("core.nets.backbones.load_backbone", load_backbone)
     monkeypatch.setattr("core.nets.loaded._HELD", OrderedDict())  # the fake backbone stays in this test
@@ -189,13 +190,34 @@ def test_advise_reports_each_step_and_stops_when_cancelled(fake_features):
     seen = []
     advisor.advise(fake_dataset(200), backbone="mobilenet_v2", seed=0, compare=["vgg16"],
                    progress=lambda text, fraction: seen.append((text, fraction)))
-    assert seen[0][0].startswith("Step 1 of 4: features of the sample with") and seen[-1][0].startswith("Step 4 of 4")
+    # five planned: the from-scratch trial is left out when the features leave no room above them
+    assert seen[0][0].startswith("Step 1 of 5: features of the sample with") and seen[-1][0].startswith("Step 4 of 4")
     assert [f for _, f in seen] == sorted(f for _, f in seen) and 0.0 <= seen[0][1] and seen[-1][1] <= 1.0
     calls = len(fake_features["calls"])
     with pytest.raises(Cancelled, match="cancelled"):
         advisor.advise(fake_dataset(202), backbone="mobilenet_v2", seed=0, compare=["vgg16"],
                        progress=lambda text, fraction: None, should_stop=lambda: len(fake_features["calls"]) > calls)
     assert len(fake_features["calls"]) == calls + 1  # stopped before the next backbone's extraction
+
+
+def test_scratch_trial_runs_only_where_it_could_change_the_pick_and_wins_when_it_matches():
+    room = {"top": 0.90, "pixels": 0.30, "chance": 0.1}
+    assert advisor._scratch_may_win(room, 600, "small", 200)
+    assert not advisor._scratch_may_win({**room, "top": 0.999}, 600, "small", 200)  # no room above the features
+    assert not advisor._scratch_may_win({**room, "pixels": 0.95}, 600, "small", 200)  # the pixels decided already
+    assert not advisor._scratch_may_win(room, 600, "small", 20)  # too few images a class for a CNN
+    assert advisor.pick({**room, "scratch": 0.89}, 600, "small", 200)[0] == "scratch"  # within the noise
+    assert advisor.pick({**room, "scratch": 0.80}, 600, "small", 200)[0] == "feature_extraction"
+
+
+def test_advise_lists_the_scratch_trial_as_a_candidate(fake_features):
+    fake_features["shift"] = 1.0
+    fake_features["scratch"] = {"scratch": 0.99, "scratch_seconds": 20.0, "scratch_epochs": 12, "scratch_val_images": 20}
+    advice = advisor.advise(fake_dataset(200), backbone="mobilenet_v2", seed=0, compare=[])
+    assert advice.strategy == "scratch" and advice.candidates[0]["strategy"] == "scratch"
+    best = advice.candidates[0]  # 30 default epochs for the trial's 12; 400 training images for 120 sampled
+    assert best["predicted_seconds"] == pytest.approx(20.0 * 30 / 12 * 400 / 120)
+    assert any("trained from scratch on the sample" in r for r in advice.reasons)
 
 
 def _candidate(name: str, accuracy: float, seconds: float, noise: float = 0.02) -> dict:

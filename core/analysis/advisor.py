@@ -8,7 +8,11 @@ On a seeded sample of the training split it measures, cross-validated:
 - a linear probe on an earlier block of the backbone (``core.nets.blocks``): more
   generic features, the classic advice for data unlike ImageNet;
 - a linear probe on the top features of every other backbone whose ImageNet weights are on
-  this machine: a backbone that separates the sample clearly better is recommended instead.
+  this machine: a backbone that separates the sample clearly better is recommended instead;
+- a short from-scratch trial (the small CNN at its defaults, time-boxed) on the sample, judged
+  on a sample of the validation split, when the features leave room above them: a network that
+  learns from the data matches frozen features on a sample of it already, it gains more from
+  the rest of the data than a head on frozen features does (its learning curve is steeper).
 
 When ImageNet features do not clearly beat the raw pixels, the data is far from
 ImageNet for this backbone and a network trained on the data itself is the pick;
@@ -26,12 +30,13 @@ import numpy as np
 from core.analysis.separability import separability
 from core.data.dataset import Dataset, subset
 from core.errors import Cancelled
-from core.features.cache import ExtractProgress
 
 SMALL_PER_CLASS = 1000  # under this many training images a class, a dataset counts as small
 SIMILAR_SKILL = 0.8  # probe skill over chance ((acc - chance) / (1 - chance)) that counts as similar
 SAMPLE_PER_CLASS = 60
 SCRATCH_MIN_PER_CLASS = 50  # below this many training images a class, the pixel baseline stands in for a CNN
+TRIAL_EPOCHS = 12  # the from-scratch trial: a short run of the strategy's own schedule on the sample ...
+TRIAL_SECONDS = 45.0  # ... stopped at this time (best epoch kept), so the advice stays within two minutes
 
 CELLS = {
     ("small", "similar"): ("feature_extraction",
@@ -100,7 +105,8 @@ def _noise(p: float, n: int) -> float:
 def pick(measured: dict, n: int, size: str, per_class: int) -> tuple[str, str, list[str]]:
     """``(strategy, feature_layer, reasons)`` from the measured accuracies.
 
-    ``measured``: ``top`` (probe on top features), optional ``block`` and ``block_layer``
+    ``measured``: ``top`` (probe on top features), optional ``scratch`` (the from-scratch trial),
+    ``block`` and ``block_layer``
     (probe on an earlier block), ``others`` ({backbone: probe on its top features}, with their
     display ``names``; a clearly better one carries the pick), ``pixels`` (pixel baseline) and
     ``chance``; ``n`` sampled images. Fine-tuning only when the data is large and the frozen
@@ -125,6 +131,13 @@ def pick(measured: dict, n: int, size: str, per_class: int) -> tuple[str, str, l
                        f"with under {SCRATCH_MIN_PER_CLASS} images a class a network from scratch has too little "
                        "to learn from: the pixel baseline is the pick.")
         return "pixel_baseline", "", reasons
+    trial = measured.get("scratch")
+    if trial is not None and trial >= transfer - _noise(transfer, n):
+        reasons.append(f"A network trained from scratch on the sample ({trial:.1%} on sampled validation images, "
+                       f"a short time-boxed run) already matches ImageNet features ({where}: {transfer:.1%}) "
+                       f"within the ±{_noise(transfer, n):.1%} a sample of {n} can resolve; trained on all the data "
+                       "it gains more than a head on frozen features, so train a network on the data itself.")
+        return "scratch", "", reasons
     beat = f" and beat the raw pixels ({pixel:.1%})" if pixel is not None else ""
     chance = measured.get("chance", 0.0)
     skill = (transfer - chance) / (1 - chance) if chance < 1 else 0.0
@@ -175,10 +188,15 @@ class _Steps:
         """Start the next step; returns the extraction progress callback for it."""
         self.check()
         self.text, self.done = text, self.done + 1
-        self._report(0.0)
-        return lambda p: self._report(p.done / max(p.total, 1))
+        self.report_within(0.0)
+        return lambda p: self.report_within(p.done / max(p.total, 1))
 
-    def _report(self, within: float) -> None:
+    def skip(self) -> None:
+        """A planned step that turned out to be unneeded: the count shrinks (and the bar moves on)."""
+        self.count -= 1
+        self.report_within(1.0)
+
+    def report_within(self, within: float) -> None:
         if self.progress:
             self.progress(f"Step {self.done} of {self.count}: {self.text}",
                           min((self.done - 1 + within) / self.count, 1.0))
@@ -259,6 +277,51 @@ def _measure_pixels(sample: Dataset, seed: int, steps: _Steps) -> dict:
             "augment": {"flip": augment.augment.flip, "fill": augment.augment.fill, "reasons": augment.reasons}}
 
 
+def _measure_scratch(ds: Dataset, per_class: int, seed: int, augment: dict | None, steps: _Steps) -> dict:
+    """The from-scratch CNN at its defaults for ``TRIAL_EPOCHS`` (stopped after ``TRIAL_SECONDS``)
+    on the sample's training images, judged on as many validation images a class: its best
+    epoch's validation accuracy."""
+    import time
+
+    from core.train import registry
+    from core.train.loop import Context, NullReporter, Recording
+
+    steps.begin("a short from-scratch trial")
+    trial = subset(ds, per_class, seed)
+    if not trial.split("validation"):
+        return {}
+    flips = {k: augment[k] for k in ("flip", "fill")} if augment else {}
+    cfg = registry.make_config("scratch", "modern", dataset=ds.root, epochs=TRIAL_EPOCHS, seed=seed)
+    cfg.augment.flip, cfg.augment.fill = flips.get("flip", cfg.augment.flip), flips.get("fill", cfg.augment.fill)
+    start = time.perf_counter()
+
+    class TimeBox(NullReporter):
+        def on_epoch(self, row):
+            super().on_epoch(row)
+            steps.report_within(len(self.rows) / TRIAL_EPOCHS)
+
+        def should_stop(self):
+            return time.perf_counter() - start > TRIAL_SECONDS or bool(steps.should_stop and steps.should_stop())
+
+    box = TimeBox()
+    registry.get("scratch").fit(Context(cfg, trial, Recording(box), None, None))
+    steps.check()
+    accuracies = [r["val_accuracy"] for r in box.rows if r.get("val_accuracy") == r.get("val_accuracy")]
+    if not accuracies:
+        return {}
+    return {"scratch": float(max(accuracies)), "scratch_seconds": time.perf_counter() - start,
+            "scratch_epochs": len(box.rows), "scratch_val_images": len(trial.split("validation"))}
+
+
+def _scratch_may_win(measured: dict, n: int, size: str, per_class: int) -> bool:
+    """Whether the from-scratch trial could change the pick: enough images a class for a CNN, the
+    pixels have not already sent it to the data, and the best features leave room above them."""
+    if per_class < SCRATCH_MIN_PER_CLASS or pick(measured, n, size, per_class)[0] in ("scratch", "pixel_baseline"):
+        return False
+    best = max(measured["top"], measured.get("block") or 0.0, *(measured.get("others") or {}).values())
+    return best < 1.0 - _noise(best, n)
+
+
 def other_backbones(backbone: str) -> list[str]:
     """The backbones, besides ``backbone``, whose ImageNet weights are on this machine."""
     from core.analysis.separability import default_entries
@@ -286,7 +349,7 @@ def advise(ds: Dataset, backbone: str = "efficientnet_lite0", weights="imagenet"
     per_class = min(counts.values()) if counts else 0
     size = "small" if per_class < SMALL_PER_CLASS else "large"
     others = (other_backbones(backbone) if weights == "imagenet" else []) if compare is None else list(compare)
-    steps = _Steps(3 + len(others), progress, should_stop)
+    steps = _Steps(4 + len(others), progress, should_stop)
     spec = backbones.get_spec(backbone)
 
     sample = subset(ds, sample_per_class, seed, splits=("train",))
@@ -312,8 +375,12 @@ def advise(ds: Dataset, backbone: str = "efficientnet_lite0", weights="imagenet"
         measured["block_error"] = str(exc)
     measured.update(_measure_others(sample, others, seed, steps))
     measured.update(_measure_pixels(sample, seed, steps))
-    steps.check()
     n = int(len(y))
+    if _scratch_may_win(measured, n, size, per_class):
+        measured.update(_measure_scratch(ds, sample_per_class, seed, measured.get("augment"), steps))
+    else:
+        steps.skip()
+    steps.check()
     strategy, feature_layer, picked_why = pick(measured, n, size, per_class)
     chosen = better_backbone(measured, n)[0] or backbone
 
@@ -331,6 +398,11 @@ def advise(ds: Dataset, backbone: str = "efficientnet_lite0", weights="imagenet"
                            "strategy": "pixel_baseline", "feature_layer": "", "backbone": "",
                            "accuracy": measured["pixels"],
                            "seconds": measured["pixel_seconds"]})
+    if "scratch" in measured:
+        candidates.append({"candidate": f"from scratch, a short trial ({measured['scratch_epochs']} epochs)",
+                           "strategy": "scratch", "feature_layer": "", "backbone": "", "accuracy": measured["scratch"],
+                           "seconds": measured["scratch_seconds"],  # a run at the defaults has more epochs
+                           "epoch_scale": registry.make_config("scratch", "modern").epochs / measured["scratch_epochs"]})
     for name, acc in measured["others"].items():
         candidates.append({"candidate": f"linear probe on {measured['names'][name]} top features",
                            "strategy": "linear_probe", "feature_layer": "", "backbone": name, "accuracy": acc,
@@ -338,7 +410,7 @@ def advise(ds: Dataset, backbone: str = "efficientnet_lite0", weights="imagenet"
     total = int(sum(counts.values()))
     for c in candidates:  # decoding and extraction grow with the images; the fits on them are small
         c["noise"] = _noise(c["accuracy"], n)
-        c["predicted_seconds"] = c["seconds"] * total / max(n, 1)
+        c["predicted_seconds"] = c["seconds"] * total / max(n, 1) * c.pop("epoch_scale", 1.0)
     candidates.sort(key=lambda c: -c["accuracy"])
     confidence = _confidence(candidates, n)
     quick = _quickest_within_noise(candidates)
