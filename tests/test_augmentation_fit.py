@@ -141,3 +141,20 @@ def test_scratch_batchnorm_statistics_describe_the_data_after_one_short_epoch():
     batch_mean = np.asarray(conv(x)).mean(axis=(0, 1, 2))
     moving = np.asarray(model.get_layer("stem_bn").moving_mean)
     assert np.abs(moving - batch_mean).max() <= 0.25 * np.abs(batch_mean).max()
+
+
+def test_a_runs_flip_table_shows_the_verdict_the_decision_made():
+    """The Training-curves table reads the stored verdict; runs stored before it was kept get the
+    same rule's verdict from the stored measurements."""
+    from dataclasses import asdict
+
+    from core.runs.curves import flip_checks_frame
+
+    kept = flips.FlipCheck("horizontal", 0.9, 0.9, 0.01, 0.5, 0.02, True, True)
+    changed = flips.FlipCheck("vertical", 0.9, 0.2, 0.01, 0.9, 0.02, False, False)
+    decision = {"flips": [{**asdict(c), "allowed": c.allowed} for c in (kept, changed)]}
+    assert flip_checks_frame({"augment_decision": decision})["verdict"].tolist() == ["allowed", "left out"]
+    old = {"flips": [asdict(c) for c in (kept, changed)]}
+    assert flip_checks_frame({"augment_decision": old})["verdict"].tolist() == ["allowed", "left out"]
+    stored = {"flips": [{**asdict(kept), "allowed": False}]}  # the stored verdict wins over the rule
+    assert flip_checks_frame({"augment_decision": stored})["verdict"].tolist() == ["left out"]

@@ -136,7 +136,7 @@ class AugmentDecision:
     reasons: list[str]
 
     def to_dict(self) -> dict:
-        return {"augment": asdict(self.augment), "flips": [asdict(c) for c in self.flips],
+        return {"augment": asdict(self.augment), "flips": [{**asdict(c), "allowed": c.allowed} for c in self.flips],
                 "border": self.border, "sample_size": self.sample_size, "reasons": self.reasons}
 
 

@@ -168,13 +168,22 @@ def augmentation_summary(metrics: dict) -> str:
             f"zoom {aug.get('zoom')}, shift {aug.get('translation')}, contrast {aug.get('contrast')}{measured}")
 
 
+def _allowed(check: dict) -> bool:
+    """The stored verdict, or the rule's for runs stored before the decision kept it."""
+    from core.analysis.flips import FlipCheck
+
+    if "allowed" in check:
+        return bool(check["allowed"])
+    return FlipCheck(**check).allowed
+
+
 def flip_checks_frame(metrics: dict) -> pd.DataFrame:
     """The flip measurements of a run, one row per direction: what the pixel probe read on
     originals and on flipped copies, and whether the flip was allowed."""
     checks = ((metrics or {}).get("augment_decision") or {}).get("flips") or []
     rows = [{"flip": c["direction"], "probe on originals": c["accuracy"],
              "probe on flipped copies": c["flipped_accuracy"], "copies told from originals": c["looks_flipped"],
-             "verdict": "allowed" if c["looks_like_data"] and c["keeps_class"] is True else "left out"}
+             "verdict": "allowed" if _allowed(c) else "left out"}
             for c in checks]
     return pd.DataFrame(rows, columns=["flip", "probe on originals", "probe on flipped copies",
                                        "copies told from originals", "verdict"])
