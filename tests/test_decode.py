@@ -61,6 +61,27 @@ def test_real_photos_keep_their_pixels_through_the_draft(cats_vs_dogs):
         assert np.mean(diffs) < 1.5 and max(diffs) < 6.0, (size, np.mean(diffs), max(diffs))
 
 
+@pytest.mark.real
+def test_load_rgb_gives_open_rgb_resized_exactly(cats_vs_dogs, tmp_path):
+    """``load_rgb`` resizes while the file is open (no copy of the full decode) and skips the
+    orientation copy of an upright photo: the same pixels as opening, copying, then resizing."""
+    from PIL import ImageOps
+
+    rotated = tmp_path / "rotated.jpg"
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    Image.open(_photo_like(tmp_path / "upright.jpg", w=640, h=480)).save(rotated, exif=exif.tobytes())
+    paths = sorted((CATS_VS_DOGS / "train" / "dogs").glob("*.jpg"))[:20] + [rotated]
+    for size in (150, 224):
+        for p in paths:
+            np.testing.assert_array_equal(load_rgb(p, (size, size)),
+                                          np.asarray(images.resize(open_rgb(p, min_side=size), (size, size))))
+    with Image.open(rotated) as img:  # the orientation still applies: Pillow's own transpose, same draft
+        img.draft("RGB", (100, 100))
+        upright = np.asarray(images.resize(ImageOps.exif_transpose(img).convert("RGB"), (100, 60)))
+    np.testing.assert_array_equal(load_rgb(rotated, (100, 60)), upright)
+
+
 def test_pixel_batches_match_the_tf_data_pipeline_in_order_with_bad_files_blank(tmp_path):
     from core.data.pipeline import image_dataset, pixel_batches
 

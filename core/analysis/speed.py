@@ -289,14 +289,14 @@ def _past_extractions(name: str, size: int) -> tuple[int, float]:
 
 def _decode_seconds(sample, size: int) -> float:
     """Mean seconds to decode and resize one of ``sample`` (paths) as extraction does."""
-    from core.data.images import open_rgb, resize
+    from core.data.images import load_rgb
     from core.errors import BadImage
 
     times = []
     for path in list(sample)[:8]:
         start = time.perf_counter()
         try:
-            resize(open_rgb(path, min_side=size), (size, size))
+            load_rgb(path, (size, size))
         except BadImage:
             continue
         times.append(time.perf_counter() - start)

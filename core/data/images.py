@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import BinaryIO, Union
 
 import numpy as np
-from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
+from PIL import ExifTags, Image, ImageFile, ImageOps, UnidentifiedImageError
 
 from core.errors import BadImage
 
@@ -99,6 +99,10 @@ def _reason(exc: Exception) -> str:
     return str(exc)
 
 
+def _orientation(img: Image.Image) -> int:
+    return int(img.getexif().get(ExifTags.Base.Orientation, 1) or 1)
+
+
 def _to_rgb(img: Image.Image) -> Image.Image:
     """First frame, EXIF orientation applied, any mode converted to 8-bit RGB."""
     try:
@@ -106,7 +110,8 @@ def _to_rgb(img: Image.Image) -> Image.Image:
         img.load()
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
         raise BadImage(f"corrupt or truncated image data: {exc}") from exc
-    img = ImageOps.exif_transpose(img) or img
+    if _orientation(img) != 1:  # exif_transpose copies even an upright image (0.15 ms at 500 x 375)
+        img = ImageOps.exif_transpose(img)
     mode = img.mode
     if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
         arr = np.asarray(img, dtype=np.float64)
@@ -142,6 +147,12 @@ def probe(source: Source) -> ImageInfo:
     return info
 
 
+def _pillow_rgb(img: Image.Image, min_side: int | None) -> Image.Image:
+    if min_side and img.format == "JPEG":
+        img.draft("RGB", (min_side, min_side))
+    return _to_rgb(img)
+
+
 def open_rgb(source: Source, min_side: int | None = None) -> Image.Image:
     """Decode ``source`` into an RGB PIL image (first frame, EXIF applied).
 
@@ -150,9 +161,7 @@ def open_rgb(source: Source, min_side: int | None = None) -> Image.Image:
     """
     img, _ = _open(source)
     with img:
-        if min_side and img.format == "JPEG":
-            img.draft("RGB", (min_side, min_side))
-        return _to_rgb(img).copy()
+        return _pillow_rgb(img, min_side).copy()
 
 
 def resize(img: Image.Image, size: tuple[int, int]) -> Image.Image:
@@ -165,7 +174,8 @@ def resize(img: Image.Image, size: tuple[int, int]) -> Image.Image:
 
 def load_rgb(source: Source, size: tuple[int, int] | None = None) -> np.ndarray:
     """The model's pixels: uint8 array (H, W, 3), resized to ``size`` = (H, W) if given."""
-    img = open_rgb(source, min_side=max(size) if size else None)
-    if size is not None:
-        img = resize(img, size)
-    return np.asarray(img, dtype=np.uint8)
+    if size is None:
+        return np.asarray(open_rgb(source), dtype=np.uint8)
+    img, _ = _open(source)
+    with img:  # resized while open: no copy of the full-size decode
+        return np.asarray(resize(_pillow_rgb(img, max(size)), size), dtype=np.uint8)
