@@ -1,4 +1,4 @@
-"""``python -m benchmarks [--quick] [--only speed,accuracy,app,scale,engine]``
+"""``python -m benchmarks [--quick] [--only speed,accuracy,app,scale,engine] [--items 3,4]``
 
 Runs the benchmark groups, prints one table per group, and writes
 ``benchmarks/results/<group>-<timestamp>.json`` (figures + machine description).
@@ -36,6 +36,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help=f"comma-separated groups to run, from {', '.join(GROUPS)} (default: all)")
     p.add_argument("--per-class", type=int, default=None,
                    help="accuracy: train and validate on this many images per class and split")
+    p.add_argument("--items", default=None,
+                   help="comma-separated item numbers to run in each group, e.g. 3,4 (default: all); "
+                        "an item another one needs runs with it")
     p.add_argument("--weights-dir", default=None, help="folder of weights and local backbones")
     p.add_argument("--dataset", default=str(REPO.parent / "shared" / "datasets" / "cats_vs_dogs"))
     p.add_argument("--home", default=None, help="TRANSFER_LAB_HOME to use (default: a fresh temporary folder)")
@@ -43,6 +46,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--results-dir", default=str(RESULTS_DIR))
     args = p.parse_args(argv)
     args.groups = [g.strip() for g in args.only.split(",") if g.strip()]
+    args.item_numbers = frozenset(i.strip() for i in args.items.split(",") if i.strip()) if args.items else None
     unknown = [g for g in args.groups if g not in GROUPS]
     if unknown or not args.groups:
         p.error(f"unknown group(s) {', '.join(unknown) or '(none given)'}; choose from {', '.join(GROUPS)}")
@@ -71,15 +75,16 @@ def main(argv: list[str] | None = None) -> int:
         sys.path.insert(0, str(REPO))
 
     machine = machine_description()
-    settings = {"quick": args.quick, "per_class": args.per_class, "groups": args.groups, "dataset": str(dataset),
-                "weights_dir": str(weights_dir), "home": str(home), "fresh_home": temp_home,
+    settings = {"quick": args.quick, "per_class": args.per_class, "items": args.items, "groups": args.groups,
+                "dataset": str(dataset), "weights_dir": str(weights_dir), "home": str(home), "fresh_home": temp_home,
                 "command": " ".join([Path(sys.executable).name, "-m", "benchmarks", *sys.argv[1:]])}
     print(f"Transfer Lab benchmarks{' (--quick)' if args.quick else ''}: {', '.join(args.groups)}")
     print(f"machine: {describe_machine(machine)}")
     print(f"dataset: {dataset}\nweights: {weights_dir}\ndata directory: {home}"
           f"{' (fresh, temporary)' if temp_home else ''}\n", flush=True)
 
-    ctx = Context(dataset=dataset, weights_dir=weights_dir, home=home, quick=args.quick, per_class=args.per_class)
+    ctx = Context(dataset=dataset, weights_dir=weights_dir, home=home, quick=args.quick, per_class=args.per_class,
+                  items=args.item_numbers)
     stamp = timestamp()
     outputs: list[tuple[GroupResult, Path]] = []
     failed = False

@@ -355,8 +355,13 @@ class Context:
     home: Path
     quick: bool
     per_class: int | None = None  # --per-class: a seeded subset for the training groups
+    items: frozenset[str] | None = None  # --items: the numbered items to run in each group (None: all)
     seed: int = 1337
     memo: dict[str, Any] = field(default_factory=dict)
+
+    def wants(self, *numbers: str) -> bool:
+        """Whether ``--items`` asks for any of these item numbers (all run without it)."""
+        return self.items is None or any(n in self.items for n in numbers)
 
     def scan(self):
         """The dataset as ``core.train.fit.fit`` scans it (same split fraction and seed,

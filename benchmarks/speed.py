@@ -203,10 +203,10 @@ def pipeline_case(ctx: Context, result: GroupResult, ds, name: str, size: int, w
                f"ours includes ~{fmt_seconds(trace_s)} of tracing); CPU-time ratio {fmt(eff_cpu)}",
                eff, f">= {EFFICIENCY_TARGET}", at_least(eff, EFFICIENCY_TARGET))
 
-    if name in TEXTBOOK_CASES:
+    if name in TEXTBOOK_CASES and ctx.wants("2"):
         attempt(result, f"2 vs textbook loop {label}", _textbook_item, result, ds, bb, label, pooling,
                 ours_t, scratch / f"textbook-{name}", n / bare_ips if bare_ips else None)
-    if name == "efficientnet_lite0":
+    if name == "efficientnet_lite0" and ctx.wants("3"):
         attempt(result, "3 cached rerun", _cache_item, result, ds, name, size, weights, pooling, ctx.seed,
                 ours_t.seconds, load_t.seconds)
     del bb, forward, fs
@@ -348,12 +348,15 @@ def run(ctx: Context) -> GroupResult:
     if ctx.quick:
         result.notes.append(f"--quick: {n} training images (limit_per_class={per_class}); fixed costs "
                             "(tracing, file listing) weigh more than in the full run")
-    with tempfile.TemporaryDirectory(prefix="textbook-", dir=ctx.home) as scratch:
-        for name, size, weights, pooling in PIPELINE_CASES:
-            attempt(result, f"1 pipeline efficiency {name}@{size}", pipeline_case, ctx, result, ds, name, size,
-                    weights, pooling, Path(scratch))
-    attempt(result, "5 classifier latency", classifier_latency, ctx, result, ds, 20 if ctx.quick else 60)
-    attempt(result, "4 head training", head_training, ctx, result, per_class)
+    if ctx.wants("1", "2", "3"):  # 2 and 3 compare against item 1's extraction
+        with tempfile.TemporaryDirectory(prefix="textbook-", dir=ctx.home) as scratch:
+            for name, size, weights, pooling in PIPELINE_CASES:
+                attempt(result, f"1 pipeline efficiency {name}@{size}", pipeline_case, ctx, result, ds, name, size,
+                        weights, pooling, Path(scratch))
+    if ctx.wants("5"):
+        attempt(result, "5 classifier latency", classifier_latency, ctx, result, ds, 20 if ctx.quick else 60)
+    if ctx.wants("4"):
+        attempt(result, "4 head training", head_training, ctx, result, per_class)
     tb = result.figures.get("textbook", {})
     if tb:
         result.notes.append("textbook loop: " + next(iter(tb.values()))["source"]

@@ -107,6 +107,17 @@ def test_command_line_groups():
         parse_args(["--only", "speed,nope"])
 
 
+def test_command_line_items():
+    from pathlib import Path
+
+    assert parse_args([]).item_numbers is None
+    items = parse_args(["--items", "3, 4"]).item_numbers
+    assert items == {"3", "4"}
+    ctx = common.Context(dataset=Path("."), weights_dir=None, home=Path("."), quick=True, items=items)
+    assert ctx.wants("4") and ctx.wants("1", "3") and not ctx.wants("6")
+    assert common.Context(dataset=Path("."), weights_dir=None, home=Path("."), quick=True).wants("6")
+
+
 def test_helpers_import_without_tensorflow():
     """The pure helpers (and so this test) never pull TensorFlow in."""
     import subprocess
