@@ -60,18 +60,21 @@ def advisor_panel(ds, backbone: str, key: str):
 
 def candidates_figure(candidates: list[dict]) -> go.Figure:
     """What the advisor measured, best at the top, with the ± a sample of this size can resolve
-    (whiskers at the bar's end, figures at its start, so neither hides the other)."""
+    (whiskers at the bar's end, figures on a light label at the axis's start, readable on any bar)."""
     rows = candidates[::-1]
     fig = go.Figure(go.Bar(
         x=[c["accuracy"] for c in rows], y=[c["candidate"] for c in rows], orientation="h",
         error_x=dict(type="data", array=[c["noise"] for c in rows], color="#9aa5b1", thickness=1.5),
-        text=[f"{c['accuracy']:.1%} · about {_duration(c['predicted_seconds'])} on all images" for c in rows],
-        textposition="inside", insidetextanchor="start", marker_color="#4c78a8"))
+        hovertemplate="%{y}: %{x:.1%}<extra></extra>", marker_color="#4c78a8"))
     low = max(0.0, min(c["accuracy"] - c["noise"] for c in rows) - 0.05)
-    ticks = [t / 10 for t in range(11) if t / 10 >= low]
+    for c in rows:
+        fig.add_annotation(x=low, y=c["candidate"], xanchor="left", showarrow=False, bgcolor="rgba(255,255,255,0.85)",
+                           borderpad=2, font=dict(color="#1f2933"),  # readable on the bar and past its end
+                           text=f"{c['accuracy']:.1%} · about {_duration(c['predicted_seconds'])} on all images")
     fig.update_layout(height=90 + 45 * len(rows), margin=dict(l=10, r=10, t=30, b=30),
                       title="Measured on a sample (accuracy, ± what the sample resolves)",
-                      xaxis=dict(range=[low, 1.04], tickvals=ticks, tickformat=".0%"), yaxis=dict(automargin=True))
+                      xaxis=dict(range=[low, 1.04], tickvals=[t / 10 for t in range(11) if t / 10 >= low],
+                                 tickformat=".0%"), yaxis=dict(automargin=True))
     return fig
 
 
