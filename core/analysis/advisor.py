@@ -10,15 +10,15 @@ On a seeded sample of the training split it measures, cross-validated:
 - a linear probe on the top features of every other backbone whose ImageNet weights are on
   this machine: a backbone that separates the sample clearly better is recommended instead;
 - a short from-scratch trial (the small CNN at its defaults, time-boxed) on the sample, judged
-  on a sample of the validation split, when the features leave room above them: a network that
-  learns from the data matches frozen features on a sample of it already, it gains more from
-  the rest of the data than a head on frozen features does (its learning curve is steeper).
+  on a sample of the validation split, when the features leave room above them: a network
+  that already matches frozen features on a sample gains more from the rest of the data than
+  a head on those features does (its learning curve is steeper).
 
-When ImageNet features do not clearly beat the raw pixels, the data is far from
-ImageNet for this backbone and a network trained on the data itself is the pick;
-otherwise a head on the better feature depth (fine-tuning when the data is large).
-The 2x2 table (size x similarity) stays as the textbook explanation. Features come
-from the feature cache, so asking again is cheap.
+When ImageNet features do not clearly beat the raw pixels, or the from-scratch trial already
+matches them, the data is far from ImageNet for this backbone and a network trained on the
+data itself is the pick; otherwise a head on the best features measured (fine-tuning when the
+data is large). The 2x2 table (size x similarity) stays as the textbook explanation. Features
+come from the feature cache, so asking again is cheap.
 """
 
 from __future__ import annotations
@@ -105,12 +105,11 @@ def _noise(p: float, n: int) -> float:
 def pick(measured: dict, n: int, size: str, per_class: int) -> tuple[str, str, list[str]]:
     """``(strategy, feature_layer, reasons)`` from the measured accuracies.
 
-    ``measured``: ``top`` (probe on top features), optional ``scratch`` (the from-scratch trial),
-    ``block`` and ``block_layer``
-    (probe on an earlier block), ``others`` ({backbone: probe on its top features}, with their
-    display ``names``; a clearly better one carries the pick), ``pixels`` (pixel baseline) and
-    ``chance``; ``n`` sampled images. Fine-tuning only when the data is large and the frozen
-    features leave room."""
+    ``measured``: ``top`` (probe on top features), optional ``block`` and ``block_layer`` (probe
+    on an earlier block), ``others`` ({backbone: probe on its top features}, with their display
+    ``names``; a clearly better one carries the pick), ``pixels`` (pixel baseline), ``scratch``
+    (the from-scratch trial) and ``chance``; ``n`` sampled images. Fine-tuning only when the
+    data is large and the frozen features leave room."""
     top, block, pixel = measured["top"], measured.get("block"), measured.get("pixels")
     use_block = block is not None and block > top + _noise(top, n)
     transfer = block if use_block else top
@@ -382,7 +381,7 @@ def advise(ds: Dataset, backbone: str = "efficientnet_lite0", weights="imagenet"
         steps.skip()
     steps.check()
     strategy, feature_layer, picked_why = pick(measured, n, size, per_class)
-    chosen = better_backbone(measured, n)[0] or backbone
+    chosen = (better_backbone(measured, n)[0] or backbone) if registry.uses_backbone(strategy) else backbone
 
     depth = len(loaded_backbone(chosen, weights).base.layers) if strategy == "fine_tune" else 0
     share = 0.1 if similarity == "similar" else 0.4
