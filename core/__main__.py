@@ -149,7 +149,9 @@ def _advise(args) -> int:
     from core.analysis.advisor import advise
     from core.data.dataset import scan_folder
 
-    advice = advise(scan_folder(args.dataset), backbone=args.backbone)
+    advice = advise(scan_folder(args.dataset), backbone=args.backbone, progress=lambda text, done: print(
+        f"\r{done:4.0%} {text:<70}", end="", file=sys.stderr, flush=True))
+    print(file=sys.stderr)
     print(advice.table().to_string())
     print("\n".join(["", f"Recommended: {advice.strategy} on {advice.backbone}", *advice.reasons]))
     return 0

@@ -24,7 +24,8 @@ from core.train.strategies import Augment
 SAMPLE_PER_CLASS = 100
 PLAIN_BORDER_STD = 12.0  # grey levels around the commonest border colour that count as that colour
 PLAIN_SHARE = 0.5  # a background when at least this share of the border pixels has one colour
-MIN_DROP = 0.02  # a flip costing the probe less accuracy than this (and than 2 standard errors) keeps classes
+MIN_DROP = 0.02  # a flip costing the probe more accuracy than this and 2 standard errors changes the class
+LOST_SKILL = 0.25  # it keeps the class when, at 2 standard errors, it costs at most this share of the probe's skill
 
 
 @dataclass
@@ -95,11 +96,21 @@ def flip_checks(pixels: np.ndarray, y: np.ndarray, seed: int = 0) -> list[FlipCh
     for d in ("horizontal", "vertical"):
         diff = right["original"] - right[d]
         stderr = float(diff.std(ddof=1) / np.sqrt(n))
-        keeps = bool(diff.mean() <= max(MIN_DROP, 2 * stderr)) if skilled else None
+        keeps = _keeps_class(float(diff.mean()), stderr, acc - chance) if skilled else None
         told, told_se = _tells_flipped(pixels, y, d, seed)
         looks = bool(told - 0.5 <= max(MIN_DROP, 2 * told_se))
         out.append(FlipCheck(d, acc, float(right[d].mean()), stderr, told, told_se, keeps, looks))
     return out
+
+
+def _keeps_class(drop: float, stderr: float, skill: float) -> bool | None:
+    """``False``: the flip costs the probe clearly more than noise; ``True``: even at two standard
+    errors it costs at most ``LOST_SKILL`` of the probe's skill over chance; ``None``: the probe
+    is too weak to tell (letters placed anywhere defeat a pixel probe, and a flip that turns an
+    F into a mirror F must not pass for harmless because the probe misses it)."""
+    if drop > max(MIN_DROP, 2 * stderr):
+        return False
+    return True if drop + 2 * stderr <= max(MIN_DROP, LOST_SKILL * skill) else None
 
 
 def flip_mode(checks: list[FlipCheck]) -> str:
