@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.browser.ui import (BUTTONS, ERRORS, assert_clean, click, css, scan_folder, screenshot, text_of, wait_for,
-                              wait_idle)
+from tests.browser.ui import (BUTTONS, ERRORS, assert_clean, click, css, scan_folder, screenshot,
+                              screenshot_on_failure, text_of, wait_for, wait_idle)
 from tests.helpers import CATS_VS_DOGS, SHARED_WEIGHTS
 
 pytestmark = pytest.mark.browser
@@ -88,11 +88,8 @@ def on_the_dataset_page(driver, url: str, folder: Path) -> None:
 
 
 def test_stop_the_advisor(app_server, driver, screenshots, pets):
-    try:
+    with screenshot_on_failure(driver, screenshots, "advisor_stop_failure"):
         _stop_the_advisor(app_server, driver, screenshots, pets)
-    except Exception:
-        screenshot(driver, screenshots, "advisor_stop_failure")  # what the user saw when it went wrong
-        raise
 
 
 def _stop_the_advisor(app_server, driver, screenshots, pets):

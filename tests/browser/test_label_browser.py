@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.browser.ui import (RADIO, assert_clean, click, click_button, click_text, css, nav, screenshot, text_of,
-                              wait_for, wait_idle)
+from tests.browser.ui import (RADIO, assert_clean, click, click_button, click_text, css, nav, screenshot,
+                              screenshot_on_failure, text_of, wait_for, wait_idle)
 from tests.helpers import CATS_VS_DOGS, SHARED_WEIGHTS
 
 pytestmark = pytest.mark.browser
@@ -54,11 +54,8 @@ def upload(driver, label: str, files: list[Path]) -> None:
 
 
 def test_build_autolabel_and_explore(app_server, app_home, driver, screenshots):
-    try:
+    with screenshot_on_failure(driver, screenshots, "label_failure"):
         _build_autolabel_and_explore(app_server, app_home, driver, screenshots)
-    except Exception:
-        screenshot(driver, screenshots, "label_failure")  # what the user saw when it went wrong
-        raise
 
 
 def _build_autolabel_and_explore(app_server, app_home, driver, screenshots):

@@ -6,6 +6,7 @@ modules still import where it is not installed."""
 from __future__ import annotations
 
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 IDLE = '[data-testid="stApp"][data-test-script-state="notRunning"]'
@@ -68,6 +69,16 @@ def screenshot(driver, folder: Path, name: str, settle_s: float = 1.5) -> Path:
     driver.set_window_size(1400, 1000)
     print(f"screenshot: {path}")
     return path
+
+
+@contextmanager
+def screenshot_on_failure(driver, folder: Path, name: str):
+    """A failing test leaves ``name``.png: what the user saw when it went wrong."""
+    try:
+        yield
+    except Exception:
+        screenshot(driver, folder, name)
+        raise
 
 
 def nav_links(driver) -> dict:
