@@ -4,11 +4,13 @@
 import plotly.graph_objects as go
 import streamlit as st
 
+from app_pages import common
 from core.analysis import advisor
 from core.errors import TransferLabError
 from core.nets.backbones import get_spec
 from core.train import registry
 
+USED = "tl_advice_used"  # set by "Use this advice": the panel then opens the Strategies page
 ADVICE = "tl_advice"  # {(fingerprint, backbone): core.analysis.advisor.Advice, or the error text}
 
 
@@ -51,11 +53,32 @@ def advisor_panel(ds, backbone: str, key: str):
                + (f". The textbook table below marks {registry.label(advice.textbook)} for this cell; the "
                   "measurement overrides it (see the reasons)." if advice.textbook and advice.textbook != advice.strategy
                   else ""), icon=":material/lightbulb:")
+    st.button("Use this advice", key=f"{key}_use", icon=":material/arrow_forward:", on_click=use_advice, args=(advice, ds.fingerprint),
+              help="Sets the sidebar's backbone and the Strategies form to the recommendation, and opens the "
+                   "Strategies page to launch it.")
+    if st.session_state.pop(USED, False):
+        st.switch_page(common.STRATEGIES_PAGE)
     if advice.candidates:
         st.plotly_chart(candidates_figure(advice.candidates), key=f"{key}_candidates")
     st.table(advice.table())
     st.markdown("\n".join(f"- {reason}" for reason in advice.reasons))
     return advice
+
+
+def use_advice(advice, fingerprint: str) -> None:
+    """Button callback (it runs before the page redraws, so it may set widget state): the
+    sidebar's backbone, the strategy selected, its feature layer or layers to unfreeze. The
+    advice stays shown under the backbone it moves to."""
+    if registry.uses_backbone(advice.strategy) and advice.backbone:
+        st.session_state[common.BACKBONE] = advice.backbone
+        st.session_state.setdefault(ADVICE, {})[(fingerprint, advice.backbone)] = advice
+    st.session_state["tl_strat_chosen"] = [advice.strategy]
+    st.session_state["tl_strat_preset"] = "modern"
+    if advice.feature_layer:
+        st.session_state[common.option_key("modern", advice.strategy, "feature_layer")] = advice.feature_layer
+    if advice.unfreeze_layers:
+        st.session_state[common.option_key("modern", advice.strategy, "fine_tune_layers")] = advice.unfreeze_layers
+    st.session_state[USED] = True
 
 
 def candidates_figure(candidates: list[dict]) -> go.Figure:

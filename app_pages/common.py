@@ -48,6 +48,11 @@ def current_dataset():
     return st.session_state.get(DATASET)
 
 
+def option_key(preset: str, strategy: str, field: str) -> str:
+    """The session-state key of a Strategies-page option (``strategy`` "all": the shared ones)."""
+    return f"tl_opt_{preset}_{strategy}_{field}"
+
+
 def current_backbone() -> str:
     if BACKBONE not in st.session_state:
         st.session_state[BACKBONE] = default_backbone()

@@ -54,10 +54,6 @@ if MESSAGE in st.session_state:
 
 # ---------------------------------------------------------------- helpers (widgets only)
 
-def _key(preset: str, strategy: str, field: str) -> str:
-    return f"tl_opt_{preset}_{strategy}_{field}"
-
-
 def _lr(where, label: str, value: float, key: str, help: str | None = None) -> float:
     choices = sorted(set(LEARNING_RATES) | {float(value)})
     return where.selectbox(label, choices, index=choices.index(float(value)), key=key, help=help,
@@ -96,14 +92,14 @@ def strategy_options(strategy: str, preset: str) -> dict:
     for row in range(0, len(options), 4):
         cols = st.columns(4)
         for col, option in zip(cols, options[row:row + 4]):
-            out[option.field] = _option(col, option, getattr(d, option.field), _key(preset, strategy, option.field))
+            out[option.field] = _option(col, option, getattr(d, option.field), common.option_key(preset, strategy, option.field))
     return out
 
 
 def common_options(preset: str, ds) -> tuple[dict, str]:
     """Options shared by every selected strategy, folded away in an expander."""
     d = registry.make_config("feature_extraction", preset)
-    k = lambda field: _key(preset, "all", field)  # noqa: E731
+    k = lambda field: common.option_key(preset, "all", field)  # noqa: E731
     spec = get_spec(backbone if preset == "modern" else d.backbone)
     with st.expander("Advanced options (all strategies)", icon=":material/tune:"):
         c = st.columns(4)

@@ -210,6 +210,27 @@ def test_advisor_verdict_and_sweep_launch(store, image_folder, monkeypatch):
     assert "2 of 2 runs still queued" in texts(at.caption)
 
 
+def test_use_this_advice_fills_the_strategies_form(store, image_folder, monkeypatch):
+    """From the Dataset page: the advice (stubbed: another backbone, an earlier block) sets the
+    sidebar's backbone and the form, opens the Strategies page, and stays shown there."""
+    from core.analysis import advisor
+    from core.analysis.advisor import Advice
+
+    monkeypatch.setattr(advisor, "advise", lambda ds, backbone, **kw: Advice(
+        "small", "different", "feature_extraction", 0, ["Size: small."], {}, "frozen_augment", "block5c_add",
+        [], "Confidence: clear.", "resnet50"))
+    at = open_page(scan_folder(image_folder), page="app_pages/dataset.py")
+    at.button(key="tl_advise").click().run()
+    at.button(key="tl_advise_use").click().run()  # the app then calls st.switch_page, which AppTest does not follow
+    assert not at.exception, [e.value for e in at.exception]
+    at.switch_page(PAGE).run()
+    assert at.session_state["tl_backbone"] == "resnet50"
+    assert at.multiselect(key="tl_strat_chosen").value == ["feature_extraction"]
+    assert at.text_input(key="tl_opt_modern_feature_extraction_feature_layer").value == "block5c_add"
+    assert not at.warning, texts(at.warning)  # no widget-state clash from setting the form
+    assert "Recommended: **Feature extraction**" in texts(at.success)  # the advice, for the new backbone too
+
+
 def test_bad_options_are_explained_not_raised(store, image_folder):
     at = open_page(scan_folder(image_folder))
     at.multiselect(key="tl_strat_chosen").set_value(["scratch"]).run()
