@@ -21,8 +21,8 @@ def advisor_panel(ds, backbone: str, key: str):
     if cell not in cache:
         st.caption("The advisor measures your data on a sample: linear probes on the features of "
                    f"{get_spec(backbone).display_name} (the top and an earlier block) and of every other backbone "
-                   "with weights on this machine, and a pixel baseline. It picks from those figures and marks the "
-                   "cell of the classic 2x2 table.")
+                   "with weights on this machine, a pixel baseline, and a short from-scratch trial where the "
+                   "features leave room. It picks from those figures and marks the cell of the classic 2x2 table.")
         stopped = f"{key}_stopped"
         if st.session_state.pop(stopped, False):
             st.info("The advisor was stopped; nothing it measured was kept. Ask again when you are ready.",
@@ -47,15 +47,15 @@ def advisor_panel(ds, backbone: str, key: str):
         return None
     moved = advice.backbone and advice.backbone != backbone
     st.success(f"Recommended: **{registry.label(advice.strategy)}**"
-               + (f" with **{get_spec(advice.backbone).display_name}** (choose it in the sidebar)" if moved else "")
-               + f" (dataset {advice.size}, {advice.similarity} to ImageNet)" + (f", unfreezing about the top {advice.unfreeze_layers} layers"
-                                 if advice.unfreeze_layers else "")
+               + (f" with **{get_spec(advice.backbone).display_name}**" if moved else "")
+               + f" (dataset {advice.size}, {advice.similarity} to ImageNet)"
+               + (f", unfreezing about the top {advice.unfreeze_layers} layers" if advice.unfreeze_layers else "")
                + (f". The textbook table below marks {registry.label(advice.textbook)} for this cell; the "
                   "measurement overrides it (see the reasons)." if advice.textbook and advice.textbook != advice.strategy
                   else ""), icon=":material/lightbulb:")
-    st.button("Use this advice", key=f"{key}_use", icon=":material/arrow_forward:", on_click=use_advice, args=(advice, ds.fingerprint),
-              help="Sets the sidebar's backbone and the Strategies form to the recommendation, and opens the "
-                   "Strategies page to launch it.")
+    st.button("Use this advice", key=f"{key}_use", icon=":material/arrow_forward:", on_click=use_advice,
+              args=(advice, ds.fingerprint), help="Sets the sidebar's backbone and the Strategies form to the "
+                                                  "recommendation, and opens the Strategies page to launch it.")
     if st.session_state.pop(USED, False):
         st.switch_page(common.STRATEGIES_PAGE)
     if advice.candidates:

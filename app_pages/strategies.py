@@ -92,7 +92,8 @@ def strategy_options(strategy: str, preset: str) -> dict:
     for row in range(0, len(options), 4):
         cols = st.columns(4)
         for col, option in zip(cols, options[row:row + 4]):
-            out[option.field] = _option(col, option, getattr(d, option.field), common.option_key(preset, strategy, option.field))
+            key = common.option_key(preset, strategy, option.field)
+            out[option.field] = _option(col, option, getattr(d, option.field), key)
     return out
 
 

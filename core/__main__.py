@@ -153,7 +153,10 @@ def _advise(args) -> int:
         f"\r{done:4.0%} {text:<70}", end="", file=sys.stderr, flush=True))
     print(file=sys.stderr)
     print(advice.table().to_string())
-    print("\n".join(["", f"Recommended: {advice.strategy} on {advice.backbone}", *advice.reasons]))
+    from core.train.registry import uses_backbone
+
+    on = f" on {advice.backbone}" if uses_backbone(advice.strategy) else ""
+    print("\n".join(["", f"Recommended: {advice.strategy}{on}", *advice.reasons]))
     return 0
 
 
