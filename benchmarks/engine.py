@@ -348,11 +348,14 @@ def epochs(ctx: Context, result: GroupResult, per_class: int) -> None:
 
 
 def run(ctx: Context) -> GroupResult:
+    from core.nets import engine
+
     result = GroupResult("engine", ctx.quick)
     ds = ctx.sample(100 if ctx.quick else None)
     warm_file_cache(ds.paths("train") + ds.paths("validation"))
     t0 = time.perf_counter()
-    fig = attempt(result, "1 forward", interleaved_forward, ctx, result, ds) if ctx.wants("1", "2") else None
+    if ctx.wants("1", "2"):
+        attempt(result, "1 forward", interleaved_forward, ctx, result, ds)
     if ctx.wants("3"):
         attempt(result, "3 extraction", extraction, ctx, result, ds)
     if ctx.wants("3", "4"):
@@ -362,8 +365,8 @@ def run(ctx: Context) -> GroupResult:
         attempt(result, "5 classifier", classifier, ctx, result, ds, 20 if ctx.quick else 60)
     if ctx.wants("6"):
         attempt(result, "6 epochs", epochs, ctx, result, 50 if ctx.quick else 300)
-    result.notes.append(f"{BACKBONE}, avg pooling, batch {BATCH}; engine auto here: "
-                        f"{(fig or {}).get('auto', '?')} ({(fig or {}).get('auto_reason', '')}); "
+    auto = engine.choose("auto")  # named whichever items ran
+    result.notes.append(f"{BACKBONE}, avg pooling, batch {BATCH}; engine auto here: {auto.label} ({auto.reason}); "
                         f"{time.perf_counter() - t0:.0f} s in all")
     if ctx.quick:
         result.notes.append("--quick: 100 photos per class and split; the full run uses all 3,000")
