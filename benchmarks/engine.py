@@ -180,7 +180,7 @@ def _bare_seconds(fwd, size: int, images: int) -> float:
     return t.seconds
 
 
-def _decode_paths():
+def _decoders():
     """``name -> fn(path, size)``: the decoder (``load_rgb``) and the alternatives measured against it."""
     from PIL import Image
 
@@ -190,19 +190,19 @@ def _decode_paths():
         with Image.open(p) as img:
             return np.asarray(images.resize(images._to_rgb(img), (s, s)))
 
-    paths = {"ours": lambda p, s: images.load_rgb(p, (s, s)), "Pillow full decode": full}
+    decoders = {"ours": lambda p, s: images.load_rgb(p, (s, s)), "Pillow full decode": full}
     try:
         import simplejpeg
     except ImportError:  # requirements-dev.txt; the app does not use it
-        return paths
+        return decoders
 
     def turbo(p, s):  # libjpeg-turbo at the smallest n/8 DCT scale keeping both sides >= s
         with open(p, "rb") as f:
             pixels = simplejpeg.decode_jpeg(f.read(), "RGB", min_height=s, min_width=s)
         return np.asarray(images.resize(Image.fromarray(pixels), (s, s)))
 
-    paths["simplejpeg n/8 scale"] = turbo
-    return paths
+    decoders["simplejpeg n/8 scale"] = turbo
+    return decoders
 
 
 def decoder(ctx: Context, result: GroupResult, ds, size: int = 224, count: int = 200, rounds: int = 3) -> None:
@@ -210,7 +210,7 @@ def decoder(ctx: Context, result: GroupResult, ds, size: int = 224, count: int =
     ``rounds``; the least CPU time of each (the machine's load only adds to it). Pixels are
     compared with ours."""
     paths = ds.paths("train")[:count]
-    decoders = _decode_paths()
+    decoders = _decoders()
     figs = {}
     for s in sorted({size, 150}):
         cpu = {name: float("inf") for name in decoders}
@@ -223,7 +223,7 @@ def decoder(ctx: Context, result: GroupResult, ds, size: int = 224, count: int =
         ips = {name: rate(len(paths), c) for name, c in cpu.items()}
         diff = {name: np.array([np.abs(o.astype(np.int16) - r.astype(np.int16)).mean()
                                 for o, r in zip(pixels[name], pixels["ours"])]) for name in decoders}
-        figs[s] = {"images": len(paths), "images_per_cpu_s": ips, "draft_images_per_s": ips["ours"],
+        figs[s] = {"images": len(paths), "images_per_cpu_s": ips,
                    "mean_abs_diff_to_ours": {n: float(d.mean()) for n, d in diff.items()},
                    "worst_image_mean_abs_diff_to_ours": {n: float(d.max()) for n, d in diff.items()}}
         for name in decoders:
@@ -245,7 +245,7 @@ def pipeline_bound(result: GroupResult) -> None:
 
     cores = usable_cores()
     size = max(dec)
-    bare, decode = ext["bare_images_per_s"]["auto"], dec[size]["draft_images_per_s"]
+    bare, decode = ext["bare_images_per_s"]["auto"], dec[size]["images_per_cpu_s"]["ours"]
     bound = 1 / (1 + bare / (cores * decode))
     ext["bound"] = {"cores": cores, "decode_images_per_s_one_thread": decode, "bound": bound,
                     "share_of_bound": ratio(ext["efficiency"], bound)}

@@ -289,9 +289,9 @@ def _measure_scratch(ds: Dataset, per_class: int, seed: int, augment: dict | Non
     trial = subset(ds, per_class, seed)
     if not trial.split("validation"):
         return {}
-    flips = {k: augment[k] for k in ("flip", "fill")} if augment else {}
     cfg = registry.make_config("scratch", "modern", dataset=ds.root, epochs=TRIAL_EPOCHS, seed=seed)
-    cfg.augment.flip, cfg.augment.fill = flips.get("flip", cfg.augment.flip), flips.get("fill", cfg.augment.fill)
+    if augment:  # decided on the sample already: the trial does not measure the flips again
+        cfg.augment.flip, cfg.augment.fill = augment["flip"], augment["fill"]
     start = time.perf_counter()
 
     class TimeBox(NullReporter):
@@ -305,7 +305,7 @@ def _measure_scratch(ds: Dataset, per_class: int, seed: int, augment: dict | Non
     box = TimeBox()
     registry.get("scratch").fit(Context(cfg, trial, Recording(box), None, None))
     steps.check()
-    accuracies = [r["val_accuracy"] for r in box.rows if r.get("val_accuracy") == r.get("val_accuracy")]
+    accuracies = [r["val_accuracy"] for r in box.rows if np.isfinite(r.get("val_accuracy", np.nan))]
     if not accuracies:
         return {}
     return {"scratch": float(max(accuracies)), "scratch_seconds": time.perf_counter() - start,
@@ -436,7 +436,8 @@ def advise(ds: Dataset, backbone: str = "efficientnet_lite0", weights="imagenet"
     if "augment" in measured:
         reasons.append("Augmentation (measured; runs decide the same way unless you choose): "
                        + " ".join(measured["augment"]["reasons"]))
-    figures = {"train_images": total, "smallest_class": int(per_class), "sample_size": n, "chance": chance, "skill": skill, "backbone": backbone, **sep,
+    figures = {"train_images": total, "smallest_class": int(per_class), "sample_size": n, "chance": chance,
+               "skill": skill, "backbone": backbone, **sep,
                **{k: v for k, v in measured.items() if k not in ("top", "chance")}}
     reasons.append(confidence)
     if quick is not None and quick is not candidates[0]:
