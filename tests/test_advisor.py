@@ -248,4 +248,5 @@ def test_advise_on_digit_photos_measures_the_pixels_and_the_flips(fake_features,
     advice = advisor.advise(ds, backbone="mobilenet_v2", seed=0, sample_per_class=15)
     assert advice.figures["pixels"] >= 0.8 and advice.strategy == "pixel_baseline"  # 15 a class: too few for a CNN
     assert advice.figures["augment"]["flip"] == "" and advice.figures["augment"]["fill"] == "constant"
+    assert advice.figures["augment"]["fill_value"] > 240  # the paper's colour, for the trial's fill too
     assert any("Horizontal flip left out" in r for r in advice.reasons)

@@ -273,7 +273,8 @@ def _measure_pixels(sample: Dataset, seed: int, steps: _Steps) -> dict:
 
     augment = decide(pix[valid], y, seed=seed)  # the same decoded sample: which flips and fill fit
     return {"pixels": out["pixel_accuracy"], "pixel_seconds": seconds,
-            "augment": {"flip": augment.augment.flip, "fill": augment.augment.fill, "reasons": augment.reasons}}
+            "augment": {"flip": augment.augment.flip, "fill": augment.augment.fill,
+                        "fill_value": augment.augment.fill_value, "reasons": augment.reasons}}
 
 
 def _measure_scratch(ds: Dataset, per_class: int, seed: int, augment: dict | None, steps: _Steps) -> dict:
@@ -291,7 +292,8 @@ def _measure_scratch(ds: Dataset, per_class: int, seed: int, augment: dict | Non
         return {}
     cfg = registry.make_config("scratch", "modern", dataset=ds.root, epochs=TRIAL_EPOCHS, seed=seed)
     if augment:  # decided on the sample already: the trial does not measure the flips again
-        cfg.augment.flip, cfg.augment.fill = augment["flip"], augment["fill"]
+        a = cfg.augment
+        a.flip, a.fill, a.fill_value = augment["flip"], augment["fill"], augment["fill_value"]
     start = time.perf_counter()
 
     class TimeBox(NullReporter):
