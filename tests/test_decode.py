@@ -126,6 +126,7 @@ def test_a_split_kept_decoded_is_decoded_once_and_reshuffled_every_epoch(tmp_pat
     assert key(first) == key(second) and not np.array_equal(first, second)  # same images, new order
     plain = image_dataset(paths, None, 16, 3)
     assert key(np.concatenate([x.numpy() for x, _ in plain])) == key(first)  # the pixels of a plain pass
+    assert not ds.options().autotune.enabled and not plain.options().autotune.enabled  # no end-of-epoch wait
 
 
 def test_a_split_too_big_to_keep_is_decoded_every_epoch(tmp_path, monkeypatch):

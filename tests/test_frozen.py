@@ -49,6 +49,8 @@ def test_augmented_batches_run_the_engine_and_draw_new_augmentations_each_epoch(
     labels = np.concatenate([t.numpy() for _, t in batches])
     assert one.shape == X.shape and not np.allclose(one, X) and not np.allclose(one, two)
     np.testing.assert_array_equal(labels, y)
+    # tf.data's autotuner held the end of an epoch ~2 s (core.data.pipeline.without_autotune)
+    assert not batches.options().autotune.enabled and not plain.options().autotune.enabled
 
 
 def test_frozen_head_trains_on_engine_features_and_the_pixel_model_holds_it(ds):

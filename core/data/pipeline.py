@@ -76,6 +76,26 @@ def pixel_batches(paths: Sequence[str], size: int, batch_size: int, *, workers: 
                     f.cancel()
 
 
+def without_autotune(ds):
+    """``ds`` with tf.data's autotuner off. With it on, the end of an iteration (an epoch, a
+    validation pass) often waited for it: EfficientNet-Lite0 on 600 augmented cats_vs_dogs photos,
+    2-core machine, 2.1-2.3 s at the end of 7 of 12 epochs (epochs of 5.2 s against 2.9 s); off,
+    never. Parallelism and prefetch are set explicitly instead (``parallel_calls``, ``PREFETCH``)."""
+    import tensorflow as tf
+
+    options = tf.data.Options()
+    options.autotune.enabled = False
+    return ds.with_options(options)
+
+
+def parallel_calls() -> int:
+    """Map parallelism: one call per usable core (what the autotuner settled on here)."""
+    from core.settings import usable_cores
+
+    return max(1, usable_cores())
+
+
+PREFETCH = 2  # batches ready ahead of the consumer
 KEEP_DECODED_MB = 1024  # a split whose decoded pixels fit in this many MB is decoded once, not every epoch
 
 
@@ -111,13 +131,14 @@ def image_dataset(
 
     keep = keep_decoded and n * size * size * 3 <= KEEP_DECODED_MB * 2**20
     if keep:  # decode in file order once, then shuffle the decoded images every epoch
-        ds = ds.map(decode, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).cache()
+        ds = ds.map(decode, num_parallel_calls=parallel_calls(), deterministic=True).cache()
     if shuffle:
         ds = ds.shuffle(n, seed=seed, reshuffle_each_iteration=True)
     if not keep:
-        ds = ds.map(decode, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+        ds = ds.map(decode, num_parallel_calls=parallel_calls(), deterministic=True)
 
     def as_float(img, ok, label):
         return (tf.cast(img, tf.float32), ok if with_valid_mask else label)
 
-    return ds.map(as_float, num_parallel_calls=tf.data.AUTOTUNE).batch(batch_size).prefetch(tf.data.AUTOTUNE)
+    ds = ds.map(as_float, num_parallel_calls=parallel_calls()).batch(batch_size).prefetch(PREFETCH)
+    return without_autotune(ds)

@@ -47,12 +47,12 @@ def augmented_batches(forward: Callable[[np.ndarray], np.ndarray], paths, target
     """
     import tensorflow as tf
 
-    from core.data.pipeline import image_dataset
+    from core.data.pipeline import image_dataset, parallel_calls, without_autotune
 
     pixels = image_dataset(list(paths), np.asarray(targets), size, batch_size, shuffle=shuffle, seed=seed,
                            keep_decoded=True)
     if aug is not None:
-        pixels = pixels.map(lambda x, y: (aug(x, training=True), y), num_parallel_calls=tf.data.AUTOTUNE)
+        pixels = pixels.map(lambda x, y: (aug(x, training=True), y), num_parallel_calls=parallel_calls())
     target_dtype = tf.as_dtype(np.asarray(targets).dtype)
 
     def generate():
@@ -62,9 +62,9 @@ def augmented_batches(forward: Callable[[np.ndarray], np.ndarray], paths, target
             for x, y in pixels:
                 yield worker.submit(forward, x.numpy()).result(), y.numpy()
 
-    return tf.data.Dataset.from_generator(
+    return without_autotune(tf.data.Dataset.from_generator(
         generate, output_signature=(tf.TensorSpec((None, *out_shape), tf.float32),
-                                    tf.TensorSpec((None,), target_dtype))).prefetch(1)
+                                    tf.TensorSpec((None,), target_dtype))).prefetch(1))
 
 
 def _pooled_shape(bb, pooling: str) -> tuple[int, ...]:
