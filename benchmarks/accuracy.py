@@ -25,7 +25,7 @@ STRATEGIES = ("linear_probe", "feature_extraction", "frozen_augment", "fine_tune
 RANDOM_STRATEGIES = ("linear_probe", "feature_extraction")
 QUICK_PER_CLASS = 50
 ENGINES = ("tensorflow", "auto")
-WALL_TARGET = 0.5  # issue 18: auto / tensorflow wall time of the whole table
+WALL_TARGET = 0.5  # issue 18: auto / tensorflow wall time, of the whole table and of the strategies the engine serves
 ACCURACY_TOLERANCE = 0.003  # issue 18: every strategy's validation accuracy, auto against tensorflow
 # epochs of the strategies that train on images (forward passes over every photo, every epoch)
 # scratch at its defaults (30 epochs, cosine schedule, early stopping): the opponent a skeptic accepts
@@ -89,6 +89,8 @@ def one(ctx: Context, result: GroupResult, strategy_label: str, backbone_label: 
 
 
 def run(ctx: Context) -> GroupResult:
+    from core.train import registry
+
     result = GroupResult("accuracy", ctx.quick)
     cells = configs(ctx)
     by_engine: dict[str, dict[int, dict]] = {}
@@ -119,12 +121,15 @@ def run(ctx: Context) -> GroupResult:
         ["source", "strategy", "val accuracy"], [list(a) for a in ANCHORS])
     both = [i for i in tf_rows if i in auto_rows]
     if both:
-        wall = {k: sum(r[i]["wall_seconds"] for i in both) for k, r in (("tensorflow", tf_rows), ("auto", auto_rows))}
-        r = ratio(wall["auto"], wall["tensorflow"])
+        frozen = [i for i in both if registry.uses_backbone(cells[i][2].strategy)]
+        for name, runs in (("wall time auto / tensorflow", both),
+                           ("wall time auto / tensorflow, strategies with a frozen network", frozen)):
+            wall = {k: sum(r[i]["wall_seconds"] for i in runs) for k, r in (("tensorflow", tf_rows), ("auto", auto_rows))}
+            r = ratio(wall["auto"], wall["tensorflow"])
+            result.add(name, f"{fmt_seconds(wall['auto'])} / {fmt_seconds(wall['tensorflow'])} for {len(runs)} runs"
+                       f" of the table", r, f"<= {WALL_TARGET}", at_most(r, WALL_TARGET))
         worst = max(both, key=lambda i: abs(tf_rows[i]["val_accuracy"] - auto_rows[i]["val_accuracy"]))
         diff = abs(tf_rows[worst]["val_accuracy"] - auto_rows[worst]["val_accuracy"])
-        result.add("wall time auto / tensorflow", f"{fmt_seconds(wall['auto'])} / {fmt_seconds(wall['tensorflow'])} "
-                   f"for the {len(both)} runs of the table", r, f"<= {WALL_TARGET}", at_most(r, WALL_TARGET))
         result.add("largest val accuracy difference", f"{cells[worst][0]} / {cells[worst][1]}: "
                    f"{fmt(tf_rows[worst]['val_accuracy'])} tensorflow, {fmt(auto_rows[worst]['val_accuracy'])} auto",
                    diff, f"<= {ACCURACY_TOLERANCE}", at_most(diff, ACCURACY_TOLERANCE))
