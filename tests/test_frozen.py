@@ -155,11 +155,17 @@ def test_fine_tuning_with_augmentation_runs_the_prefix_on_the_engine_each_epoch(
 
 def test_the_strategy_fits_run_their_frozen_part_on_the_engine(image_folder, local_weights, monkeypatch):
     """frozen_augment and fine_tune through the registry: the head (and the unfrozen top) train
-    on the engine's outputs, and the run's metrics say so."""
-    from core.train import registry
+    on the engine's outputs, and the run's metrics say so. Their evaluation reads the engine's
+    validation outputs too: no TensorFlow pass of the pixel model over the validation files."""
+    from core.train import fit as fit_module, registry
     from core.train.fit import fit
 
     monkeypatch.setenv(engine.ENGINE_ENV, "openvino")
+
+    def no_pixel_pass(*a, **k):
+        raise AssertionError("evaluated the pixel model in TensorFlow")
+
+    monkeypatch.setattr(fit_module, "evaluate", no_pixel_pass)
     common = dict(dataset=str(image_folder), backbone="tiny", epochs=2, batch_size=8, head_units=8, seed=0)
     fa = fit(registry.make_config("frozen_augment", **common))
     assert fa.metrics["frozen_engine"] == engine.choose().label and fa.metrics["epochs_run"] == 2
@@ -167,3 +173,10 @@ def test_the_strategy_fits_run_their_frozen_part_on_the_engine(image_folder, loc
     ft = fit(registry.make_config("fine_tune", fine_tune_layers=1, fine_tune_epochs=2, **common))
     assert ft.metrics["cut_layer"] == "top_activation" and ft.metrics["frozen_engine"].startswith("openvino")
     assert ft.metrics["epochs_run"] == 4
+    from core import settings
+
+    kept = sorted(p.name for p in (settings.home() / "engine" / "ir").iterdir())
+    assert len(kept) == 2  # the base's IR and the cut prefix's, kept for the next process
+    for run in (fa, ft):  # one prediction a validation file, scored as the metrics say
+        assert len(run.predictions) == run.metrics["val_images"] > 0
+        assert run.predictions["correct"].mean() == pytest.approx(run.metrics["val_accuracy"])

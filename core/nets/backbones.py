@@ -243,6 +243,12 @@ class Backbone:
     def feature_shape(self) -> tuple[int, ...]:
         return tuple(int(d) for d in self.model.output.shape[1:])
 
+    @property
+    def weights_stable(self) -> bool:
+        """Whether the weights are the same in a later process (a file, not a random draw or a
+        download that may change), so what is derived from them may be kept on disk."""
+        return not self.weights_id.startswith(("random", "imagenet-download"))
+
     def forward(self, pooling: str):
         """The compiled extraction function (``core.nets.forward.compiled_forward``), traced once
         per backbone and pooling: a trace costs seconds, and a kept backbone extracts split
@@ -262,13 +268,13 @@ class Backbone:
         choice = engine.choose()
         key = ("engine", pooling, choice)
         if key not in self._forwards:
-            stable = not self.weights_id.startswith(("random", "imagenet-download"))
             network = f"{self.spec.name}|{self.weights_id}"
             self._forwards[key] = engine.FrozenForward(
                 self.forward(pooling), self.input_size, network, pooling, choice=choice,
                 head=_imagenet_head(self.spec) if pooling == "avg" and self.weights_id.startswith("imagenet-")
                 else None,
-                ir_key=f"{network}|{self.input_size}|{pooling}|{self.spec.preprocess}" if stable else None)
+                ir_key=f"{network}|{self.input_size}|{pooling}|{self.spec.preprocess}" if self.weights_stable
+                else None)
         return self._forwards[key]
 
 

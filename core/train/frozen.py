@@ -72,11 +72,13 @@ def _pooled_shape(bb, pooling: str) -> tuple[int, ...]:
     return (int(np.prod(shape)),) if pooling == "flatten" else (int(shape[-1]),)
 
 
-def fit_frozen_head(ctx, bb, head, aug, saved_model) -> None:
+def fit_frozen_head(ctx, bb, head, aug, saved_model):
     """Frozen base + augmentation with the base on the engine: ``head`` trains in Keras on the
     engine's pooled features of augmented images; validation reads the cached features.
-    ``saved_model`` (the pixel model around ``head``) is what checkpoints hold."""
+    ``saved_model`` (the pixel model around ``head``) is what checkpoints hold. Returns the
+    validation probabilities (``head_probabilities``)."""
     from core.features.cache import extract_features
+    from core.train.evaluation import head_probabilities
     from core.train.loop import compile_model, fit_phase, targets
 
     cfg, k = ctx.cfg, ctx.k
@@ -92,6 +94,7 @@ def fit_frozen_head(ctx, bb, head, aug, saved_model) -> None:
     compile_model(head, cfg, k, cfg.learning_rate)
     ctx.cancelled = fit_phase(head, cfg, ctx.rec, "train", train, (Xv, targets(yv, k)), cfg.epochs, 0, len(y),
                               ctx.weights_for(y), ctx.ckpt, ctx.tb, cfg.restore_best, saved=saved_model)
+    return head_probabilities(head, Xv, yv, [p for p, ok in zip(val.paths, val.valid) if ok], k)
 
 
 # ---------------------------------------------------------------- the fine-tuning cut
@@ -188,7 +191,8 @@ def prefix_forward(bb, cut: Cut):
         return model(x, training=False)
 
     network = f"{bb.spec.name}|{bb.weights_id}|cut:{cut.layer}"
-    return engine.FrozenForward(reference, bb.input_size, network, f"cut:{cut.layer}")
+    return engine.FrozenForward(reference, bb.input_size, network, f"cut:{cut.layer}",
+                                ir_key=f"{network}|{bb.input_size}|{bb.spec.preprocess}" if bb.weights_stable else None)
 
 
 class CutCache:
@@ -228,14 +232,16 @@ class CutCache:
 
 
 def fit_fine_tune_from_cut(ctx, bb, head, aug, saved_model, phase: str, epochs: int, epoch_offset: int,
-                           learning_rate: float, baseline=None) -> None:
+                           learning_rate: float, baseline=None):
     """Fine-tuning with the frozen prefix on the engine: the unfrozen top (the cut's suffix),
     pooling and ``head`` train in Keras on the prefix's activations. Without augmentation the
     activations of both splits are cached once (``CutCache``); with it, the training split's
-    augmented images run through the prefix on the engine each epoch."""
+    augmented images run through the prefix on the engine each epoch. Returns the validation
+    probabilities from the cached activations (``head_probabilities``)."""
     import keras
 
     from core.nets.forward import pooling_layer
+    from core.train.evaluation import head_probabilities
     from core.train.loop import compile_model, fit_phase, targets
 
     cfg, k = ctx.cfg, ctx.k
@@ -262,6 +268,8 @@ def fit_fine_tune_from_cut(ctx, bb, head, aug, saved_model, phase: str, epochs: 
         ctx.cancelled = fit_phase(top, cfg, ctx.rec, phase, train, (Xv, targets(yv, k)), epochs, epoch_offset,
                                   len(y), ctx.weights_for(y), ctx.ckpt, ctx.tb, cfg.restore_best, baseline,
                                   saved=saved_model)
+        paths = [p for p, ok in zip(ctx.ds.paths("validation"), val.valid) if ok]
+        return head_probabilities(top, Xv, yv, paths, k)
     finally:
         for c in caches:
             c.close()

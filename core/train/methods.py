@@ -13,7 +13,7 @@ import time
 import numpy as np
 
 from core.train import frozen
-from core.train.evaluation import to_probabilities
+from core.train.evaluation import head_probabilities, to_probabilities
 from core.train.loop import Context, compile_model, fit_phase, targets
 from core.train.strategies import (
     augmentation, build_head, build_scratch_model, build_transfer_model, unfreeze_top,
@@ -44,9 +44,9 @@ def _features(ctx: Context, bb):
 
 
 def _validation_probs(ctx: Context, head, feats):
-    Xv, yv = feats["validation"].usable()
-    paths = [p for p, ok in zip(feats["validation"].paths, feats["validation"].valid) if ok]
-    return to_probabilities(head.predict(Xv, verbose=0), ctx.k), yv, paths
+    val = feats["validation"]
+    Xv, yv = val.usable()
+    return head_probabilities(head, Xv, yv, [p for p, ok in zip(val.paths, val.valid) if ok], ctx.k)
 
 
 def fit_linear_probe(ctx: Context):
@@ -133,11 +133,11 @@ def fit_fine_tune(ctx: Context):
     ctx.extra["fine_tune_start_epoch"] = epochs_done + 1
     baseline = (best["val_accuracy"], best["val_loss"]) if best else None
     if frozen.engine_enabled(bb.frozen_forward(cfg.pooling)):  # the frozen prefix on the engine
-        frozen.fit_fine_tune_from_cut(ctx, bb, head, aug, model, "fine_tune", cfg.fine_tune_epochs, epochs_done,
-                                      cfg.fine_tune_lr, baseline)
-    else:
-        ctx.fit_images(model, bb.input_size, "fine_tune", cfg.fine_tune_epochs, epochs_done, cfg.fine_tune_lr,
-                       baseline=baseline)
+        probs = frozen.fit_fine_tune_from_cut(ctx, bb, head, aug, model, "fine_tune", cfg.fine_tune_epochs,
+                                              epochs_done, cfg.fine_tune_lr, baseline)
+        return model, bb.input_size, probs
+    ctx.fit_images(model, bb.input_size, "fine_tune", cfg.fine_tune_epochs, epochs_done, cfg.fine_tune_lr,
+                   baseline=baseline)
     return model, bb.input_size, None
 
 
@@ -155,9 +155,8 @@ def fit_frozen_augment(ctx: Context):
     aug = resolved_augmentation(ctx)
     model = build_transfer_model(bb, cfg.pooling, head, aug)
     if frozen.engine_enabled(bb.frozen_forward(cfg.pooling)):  # the frozen base on the engine
-        frozen.fit_frozen_head(ctx, bb, head, aug, model)
-    else:
-        ctx.fit_images(model, bb.input_size, "train", cfg.epochs, 0, cfg.learning_rate)
+        return model, bb.input_size, frozen.fit_frozen_head(ctx, bb, head, aug, model)
+    ctx.fit_images(model, bb.input_size, "train", cfg.epochs, 0, cfg.learning_rate)
     return model, bb.input_size, None
 
 
