@@ -17,12 +17,14 @@ def to_probabilities(raw, num_classes: int) -> np.ndarray:
     return raw
 
 
-def head_probabilities(head, X: np.ndarray, y: np.ndarray, paths: list[str], num_classes: int):
+def head_probabilities(head, X: np.ndarray, y: np.ndarray, paths: list[str], valid: np.ndarray, num_classes: int):
     """``(probs, labels, paths)`` of the validation inputs a trained head reads directly (cached
-    features, activations at the fine-tuning cut): a run's evaluation without another forward
-    pass through the frozen network (in TensorFlow, ~5 s for 500 photos of EfficientNet-Lite0 on
-    the 2-core machine), on the same engine outputs its validation epochs scored."""
-    return to_probabilities(head.predict(X, verbose=0), num_classes), y, list(paths)
+    features, activations at the fine-tuning cut; ``X`` and ``y`` hold the ``valid`` rows of
+    ``paths``): a run's evaluation without another forward pass through the frozen network (in
+    TensorFlow, ~5 s for 500 photos of EfficientNet-Lite0 on the 2-core machine), on the same
+    engine outputs its validation epochs scored."""
+    kept = [p for p, ok in zip(paths, valid) if ok]
+    return to_probabilities(head.predict(X, verbose=0), num_classes), y, kept
 
 
 def predict_files(model, paths: list[str], size: int, num_classes: int, batch_size: int = 32) -> np.ndarray:

@@ -94,7 +94,7 @@ def fit_frozen_head(ctx, bb, head, aug, saved_model):
     compile_model(head, cfg, k, cfg.learning_rate)
     ctx.cancelled = fit_phase(head, cfg, ctx.rec, "train", train, (Xv, targets(yv, k)), cfg.epochs, 0, len(y),
                               ctx.weights_for(y), ctx.ckpt, ctx.tb, cfg.restore_best, saved=saved_model)
-    return head_probabilities(head, Xv, yv, [p for p, ok in zip(val.paths, val.valid) if ok], k)
+    return head_probabilities(head, Xv, yv, val.paths, val.valid, k)
 
 
 # ---------------------------------------------------------------- the fine-tuning cut
@@ -268,8 +268,7 @@ def fit_fine_tune_from_cut(ctx, bb, head, aug, saved_model, phase: str, epochs: 
         ctx.cancelled = fit_phase(top, cfg, ctx.rec, phase, train, (Xv, targets(yv, k)), epochs, epoch_offset,
                                   len(y), ctx.weights_for(y), ctx.ckpt, ctx.tb, cfg.restore_best, baseline,
                                   saved=saved_model)
-        paths = [p for p, ok in zip(ctx.ds.paths("validation"), val.valid) if ok]
-        return head_probabilities(top, Xv, yv, paths, k)
+        return head_probabilities(top, Xv, yv, ctx.ds.paths("validation"), val.valid, k)
     finally:
         for c in caches:
             c.close()

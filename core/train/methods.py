@@ -1,8 +1,8 @@
 """One fit function per strategy: ``fit_x(ctx) -> (model, input_size, probabilities)``.
 
 ``probabilities`` is ``(probs, labels, paths)`` of the validation split when
-the fit already has them (heads on cached features), else ``None`` and the
-run evaluates the model on the images. A cancelled fit returns a ``None`` model.
+the fit already has them (heads on cached features, the frozen part on the
+engine), else ``None`` and the run evaluates the model on the images. A cancelled fit returns a ``None`` model.
 The registry (``core.train.registry``) names which function trains which strategy.
 """
 
@@ -46,7 +46,7 @@ def _features(ctx: Context, bb):
 def _validation_probs(ctx: Context, head, feats):
     val = feats["validation"]
     Xv, yv = val.usable()
-    return head_probabilities(head, Xv, yv, [p for p, ok in zip(val.paths, val.valid) if ok], ctx.k)
+    return head_probabilities(head, Xv, yv, val.paths, val.valid, ctx.k)
 
 
 def fit_linear_probe(ctx: Context):
