@@ -60,6 +60,10 @@ def advisor_panel(ds, backbone: str, key: str):
         st.switch_page(common.STRATEGIES_PAGE)
     if advice.candidates:
         st.plotly_chart(candidates_figure(advice.candidates), key=f"{key}_candidates")
+        verdicts = [c["verdict"] for c in advice.candidates if c.get("verdict")]
+        if verdicts:
+            with st.expander("Which differences the sample resolves"):
+                st.markdown("\n".join(f"- {common.plain(v)}" for v in verdicts))
     st.table(advice.table())
     st.markdown("\n".join(f"- {reason}" for reason in advice.reasons))
     return advice
@@ -82,20 +86,27 @@ def use_advice(advice, fingerprint: str) -> None:
 
 
 def candidates_figure(candidates: list[dict]) -> go.Figure:
-    """What the advisor measured, best at the top, with the ± a sample of this size can resolve
-    (whiskers at the bar's end, figures on a light label at the axis's start, readable on any bar)."""
+    """What the advisor measured, best at the top, with each figure's 95% interval (whiskers at the bar's
+    end), ★ on the candidate the paired verdicts mark best, "within noise" on those the sample cannot tell
+    from the leader (figures on a light label at the axis's start, readable on any bar)."""
     rows = candidates[::-1]
+    lows = [c.get("ci_low", c["accuracy"] - c["noise"]) for c in rows]
+    highs = [c.get("ci_high", c["accuracy"] + c["noise"]) for c in rows]
     fig = go.Figure(go.Bar(
         x=[c["accuracy"] for c in rows], y=[c["candidate"] for c in rows], orientation="h",
-        error_x=dict(type="data", array=[c["noise"] for c in rows], color="#9aa5b1", thickness=1.5),
-        hovertemplate="%{y}: %{x:.1%}<extra></extra>", marker_color="#4c78a8"))
-    low = max(0.0, min(c["accuracy"] - c["noise"] for c in rows) - 0.05)
+        error_x=dict(type="data", symmetric=False, array=[max(h - c["accuracy"], 0) for h, c in zip(highs, rows)],
+                     arrayminus=[max(c["accuracy"] - lo, 0) for lo, c in zip(lows, rows)], color="#9aa5b1",
+                     thickness=1.5),
+        hovertemplate="%{y}: %{x:.1%}<extra></extra>",
+        marker_color=["#4c78a8" if c.get("resolved") is not False else "#9ecae9" for c in rows]))
+    low = max(0.0, min(lows) - 0.05)
     for c in rows:
+        mark = " ★" if c.get("best") else " · within noise of the best" if c.get("resolved") is False else ""
         fig.add_annotation(x=low, y=c["candidate"], xanchor="left", showarrow=False, bgcolor="rgba(255,255,255,0.85)",
                            borderpad=2, font=dict(color="#1f2933"),  # readable on the bar and past its end
-                           text=f"{c['accuracy']:.1%} · about {_duration(c['predicted_seconds'])} on all images")
+                           text=f"{c['accuracy']:.1%}{mark} · about {_duration(c['predicted_seconds'])} on all images")
     fig.update_layout(height=90 + 45 * len(rows), margin=dict(l=10, r=10, t=30, b=30),
-                      title="Measured on a sample (accuracy, ± what the sample resolves)",
+                      title="Measured on a sample (accuracy, 95% interval; ★ best by the paired verdicts)",
                       xaxis=dict(range=[low, 1.04], tickvals=[t / 10 for t in range(11) if t / 10 >= low],
                                  tickformat=".0%"), yaxis=dict(automargin=True))
     return fig

@@ -96,6 +96,18 @@ if predictor is not None:
         f"{predictor.num_classes:,} classes · {predictor.model.count_params():,} parameters · "
         "loaded once per app process, so each photo costs only its own decode and forward pass"
     )
+    if predictor.kind == "run":
+        if predictor.calibrated:
+            cal = predictor.trust.calibration
+            how = (f"temperature {cal.temperature:.2f}" if cal.method == "temperature"
+                   else "the network's own probabilities were already the best calibrated")
+            st.caption(f"Calibrated on the run's validation photos ({how}; expected calibration error "
+                       f"{cal.ece_before:.3f} → {cal.ece_after:.3f}): a probability here is how often such an "
+                       "answer was right." + ("" if predictor.trust.ood else " No feature statistics: photos are "
+                                              "not checked against the training data."))
+        else:
+            st.caption("This run is not calibrated (trained before calibration was measured): probabilities are the "
+                       "network's own, and there is no “not sure” or “unlike the training data”.")
 
 
 # ---------------------------------------------------------------- helpers
@@ -110,6 +122,21 @@ def topk_figure(result, height: int = 260) -> go.Figure:
     fig.update_layout(height=height, margin={"l": 10, "r": 10, "t": 30, "b": 10},
                       title={"text": f"Top {len(probs)}", "font": {"size": 14}},
                       xaxis={"range": [0, 1], "tickformat": ".0%"}, yaxis={"automargin": True})
+    return fig
+
+
+def tradeoff_figure(abstention, point: dict) -> go.Figure:
+    """Accuracy on the answered validation photos against the share answered; the chosen threshold marked."""
+    curve = abstention.curve
+    fig = go.Figure(go.Scatter(
+        x=[c["coverage"] for c in curve], y=[c["accuracy"] for c in curve], mode="lines", line={"color": "#1f6f8b"},
+        customdata=[c["threshold"] for c in curve], name="validation photos",
+        hovertemplate="threshold %{customdata:.3f}: answers %{x:.1%}, %{y:.1%} correct<extra></extra>"))
+    fig.add_scatter(x=[point["coverage"]], y=[point["accuracy"]], mode="markers", name="chosen threshold",
+                    marker={"size": 12, "color": "#e4572e"})
+    fig.update_layout(height=260, margin={"l": 10, "r": 10, "t": 10, "b": 10}, showlegend=False,
+                      xaxis={"title": "photos answered", "tickformat": ".0%", "autorange": "reversed"},
+                      yaxis={"title": "accuracy on them", "tickformat": ".0%"})
     return fig
 
 
@@ -175,6 +202,23 @@ if predictor is not None:
             st.session_state[RESULTS] = (key, results)
             st.session_state[CAMS] = {}
 
+        if predictor.calibrated:
+            abstention = predictor.trust.abstention
+            with st.expander("“Not sure” threshold: the accuracy / coverage trade-off", icon=":material/tune:"):
+                floor = 1.0 / predictor.num_classes
+                threshold = st.slider(
+                    "Answer only when the calibrated probability reaches", floor, 1.0,
+                    float(min(max(abstention.threshold, floor), 1.0)), 0.005, format="%.3f", key="tl_clf_not_sure",
+                    help="Below it the classifier says “not sure” and names the two closest classes. The default "
+                         "halves the validation error on the photos it answers.")
+                point = abstention.at(threshold)
+                st.plotly_chart(tradeoff_figure(abstention, point), key="tl_clf_tradeoff",
+                                config={"displayModeBar": False})
+                st.caption(f"On the run's validation photos: at {threshold:.3f} it answers {point['coverage']:.1%} "
+                           f"of them, {point['accuracy']:.1%} correctly (all of them: {abstention.accuracy_all:.1%}). "
+                           f"Default {abstention.threshold:.3f}.")
+            inference.apply_threshold(results, threshold)
+
         good = [r for r in results if r.ok]
         bad = [r for r in results if not r.ok]
         m = st.columns(4)
@@ -196,10 +240,21 @@ if predictor is not None:
                 st.warning(f"{len(bad)} photos could not be read{rest}:\n\n"
                            + "\n".join(f"- **{r.name}**: {r.error}" for r in bad), icon=":material/warning:")
 
+        if predictor.calibrated and good:
+            n = st.columns(4)
+            n[0].metric("Answered", sum(not r.not_sure for r in good))
+            n[1].metric("Not sure", sum(bool(r.not_sure) for r in good))
+            if predictor.trust.ood is not None:
+                n[2].metric("Unlike the training data", sum(bool(r.unlike_data) for r in good),
+                            help="Flagged when the photo's features lie further from the training photos' than "
+                                 "97.5% of the validation photos' do.")
+
         frame = inference.results_frame(results, k)
+        trust_columns = ["answer", "unlike_data"] if predictor.calibrated else []
         # The top-k text is what a reader came for: wide, and before the narrow numbers (1400 px window).
         st.dataframe(frame, hide_index=True, placeholder="—",
-                     column_order=["file", "top1", "probability", "top_k", "latency_ms", "error"],
+                     column_order=["file", *trust_columns[:1], "top1", "probability", "top_k", *trust_columns[1:],
+                                   "latency_ms", "error"],
                      column_config={
                          "file": st.column_config.TextColumn("file", width="small"),
                          "top1": st.column_config.TextColumn("top 1", width="small"),
@@ -208,6 +263,8 @@ if predictor is not None:
                          "top_k": st.column_config.TextColumn(f"top {k}", width="large"),
                          "latency_ms": st.column_config.NumberColumn("latency (ms)", format="%.1f", width="small"),
                          "error": st.column_config.TextColumn("could not be read", width="medium"),
+                         "answer": st.column_config.TextColumn("answer", width="medium"),
+                         "unlike_data": st.column_config.CheckboxColumn("unlike the training data", width="small"),
                      })
         st.download_button("Download the results (CSV)", inference.results_csv(results, k),
                            file_name="predictions.csv", mime="text/csv", icon=":material/download:",
@@ -221,7 +278,15 @@ if predictor is not None:
         for i in shown:
             r = results[i]
             with st.container(border=True):
-                st.markdown(f"**{r.name}** → top-1: **{r.label}** ({r.confidence:.1%})")
+                if r.not_sure:
+                    st.markdown(f"**{common.plain(r.name)}** → {common.plain(r.verdict)} "
+                                f"(top-1 {common.plain(r.label)} at {r.confidence:.1%})")
+                else:
+                    st.markdown(f"**{r.name}** → top-1: **{r.label}** ({r.confidence:.1%})")
+                if r.unlike_data:
+                    st.warning(f"This photo is unlike the training data: its features are further from the training "
+                               f"photos' than {r.unusual:.1%} of the validation photos' are. Whatever the answer, "
+                               "the model has not learnt photos like it.", icon=":material/help:")
                 cols = st.columns([1, 1.3, 1])
                 try:
                     cols[0].image(inference.display_image(data_by_index[i], max_side=480), caption="the photo")

@@ -9,21 +9,20 @@ through ``core.nets.loaded`` (the one backbone cache the analyses share too).
 from __future__ import annotations
 
 import os
+import re
 from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 import streamlit as st
 
-from core import access, settings
+from core import access, layout, serving, settings
 from core.errors import TransferLabError
 
 # Session-state keys other pages may read.
 DATASET = "tl_dataset"  # the core.data.dataset.Dataset in use (absent until one is scanned)
 BACKBONE = "tl_backbone"  # registry name picked in the sidebar
 PENDING = "tl_pending"  # source the Dataset page should open next: "sample" or (root, name)
-HOME_DIR = "tl_home_dir"  # this session's own data directory (str), absent: the server's
-WEIGHTS_DIR = "tl_weights_dir"  # this session's own weights folder (str), absent: the server's
 USER = "tl_user"  # who is signed in (email, else name), with sign-in configured
 
 DATASET_PAGE = "app_pages/dataset.py"
@@ -37,6 +36,22 @@ def friendly_errors():
         yield
     except TransferLabError as exc:
         st.error(str(exc), icon=":material/error:")
+
+
+_MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]()<>#+\-.!|~:$&=\"'^@%])")
+
+
+def plain(text) -> str:
+    """``text`` escaped for Streamlit markdown, so it shows as the characters it holds.
+
+    Anything a visitor can name (runs, classes, files, datasets, stored reasons) goes
+    through here before it meets ``st.markdown``/``st.caption``/a label: otherwise a
+    name such as ``![x](http://host/)`` or ``:red[...]`` would draw an image, a link or
+    styling in every session that lists it. CommonMark lets any ASCII punctuation be
+    backslash-escaped; newlines become spaces so a name cannot start a new block.
+    """
+    flat = " ".join(str(text).split())
+    return _MARKDOWN_SPECIAL.sub(r"\\\1", flat)
 
 
 def plural(n: int, word: str, words: str | None = None) -> str:
@@ -71,15 +86,13 @@ def default_backbone() -> str:
 # ---------------------------------------------------------------- session and sign-in
 
 def _session_settings() -> settings.Session | None:
-    """The current Streamlit session's own folders and user, for ``core.settings`` (None
-    outside a script run: a thread of the server that serves no session gets the server's)."""
+    """Who the current Streamlit session is, for ``core.settings`` (None outside a script run:
+    a thread of the server that serves no session acts as the server)."""
     from streamlit.runtime.scriptrunner import get_script_run_ctx
 
     if get_script_run_ctx(suppress_warning=True) is None:
         return None
-    state = st.session_state
-    home, weights = state.get(HOME_DIR), state.get(WEIGHTS_DIR)
-    return settings.Session(Path(home) if home else None, Path(weights) if weights else None, state.get(USER))
+    return settings.Session(st.session_state.get(USER))
 
 
 def sign_in_providers() -> list[str | None] | None:
@@ -104,7 +117,15 @@ def start_session() -> None:
     providers = sign_in_providers()
     if providers is None:
         st.session_state.pop(USER, None)
+        refusal = serving.open_without_sign_in_refusal(st.get_option("server.address"))
+        if refusal:
+            st.error(refusal, icon=":material/lock:")
+            st.stop()
         return
+    weak = serving.weak_cookie_secret(st.secrets["auth"].get("cookie_secret"))
+    if weak:
+        st.error(weak, icon=":material/lock:")
+        st.stop()
     try:
         import authlib  # noqa: F401  (st.login needs it; without it the app stays closed, never open)
     except ImportError:
@@ -128,7 +149,8 @@ def signed_in_panel() -> None:
     if not user:
         return
     name = st.user.get("name")
-    st.markdown(f"**Signed in:** {name} ({user})" if name and name != user else f"**Signed in:** {user}")
+    shown = f"{plain(name)} ({plain(user)})" if name and name != user else plain(user)
+    st.markdown(f"**Signed in:** {shown}")
     st.button("Sign out", on_click=st.logout, icon=":material/logout:", key="tl_logout")
 
 
@@ -185,41 +207,11 @@ def show_thumb(path: str, root: str, caption: str = "", size: int = 160) -> None
 
 # ---------------------------------------------------------------- sidebar
 
-def _apply_settings() -> None:
-    """Point this session (only) at another data directory / weights folder, each inside the
-    allowed roots; an empty field means the server's. Other sessions and os.environ are untouched."""
-    home = st.session_state.get("tl_set_home", "").strip()
-    weights = st.session_state.get("tl_set_weights", "").strip()
-    try:
-        new_home = None
-        if home and access.resolve(home) != settings.server_home().resolve():
-            new_home = access.check_path(home)
-            if new_home.exists() and not new_home.is_dir():
-                raise TransferLabError(f"Data directory {home} is a file, not a folder.")
-        new_weights = None
-        if weights and (settings.server_weights_dir() is None
-                        or access.resolve(weights) != settings.server_weights_dir().resolve()):
-            new_weights = access.check_folder(weights, recursive=False)
-            if not new_weights.is_dir():
-                raise TransferLabError(f"Weights folder not found: {weights}")
-    except TransferLabError as exc:
-        st.session_state["tl_settings_error"] = str(exc)
-        return
-    for key, value in ((HOME_DIR, new_home), (WEIGHTS_DIR, new_weights)):
-        if value is None:
-            st.session_state.pop(key, None)
-        else:
-            st.session_state[key] = str(value)
-    st.session_state.pop("tl_settings_error", None)
-    if st.session_state.get(BACKBONE) not in _backbone_names():
-        st.session_state.pop(BACKBONE, None)
-
-
 def _server_settings_table() -> None:
     """The server-wide configuration, read-only: what only whoever runs the server can change."""
     st.markdown("**Server configuration** (read-only: environment variables of whoever runs the server)")
     st.markdown("\n".join(
-        f"- `{row['variable']}` = `{row['value']}`" + (" *(default)*" if row["from"] == "default" else "")
+        f"- `{row['variable']}` = {plain(row['value'])}" + (" *(default)*" if row["from"] == "default" else "")
         + (f"  \n  :gray[{row['what']}]" if row["what"] else "")
         for row in settings.server_config()))
 
@@ -238,7 +230,7 @@ def dataset_summary(slot) -> None:
             st.markdown("**Dataset:** none yet")
             st.page_link(DATASET_PAGE, label="Choose a dataset", icon=":material/photo_library:")
         else:
-            st.markdown(f"**Dataset:** {ds.name}")
+            st.markdown(f"**Dataset:** {plain(ds.name)}")
             st.caption(f"{plural(len(ds.records), 'image')} · {plural(ds.num_classes, 'class', 'classes')} · "
                        f"{len(ds.bad_files)} unreadable")
 
@@ -267,39 +259,20 @@ def sidebar():
         else:
             st.caption("ImageNet weights download on first use")
         try:
-            home = settings.home()
+            home = layout.workspace()
         except TransferLabError as exc:
-            home = settings.current().home or settings.server_home()
+            home = settings.server_home()
             st.error(f"Data directory not usable: {exc}")
-        st.caption(f"Data directory: `{home}`")
+        st.caption(f"Your workspace: {plain(home)}")
         from core.nets import engine  # no TensorFlow import: OpenVINO's device query only
 
         st.caption(f"Engine: {engine.describe_for_users()}")
         signed_in_panel()
 
         with st.expander("Settings", icon=":material/settings:"):
-            st.session_state.setdefault("tl_set_home", str(settings.current().home or settings.server_home()))
-            weights = settings.weights_dir()
-            st.session_state.setdefault("tl_set_weights", str(weights) if weights else "")
-            st.text_input(
-                "Data directory (this session)",
-                key="tl_set_home",
-                placeholder=str(settings.server_home()),
-                help="Where your uploads, feature caches, runs and speed measurements are kept. "
-                "Empty: the server's. It must lie inside the allowed folders below.",
-            )
-            st.text_input(
-                "Weights folder (this session)",
-                key="tl_set_weights",
-                placeholder="the server's" if settings.server_weights_dir() else "not set",
-                help="A folder of Keras weight files (official names) and local backbones (NAME.keras + NAME.json). "
-                "Empty: the server's. It must lie inside the allowed folders below.",
-            )
-            st.button("Apply", on_click=_apply_settings, key="tl_apply_settings")
-            if "tl_settings_error" in st.session_state:
-                st.error(st.session_state["tl_settings_error"], icon=":material/block:")
-            st.caption("Applies to this browser session only: other people on this server keep theirs. "
-                       "Allowed folders: " + ", ".join(f"`{r}`" for r in access.allowed_roots()))
+            st.caption("Your uploads, datasets and runs are kept in your workspace; feature caches are shared "
+                       "by the team. The folders below are the server's: only whoever runs it can change them. "
+                       "Folders you may type: " + ", ".join(plain(r) for r in access.allowed_roots()))
             _server_settings_table()
     return slot
 
@@ -338,7 +311,7 @@ def load_predictor(kind: str, key: str, weights: str | None = "imagenet"):
             stamp = RunStore().get(key).model_path.stat().st_mtime_ns
         except OSError:
             stamp = 0  # load_run explains that the model is missing
-    return _predictor(kind, key, weights, stamp, str(settings.weights_dir()), str(settings.home()))
+    return _predictor(kind, key, weights, stamp, str(settings.weights_dir()), str(layout.home()))
 
 
 # ---------------------------------------------------------------- label and explore pages

@@ -17,6 +17,7 @@ from core.runs import progress
 from core.runs import jobs
 from core.errors import TransferLabError
 from core.runs.store import RunStore
+from core.serve import trust
 from core.train import registry
 
 REFRESH_S = 2.0
@@ -140,6 +141,46 @@ live = any(table.loc[i, "state"] in compare.ACTIVE for i in selected)
 st.fragment(run_every=REFRESH_S if live else None)(curves_panel)()
 
 
+# ---------------------------------------------------------------- calibration
+
+def reliability_figure(cal) -> go.Figure:
+    """Accuracy against confidence per bin, before and after calibration; the diagonal is perfect."""
+    fig = go.Figure()
+    fig.add_scatter(x=[0, 1], y=[0, 1], mode="lines", line=dict(color="grey", dash="dash"), name="perfectly calibrated")
+    for bins, name, colour in ((cal.bins_before, f"network's own (ECE {cal.ece_before:.3f})", "#e4572e"),
+                               (cal.bins_after, f"calibrated (ECE {cal.ece_after:.3f})", "#1f6f8b")):
+        fig.add_scatter(x=[b["confidence"] for b in bins], y=[b["accuracy"] for b in bins], mode="lines+markers",
+                        name=name, line=dict(color=colour), marker=dict(size=[6 + 14 * (b["count"] / max(cal.images, 1)) ** 0.5
+                                                                               for b in bins]),
+                        customdata=[b["count"] for b in bins],
+                        hovertemplate="confidence %{x:.1%}: accuracy %{y:.1%} (%{customdata} images)<extra></extra>")
+    fig.update_layout(height=380, margin=dict(t=30, b=10), legend=dict(orientation="h", y=-0.2),
+                      xaxis=dict(title="top-1 confidence", tickformat=".0%", range=[0, 1.02]),
+                      yaxis=dict(title="accuracy", tickformat=".0%", range=[0, 1.02]))
+    return fig
+
+
+def reliability_section(found) -> None:
+    st.subheader("Calibration")
+    if found is None:
+        st.caption(f"This run is {trust.NOT_CALIBRATED}: the Classifier shows its network's own probabilities.")
+        return
+    cal = found.calibration
+    left, right = st.columns([3, 2])
+    left.plotly_chart(reliability_figure(cal), key="tl_curves_reliability")
+    c = right.columns(2)
+    c[0].metric("ECE before", f"{cal.ece_before:.3f}")
+    c[1].metric("ECE after", f"{cal.ece_after:.3f}", delta=f"{cal.ece_after - cal.ece_before:+.3f}", delta_color="inverse")
+    if cal.method == "temperature":
+        right.markdown(f"Temperature **T = {cal.temperature:.2f}** ({'softens' if cal.temperature > 1 else 'sharpens'} "
+                       "the network's confidence). The class a photo gets, and so the accuracy, cannot change.")
+    else:
+        right.markdown("Kept the network's own probabilities: a fitted temperature did not lower the held-out ECE.")
+    right.caption(f"Expected calibration error (ECE): on the {cal.images} validation images, the average gap between "
+                  "the confidence and the accuracy, over 15 bins of confidence. The temperature is fitted on the "
+                  "validation log loss; ECE after is held out (each half scaled by the temperature fitted on the other).")
+
+
 # ---------------------------------------------------------------- one run in detail
 
 st.header("Run details", divider="gray")
@@ -222,6 +263,8 @@ if metrics:
         "f1": st.column_config.NumberColumn("F1", format="%.3f")})
     right.caption("Precision: of the images predicted as the class, how many are. Recall: of the class's images, "
                   "how many were found.")
+
+    reliability_section(trust.load(run.dir))
 
     st.subheader("Worst validation predictions")
     predictions = run.predictions()

@@ -13,6 +13,7 @@ from core.data import stats
 from core.data import uploads
 from core.data.dataset import DEFAULT_SEED, DEFAULT_VAL_FRACTION, check_trainable
 from core.errors import TransferLabError
+from core.train import registry
 from app_pages import common
 from app_pages.advice import advisor_panel
 
@@ -126,6 +127,9 @@ if ds.split_source == "stratified":
 balance = stats.imbalance(ds)
 if balance and balance["warning"]:
     st.warning(balance["warning"], icon=":material/balance:")
+if (balance and balance["ratio"] >= registry.IMBALANCE_RATIO
+        and (weighting := registry.imbalance_note(ds.counts()["train"]))):
+    st.info(common.plain(weighting), icon=":material/balance:")
 if gaps := stats.unvalidated(ds):
     st.warning(gaps, icon=":material/rule:")
 

@@ -124,8 +124,12 @@ def common_options(preset: str, ds) -> tuple[dict, str]:
                      help="Train on a seeded subset per class and split: quick trials on big datasets.")
         c = st.columns(4)
         restore = c[0].checkbox("Keep the best epoch", d.restore_best, key=k("restore_best"), persist_state="session")
-        balanced = c[1].checkbox("Balance class weights", d.class_weights, key=k("class_weights"),
-                                 persist_state="session")
+        weighting = {None: "auto (uneven classes)", True: "on", False: "off"}
+        balanced = c[1].selectbox("Class weights", list(weighting), format_func=weighting.get,
+                                  index=list(weighting).index(d.class_weights), key=k("class_weights"),
+                                  persist_state="session",
+                                  help=f"Auto: on when the largest training class has {registry.IMBALANCE_RATIO:g}x "
+                                       "the images of the smallest, so the small classes count as much in the loss.")
         st.markdown("**Augmentation** (" + ", ".join(s.label.lower() if i else s.label for i, s in enumerate(
             s for s in registry.STRATEGIES.values() if s.augments)) + ")")
         a = d.augment
@@ -330,7 +334,9 @@ else:
 if table.empty:
     st.caption("No runs yet. Train a strategy above; finished runs appear here.")
 else:
-    shown = table.assign(val_accuracy_pct=table["val_accuracy"] * 100)
+    shown = table.assign(val_accuracy_pct=table["val_accuracy"] * 100,
+                         val_ci=[f"{lo:.1%}–{hi:.1%}" if pd.notna(lo) else None
+                                 for lo, hi in zip(table["val_ci_low"], table["val_ci_high"])])
     # What matters first, so a 1400 px window shows it: a default name already says strategy and
     # backbone, so those columns only come when some run was named by hand.
     named = any(not (str(r["name"]).startswith(str(r["Strategy"])) and (
@@ -339,8 +345,8 @@ else:
         shown, hide_index=True, key="tl_strat_table", on_select="rerun", selection_mode="multi-row",
         placeholder="—",  # a queued run has no accuracy yet: a dash, not "None"
         column_order=["name", *(["started_by"] if shown["started_by"].notna().any() else []),  # with sign-in
-                      *(["Strategy", "backbone"] if named else []), "state", "val_accuracy_pct",
-                      "train_seconds", "trainable_params", "epochs_run", "images_per_s", "val_loss", "input_size",
+                      *(["Strategy", "backbone"] if named else []), "state", "val_accuracy_pct", "val_ci",
+                      "balanced_accuracy", "worst_class_recall", "train_seconds", "trainable_params", "epochs_run", "images_per_s", "val_loss", "input_size",
                       "weights", *(["ran_on"] if shown["ran_on"].str.startswith("Ray").any() else []),  # on a cluster
                       "run_id"],
         column_config={  # pixel widths: the ~940 px a 1400 px window leaves hold everything up to px
@@ -349,6 +355,12 @@ else:
             "input_size": st.column_config.NumberColumn("px", width=50),
             "val_accuracy_pct": st.column_config.ProgressColumn("val accuracy", format="%.1f%%", min_value=0,
                                                                 max_value=100, width=110),
+            "val_ci": st.column_config.TextColumn("95% CI", width=95, help="Wilson score interval of the accuracy."),
+            "balanced_accuracy": st.column_config.NumberColumn(
+                "balanced acc", format="percent", width=85,
+                help="Mean recall over classes: what accuracy would be on balanced classes."),
+            "worst_class_recall": st.column_config.NumberColumn("worst recall", format="percent", width=80,
+                                                                help="Recall of the class the run does worst on."),
             "val_loss": st.column_config.NumberColumn("val loss", format="%.3g", width=70),
             "train_seconds": st.column_config.NumberColumn("time (s)", format="%.1f", width=70,
                                                            help="Wall time of the fit, data and features included."),
@@ -384,6 +396,8 @@ else:
     if done.empty:
         st.caption("Charts appear once a run has finished.")
     else:
+        paired = compare.paired_verdicts(done, lambda rid: store.get(rid).predictions()).set_index("run_id")
+        best_ids = set(paired.index[paired["best"].astype(bool)])
         labels = done["name"] + " · " + done["run_id"].str[-4:]
         fig = make_subplots(rows=1, cols=4, subplot_titles=("Validation accuracy", "Validation loss",
                                                             "Wall time (s)", "Trainable parameters"))
@@ -391,8 +405,13 @@ else:
         formats = {"val_accuracy": "{:.1%}".format, "val_loss": "{:.3g}".format,
                    "train_seconds": progress.format_seconds, "trainable_params": progress.compact}
         for col, (field, fmt) in enumerate(formats.items(), start=1):
+            # accuracy: its 95% interval as error bars, and ★ only on the run the verdicts mark best
+            error = dict(type="data", symmetric=False, array=(done["val_ci_high"] - done[field]).clip(lower=0),
+                         arrayminus=(done[field] - done["val_ci_low"]).clip(lower=0)) if field == "val_accuracy" else None
+            text = [(fmt(v) if pd.notna(v) else "") + (" ★" if field == "val_accuracy" and rid in best_ids else "")
+                    for v, rid in zip(done[field], done["run_id"])]
             fig.add_bar(x=labels, y=done[field], marker_color=[colors.get(s, "#888") for s in done["strategy"]],
-                        text=[fmt(v) if pd.notna(v) else "" for v in done[field]], textposition="outside",
+                        text=text, textposition="outside", error_y=error,
                         showlegend=False, row=1, col=col, hovertext=done["Strategy"])
         params = done["trainable_params"].dropna()
         if len(params) > 1 and params.max() > 20 * max(params.min(), 1):
@@ -406,7 +425,11 @@ else:
         st.plotly_chart(fig, key="tl_strat_bars")
         st.caption("Colours: " + " · ".join(f"<span style='color:{colors[s]}'>■</span> {registry.label(s)}"
                                             for s in registry.STRATEGIES if s in set(done["strategy"]))
-                   + ". Hover a bar for its run.", unsafe_allow_html=True)
+                   + ". Hover a bar for its run. Accuracy bars carry their 95% interval (Wilson); ★ marks the "
+                   "run the paired verdicts below call best.", unsafe_allow_html=True)
+        with st.expander("Which differences the validation images resolve", expanded=True):
+            for line in compare.verdict_lines(paired.reset_index()):
+                st.markdown("- " + common.plain(line))
 
         st.subheader("Accuracy vs time")
         trade = compare.accuracy_vs_time(table)

@@ -1,4 +1,4 @@
-"""Command line: ``python -m core train|runs|show|cancel|backbones|extract|engine|advise``.
+"""Command line: ``python -m core train|runs|show|cancel|backbones|extract|engine|advise|predict``.
 
 Runs any strategy headless on a dataset folder and writes a normal run, so
 results from scripts and the dashboard live side by side in one run store.
@@ -67,9 +67,10 @@ def _show(args) -> int:
         print(json.dumps({"status": run.effective_status(), "progress": run.progress(),
                           "metrics": run.metrics()}, indent=2, default=str))
     else:
+        from core.runs.display import uncertainty_lines
         from core.runs.progress import run_summary
 
-        print("\n".join(run_summary(run)))
+        print("\n".join([*run_summary(run), *uncertainty_lines(run.metrics())]))
     return 0
 
 
@@ -160,6 +161,25 @@ def _advise(args) -> int:
     return 0
 
 
+def _predict(args) -> int:
+    """Classify files and folders with a run; the CSV's flags are empty for a run without calibration."""
+    from core.runs.store import RunStore
+    from core.serve import inference, predict, trust
+
+    outcome = predict.predict(inference.load_run(RunStore().get(args.run)), args.paths)
+    predict.write_csv(outcome.rows, args.out)
+    for name, reason in outcome.errors:
+        print(f"could not read {name}: {reason}", file=sys.stderr)
+    answered = len(outcome.rows) - len(outcome.errors)
+    print(f"{answered} of {len(outcome.rows)} photos classified -> {args.out}")
+    if not outcome.calibrated:
+        print(f"run {args.run} is {trust.NOT_CALIBRATED}: probabilities are the network's own; "
+              "not_sure and unlike_data are left empty", file=sys.stderr)
+    elif not outcome.unlike_checked:
+        print(f"run {args.run} has no feature statistics: unlike_data is left empty", file=sys.stderr)
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m core", description="Transfer Lab from the command line")
     sub = p.add_subparsers(dest="command", required=True)
@@ -203,6 +223,12 @@ def parser() -> argparse.ArgumentParser:
     a.add_argument("--dataset", required=True)
     a.add_argument("--backbone", default="efficientnet_lite0")
     a.set_defaults(func=_advise)
+    pr = sub.add_parser("predict", help="classify image files and folders with a run, as CSV "
+                        "(file,class,probability,not_sure,unlike_data)")
+    pr.add_argument("--run", required=True, help="the run id (python -m core runs)")
+    pr.add_argument("paths", nargs="+", metavar="PATH", help="image files or folders (searched recursively)")
+    pr.add_argument("--out", required=True, help="the CSV file to write")
+    pr.set_defaults(func=_predict)
     return p
 
 

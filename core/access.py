@@ -15,17 +15,27 @@ import os
 from pathlib import Path
 from typing import Iterable, Sequence
 
-from core import settings
+from core import layout, settings
 from core.errors import AccessDenied
 
 LINKS_SHOWN = 3
 
 
 def allowed_roots() -> list[Path]:
-    """The configured roots and the server's data directory, resolved, without duplicates."""
-    roots = settings.data_roots()
-    own = settings.server_home().resolve()
-    return roots if own in roots else [*roots, own]
+    """Where a visitor's typed path may lead: the configured roots and the caller's own workspace.
+
+    The data directory itself is the server's storage (other people's workspaces, run
+    configs, caches): it is taken out of the roots, even when a configured root (the
+    server user's home, by default) contains it, and only the caller's workspace is added.
+    """
+    return [*settings.data_roots(), layout.workspace().resolve()]
+
+
+def _in_storage(path: Path) -> bool:
+    """True for a path inside the server's data directory but outside the caller's workspace."""
+    home = settings.server_home().resolve()
+    own = layout.workspace().resolve()
+    return (path == home or path.is_relative_to(home)) and not (path == own or path.is_relative_to(own))
 
 
 def _inside(path: Path, roots: Sequence[Path]) -> bool:
@@ -55,7 +65,7 @@ def check_path(path: str | os.PathLike, roots: Sequence[Path] | None = None) -> 
     """The resolved ``path`` if it lies inside the allowed roots; ``AccessDenied`` naming them if not."""
     roots = allowed_roots() if roots is None else [Path(r).resolve() for r in roots]
     resolved = resolve(path)
-    if not _inside(resolved, roots):
+    if not _inside(resolved, roots) or _in_storage(resolved):
         raise AccessDenied(refusal(path, resolved, roots))
     return resolved
 
@@ -112,3 +122,34 @@ def allowed(path: str | os.PathLike, roots: Iterable[Path] | None = None) -> boo
     except AccessDenied:
         return False
     return True
+
+
+def may_change(path: str | os.PathLike) -> bool:
+    """Whether the caller may change or remove what lies at ``path`` (a run, a dataset folder).
+
+    Its owner may (the workspace it lies in is theirs), and so may an admin named in
+    ``$TRANSFER_LAB_ADMINS``. Without sign-in the server is one person's (and the
+    command line is the machine's own user): they may change everything. A session the
+    app could not identify may change nothing.
+    """
+    session = settings.current()
+    if session.denied:
+        return False
+    if session.user is None or session.user in settings.admins():
+        return True
+    return layout.owner_of(path) == layout.user_id(session.user)
+
+
+def check_may_change(path: str | os.PathLike, what: str) -> None:
+    """``AccessDenied`` unless ``may_change(path)``; ``what`` names the thing for the message."""
+    if not may_change(path):
+        raise AccessDenied(f"{what} belongs to someone else: only its owner or an admin can change or remove it.")
+
+
+def check_stored(path: str | os.PathLike, *extra_roots: Path) -> Path:
+    """A path read back from a stored file (a prediction's image, a run's dataset), checked again
+    where it is used: inside the allowed roots or ``extra_roots`` (e.g. the run owner's workspace)."""
+    resolved = resolve(path)
+    if _inside(resolved, [Path(r).resolve() for r in extra_roots]) or allowed(resolved):
+        return resolved
+    raise AccessDenied(f"A stored path leads outside the folders this server allows: {path}.")

@@ -4,13 +4,13 @@ Two layers, so that one visitor of a shared server cannot move another's work:
 
 - the **server configuration** comes from environment variables read by the
   process (``TRANSFER_LAB_HOME``, ``TRANSFER_LAB_WEIGHTS_DIR``,
-  ``TRANSFER_LAB_DATA_ROOTS``, ``TRANSFER_LAB_MIN_FREE_MB``, ...); nothing in the
-  app writes them;
+  ``TRANSFER_LAB_DATA_ROOTS``, ``TRANSFER_LAB_ADMINS``, ...); nothing in the app
+  writes them, and no visitor chooses them: the data directory and the weights
+  folder are the server's (``core.layout`` gives each user a workspace inside it);
 - a **session** (one browser tab of the app, or a ``with settings.session(...)``
-  block in a script) may use its own data directory and weights folder and
-  carries the signed-in user. The app registers a provider that returns the
-  current Streamlit session's choices; core code only ever calls ``home()``,
-  ``weights_dir()`` and ``current_user()`` and gets the caller's values.
+  block in a script) carries only who is signed in. The app registers a provider
+  that returns the current Streamlit session's user; core code calls
+  ``current_user()`` and gets the caller's.
 """
 
 from __future__ import annotations
@@ -29,6 +29,11 @@ WEIGHTS_ENV = "TRANSFER_LAB_WEIGHTS_DIR"
 ROOTS_ENV = "TRANSFER_LAB_DATA_ROOTS"
 MIN_FREE_ENV = "TRANSFER_LAB_MIN_FREE_MB"
 ADDRESS_ENV = "TRANSFER_LAB_ADDRESS"
+ADMINS_ENV = "TRANSFER_LAB_ADMINS"
+MAX_JOBS_ENV = "TRANSFER_LAB_MAX_JOBS"
+MAX_USER_JOBS_ENV = "TRANSFER_LAB_MAX_JOBS_PER_USER"
+OPEN_WITHOUT_SIGN_IN_ENV = "TRANSFER_LAB_OPEN_WITHOUT_SIGN_IN"
+OPEN_WITHOUT_SIGN_IN_VALUE = "anyone-on-the-network-may-use-this-server"
 DEFAULT_MIN_FREE_MB = 500.0
 
 # What each server-wide variable means, for the read-only Settings table (others are listed as found).
@@ -37,7 +42,10 @@ SERVER_VARIABLES = {
     WEIGHTS_ENV: "folder of weight files and local backbones",
     ROOTS_ENV: "folders a typed path may lead into (default: the data directory and the server user's home)",
     MIN_FREE_ENV: f"free disk an upload, extraction or feature cache must leave (default {DEFAULT_MIN_FREE_MB:g} MB)",
-    "TRANSFER_LAB_MAX_JOBS": "training jobs run at once (default 1)",
+    MAX_JOBS_ENV: "training jobs run at once on this server (default 1)",
+    MAX_USER_JOBS_ENV: "training jobs one user may have running at once (default 1)",
+    ADMINS_ENV: "signed-in identities (e-mails, separated by commas) who may stop or delete anyone's work",
+    OPEN_WITHOUT_SIGN_IN_ENV: f"'{OPEN_WITHOUT_SIGN_IN_VALUE}' lets the app listen beyond 127.0.0.1 without sign-in",
     "TRANSFER_LAB_ENGINE": "inference engine for frozen forward passes",
     "TRANSFER_LAB_SAMPLES_DIR": "extra folder searched for the sample dataset",
     ADDRESS_ENV: "address scripts/app.sh binds to (default 127.0.0.1)",
@@ -49,11 +57,14 @@ SERVER_VARIABLES = {
 
 @dataclass(frozen=True)
 class Session:
-    """One session's own choices; ``None`` means "the server's"."""
+    """One session: who is signed in (``None``: nobody signed in, the one local user).
 
-    home: Path | None = None
-    weights_dir: Path | None = None
+    ``denied``: the app could not tell who this is (its provider failed): such a session
+    may change nothing, rather than falling back to the local user's rights.
+    """
+
     user: str | None = None
+    denied: bool = False
 
 
 _override: contextvars.ContextVar[Session | None] = contextvars.ContextVar("transfer_lab_session", default=None)
@@ -67,11 +78,9 @@ def set_session_provider(provider: Callable[[], Session | None] | None) -> None:
 
 
 @contextmanager
-def session(home: str | os.PathLike | None = None, weights_dir: str | os.PathLike | None = None,
-            user: str | None = None) -> Iterator[Session]:
-    """Use these choices in this thread/context: for scripts and tests (the app uses the provider)."""
-    value = Session(Path(home).expanduser() if home else None,
-                    Path(weights_dir).expanduser() if weights_dir else None, user or None)
+def session(user: str | None = None) -> Iterator[Session]:
+    """Act as ``user`` in this thread/context: for scripts and tests (the app uses the provider)."""
+    value = Session(user or None)
     token = _override.set(value)
     try:
         yield value
@@ -85,18 +94,19 @@ def current() -> Session:
     if value is None and _provider is not None:
         try:
             value = _provider()
-        except Exception:  # noqa: BLE001  a broken provider must not break the engine: server values
-            value = None
+        except Exception:  # noqa: BLE001  a broken provider must not break the engine, nor open it
+            value = Session(denied=True)
     return value or Session()
 
 
-def _ensure(path: Path) -> Path:
+def ensure(path: Path) -> Path:
+    """``path`` as a folder, created; a ``StorageError`` that says what to do if it cannot be."""
     try:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise StorageError(
             f"The data directory {path} cannot be created or written ({exc.strerror or exc}). "
-            f"Choose a writable folder in the sidebar settings or set {HOME_ENV}."
+            f"Whoever runs the server can set {HOME_ENV} to a writable folder."
         ) from exc
     return path
 
@@ -112,24 +122,42 @@ def server_weights_dir() -> Path | None:
     return Path(value).expanduser() if value else None
 
 
-def home() -> Path:
-    """The data directory (datasets, feature cache, runs) of the caller's session; created on first use."""
-    return _ensure(current().home or server_home())
-
-
-def subdir(name: str) -> Path:
-    """A named folder under the data directory, e.g. ``features`` or ``runs``."""
-    return _ensure(home() / name)
-
-
 def weights_dir() -> Path | None:
-    """The folder of local weight files and local backbones of the caller's session, if any."""
-    return current().weights_dir or server_weights_dir()
+    """The server's folder of local weight files and local backbones, if any."""
+    return server_weights_dir()
 
 
 def current_user() -> str | None:
     """Who is signed in to the caller's session (None without sign-in, and on the command line)."""
     return current().user
+
+
+def admins() -> frozenset[str]:
+    """Identities (``$TRANSFER_LAB_ADMINS``, separated by commas) who may change anyone's work."""
+    return frozenset(part.strip() for part in os.environ.get(ADMINS_ENV, "").split(",") if part.strip())
+
+
+def _whole_number(name: str, default: int) -> int:
+    value = os.environ.get(name, "").strip()
+    try:
+        return max(1, int(value)) if value else default
+    except ValueError:
+        raise StorageError(f"{name} must be a whole number, not '{value}'.") from None
+
+
+def max_jobs() -> int:
+    """Training jobs run at once on this server (``$TRANSFER_LAB_MAX_JOBS``; one saturates a CPU machine)."""
+    return _whole_number(MAX_JOBS_ENV, 1)
+
+
+def max_jobs_per_user() -> int:
+    """Training jobs one user may have running at once (``$TRANSFER_LAB_MAX_JOBS_PER_USER``, default 1)."""
+    return _whole_number(MAX_USER_JOBS_ENV, 1)
+
+
+def open_without_sign_in() -> bool:
+    """True only when whoever runs the server typed the long opt-in value, word for word."""
+    return os.environ.get(OPEN_WITHOUT_SIGN_IN_ENV, "").strip() == OPEN_WITHOUT_SIGN_IN_VALUE
 
 
 def data_roots() -> list[Path]:
@@ -159,20 +187,12 @@ def min_free_mb() -> float:
     return mb
 
 
-def child_env() -> dict[str, str]:
-    """Variables that give a worker process the caller's data directory and weights folder."""
-    env = {HOME_ENV: str(home())}
-    weights = weights_dir()
-    if weights:
-        env[WEIGHTS_ENV] = str(weights)
-    return env
-
-
 def server_config() -> list[dict]:
     """The server-wide configuration as rows (variable, value, whether set, what it does), for display."""
     # only the known variables: an unknown one could hold something not meant for every visitor
     defaults = {HOME_ENV: str(server_home()), ROOTS_ENV: os.pathsep.join(str(r) for r in data_roots()),
-                MIN_FREE_ENV: f"{DEFAULT_MIN_FREE_MB:g}", "TRANSFER_LAB_MAX_JOBS": "1", ADDRESS_ENV: "127.0.0.1"}
+                MIN_FREE_ENV: f"{DEFAULT_MIN_FREE_MB:g}", MAX_JOBS_ENV: "1", MAX_USER_JOBS_ENV: "1",
+                ADDRESS_ENV: "127.0.0.1", ADMINS_ENV: "nobody"}
     rows = []
     for name in SERVER_VARIABLES:
         value = os.environ.get(name)

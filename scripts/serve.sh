@@ -11,4 +11,10 @@ address="${TRANSFER_LAB_ADDRESS:-127.0.0.1}"
 for arg in "$@"; do
   case "$arg" in --server.address|--server.address=*) address="" ;; esac  # the flag wins
 done
+# Without sign-in the app is one person's: an address others can reach needs the loud opt-in
+# (core/serving.py says which); with sign-in, the cookie secret must be a real one.
+bound="$address"
+for arg in "$@"; do case "$arg" in --server.address=*) bound="${arg#*=}" ;; esac; done
+prev=""; for arg in "$@"; do [ "$prev" = "--server.address" ] && bound="$arg"; prev="$arg"; done
+.venv/bin/python -m core.serving "$bound" || exit 1
 exec .venv/bin/streamlit run streamlit_app.py ${address:+--server.address "$address"} "$@"

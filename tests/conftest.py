@@ -80,12 +80,16 @@ def flat_folder(tmp_path) -> Path:
 
 @pytest.fixture
 def store(monkeypatch):
-    """A run store, one job at a time; every worker still alive at the end (ours and
-    those started by workers) is killed."""
+    """The team's run store, one job at a time, its workers the tests' own (``tests/jobs_worker.py``:
+    a run's ``config["target"]`` names a stand-in for training); every worker still alive at the
+    end (ours and those started by workers) is killed."""
+    from core import settings
     from core.runs import jobs
+    from core.runs import store as run_store
     from core.runs.store import RunStore, pid_alive
 
-    monkeypatch.setenv(jobs.MAX_JOBS_ENV, "1")
+    monkeypatch.setattr(run_store, "WORKER_MODULE", "tests.jobs_worker")
+    monkeypatch.setenv(settings.MAX_JOBS_ENV, "1")
     store = RunStore()
     yield store
     for run in store.list():

@@ -121,3 +121,10 @@ def assert_matches_reference(actual, desired, rtol: float = 1e-4, atol: float = 
     if engine_precision() == "bf16":
         rtol, atol = 0.0, max(atol, BF16_SCALE_SHARE * float(np.abs(desired).max() or 1.0))
     np.testing.assert_allclose(actual, desired, rtol=rtol, atol=atol)
+
+
+def unescaped(text: str) -> str:
+    """Markdown shown by the app with its backslash escapes removed (``app_pages.common.plain``)."""
+    import re
+
+    return re.sub(r"\\(.)", r"\1", text)

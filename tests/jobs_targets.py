@@ -1,4 +1,4 @@
-"""Small real entry points for the job tests: ``config["entry"] = "tests.jobs_targets:NAME"``.
+"""Small real stand-ins for training, for the job tests: ``config["target"] = NAME`` (run by tests/jobs_worker.py).
 
 Each records its start in ``starts.log`` (one line per worker that entered it)
 so tests can prove a run was started exactly once.
@@ -66,3 +66,29 @@ def forever(run: Run) -> None:
     _mark_start(run)
     while True:
         time.sleep(0.05)
+
+
+def record_settings(run: Run) -> None:
+    """What the worker process sees of the server's configuration."""
+    import json
+
+    from core import layout, settings
+
+    (run.dir / "seen.json").write_text(json.dumps({"home": str(layout.home()), "weights": str(settings.weights_dir()),
+                                                   "user": settings.current_user()}))
+
+
+TARGETS = {f.__name__: f for f in (epochs, epochs_soft, gate, fail, forever, record_settings)}
+
+
+def run_target(run: Run) -> None:
+    """Do the run's ``config["target"]``; a run without one trains for real."""
+    from core.errors import RunError
+    from core.runs.worker import _train
+
+    name = run.config.get("target")
+    if name is None:
+        return _train(run)
+    if name not in TARGETS:
+        raise RunError(f"No test target '{name}'.")
+    return TARGETS[name](run)

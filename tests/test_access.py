@@ -1,6 +1,6 @@
 """core.access and the session layer of core.settings: typed paths stay inside the allowed
-roots whatever they are made of (``..``, symlinks, ``~``), and one session's folders never
-leak into another's or into os.environ."""
+roots whatever they are made of (``..``, symlinks, ``~``) and out of the server's storage,
+each session is its own user, and only owners (or admins) change a workspace's things."""
 
 from __future__ import annotations
 
@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from core import access, settings
+from core import access, layout, settings
 from core.errors import AccessDenied, StorageError
+from tests.helpers import wait_for
 
 
 @pytest.fixture
@@ -89,7 +90,36 @@ def test_default_roots_are_the_data_directory_and_home(monkeypatch, tl_home):
     assert settings.data_roots() == [tl_home.resolve(), Path.home().resolve()]
     monkeypatch.setenv(settings.ROOTS_ENV, f"/srv/a{os.pathsep} /srv/b {os.pathsep}{os.pathsep}/srv/a")
     assert settings.data_roots() == [Path("/srv/a"), Path("/srv/b")]
-    assert access.allowed_roots() == [Path("/srv/a"), Path("/srv/b"), tl_home.resolve()]  # the server's own data
+    own = layout.workspace().resolve()
+    assert access.allowed_roots() == [Path("/srv/a"), Path("/srv/b"), own]  # and the caller's own workspace
+
+
+def test_the_servers_storage_is_not_a_typed_path_but_the_own_workspace_is(tl_home):
+    """Inside the data directory only the caller's workspace may be typed: not the run store,
+    not the caches, not another user's workspace, even though the roots contain them all."""
+    with settings.session(user="ada@example.org"):
+        own = layout.workspace_dir("datasets")
+        assert access.check_path(own) == own.resolve()
+    with settings.session(user="bob@example.org"):
+        other_runs = layout.workspace_dir("runs")
+    for path in (tl_home, layout.cache("features"), layout.cache("scans"), other_runs, other_runs.parent):
+        with settings.session(user="ada@example.org"):
+            assert not access.allowed(path), path
+
+
+def test_only_owners_and_admins_may_change(monkeypatch):
+    with settings.session(user="ada@example.org"):
+        hers = layout.workspace_dir("runs") / "r1"
+    with settings.session(user="bob@example.org"):
+        assert not access.may_change(hers)
+        with pytest.raises(AccessDenied, match="belongs to someone else"):
+            access.check_may_change(hers, "Run 'r1'")
+    with settings.session(user="ada@example.org"):
+        assert access.may_change(hers)
+    monkeypatch.setenv(settings.ADMINS_ENV, "root@example.org, bob@example.org")
+    with settings.session(user="bob@example.org"):
+        assert access.may_change(hers)  # an admin
+    assert access.may_change(hers)  # no sign-in (the one local user, the command line)
 
 
 def test_empty_path_is_refused():
@@ -97,33 +127,32 @@ def test_empty_path_is_refused():
         access.check_path("  ")
 
 
-def test_session_overrides_do_not_touch_the_environment_or_other_threads(tmp_path, tl_home):
-    mine, theirs = tmp_path / "mine", {}
+def test_a_session_is_its_own_user_and_touches_no_environment(tl_home):
+    theirs: dict = {}
     before = dict(os.environ)
-    with settings.session(home=mine, weights_dir=tmp_path, user="ada@example.org"):
-        assert settings.home() == mine and mine.is_dir()
-        assert settings.weights_dir() == tmp_path and settings.current_user() == "ada@example.org"
-        assert settings.child_env() == {settings.HOME_ENV: str(mine), settings.WEIGHTS_ENV: str(tmp_path)}
-        worker = threading.Thread(target=lambda: theirs.update(home=settings.home(), user=settings.current_user()))
+    with settings.session(user="ada@example.org"):
+        assert settings.current_user() == "ada@example.org"
+        assert layout.workspace().parent == tl_home / layout.USERS
+        worker = threading.Thread(target=lambda: theirs.update(user=settings.current_user(), ws=layout.workspace()))
         worker.start()
         worker.join()
-    assert theirs == {"home": tl_home, "user": None}  # another thread (session) kept the server's
-    assert settings.home() == tl_home and settings.current_user() is None
+    assert theirs == {"user": None, "ws": tl_home / layout.USERS / layout.LOCAL_USER_ID}  # another thread: local
+    assert settings.current_user() is None
     assert dict(os.environ) == before
 
 
-def test_provider_gives_each_caller_its_own_session(tmp_path, tl_home):
+def test_a_broken_provider_denies_instead_of_granting(tmp_path):
     local = threading.local()
     settings.set_session_provider(lambda: getattr(local, "session", None))
     try:
-        local.session = settings.Session(home=tmp_path / "a", user="a@x")
+        local.session = settings.Session(user="a@x")
         seen = {}
-        worker = threading.Thread(target=lambda: seen.update(home=settings.home()))
+        worker = threading.Thread(target=lambda: seen.update(user=settings.current_user()))
         worker.start()
         worker.join()
-        assert settings.home() == tmp_path / "a" and seen["home"] == tl_home
-        settings.set_session_provider(lambda: 1 / 0)  # a broken provider: the server's values, no crash
-        assert settings.home() == tl_home
+        assert settings.current_user() == "a@x" and seen["user"] is None
+        settings.set_session_provider(lambda: 1 / 0)  # a broken provider: no crash, and no rights
+        assert settings.current().denied and not access.may_change(tmp_path)
     finally:
         settings.set_session_provider(None)
 
@@ -161,31 +190,15 @@ def test_bad_margin_is_a_clear_error(monkeypatch):
         settings.min_free_mb()
 
 
-def record_settings(run) -> None:
-    """Worker entry point (``tests.test_access:record_settings``): what the worker process sees."""
+def test_a_worker_trains_with_the_servers_folders_in_the_owners_workspace(store, tl_home, local_weights):
     import json
-
-    (run.dir / "seen.json").write_text(json.dumps({"home": str(settings.home()), "weights": str(settings.weights_dir()),
-                                                   "env_home": os.environ.get(settings.HOME_ENV)}))
-
-
-def test_a_worker_trains_in_the_data_directory_of_the_session_that_queued_it(tmp_path, tl_home):
-    import json
-    import time
 
     from core.runs import jobs
-    from core.runs.store import RunStore
 
-    mine, weights = tmp_path / "mine", tmp_path / "weights"
-    weights.mkdir()
-    with settings.session(home=mine, weights_dir=weights):
-        store = RunStore()
-        run = jobs.submit(store.create({"entry": "tests.test_access:record_settings"}))
-    assert store.root == mine / "runs"
-    deadline = time.monotonic() + 120
-    while not run.is_finished and time.monotonic() < deadline:
-        time.sleep(0.2)
+    with settings.session(user="ada@example.org"):
+        run = jobs.submit(store.create({"target": "record_settings"}))
+        assert run.dir.parent == layout.workspace_dir("runs")
+    wait_for(lambda: run.is_finished, timeout=120, what="the run to finish")
     assert run.status()["state"] == "done", run.status()
     seen = json.loads((run.dir / "seen.json").read_text())
-    assert seen == {"home": str(mine), "weights": str(weights), "env_home": str(mine)}
-    assert os.environ[settings.HOME_ENV] == str(tl_home)  # the server process's own stays
+    assert seen == {"home": str(tl_home), "weights": str(local_weights), "user": None}

@@ -146,7 +146,7 @@ def test_advise_reports_every_measured_candidate_and_overrides_the_textbook(fake
     """Far from ImageNet (features at chance) but the raw pixels separate the classes: the textbook
     cell says frozen base + augmentation, the measurement says train on the data."""
     fake_features["shift"] = 0.0
-    monkeypatch.setattr(advisor, "_measure_pixels", lambda sample, seed, steps: {"pixels": 0.95, "pixel_seconds": 2.0})
+    monkeypatch.setattr(advisor, "_measure_pixels", lambda sample, seed, steps, *backbone: {"pixels": 0.95, "pixel_seconds": 2.0})
     monkeypatch.setattr(advisor, "_measure_block", lambda *a, **k: {"block": 0.55, "block_layer": "block5",
                                                                    "block_seconds": 3.0})
     advice = advisor.advise(fake_dataset(200), backbone="mobilenet_v2", seed=0)

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from core import settings
 from core.data.dataset import scan_folder
 from core.runs import jobs
 from core.runs.store import RunStore
@@ -19,7 +20,7 @@ APP = str(Path(__file__).resolve().parents[1] / "streamlit_app.py")
 @pytest.fixture
 def runs(image_folder, monkeypatch):
     """Two finished runs (11 s and 38 s: one decade holds both), one queued, one failed."""
-    monkeypatch.setenv(jobs.MAX_JOBS_ENV, "1")
+    monkeypatch.setenv(settings.MAX_JOBS_ENV, "1")
     monkeypatch.setattr(jobs, "pump", lambda store: None)  # the queued run stays queued: no worker starts
     ds = scan_folder(image_folder)
     store = RunStore()

@@ -158,7 +158,7 @@ def test_failed_and_cancelled_runs_say_so(store):
 
 def test_live_run_shows_progress_and_cancels_from_the_page(store):
     """A real worker (a test entry point that waits) is running; the page shows it and cancels it."""
-    run = store.create({"entry": "tests.jobs_targets:gate", "strategy": "feature_extraction"}, name="live one")
+    run = store.create({"target": "gate", "strategy": "feature_extraction"}, name="live one")
     jobs.submit(run)
     end = time.monotonic() + 30
     while not (run.dir / "starts.log").exists() and time.monotonic() < end:

@@ -139,7 +139,7 @@ def test_zip_upload_is_extracted_and_scanned(image_folder, tl_home):
     at.file_uploader(key="tl_zip").upload("My Photos.zip", data, "application/zip").run()
     assert not at.exception and not at.error
     assert metrics(at)["Usable images"] == "32"
-    assert (tl_home / "datasets" / "My_Photos" / "my photos" / "train" / "a").is_dir()
+    assert (tl_home / "users" / "local" / "datasets" / "My_Photos" / "my photos" / "train" / "a").is_dir()
     assert at.session_state["tl_dataset"].name == "My_Photos"
     at.run()  # a rerun does not extract again
     assert metrics(at)["Usable images"] == "32"
@@ -161,7 +161,7 @@ def test_bad_zip_is_rejected_with_the_reason(payload, reason, tl_home):
     assert not at.exception
     assert at.error and at.error[0].value.startswith("Zip rejected:") and reason in at.error[0].value
     assert "tl_dataset" not in at.session_state
-    assert not (tl_home / "datasets" / "bad").exists()
+    assert not (tl_home / "users" / "local" / "datasets" / "bad").exists()
 
 
 def test_source_choice_survives_a_page_switch(image_folder):

@@ -10,7 +10,7 @@ import sys
 from streamlit.testing.v1 import AppTest
 
 from core import settings
-from tests.helpers import REPO, write_images
+from tests.helpers import REPO, unescaped, write_images
 
 APP = str(REPO / "streamlit_app.py")
 
@@ -50,7 +50,7 @@ def test_home_and_sidebar(tl_home):
     assert "transfer learning" in at.markdown[0].value
     sidebar_text = " ".join(m.value for m in at.sidebar.markdown)
     assert "none yet" in sidebar_text
-    assert str(tl_home) in " ".join(c.value for c in at.sidebar.caption)
+    assert str(tl_home) in unescaped(" ".join(c.value for c in at.sidebar.caption))
     backbone = at.sidebar.selectbox(key="tl_backbone")
     assert backbone.value == "mobilenet_v2"  # no weights on this machine: a small download
     backbone.set_value("vgg16").run()
@@ -70,32 +70,14 @@ def test_local_weights_make_a_backbone_the_default(tmp_path, monkeypatch):
     assert "✓ ImageNet weights on this machine" in [c.value for c in at.sidebar.caption]
 
 
-def test_settings_expander_is_per_session(tmp_path, tl_home, monkeypatch):
-    """The Settings fields start at the server's folders; Apply changes this session only:
-    os.environ and the server's values (what any other session gets) stay as they were."""
+def test_settings_are_the_servers_and_read_only(tl_home):
+    """No visitor chooses where the server keeps data or reads weights: the sidebar names the
+    caller's workspace and the server's configuration, and has no field to change either."""
     at = new_app()
-    assert at.sidebar.text_input(key="tl_set_home").value == str(tl_home)
-    assert at.sidebar.text_input(key="tl_set_weights").value == ""
-
-    at.sidebar.text_input(key="tl_set_weights").set_value(str(tmp_path / "nope"))
-    at.sidebar.button(key="tl_apply_settings").click().run()
-    assert any("Weights folder not found" in e.value for e in at.sidebar.error)
-    assert settings.WEIGHTS_ENV not in os.environ
-
-    new_home = tmp_path / "home2"
-    weights = tmp_path / "weights"
-    weights.mkdir()
-    at.sidebar.text_input(key="tl_set_home").set_value(str(new_home))
-    at.sidebar.text_input(key="tl_set_weights").set_value(str(weights))
-    at.sidebar.button(key="tl_apply_settings").click().run()
-    assert not at.sidebar.error
-    assert at.session_state["tl_home_dir"] == str(new_home) and at.session_state["tl_weights_dir"] == str(weights)
-    assert str(new_home) in " ".join(c.value for c in at.sidebar.caption)
-    assert os.environ[settings.HOME_ENV] == str(tl_home) and settings.WEIGHTS_ENV not in os.environ
-    assert settings.home() == tl_home and settings.weights_dir() is None  # outside the session: the server's
-    other = new_app()  # a second session starts at the server's folders
-    assert str(tl_home) in " ".join(c.value for c in other.sidebar.caption)
-    assert other.sidebar.text_input(key="tl_set_home").value == str(tl_home)
+    assert not at.sidebar.text_input and not at.sidebar.button
+    captions = unescaped(" ".join(c.value for c in at.sidebar.caption))
+    assert f"Your workspace: {tl_home}/users/local" in captions
+    assert str(tl_home) in unescaped(" ".join(m.value for m in at.sidebar.markdown))
 
 
 def test_start_with_sample_scans_it(tmp_path, monkeypatch):
@@ -109,7 +91,7 @@ def test_start_with_sample_scans_it(tmp_path, monkeypatch):
     assert at.title[0].value == "Dataset"
     assert at.session_state["tl_dataset"].name == "cats_vs_dogs"
     assert [m.value for m in at.metric][:4] == ["14", "2", "10", "4"]
-    assert "cats_vs_dogs" in " ".join(m.value for m in at.sidebar.markdown)
+    assert "cats\\_vs\\_dogs" in " ".join(m.value for m in at.sidebar.markdown)  # shown as plain text
 
 
 def test_start_without_sample_explains_where_to_put_it(monkeypatch):

@@ -141,7 +141,7 @@ def test_compare_all_queues_every_strategy_on_the_same_split(store, image_folder
 def test_cancel_a_running_job_from_the_queue(store, image_folder):
     """A real worker (a test entry point that waits for a file) runs; the queue shows it and cancels it."""
     ds = scan_folder(image_folder)
-    run = store.create({"entry": "tests.jobs_targets:gate", "strategy": "fine_tune", "dataset": ds.root},
+    run = store.create({"target": "gate", "strategy": "fine_tune", "dataset": ds.root},
                        name="waiting job")
     jobs.submit(run)
     end = time.monotonic() + 30

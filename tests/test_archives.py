@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from core import settings
+from core import layout
 from core.data.archives import dataset_from_zip, extract_zip, safe_name
 from core.data.dataset import scan_folder
 from core.errors import UnsafeArchive
@@ -213,7 +213,7 @@ def test_good_zip_with_wrapper_folder_scans(tmp_path, image_folder, tl_home):
 
     for source in (zip_path, zip_path.read_bytes(), ReadOnlyStream(zip_path.read_bytes())):
         report = dataset_from_zip(source, "../My Pets!.zip")
-        assert report.folder == settings.subdir("datasets") / "My_Pets"
+        assert report.folder == layout.workspace_dir("datasets") / "My_Pets"
         assert report.folder.is_relative_to(tl_home)
         assert report.files == 32
         assert len(report.skipped) == 2
@@ -222,7 +222,7 @@ def test_good_zip_with_wrapper_folder_scans(tmp_path, image_folder, tl_home):
     assert ds.classes == ["a", "b"]
     assert ds.counts() == {"train": {"a": 12, "b": 12}, "validation": {"a": 4, "b": 4}}
     assert ds.bad_files == []
-    assert listing(settings.subdir("datasets")) == {"My_Pets"} | {
+    assert listing(layout.workspace_dir("datasets")) == {"My_Pets"} | {
         f"My_Pets/{rel}" for rel in listing(report.folder)
     }
 

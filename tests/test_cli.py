@@ -27,7 +27,7 @@ def test_train_writes_a_run_that_runs_lists(image_folder, tl_home):
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "state: done" in proc.stdout
 
-    runs = RunStore(tl_home / "runs").list()
+    runs = RunStore().list()
     assert len(runs) == 1
     run = runs[0]
     assert run.name == "cli smoke" and run.status()["state"] == "done"
@@ -83,14 +83,14 @@ def test_train_on_a_missing_folder_fails_cleanly(tmp_path, tl_home):
     proc = cli("train", "--dataset", tmp_path / "nope", "--strategy", "scratch", "--epochs", 1, home=tl_home)
     assert proc.returncode != 0
     assert "state: failed" in proc.stdout
-    run = RunStore(tl_home / "runs").list()[0]
+    run = RunStore().list()[0]
     assert "Folder not found" in run.status()["reason"]
 
 
 def test_bad_arguments_are_refused_by_argparse(tl_home):
     proc = cli("train", "--dataset", "x", "--strategy", "magic", home=tl_home)
     assert proc.returncode == 2 and "invalid choice" in proc.stderr
-    assert not (tl_home / "runs").exists() or not list((tl_home / "runs").iterdir())
+    assert not (tl_home / "users" / "local" / "runs").exists() or not list((tl_home / "users" / "local" / "runs").iterdir())
 
 
 def test_train_on_a_missing_folder_says_why_without_a_traceback(tmp_path, tl_home):

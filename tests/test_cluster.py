@@ -20,6 +20,7 @@ import pytest
 
 from benchmarks.common import free_port
 from benchmarks.ray_nodes import local_ray_cluster, processes_of
+from core import settings
 from core.runs import cluster, jobs
 from core.runs.store import Run, pid_alive
 from core.train.strategies import StrategyConfig
@@ -50,7 +51,7 @@ def test_without_a_cluster_ray_is_never_imported_and_an_unreachable_one_is_said_
     monkeypatch.setenv(cluster.ADDRESS_ENV, f"127.0.0.1:{free_port()}")  # nobody listens there
     monkeypatch.setattr(cluster, "_failed", None)
     store = RunStore(tmp_path / "runs2")
-    run = store.create({"entry": "tests.jobs_targets:epochs", "epochs": 1})
+    run = store.create({"target": "epochs", "epochs": 1})
     start = time.monotonic()
     with pytest.raises(ClusterError, match="Cannot reach the Ray cluster at 127.0.0.1:.*TRANSFER_LAB_RAY_ADDRESS"):
         jobs.submit(run)
@@ -121,7 +122,7 @@ def test_run_on_the_cluster_ends_done_with_the_files_of_a_local_run(store, image
 
 
 def test_cancel_and_force_stop_on_the_cluster(store, on_cluster):
-    run = store.create({"entry": "tests.jobs_targets:epochs", "epochs": 500, "sleep": 0.1}, name="cancel me")
+    run = store.create({"target": "epochs", "epochs": 500, "sleep": 0.1}, name="cancel me")
     jobs.submit(run)
     wait_for(lambda: len(run.history()) >= 2, 90, f"epochs on the cluster; log:\n{worker_log(run)}")
     assert run.progress()["epochs"] == 500  # live progress through the shared run store
@@ -131,7 +132,7 @@ def test_cancel_and_force_stop_on_the_cluster(store, on_cluster):
     assert "cancel" in status["reason"] and 2 <= len(run.history()) < 500
     wait_for(lambda: not pid_alive(status["pid"], status["pid_start"]), 30, "the cancelled worker to exit")
 
-    stuck = store.create({"entry": "tests.jobs_targets:forever"}, name="ignores cancel")
+    stuck = store.create({"target": "forever"}, name="ignores cancel")
     jobs.submit(stuck)
     wait_for(lambda: (stuck.dir / "starts.log").exists(), 90, f"the stuck run to start; log:\n{worker_log(stuck)}")
     jobs.cancel(stuck)
@@ -146,9 +147,9 @@ def test_cancel_and_force_stop_on_the_cluster(store, on_cluster):
 
 
 def test_a_run_waiting_for_cluster_resources_counts_and_cancels(store, on_cluster, monkeypatch):
-    monkeypatch.setenv(jobs.MAX_JOBS_ENV, "1")
-    big = store.create({"entry": "tests.jobs_targets:epochs", "epochs": 1, "num_cpus": 2}, name="needs 2 cpus")
-    after = store.create({"entry": "tests.jobs_targets:epochs", "epochs": 1}, name="behind it")
+    monkeypatch.setenv(settings.MAX_JOBS_ENV, "1")
+    big = store.create({"target": "epochs", "epochs": 1, "num_cpus": 2}, name="needs 2 cpus")
+    after = store.create({"target": "epochs", "epochs": 1}, name="behind it")
     jobs.submit(big)
     jobs.submit(after)
     time.sleep(3.0)  # no node has 2 CPUs: the actor waits for one, and holds the queue's only slot
@@ -164,8 +165,8 @@ def test_a_run_waiting_for_cluster_resources_counts_and_cancels(store, on_cluste
 
 
 def test_killed_worker_fails_with_its_reason_and_the_queue_moves_on(store, on_cluster):
-    first = store.create({"entry": "tests.jobs_targets:epochs", "epochs": 500, "sleep": 0.1}, name="to be killed")
-    second = store.create({"entry": "tests.jobs_targets:epochs", "epochs": 2}, name="next in line")
+    first = store.create({"target": "epochs", "epochs": 500, "sleep": 0.1}, name="to be killed")
+    second = store.create({"target": "epochs", "epochs": 2}, name="next in line")
     jobs.submit(first)
     jobs.submit(second)
     assert second.status()["state"] == "queued"  # the limit is 1 and the first one runs
@@ -266,7 +267,7 @@ def test_a_shard_failing_every_try_writes_no_entry(big_folder, on_cluster, monke
 
 
 def test_a_killed_run_actor_takes_its_worker_and_the_run_fails(store, on_cluster):
-    run = store.create({"entry": "tests.jobs_targets:epochs", "epochs": 500, "sleep": 0.1}, name="node lost")
+    run = store.create({"target": "epochs", "epochs": 500, "sleep": 0.1}, name="node lost")
     jobs.submit(run)
     wait_for(lambda: len(run.history()) >= 1, 90, f"the run to train; log:\n{worker_log(run)}")
     status = run.status()

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from core import layout
 from core.data import dataset as data
 from core.data.dataset import check_trainable, scan_folder, stratified_split
 from core.errors import DatasetError
@@ -276,7 +277,7 @@ def test_check_trainable_rejects_class_missing_from_train(tmp_path):
 def test_second_scan_is_served_from_cache(image_folder, monkeypatch, tl_home):
     (image_folder / "train" / "a" / "bad.jpg").write_text("junk")
     first = scan_folder(image_folder, name="mine")
-    assert list((tl_home / "scans").glob("*.json"))
+    assert list(layout.cache("scans").glob("*.json"))
 
     def boom(path):
         raise AssertionError(f"decoded {path} although the scan was cached")
@@ -300,10 +301,28 @@ def test_second_scan_is_served_from_cache(image_folder, monkeypatch, tl_home):
 
 def test_corrupt_scan_cache_is_ignored(image_folder, tl_home):
     first = scan_folder(image_folder)
-    (entry,) = (tl_home / "scans").glob("*.json")
+    (entry,) = layout.cache("scans").glob("*.json")
     entry.write_text("{ not json")
     again = scan_folder(image_folder)
     assert again.to_json() == first.to_json()
+
+
+def test_a_scan_cache_naming_paths_outside_the_folder_is_not_trusted(image_folder, tl_home, tmp_path):
+    """A forged (or stale) cache entry that points the dataset at another folder is rescanned."""
+    import json
+
+    first = scan_folder(image_folder)
+    (entry,) = layout.cache("scans").glob("*.json")
+    outside = tmp_path / "outside" / "secret.png"
+    forged = json.loads(entry.read_text())
+    forged["records"][0]["path"] = str(image_folder / ".." / "outside" / "secret.png")
+    entry.write_text(json.dumps(forged))
+    again = scan_folder(image_folder)
+    assert again.to_json() == first.to_json() and str(outside) not in json.dumps(again.to_json())
+    forged = json.loads(entry.read_text())
+    forged["root"] = str(tmp_path / "outside")
+    entry.write_text(json.dumps(forged))
+    assert scan_folder(image_folder).root == first.root
 
 
 def test_progress_reaches_total(image_folder):

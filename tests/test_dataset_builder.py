@@ -31,7 +31,7 @@ def no_temp_files(folder: Path) -> bool:
 
 def test_create_add_scan_roundtrip(tl_home):
     folder = db.create_dataset("My pets", classes=["cats", "dogs"])
-    assert folder == tl_home / "datasets" / "My_pets" and folder.is_dir()
+    assert folder == tl_home / "users" / "local" / "datasets" / "My_pets" and folder.is_dir()
     assert db.list_datasets() == ["My_pets"]
     assert db.classes("My_pets") == ["cats", "dogs"]
     fps = [db.fingerprint("My_pets")]
@@ -68,9 +68,9 @@ def test_bad_files_rejected_with_reason_rest_added(tl_home):
     assert set(reasons) == {"broken.png", "empty.jpg", "notes.txt"}
     assert "empty" in reasons["empty.jpg"]
     assert "not an image" in reasons["notes.txt"]
-    assert all(p.parent == tl_home / "datasets" / "d" / "a" for p in report.added)
+    assert all(p.parent == tl_home / "users" / "local" / "datasets" / "d" / "a" for p in report.added)
     assert "rejected 3" in report.summary()
-    assert no_temp_files(tl_home / "datasets" / "d")
+    assert no_temp_files(tl_home / "users" / "local" / "datasets" / "d")
     assert not (tl_home / "escape.png").exists()
 
 
@@ -80,7 +80,7 @@ def test_add_from_paths_and_file_objects(tl_home, tmp_path):
     with open(src[1], "rb") as fh:
         report = db.add_photos("d", "a", [("one.png", src[0]), ("two.png", fh)])
     assert sorted(p.name for p in report.added) == ["one.png", "two.png"]
-    assert (tl_home / "datasets/d/a/one.png").read_bytes() == src[0].read_bytes()
+    assert (tl_home / "users/local/datasets/d/a/one.png").read_bytes() == src[0].read_bytes()
 
 
 def test_move_rename_delete_keep_folder_listing_and_fingerprint_consistent(tl_home):
@@ -94,13 +94,13 @@ def test_move_rename_delete_keep_folder_listing_and_fingerprint_consistent(tl_ho
         assert fp not in seen, "an edit must change the fingerprint"
         seen.add(fp)
         scanned = db.scan("d")
-        on_disk = {c: sorted(p.name for p in (tl_home / "datasets/d" / c).iterdir()) for c in db.classes("d")}
+        on_disk = {c: sorted(p.name for p in (tl_home / "users/local/datasets/d" / c).iterdir()) for c in db.classes("d")}
         assert listing("d") == on_disk
         by_class = {c: sorted(Path(r.path).name for r in scanned.records if r.label == c) for c in scanned.classes}
         assert by_class == {c: v for c, v in on_disk.items() if v}
         return scanned
 
-    moved = db.move_photos("d", [tl_home / "datasets/d/a/x0.png", "a/x1.png"], "b")
+    moved = db.move_photos("d", [tl_home / "users/local/datasets/d/a/x0.png", "a/x1.png"], "b")
     assert [p.name for p in moved] == ["x0_2.png", "x1.png"]  # x0.png was taken in b
     step()
     db.rename_class("d", "a", "apples")
@@ -115,7 +115,7 @@ def test_move_rename_delete_keep_folder_listing_and_fingerprint_consistent(tl_ho
     assert db.classes("d") == ["b", "c"]
     ds = step()
     assert ds.classes == ["b"] and len(ds.records) == 3
-    assert no_temp_files(tl_home / "datasets" / "d")
+    assert no_temp_files(tl_home / "users" / "local" / "datasets" / "d")
 
 
 def test_names_are_checked(tl_home):
@@ -151,7 +151,7 @@ def test_paths_outside_the_dataset_are_refused(tl_home, tmp_path):
 def test_split_layout_datasets_are_not_edited_here(tl_home, image_folder):
     import shutil
 
-    shutil.copytree(image_folder, tl_home / "datasets" / "split")
+    shutil.copytree(image_folder, tl_home / "users" / "local" / "datasets" / "split")
     db.create_dataset("flat", ["a"])
     assert db.list_datasets() == ["flat"]
     with pytest.raises(DatasetError, match="train/validation"):
@@ -162,7 +162,7 @@ def test_delete_dataset(tl_home):
     db.create_dataset("d", ["a"])
     db.add_photos("d", "a", [("p.png", png_bytes())])
     db.delete_dataset("d")
-    assert db.list_datasets() == [] and not any((tl_home / "datasets").iterdir())
+    assert db.list_datasets() == [] and not any((tl_home / "users" / "local" / "datasets").iterdir())
 
 
 def test_add_labelled_copies_into_classes(tl_home, tmp_path):
@@ -189,6 +189,28 @@ def test_relabel_any_layout(tl_home, image_folder):
         db.relabel(ds2, "/nope.png", "a")
 
 
+def test_relabel_never_moves_a_file_outside_the_dataset(tl_home, image_folder, tmp_path):
+    """A dataset's names may come from a stored scan: a class that is a path, or a photo outside
+    the folder, is refused and nothing moves."""
+    import dataclasses
+
+    ds = scan_folder(image_folder, use_cache=False)
+    victim = tmp_path / "outside" / "keep.png"
+    victim.parent.mkdir()
+    victim.write_bytes(b"precious")
+    path = ds.split("train")[0].path
+    for label in (str(tmp_path / "outside"), "../../outside", "..", "a/../../x"):
+        forged = dataclasses.replace(ds, classes=[*ds.classes, label])
+        with pytest.raises(DatasetError):
+            db.relabel(forged, path, label)
+    assert Path(path).exists()
+    record = dataclasses.replace(ds.split("train")[0], path=str(victim))
+    forged = dataclasses.replace(ds, records=[record, *ds.records])
+    with pytest.raises(DatasetError, match="not a photo"):
+        db.relabel(forged, victim, "b")
+    assert victim.read_bytes() == b"precious"
+
+
 def test_photo_names_are_made_safe():
     assert db._photo_name("a b/c?d*.PNG", "PNG") == "c_d.png"
     assert db._photo_name("x", "JPEG") == "x.jpg"
@@ -202,7 +224,7 @@ def test_unaccepted_format_rejected(tl_home):
     Image.new("RGB", (8, 8)).save(buf, "PPM")
     report = db.add_photos("d", "a", [("pic.ppm", buf.getvalue())])
     assert not report.added and "not accepted" in report.rejected[0].reason
-    assert os.listdir(tl_home / "datasets/d/a") == []
+    assert os.listdir(tl_home / "users/local/datasets/d/a") == []
 
 
 def test_relabel_refuses_read_only_folders(tl_home, image_folder):
@@ -222,4 +244,4 @@ def test_relabel_refuses_read_only_folders(tl_home, image_folder):
 def test_each_inbox_is_a_new_folder_under_the_data_directory(tl_home):
     first, second = db.new_inbox("My pets"), db.new_inbox("My pets")
     assert first != second and not first.exists()
-    assert first.parent == tl_home / "inbox" and first.name.startswith(db.dataset_folder_name("My pets"))
+    assert first.parent == tl_home / "users" / "local" / "inbox" and first.name.startswith(db.dataset_folder_name("My pets"))

@@ -81,7 +81,7 @@ def test_dataset_zip_upload_refused_in_the_data_directory(disk, monkeypatch):
     set_margin(monkeypatch, folder, private, 2)
     with pytest.raises(LowDiskSpace, match="unpacking pets"):
         archives.dataset_from_zip(noise_zip(3 * MB), "pets.zip")
-    assert list((folder / "home" / "datasets").iterdir()) == []
+    assert list((folder / "home" / "users" / "local" / "datasets").iterdir()) == []
 
 
 def png(size: int) -> bytes:
@@ -146,7 +146,7 @@ def test_sample_download_refused_before_its_first_byte(disk, monkeypatch, tmp_pa
     set_margin(monkeypatch, folder, private, 4)  # the zip and its photos need about 6 MB: 2 MB would be left
     with pytest.raises(LowDiskSpace, match="the sample"):
         samples.download_sample(archive.as_uri())
-    assert list((folder / "home" / "datasets").iterdir()) == []  # no partial zip, no folder
+    assert list((folder / "home" / "samples").iterdir()) == []  # no partial zip, no folder
 
 
 def test_dataset_page_says_why_a_zip_is_refused(disk, monkeypatch):
@@ -170,7 +170,7 @@ def test_dataset_page_says_why_a_zip_is_refused(disk, monkeypatch):
     errors = " ".join(e.value for e in at.error)
     assert errors.startswith("Zip rejected: Not enough free disk space for unpacking pets") and "MIN_FREE_MB" in errors
     assert "tl_dataset" not in at.session_state
-    assert [p.name for p in (folder / "home" / "datasets").iterdir()] == []
+    assert [p.name for p in (folder / "home" / "users" / "local" / "datasets").iterdir()] == []
     monkeypatch.setenv(settings.MIN_FREE_ENV, "0")
     at.file_uploader(key="tl_zip").set_value(("pets.zip", dataset_zip(int(1.6 * MB)), "application/zip"))
     at.run()

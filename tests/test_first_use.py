@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from core import atomic, settings
+from core import atomic, layout
 from core.analysis import label_issues as issues_mod, speed
 from core.data import images
 from core.errors import BadImage
@@ -91,11 +91,11 @@ def test_extraction_estimate_counts_warm_up_and_decode(tmp_path):
 
 def test_extraction_estimate_prefers_past_extractions_here(tmp_path):
     _bench("mobilenet_v2", 224, 50.0, warmup_s=None)
-    entry = settings.subdir("features") / "mobilenet_v2-224-avg-abc"
+    entry = layout.cache("features") / "mobilenet_v2-224-avg-abc"
     entry.mkdir(parents=True)
     (entry / "meta.json").write_text(json.dumps({
         "backbone": "mobilenet_v2", "input_size": 224, "speed": {"images": 200, "seconds": 10.0, "inherited": False}}))
-    other = settings.subdir("features") / "mobilenet_v2-224-avg-def"  # rows reused, not measured: ignored
+    other = layout.cache("features") / "mobilenet_v2-224-avg-def"  # rows reused, not measured: ignored
     other.mkdir()
     (other / "meta.json").write_text(json.dumps({
         "backbone": "mobilenet_v2", "input_size": 224, "speed": {"images": 200, "seconds": 0.1, "inherited": True}}))

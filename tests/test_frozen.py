@@ -157,7 +157,7 @@ def test_the_strategy_fits_run_their_frozen_part_on_the_engine(image_folder, loc
     """frozen_augment and fine_tune through the registry: the head (and the unfrozen top) train
     on the engine's outputs, and the run's metrics say so. Their evaluation reads the engine's
     validation outputs too: no TensorFlow pass of the pixel model over the validation files."""
-    from core import settings
+    from core import layout
     from core.train import fit as fit_module, registry
     from core.train.fit import fit
 
@@ -174,7 +174,7 @@ def test_the_strategy_fits_run_their_frozen_part_on_the_engine(image_folder, loc
     ft = fit(registry.make_config("fine_tune", fine_tune_layers=1, fine_tune_epochs=2, **common))
     assert ft.metrics["cut_layer"] == "top_activation" and ft.metrics["frozen_engine"].startswith("openvino")
     assert ft.metrics["epochs_run"] == 4
-    kept = list((settings.home() / "engine" / "ir").iterdir())
+    kept = list((layout.cache("engine") / "ir").iterdir())
     assert len(kept) == 2  # the base's IR and the cut prefix's, kept for the next process
     for run in (fa, ft):  # one prediction a validation file, scored as the metrics say
         assert len(run.predictions) == run.metrics["val_images"] > 0

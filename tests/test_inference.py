@@ -248,7 +248,9 @@ def test_results_table_and_csv(predictor):
     items = [("good.png", inputs["good.png"][0]), ("notes.jpg", inputs["notes.jpg"][0])]
     results = inference.classify_many(predictor, items, k=2)
     frame = inference.results_frame(results, 2)
-    assert list(frame.columns) == ["file", "status", "top1", "top1_index", "probability", "top_k", "latency_ms", "error"]
+    assert list(frame.columns) == ["file", "status", "top1", "top1_index", "probability", "top_k", "latency_ms", "error",
+                                   "answer", "not_sure", "unlike_data", "unusual"]
+    assert frame.loc[0, "answer"] == results[0].label and frame["not_sure"].isna().all()  # not calibrated
     assert list(frame["status"]) == ["ok", "error"]
     assert frame.loc[0, "top1"] == results[0].label and frame.loc[0, "top1_index"] == results[0].index
     assert frame.loc[0, "top_k"].count(";") == 1 and frame.loc[1, "error"].startswith("not an image")

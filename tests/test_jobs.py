@@ -11,18 +11,18 @@ from pathlib import Path
 
 import pytest
 
+from core import settings
 from core.runs import jobs
-from core.errors import RunError
+from core.errors import RunError, StorageError
 from core.runs.store import Run, RunStore, pid_alive
 from tests.helpers import wait_for, worker_log
 
 REPO = Path(__file__).resolve().parents[1]
-TARGETS = "tests.jobs_targets:"
 
 
 
 def new(store: RunStore, target: str, **config) -> Run:
-    return store.create({"entry": TARGETS + target, "strategy": target, **config})
+    return store.create({"target": target, "strategy": target, **config})
 
 
 def state(run: Run) -> str:
@@ -119,11 +119,11 @@ def test_failing_entry_records_traceback(store):
     assert run.history()["loss"].tolist() == [2.0]
 
 
-def test_missing_entry_point_fails_with_a_reason(store):
-    run = store.create({"entry": "tests.jobs_targets:no_such_function"})
+def test_a_run_whose_work_fails_to_start_fails_with_a_reason(store):
+    run = store.create({"target": "no_such_function"})
     jobs.submit(run)
     status = wait_state(run, "failed", "done")
-    assert status["reason"] == "Training entry point 'tests.jobs_targets:no_such_function' does not exist."
+    assert status["reason"] == "No test target 'no_such_function'."
 
 
 def test_kill_stops_a_run_that_ignores_cancel(store):
@@ -149,16 +149,18 @@ def test_sigterm_marks_the_run_failed_at_once(store):
     assert status["reason"] == "worker stopped by signal SIGTERM" and "_Terminated" in status["error"]
 
 
-def test_max_jobs_from_environment(monkeypatch):
-    monkeypatch.delenv(jobs.MAX_JOBS_ENV, raising=False)
-    assert jobs.max_jobs() == 1
-    monkeypatch.setenv(jobs.MAX_JOBS_ENV, "3")
-    assert jobs.max_jobs() == 3
-    monkeypatch.setenv(jobs.MAX_JOBS_ENV, "0")
-    assert jobs.max_jobs() == 1
-    monkeypatch.setenv(jobs.MAX_JOBS_ENV, "two")
-    with pytest.raises(RunError, match="whole number"):
-        jobs.max_jobs()
+@pytest.mark.parametrize("name, read", [(settings.MAX_JOBS_ENV, settings.max_jobs),
+                                        (settings.MAX_USER_JOBS_ENV, settings.max_jobs_per_user)])
+def test_job_limits_from_environment(monkeypatch, name, read):
+    monkeypatch.delenv(name, raising=False)
+    assert read() == 1
+    monkeypatch.setenv(name, "3")
+    assert read() == 3
+    monkeypatch.setenv(name, "0")
+    assert read() == 1
+    monkeypatch.setenv(name, "two")
+    with pytest.raises(StorageError, match="whole number"):
+        read()
 
 
 def test_worker_refuses_a_run_it_does_not_own(store):
@@ -172,20 +174,23 @@ def test_worker_refuses_a_run_it_does_not_own(store):
 
 PUMPER = """
 import sys, time
+from core.runs import store as run_store
 from core.runs.jobs import pump
 from core.runs.store import RunStore
-store = RunStore(sys.argv[1])
+run_store.WORKER_MODULE = "tests.jobs_worker"
+store = RunStore()  # the team's, in TRANSFER_LAB_HOME
 time.sleep(max(0.0, float(sys.argv[2]) - time.time()))
 print(len(pump(store, int(sys.argv[3]))))
 """
 
 
 @pytest.mark.parametrize("limit", [1, 3])
-def test_concurrent_pumps_start_each_run_once(store, limit):
+def test_concurrent_pumps_start_each_run_once(store, limit, monkeypatch):
     """Processes pumping at the same instant respect the limit and never double-start a run."""
+    monkeypatch.setenv(settings.MAX_USER_JOBS_ENV, str(limit))
     queued = [new(store, "gate") for _ in range(20)]  # a longer listing widens the race window
     go_at = time.time() + 1.5
-    pumpers = [subprocess.Popen([sys.executable, "-c", PUMPER, str(store.root), str(go_at), str(limit)],
+    pumpers = [subprocess.Popen([sys.executable, "-c", PUMPER, "team", str(go_at), str(limit)],
                                 cwd=REPO, stdout=subprocess.PIPE, text=True) for _ in range(4)]
     started = sum(int(p.communicate(timeout=60)[0]) for p in pumpers)
     assert started == limit
@@ -201,8 +206,8 @@ def test_concurrent_pumps_start_each_run_once(store, limit):
 def test_pump_waits_for_the_queue_lock(store):
     """While one pump holds the lock, a pump in another process cannot start anything."""
     run = new(store, "epochs", epochs=1)
-    with jobs._queue_lock(store.root):
-        pumper = subprocess.Popen([sys.executable, "-c", PUMPER, str(store.root), "0", "1"],
+    with jobs._queue_lock(store.lock_dir):
+        pumper = subprocess.Popen([sys.executable, "-c", PUMPER, "team", "0", "1"],
                                   cwd=REPO, stdout=subprocess.PIPE, text=True)
         time.sleep(1.5)
         assert pumper.poll() is None and state(run) == "queued"

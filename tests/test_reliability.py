@@ -10,7 +10,7 @@ import sys
 import numpy as np
 import pytest
 
-from core import settings
+from core import layout
 from core.data.dataset import scan_folder
 from core.errors import CacheCorrupt, RunError, StorageError
 from tests.helpers import REPO
@@ -21,7 +21,7 @@ def test_unwritable_data_directory_gives_a_clear_error(tmp_path, monkeypatch):
     blocker.write_text("not a folder")
     monkeypatch.setenv("TRANSFER_LAB_HOME", str(blocker / "home"))
     with pytest.raises(StorageError, match="cannot be created or written"):
-        settings.subdir("runs")
+        layout.workspace_dir("runs")
 
 
 def test_disk_full_during_extraction_leaves_no_cache_entry(image_folder, monkeypatch):
@@ -37,7 +37,7 @@ def test_disk_full_during_extraction_leaves_no_cache_entry(image_folder, monkeyp
     with pytest.raises(StorageError, match="No space left"):
         features.extract_features(ds, "mobilenet_v2", weights=None, input_size=32, split="validation")
     monkeypatch.setattr(features.np, "save", real_save)
-    root = settings.subdir("features")
+    root = layout.cache("features")
     assert list(root.iterdir()) == [], "a failed extraction must leave nothing that looks like a cache entry"
 
 
@@ -59,7 +59,7 @@ def test_two_processes_writing_one_cache_entry_end_with_one_valid_entry(image_fo
     outs = [p.communicate(timeout=300) for p in procs]
     assert all(p.returncode == 0 for p in procs), [o[1][-2000:] for o in outs]
     assert all("rows 24" in o[0] for o in outs)
-    entries = [p for p in settings.subdir("features").iterdir()]
+    entries = [p for p in layout.cache("features").iterdir()]
     assert len(entries) == 1 and not entries[0].name.startswith("."), entries
     from core.features.cache import read_entry
 

@@ -46,7 +46,7 @@ def _mark_running(run: Run, **fields) -> None:
 
 def test_create_writes_a_complete_queued_run(store, tl_home):
     run = store.create({"strategy": "Feature Extraction", "seed": 3, "lr": np.float32(0.5)})
-    assert store.root == tl_home / "runs"
+    assert store.root == tl_home / "users" / "local" / "runs"
     assert runs._ID_RE.match(run.id) and "-feature-extraction-" in run.id
     assert sorted(p.name for p in run.dir.iterdir()) == ["config.json", "meta.json", "status.json"]
     assert json.loads((run.dir / "config.json").read_text()) == {"strategy": "Feature Extraction", "seed": 3, "lr": 0.5}

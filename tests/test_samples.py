@@ -22,12 +22,13 @@ def test_not_found_says_where_to_put_it(tl_home, monkeypatch):
     monkeypatch.delenv(samples.SAMPLES_ENV, raising=False)
     assert samples.find_sample() is None
     msg = samples.missing_message()
-    assert samples.SAMPLE_URL in msg and str(tl_home / "datasets" / "cats_vs_dogs") in msg
+    assert samples.SAMPLE_URL in msg and str(tl_home / "samples" / "cats_vs_dogs") in msg
 
 
-def test_found_in_data_directory(tl_home, monkeypatch):
+@pytest.mark.parametrize("where", ["samples", "users/local/datasets"])  # the team's copy; the flat layout's, migrated
+def test_found_in_data_directory(tl_home, monkeypatch, where):
     monkeypatch.delenv(samples.SAMPLES_ENV, raising=False)
-    wrapped = _make_sample(tl_home / "datasets" / "cats_vs_dogs" / "cats_and_dogs_filtered")
+    wrapped = _make_sample(tl_home / where / "cats_vs_dogs" / "cats_and_dogs_filtered")
     assert samples.find_sample() == wrapped.parent
 
 
@@ -52,16 +53,16 @@ def test_download_extracts_into_data_directory(tmp_path, tl_home):
             zf.write(f, f.relative_to(tmp_path).as_posix())
     seen = []
     found = samples.download_sample(archive.as_uri(), progress=lambda d, t: seen.append((d, t)))
-    assert found == tl_home / "datasets" / "cats_vs_dogs"
+    assert found == tl_home / "samples" / "cats_vs_dogs"
     assert (found / "cats_and_dogs_filtered" / "train" / "dogs").is_dir()
     assert seen[-1][0] == archive.stat().st_size
-    assert not list((tl_home / "datasets").glob(".sample.*"))  # temp zip removed
+    assert not list((tl_home / "samples").glob(".sample.*"))  # temp zip removed
 
 
 def test_download_offline_is_a_friendly_error(tl_home):
     with pytest.raises(DatasetError, match="Could not download the sample.*unzip it into"):
         samples.download_sample("http://127.0.0.1:9/cats.zip", timeout=5)
-    assert not list((tl_home / "datasets").iterdir())
+    assert not list((tl_home / "samples").iterdir())
 
 
 def test_download_of_a_bad_zip_is_rejected(tmp_path, tl_home):

@@ -88,3 +88,27 @@ def test_address_variable_opens_another_address(tmp_path):
         assert wait_listening(proc, port, tmp_path) == {"127.0.0.2"}
     finally:
         stop(proc)
+
+
+def test_a_network_address_without_sign_in_is_refused(tmp_path, monkeypatch):
+    """Without sign-in every visitor acts as the owner: the script refuses to listen beyond loopback."""
+    monkeypatch.delenv("TRANSFER_LAB_OPEN_WITHOUT_SIGN_IN", raising=False)
+    proc, port = serve(tmp_path, TRANSFER_LAB_ADDRESS="0.0.0.0")
+    try:
+        assert proc.wait(timeout=120) == 1
+        log = (tmp_path / f"serve-{port}.log").read_text()
+        assert "without sign-in" in log and "TRANSFER_LAB_OPEN_WITHOUT_SIGN_IN=" in log
+        assert listening(port) == set()
+    finally:
+        stop(proc)
+
+
+def test_the_loud_opt_in_opens_it(tmp_path):
+    from core import settings
+
+    proc, port = serve(tmp_path, TRANSFER_LAB_ADDRESS="0.0.0.0",
+                       TRANSFER_LAB_OPEN_WITHOUT_SIGN_IN=settings.OPEN_WITHOUT_SIGN_IN_VALUE)
+    try:
+        assert wait_listening(proc, port, tmp_path) & {"0.0.0.0", "::"}
+    finally:
+        stop(proc)

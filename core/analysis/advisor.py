@@ -201,11 +201,13 @@ class _Steps:
                           min((self.done - 1 + within) / self.count, 1.0))
 
 
-def _probe(X, y, seed: int) -> float:
-    from core.analysis.separability import probe_cv_accuracy
+def _probe(X, y, seed: int) -> tuple[float, np.ndarray]:
+    """Cross-validated probe accuracy and, per sampled image, whether the probe got it right."""
+    from core.analysis.separability import probe_cv_correct
 
     with _one_thread():
-        return probe_cv_accuracy(np.asarray(X), y, seed=seed)[0]
+        correct = probe_cv_correct(np.asarray(X), y, seed=seed)[0]
+    return float(correct.mean()), correct
 
 
 def _measure_block(sample: Dataset, backbone: str, weights, seed: int, steps: _Steps) -> dict:
@@ -225,7 +227,9 @@ def _measure_block(sample: Dataset, backbone: str, weights, seed: int, steps: _S
     feats = extract_features(sample, backbone, split="train", weights=weights, pooling="avg",
                              loaded=truncate(bb, layer), progress=report, should_stop=steps.should_stop)
     X, y = feats.usable()
-    return {"block": _probe(X, y, seed), "block_layer": layer, "block_seconds": time.perf_counter() - start}
+    accuracy, correct = _probe(X, y, seed)
+    return {"block": accuracy, "block_correct": correct, "block_layer": layer,
+            "block_seconds": time.perf_counter() - start}
 
 
 def _measure_others(sample: Dataset, others: list[str], seed: int, steps: _Steps) -> dict:
@@ -236,7 +240,7 @@ def _measure_others(sample: Dataset, others: list[str], seed: int, steps: _Steps
     from core.features.dataset import cached_extract
     from core.nets.backbones import get_spec
 
-    out: dict = {"others": {}, "names": {}, "other_seconds": {}, "other_errors": {}}
+    out: dict = {"others": {}, "names": {}, "other_seconds": {}, "other_errors": {}, "others_correct": {}}
     for name in others:
         display = get_spec(name).display_name
         report = steps.begin(f"features of the sample with {display}")
@@ -249,13 +253,14 @@ def _measure_others(sample: Dataset, others: list[str], seed: int, steps: _Steps
             out["other_errors"][name] = str(exc)
             continue
         X, y = feats.usable()
-        out["others"][name], out["names"][name] = _probe(X, y, seed), display
+        (out["others"][name], out["others_correct"][name]), out["names"][name] = _probe(X, y, seed), display
         out["other_seconds"][name] = time.perf_counter() - start
     return out
 
 
-def _measure_pixels(sample: Dataset, seed: int, steps: _Steps) -> dict:
-    """Cross-validated pixel baseline on the sample; ``{}`` when too few images decode."""
+def _measure_pixels(sample: Dataset, seed: int, steps: _Steps, backbone=None) -> dict:
+    """Cross-validated pixel baseline on the sample; ``{}`` when too few images decode. The flips and
+    transformations are judged on ``backbone``'s features (``core.analysis.flips``)."""
     import time
 
     from core.train import pixels
@@ -267,14 +272,37 @@ def _measure_pixels(sample: Dataset, seed: int, steps: _Steps) -> dict:
     counts = np.bincount(y) if len(y) else np.zeros(0, int)
     if len(counts[counts > 0]) < 2 or counts[counts > 0].min() < 2:
         return {}
-    out = pixels.sample_accuracy(pix[valid], y, seed=seed)
+    correct = _pixel_correct(pix[valid], y, seed)
     seconds = time.perf_counter() - start
-    from core.analysis.flips import decide
+    from core.analysis.flips import decide, feature_view
 
-    augment = decide(pix[valid], y, seed=seed)  # the same decoded sample: which flips and fill fit
-    return {"pixels": out["pixel_accuracy"], "pixel_seconds": seconds,
+    try:
+        seen = feature_view(sample, backbone, seed)
+    except Cancelled:
+        raise
+    except Exception:  # noqa: BLE001  (a backbone that cannot run: the pixel probe judges the flips)
+        seen = None
+    augment = decide(pix[valid], y, seed=seed, seen=seen)  # the same sample: which flips, transforms and fill fit
+    return {"pixels": float(correct.mean()), "pixels_correct": correct, "pixel_seconds": seconds,
             "augment": {"flip": augment.augment.flip, "fill": augment.augment.fill,
-                        "fill_value": augment.augment.fill_value, "reasons": augment.reasons}}
+                        "fill_value": augment.augment.fill_value, "reasons": augment.reasons,
+                        **{t: getattr(augment.augment, t) for t in ("rotation", "zoom", "translation", "contrast")},
+                        "evidence": augment.to_dict()}}
+
+
+def _pixel_correct(pix: np.ndarray, y: np.ndarray, seed: int, folds: int = 3) -> np.ndarray:
+    """Per sampled image, whether the pixel baseline (its own selection inside each fold, as
+    ``core.train.pixels.sample_accuracy``) trained on the other folds gets it right."""
+    from sklearn.model_selection import StratifiedKFold
+
+    from core.train import pixels
+
+    counts = np.bincount(y)
+    folds = int(max(2, min(folds, counts[counts > 0].min())))
+    correct = np.zeros(len(y), bool)
+    for a, b in StratifiedKFold(folds, shuffle=True, random_state=seed).split(pix, y):
+        correct[b] = pixels.fit(pix[a], y[a], seed).probabilities(pix[b]).argmax(1) == y[b]
+    return correct
 
 
 def _measure_scratch(ds: Dataset, per_class: int, seed: int, augment: dict | None, steps: _Steps) -> dict:
@@ -294,6 +322,8 @@ def _measure_scratch(ds: Dataset, per_class: int, seed: int, augment: dict | Non
     if augment:  # decided on the sample already: the trial does not measure the flips again
         a = cfg.augment
         a.flip, a.fill, a.fill_value = augment["flip"], augment["fill"], augment["fill_value"]
+        for t in ("rotation", "zoom", "translation", "contrast"):
+            setattr(a, t, augment.get(t, getattr(a, t)))
     start = time.perf_counter()
 
     class TimeBox(NullReporter):
@@ -360,14 +390,17 @@ def advise(ds: Dataset, backbone: str = "efficientnet_lite0", weights="imagenet"
                            should_stop=should_stop)
     X, y = feats.usable()
     with _one_thread():
-        sep = separability(np.asarray(X), y, seed=seed)
+        sep = separability(np.asarray(X), y, seed=seed, keep_correct=True)
+    top_correct = sep.pop("probe_correct")
+    sep.pop("knn_correct")
     top_seconds = time.perf_counter() - start
     chance = sep["chance"]
     skill = (sep["probe_cv_accuracy"] - chance) / (1 - chance) if chance < 1 else 0.0
     similarity = "similar" if skill >= SIMILAR_SKILL else "different"
     textbook, why = CELLS[(size, similarity)]
 
-    measured = {"top": sep["probe_cv_accuracy"], "top_seconds": top_seconds, "chance": chance}
+    measured = {"top": sep["probe_cv_accuracy"], "top_correct": top_correct, "top_seconds": top_seconds,
+                "chance": chance}
     try:
         measured.update(_measure_block(sample, backbone, weights, seed, steps))
     except Cancelled:
@@ -375,7 +408,7 @@ def advise(ds: Dataset, backbone: str = "efficientnet_lite0", weights="imagenet"
     except Exception as exc:  # a backbone that cannot be cut still gets advice from the rest
         measured["block_error"] = str(exc)
     measured.update(_measure_others(sample, others, seed, steps))
-    measured.update(_measure_pixels(sample, seed, steps))
+    measured.update(_measure_pixels(sample, seed, steps, loaded_backbone(backbone, weights)))
     n = int(len(y))
     if _scratch_may_win(measured, n, size, per_class):
         measured.update(_measure_scratch(ds, sample_per_class, seed, measured.get("augment"), steps))
@@ -389,15 +422,17 @@ def advise(ds: Dataset, backbone: str = "efficientnet_lite0", weights="imagenet"
     share = 0.1 if similarity == "similar" else 0.4
     unfreeze = int(round(depth * share)) if strategy == "fine_tune" else 0
     candidates = [{"candidate": f"linear probe on {spec.display_name} top features", "strategy": "linear_probe",
-                   "feature_layer": "", "backbone": backbone, "accuracy": measured["top"], "seconds": top_seconds}]
+                   "feature_layer": "", "backbone": backbone, "accuracy": measured["top"], "seconds": top_seconds,
+                   "_correct": measured["top_correct"]}]
     if "block" in measured:
         candidates.append({"candidate": f"linear probe on {spec.display_name} block {measured['block_layer']}",
                            "strategy": "feature_extraction", "feature_layer": measured["block_layer"],
-                           "backbone": backbone, "accuracy": measured["block"], "seconds": measured["block_seconds"]})
+                           "backbone": backbone, "accuracy": measured["block"], "seconds": measured["block_seconds"],
+                           "_correct": measured.get("block_correct")})
     if "pixels" in measured:
         candidates.append({"candidate": "pixel baseline (logistic regression on raw pixels)",
                            "strategy": "pixel_baseline", "feature_layer": "", "backbone": "",
-                           "accuracy": measured["pixels"],
+                           "accuracy": measured["pixels"], "_correct": measured.get("pixels_correct"),
                            "seconds": measured["pixel_seconds"]})
     if "scratch" in measured:
         candidates.append({"candidate": f"from scratch, a short trial ({measured['scratch_epochs']} epochs)",
@@ -407,12 +442,14 @@ def advise(ds: Dataset, backbone: str = "efficientnet_lite0", weights="imagenet"
     for name, acc in measured["others"].items():
         candidates.append({"candidate": f"linear probe on {measured['names'][name]} top features",
                            "strategy": "linear_probe", "feature_layer": "", "backbone": name, "accuracy": acc,
-                           "seconds": measured["other_seconds"][name]})
+                           "seconds": measured["other_seconds"][name],
+                           "_correct": measured["others_correct"].get(name)})
     total = int(sum(counts.values()))
     for c in candidates:  # decoding and extraction grow with the images; the fits on them are small
         c["noise"] = _noise(c["accuracy"], n)
         c["predicted_seconds"] = c["seconds"] * total / max(n, 1) * c.pop("epoch_scale", 1.0)
     candidates.sort(key=lambda c: -c["accuracy"])
+    _candidate_verdicts(candidates)
     confidence = _confidence(candidates, n)
     quick = _quickest_within_noise(candidates)
     measured_text = "; ".join(f"{c['candidate']} {c['accuracy']:.1%} ({c['seconds']:.0f} s)" for c in candidates)
@@ -433,14 +470,17 @@ def advise(ds: Dataset, backbone: str = "efficientnet_lite0", weights="imagenet"
          f". The textbook table would say {registry.label(textbook)} ({why[0].lower() + why[1:]}); the "
          "measurement overrides it."),
     ]
+    if registry.imbalance_ratio(counts) >= registry.IMBALANCE_RATIO:
+        reasons.insert(1, registry.imbalance_note(counts))
     if unfreeze:
         reasons.append(f"Unfreeze about the top {unfreeze} of {depth} layers ({share:.0%}), BatchNorm kept frozen.")
     if "augment" in measured:
         reasons.append("Augmentation (measured; runs decide the same way unless you choose): "
                        + " ".join(measured["augment"]["reasons"]))
     figures = {"train_images": total, "smallest_class": int(per_class), "sample_size": n, "chance": chance,
+               "imbalance_ratio": registry.imbalance_ratio(counts),
                "skill": skill, "backbone": backbone, **sep,
-               **{k: v for k, v in measured.items() if k not in ("top", "chance")}}
+               **{k: v for k, v in measured.items() if k not in ("top", "chance") and not k.endswith("_correct")}}
     reasons.append(confidence)
     if quick is not None and quick is not candidates[0]:
         reasons.append(f"Best accuracy per minute: {quick['candidate']} ({quick['accuracy']:.1%}, about "
@@ -448,6 +488,26 @@ def advise(ds: Dataset, backbone: str = "efficientnet_lite0", weights="imagenet"
                        f"noise of the best and the quickest.")
     return Advice(size, similarity, strategy, unfreeze, reasons, figures, textbook, feature_layer, candidates,
                   confidence, chosen)
+
+
+def _candidate_verdicts(candidates: list[dict]) -> None:
+    """Each candidate's 95% Wilson interval and its verdict against the best: those measured on the same
+    sampled images (the probes, the pixel baseline) get McNemar's exact test, Holm-adjusted over the
+    comparisons; the from-scratch trial, judged on other images, gets its interval only. ``best``: a
+    resolved leader, or the quickest (predicted time on all images) of those within noise of it."""
+    from core.analysis import verdicts
+
+    lengths = {len(c["_correct"]) for c in candidates if c.get("_correct") is not None}
+    entries = [verdicts.Entry(c["candidate"], c.get("_correct") if len(lengths) == 1 else None,
+                              float(np.mean(c["_correct"])) if c.get("_correct") is not None else c["accuracy"],
+                              len(c["_correct"]) if c.get("_correct") is not None else int(c.get("images", 0)),
+                              c["predicted_seconds"], key=str(i)) for i, c in enumerate(candidates)]
+    for v in verdicts.compare_with_leader(entries, "sampled images"):
+        c = candidates[int(v.key)]
+        c.update(ci_low=v.low, ci_high=v.high, resolved=v.resolved, best=v.best, verdict=v.text,
+                 p_adjusted=v.p_adjusted)
+    for c in candidates:
+        c.pop("_correct", None)
 
 
 def _quickest_within_noise(candidates: list[dict]) -> dict | None:
@@ -466,6 +526,16 @@ def _confidence(candidates: list[dict], n: int) -> str:
     if len(candidates) < 2:
         return f"Sure only of what was measured: one candidate on {n} images."
     best, second = candidates[0], candidates[1]
+    if second.get("verdict") and second.get("resolved") is not None:  # a paired test on the same images
+        unresolved = [c["candidate"] for c in candidates[1:] if c.get("resolved") is False]
+        several = " (McNemar exact, Holm-adjusted over the candidates compared with it)" if len(candidates) > 2 else \
+            " (McNemar exact)"
+        if not unresolved:
+            return (f"Confidence: clear. The best measured candidate ({best['candidate']}) leads every other by more "
+                    f"than its {n} sampled images can leave to chance{several}. " + second["verdict"])
+        return (f"Confidence: a close call. The best measured candidate ({best['candidate']}) is not resolved from "
+                f"{', '.join(unresolved)} on {n} sampled images{several}; both are reasonable, and a run of each "
+                "settles it. " + second["verdict"])
     lead = best["accuracy"] - second["accuracy"]
     noise = float(np.sqrt(2.0)) * max(best["noise"], second["noise"])
     if lead > noise:

@@ -18,7 +18,7 @@ from typing import Any, Callable
 import numpy as np
 import pandas as pd
 
-from core import atomic, settings
+from core import atomic, layout
 from core.data.dataset import Dataset
 from core.hashing import file_sha256
 from core.errors import CacheCorrupt, TransferLabError
@@ -90,7 +90,7 @@ def _compute(X: np.ndarray, method: str, seed: int) -> tuple[np.ndarray, dict]:
 
 def _cache_dir(key: str, method: str, seed: int) -> Path:
     digest = hashlib.sha256(f"{key}|{method}|{seed}|v{EMBED_VERSION}".encode()).hexdigest()[:16]
-    return settings.subdir("embeddings") / f"{method}-{digest}"
+    return layout.cache("embeddings") / f"{method}-{digest}"
 
 
 def _read_cached(folder: Path, n: int) -> tuple[np.ndarray, dict]:

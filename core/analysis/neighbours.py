@@ -49,7 +49,13 @@ def knn_disagreement(X: np.ndarray, y: np.ndarray, k: int = KNN_K, chunk: int = 
 
 
 def knn_loo_accuracy(X: np.ndarray, y: np.ndarray, k: int = KNN_K, chunk: int = 1024) -> float:
-    """Leave-one-out accuracy of a k-nearest-neighbour vote (cosine similarity, the photo itself excluded).
+    """Leave-one-out accuracy of a k-nearest-neighbour vote (cosine similarity, the photo itself excluded)."""
+    return float(knn_loo_correct(X, y, k, chunk).mean())
+
+
+def knn_loo_correct(X: np.ndarray, y: np.ndarray, k: int = KNN_K, chunk: int = 1024) -> np.ndarray:
+    """Per photo, whether the leave-one-out k-nearest-neighbour vote gets it right (what a paired
+    test between two backbones compares).
 
     Ties are broken by the summed similarity of the tied classes' neighbours.
     """
@@ -65,4 +71,4 @@ def knn_loo_accuracy(X: np.ndarray, y: np.ndarray, k: int = KNN_K, chunk: int = 
     np.add.at(votes, (rows, y[nn]), 1.0)
     np.add.at(weight, (rows, y[nn]), nn_sim.astype(np.float64))
     score = votes + 1e-6 * (weight - weight.min()) / (np.ptp(weight) + 1e-12)
-    return float((score.argmax(axis=1) == y).mean())
+    return score.argmax(axis=1) == y

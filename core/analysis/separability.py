@@ -20,7 +20,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import pandas as pd
 
-from core.analysis.neighbours import knn_loo_accuracy, l2_normalise
+from core.analysis.neighbours import knn_loo_correct, l2_normalise
 from core.data.dataset import Dataset, subset
 from core.errors import TransferLabError
 from core.features.dataset import StageProgress, dataset_features
@@ -36,9 +36,16 @@ class SeparabilityError(TransferLabError):
 
 def probe_cv_accuracy(X: np.ndarray, y: np.ndarray, folds: int = PROBE_FOLDS, seed: int = 0) -> tuple[float, int]:
     """``(accuracy, folds)``: stratified k-fold accuracy of a logistic regression on L2-normalised
-    features; the folds shrink to the smallest class's count (at least 2)."""
+    features (pooled over the folds); the folds shrink to the smallest class's count (at least 2)."""
+    correct, folds = probe_cv_correct(X, y, folds, seed)
+    return float(correct.mean()), folds
+
+
+def probe_cv_correct(X: np.ndarray, y: np.ndarray, folds: int = PROBE_FOLDS, seed: int = 0) -> tuple[np.ndarray, int]:
+    """``(correct, folds)``: per photo, whether the cross-validated probe (trained on the folds
+    without it) gets it right: what a paired test between two feature sets compares."""
     from sklearn.linear_model import LogisticRegression
-    from sklearn.model_selection import StratifiedKFold, cross_val_score
+    from sklearn.model_selection import StratifiedKFold, cross_val_predict
 
     y = np.asarray(y, np.int64)
     counts = np.bincount(y)
@@ -48,7 +55,7 @@ def probe_cv_accuracy(X: np.ndarray, y: np.ndarray, folds: int = PROBE_FOLDS, se
     folds = int(max(2, min(folds, present.min())))
     cv = StratifiedKFold(folds, shuffle=True, random_state=seed)
     probe = LogisticRegression(C=PROBE_C, max_iter=2000)
-    return float(cross_val_score(probe, l2_normalise(X), y, cv=cv).mean()), folds
+    return cross_val_predict(probe, l2_normalise(X), y, cv=cv) == y, folds
 
 
 def silhouette(X: np.ndarray, y: np.ndarray, seed: int = 0) -> float:
@@ -66,14 +73,18 @@ def silhouette(X: np.ndarray, y: np.ndarray, seed: int = 0) -> float:
     return float(silhouette_score(Xn, y, metric="cosine", sample_size=sample, random_state=seed))
 
 
-def separability(X: np.ndarray, y: np.ndarray, seed: int = 0, folds: int = PROBE_FOLDS) -> dict[str, Any]:
-    """The figures above for features ``X`` and class indices ``y``."""
+def separability(X: np.ndarray, y: np.ndarray, seed: int = 0, folds: int = PROBE_FOLDS,
+                 keep_correct: bool = False) -> dict[str, Any]:
+    """The figures above for features ``X`` and class indices ``y``; ``keep_correct`` adds the per-photo
+    correctness of the k-NN vote and of the probe (``knn_correct``, ``probe_correct``) for paired tests."""
     y = np.asarray(y, np.int64)
     counts = np.bincount(y)
-    probe, used_folds = probe_cv_accuracy(X, y, folds, seed)
+    probe, used_folds = probe_cv_correct(X, y, folds, seed)
+    knn = knn_loo_correct(X, y)
     return {
-        "knn_loo_accuracy": knn_loo_accuracy(X, y),
-        "probe_cv_accuracy": probe,
+        **({"knn_correct": knn, "probe_correct": probe} if keep_correct else {}),
+        "knn_loo_accuracy": float(knn.mean()),
+        "probe_cv_accuracy": float(probe.mean()),
         "probe_folds": used_folds,
         "silhouette": silhouette(X, y, seed),
         "chance": float(counts.max() / counts.sum()),
@@ -114,8 +125,9 @@ def weights_label(weights: Any) -> str:
     return "ImageNet" if weights == "imagenet" else Path(str(weights)).name
 
 
-TABLE_COLUMNS = ["backbone", "weights", "knn_loo_accuracy", "probe_cv_accuracy", "silhouette", "images_per_s",
-                 "images", "dims", "speed_from", "chance", "probe_folds", "name", "error"]
+TABLE_COLUMNS = ["backbone", "weights", "knn_loo_accuracy", "knn_ci_low", "knn_ci_high", "probe_cv_accuracy",
+                 "probe_ci_low", "probe_ci_high", "silhouette", "images_per_s", "images", "dims", "speed_from",
+                 "chance", "probe_folds", "resolved", "best", "verdict", "name", "error"]
 
 
 def separability_table(
@@ -153,7 +165,7 @@ def separability_table(
             feats = dataset_features(sample, name, weights,
                                      (lambda s, p, stage=stage: progress(stage, p)) if progress else None,
                                      should_stop, splits=(split,))
-            row.update(separability(feats.X, feats.y, seed))
+            row.update(separability(feats.X, feats.y, seed, keep_correct=True))
             bench = _benchmark(name)
             row.update({"dims": int(feats.X.shape[1]), "error": "",
                         "images_per_s": bench if bench else feats.images_per_s,
@@ -167,9 +179,52 @@ def separability_table(
         except TransferLabError as exc:
             row["error"] = str(exc)
         rows.append(row)
+    _add_verdicts(rows)
     frame = pd.DataFrame(rows).reindex(columns=TABLE_COLUMNS)
     frame = frame.sort_values(["knn_loo_accuracy", "silhouette"], ascending=False, na_position="last", kind="stable")
     return frame.reset_index(drop=True)
+
+
+def _add_verdicts(rows: list[dict]) -> None:
+    """95% Wilson intervals of both accuracies, and the 5-NN accuracy of each backbone against the
+    leader's on the same photos (McNemar exact, Holm over the pairs): ``resolved``, ``verdict`` and
+    ``best`` (a resolved leader, or the fastest of those within noise of it)."""
+    from core.analysis import verdicts
+
+    for row in rows:
+        for figure, prefix in (("knn_correct", "knn"), ("probe_correct", "probe")):
+            correct = row.pop(figure, None)
+            if correct is not None:
+                row[f"{prefix}_ci_low"], row[f"{prefix}_ci_high"] = verdicts.wilson(int(correct.sum()), len(correct))
+                row[f"_{figure}"] = correct
+    scored = [(i, r) for i, r in enumerate(rows) if r.get("_knn_correct") is not None]
+    entries = [verdicts.Entry(f"{r['backbone']} · {r['weights']}", r["_knn_correct"], float(r["_knn_correct"].mean()),
+                              len(r["_knn_correct"]), 1.0 / r["images_per_s"] if r.get("images_per_s") else float("nan"),
+                              key=str(i)) for i, r in scored]
+    for v in verdicts.compare_with_leader(entries, "photos"):
+        row = rows[int(v.key)]
+        row.update(resolved=v.resolved, best=v.best, verdict=v.text)
+    for row in rows:
+        row.pop("_knn_correct", None)
+        row.pop("_probe_correct", None)
+
+
+def table_verdict(table: pd.DataFrame, note: str) -> str:
+    """The separability table in one paragraph: the backbone marked best and why (a resolved lead, or
+    the fastest of those the photos cannot tell apart), then each comparison with the leader."""
+    scored = table.dropna(subset=["knn_loo_accuracy"])
+    if scored.empty:
+        return ""
+    best = scored[scored["best"].fillna(False).astype(bool)]
+    b = (best if not best.empty else scored).iloc[0]
+    several = len(scored) > 2
+    lines = [f"Best separated by {b['backbone']} · {b['weights']}: {b['knn_loo_accuracy']:.1%} 5-NN accuracy "
+             f"(95% CI {b['knn_ci_low']:.1%}–{b['knn_ci_high']:.1%}; chance {b['chance']:.0%}), on {note}."]
+    lines += [str(v) for v in scored["verdict"] if isinstance(v, str) and v]
+    if several:
+        lines.append("Each backbone is compared with the leader on the same photos (McNemar exact test, "
+                     "Holm-adjusted over the comparisons); speed breaks a tie (images/s).")
+    return " ".join(lines)
 
 
 def sample_note(ds: Dataset, per_class: int | None, split: str = "train") -> str:

@@ -18,7 +18,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
 
-from core import atomic, settings
+from core import atomic, layout, settings
 
 # 2: images/s per engine (``engines``); a version-1 file holds TensorFlow's figure only
 BENCH_VERSION = 2
@@ -62,7 +62,7 @@ def rate_column(label: str) -> str:
 
 
 def bench_path(name: str, size: int) -> Path:
-    return settings.subdir("bench") / f"{name}-{int(size)}.json"
+    return layout.cache("bench") / f"{name}-{int(size)}.json"
 
 
 def _size(name: str, size: int | None) -> int:
@@ -190,7 +190,7 @@ def read(name: str, size: int | None = None) -> SpeedResult | None:
 
 def read_all() -> list[SpeedResult]:
     """Every stored measurement (any backbone, any size), newest first."""
-    found = [_from_json(atomic.read_json(p)) for p in settings.subdir("bench").glob("*.json")]
+    found = [_from_json(atomic.read_json(p)) for p in layout.cache("bench").glob("*.json")]
     return sorted((r for r in found if r is not None), key=lambda r: r.measured_at, reverse=True)
 
 
@@ -276,7 +276,7 @@ def _past_extractions(name: str, size: int) -> tuple[int, float]:
     """Photos and seconds of the extractions this machine ran for ``name`` at ``size``: the whole
     map over real files (decode, resize, forward, write), not a forward pass on random pixels."""
     images, seconds = 0, 0.0
-    for meta_path in settings.subdir("features").glob(f"{name}-{size}-*/meta.json"):
+    for meta_path in layout.cache("features").glob(f"{name}-{size}-*/meta.json"):
         meta = atomic.read_json(meta_path) or {}
         run = meta.get("speed") or {}
         if (meta.get("backbone"), meta.get("input_size")) != (name, size) or run.get("inherited"):

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import BinaryIO, Union
 
-from core import settings
+from core import layout
 from core.errors import DatasetError, UnsafeArchive
 from core.data.uploads import ensure_free_space
 
@@ -235,4 +235,4 @@ def dataset_from_zip(source: ZipSource, name: str, **limits) -> ExtractReport:
     The report's ``folder`` is what ``core.data.dataset.scan_folder`` takes; a wrapper
     folder inside the zip is fine, the scan looks through it.
     """
-    return extract_zip(source, settings.subdir("datasets") / safe_name(name), **limits)
+    return extract_zip(source, layout.workspace_dir("datasets") / safe_name(name), **limits)

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO, Iterable, Sequence, Union
 
-from core import settings
+from core import access, layout
 from core.data.dataset import SPLIT_ALIASES, Dataset, fingerprint_files, scan_folder
 from core.errors import BadImage, DatasetError, LowDiskSpace
 from core.data.uploads import ensure_free_space
@@ -105,13 +105,13 @@ def _photo_name(name: str, fmt: str) -> str:
 # ---------------------------------------------------------------- folders
 
 def datasets_root() -> Path:
-    return settings.subdir("datasets")
+    return layout.workspace_dir("datasets")
 
 
 def new_inbox(dataset: str) -> Path:
     """A fresh folder (not created yet) for a batch of unlabelled photos meant for ``dataset``."""
     stamp = f"{time.strftime('%Y%m%d-%H%M%S')}-{time.time_ns() % 10**6:06d}"
-    return settings.subdir("inbox") / f"{dataset_folder_name(dataset)}-{stamp}"
+    return layout.workspace_dir("inbox") / f"{dataset_folder_name(dataset)}-{stamp}"
 
 
 def _is_split_layout(folder: Path) -> bool:
@@ -421,9 +421,12 @@ def relabel(ds: Dataset, path: str | os.PathLike, new_label: str) -> Path:
     """Move one photo of a scanned dataset (any layout) into the folder of ``new_label``.
 
     The photo stays in its split: ``train/cats/x.jpg`` becomes ``train/dogs/x.jpg``.
-    Rescan the dataset afterwards; its fingerprint changes.
+    Rescan the dataset afterwards; its fingerprint changes. The dataset's names come
+    from a scan (perhaps a cached one): the photo and its destination are checked to lie
+    inside the dataset, the class to be a plain folder name, the caller to own the folder.
     """
     root = Path(ds.root).resolve()
+    access.check_may_change(root, f"Dataset '{ds.name}'")
     record = next((r for r in ds.records if Path(r.path).resolve() == Path(path).resolve()), None)
     if record is None:
         raise DatasetError(f"{Path(path).name} is not a photo of dataset '{ds.name}'.")
@@ -431,15 +434,17 @@ def relabel(ds: Dataset, path: str | os.PathLike, new_label: str) -> Path:
         raise DatasetError(f"'{new_label}' is not a class of dataset '{ds.name}'.")
     if new_label == record.label:
         return Path(record.path)
-    src = Path(record.path).resolve()
+    if any(ch in new_label for ch in "/\\\0") or new_label in ("", ".", ".."):
+        raise DatasetError(f"'{new_label}' is not a folder name, so no photo can be moved there.")
+    src = _inside(root, record.path)
     parts = src.relative_to(root).parts
     try:
         i = next(i for i, part in enumerate(parts[:-1]) if part == record.label)
     except StopIteration:
         raise DatasetError(f"Cannot find the class folder of {src.name}.") from None
     dst_folder = root.joinpath(*parts[:i], new_label, *parts[i + 1:-1])
-    if not src.is_file():
-        raise DatasetError(f"Photo not found: {src.name} (was it moved or deleted?).")
+    if not dst_folder.resolve().is_relative_to(root):
+        raise DatasetError(f"'{new_label}' leads outside dataset '{ds.name}'.")
     existing = dst_folder
     while not existing.exists() and existing != root:
         existing = existing.parent

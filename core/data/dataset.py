@@ -16,7 +16,7 @@ from typing import Callable, Iterable, Sequence
 
 import numpy as np
 
-from core import atomic, settings
+from core import atomic, layout
 from core.errors import BadImage, DatasetError
 from core.data.images import is_image_name, probe
 
@@ -206,7 +206,23 @@ def _check(path: Path) -> ImageRecord | BadFile:
 
 
 def _scan_cache_path(fingerprint: str, val_fraction: float, seed: int) -> Path:
-    return settings.subdir("scans") / f"{fingerprint}-{val_fraction:g}-{seed}-v{SCAN_VERSION}.json"
+    return layout.cache("scans") / f"{fingerprint}-{val_fraction:g}-{seed}-v{SCAN_VERSION}.json"
+
+
+def _cached_scan(cached: object, fingerprint: str, root: Path) -> Dataset | None:
+    """A cached scan of ``root``, or None when it is unusable: damaged, of other files, or
+    naming any path outside ``root`` (a cache is data: it must not lead a scan elsewhere)."""
+    if not isinstance(cached, dict) or cached.get("fingerprint") != fingerprint:
+        return None
+    try:
+        ds = Dataset.from_json(cached)
+    except (KeyError, TypeError, ValueError):
+        return None
+    here = os.path.normpath(os.path.abspath(root))
+    inside = [os.path.normpath(os.path.abspath(p)) for p in (*(r.path for r in ds.records), *(b.path for b in ds.bad_files))]
+    if os.path.normpath(os.path.abspath(ds.root)) != here or not all(p.startswith(here + os.sep) for p in inside):
+        return None
+    return ds
 
 
 def scan_folder(
@@ -249,11 +265,10 @@ def scan_folder(
     fingerprint = fingerprint_files([f for f, _, _ in labelled], root)
     cache = _scan_cache_path(fingerprint, val_fraction, seed)
     if use_cache and cache.exists():
-        cached = atomic.read_json(cache)
-        if cached and cached.get("fingerprint") == fingerprint:
+        ds = _cached_scan(atomic.read_json(cache), fingerprint, root)
+        if ds is not None:
             if progress:
                 progress(len(labelled), len(labelled))
-            ds = Dataset.from_json(cached)
             ds.name = name or ds.name
             return ds
 

@@ -14,7 +14,7 @@ import urllib.request
 from pathlib import Path
 from typing import Callable
 
-from core import settings
+from core import layout
 from core.errors import DatasetError, TransferLabError
 
 SAMPLE_NAME = "cats_vs_dogs"
@@ -25,7 +25,8 @@ CHUNK = 1 << 20
 
 def candidates() -> list[Path]:
     """Folders that may hold the sample, in the order they are tried."""
-    out = [settings.home() / "datasets" / SAMPLE_NAME]
+    out = [layout.cache("samples") / SAMPLE_NAME,
+           layout.workspace(None, current=False) / "datasets" / SAMPLE_NAME]  # where the flat layout kept it
     extra = os.environ.get(SAMPLES_ENV)
     if extra:
         base = Path(extra).expanduser()
@@ -53,7 +54,7 @@ def find_sample() -> Path | None:
 
 def missing_message() -> str:
     """What to do when the sample is not on this machine."""
-    where = settings.home() / "datasets" / SAMPLE_NAME
+    where = layout.cache("samples") / SAMPLE_NAME
     return (
         f"The cats-vs-dogs sample is not on this machine. Download {SAMPLE_URL} "
         f"and unzip it into {where} (so that {where}/…/train/cats exists), "
@@ -69,10 +70,10 @@ def download_sample(
     ``progress(bytes_done, bytes_total)`` is called per chunk (total 0 when unknown).
     Raises ``DatasetError`` with the manual instructions when offline.
     """
-    from core.data.archives import dataset_from_zip
+    from core.data.archives import extract_zip
     from core.data.uploads import ensure_free_space
 
-    folder = settings.subdir("datasets")
+    folder = layout.cache("samples")
     fd, tmp_name = tempfile.mkstemp(prefix=".sample.", suffix=".zip.partial", dir=folder)
     os.close(fd)
     tmp = Path(tmp_name)
@@ -91,7 +92,7 @@ def download_sample(
             reason = getattr(exc, "reason", None) or exc
             raise DatasetError(f"Could not download the sample ({reason}). {missing_message()}") from exc
         try:
-            dataset_from_zip(tmp, SAMPLE_NAME)
+            extract_zip(tmp, folder / SAMPLE_NAME)
         except TransferLabError as exc:  # extraction is all or nothing: no partial folder is left
             raise DatasetError(f"The downloaded sample is not usable: {exc}") from exc
     finally:

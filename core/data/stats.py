@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image, ImageDraw
 
-from core import atomic, settings
+from core import atomic, layout
 from core.data.dataset import SPLITS, Dataset, Progress
 from core.data.images import open_rgb
 
@@ -130,7 +130,7 @@ def _hash_file(path: str) -> dict:
 
 
 def _cache_path(ds: Dataset) -> Path:
-    return settings.subdir("hashes") / f"{ds.fingerprint}-v{HASH_VERSION}.json"
+    return layout.cache("hashes") / f"{ds.fingerprint}-v{HASH_VERSION}.json"
 
 
 def _valid_entry(entry: object) -> bool:

@@ -24,7 +24,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from core import atomic, settings
+from core import atomic, layout
 from core.data.dataset import Dataset
 from core.hashing import file_sha256
 from core.errors import CacheCorrupt, Cancelled, StorageError, TransferLabError
@@ -87,7 +87,7 @@ def cache_key(fingerprint: str, split: str, backbone: str, weights_id: str, size
 
 
 def _entry_dir(key: str) -> Path:
-    return settings.subdir("features") / key
+    return layout.cache("features") / key
 
 
 def read_entry(key: str, classes: list[str]) -> FeatureSet:
@@ -188,7 +188,7 @@ def _reusable_rows(net: _Network, wanted: dict[str, str | None]) -> tuple[dict[s
     and the measured speed of the first donor that has one."""
     found: dict[str, tuple[np.ndarray, int]] = {}
     speed = None
-    root = settings.subdir("features")
+    root = layout.cache("features")
     for meta_path in sorted(root.glob(f"{net.backbone}-{net.input_size}-{net.pooling}-*/meta.json")):
         meta = atomic.read_json(meta_path)
         if not meta or len(found) == len(wanted) or "stamps" not in meta or (
@@ -310,7 +310,7 @@ def _extract(ds, split, net, bb, reused, donor_speed, stamps, batch_size, key, p
 
 def clear_cache() -> int:
     """Remove every feature cache entry; returns how many were removed."""
-    root = settings.subdir("features")
+    root = layout.cache("features")
     entries = [p for p in root.iterdir() if p.is_dir()]
     for p in entries:
         shutil.rmtree(p, ignore_errors=True)

@@ -33,9 +33,9 @@ def _entry_key(ds: Dataset, backbone: str, split: str, weights: Any) -> str:
 def features_cached(ds: Dataset, backbone: str, weights: Any = "imagenet",
                     splits: Sequence[str] = ("train", "validation")) -> bool:
     """Whether the pooled features of every split of ``ds`` that has photos are in the feature cache."""
-    from core import settings
+    from core import layout
 
-    root = settings.subdir("features")
+    root = layout.cache("features")
     return all((root / _entry_key(ds, backbone, s, weights) / "meta.json").is_file()
                for s in splits if ds.split(s))
 

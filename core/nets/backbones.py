@@ -128,6 +128,19 @@ KERAS_BACKBONES: dict[str, BackboneSpec] = {s.name: s for s in [
 
 # ---------------------------------------------------------------- registry
 
+def _beside(folder: Path, name: object) -> str:
+    """A file a manifest names, only as a plain file name in the manifest's own folder: a
+    manifest is data, so an absolute path or a ``..`` must not make the app read elsewhere."""
+    if not name:
+        return ""
+    if not isinstance(name, str) or Path(name).name != name or name in (".", ".."):
+        raise ValueError(f"classes_file {name!r} is not a file name in {folder}")
+    path = folder / name
+    if not path.resolve().is_relative_to(folder.resolve()):
+        raise ValueError(f"classes_file {name!r} leads outside {folder}")
+    return str(path)
+
+
 def _local_specs(folder: Path | None) -> dict[str, BackboneSpec]:
     """Every ``NAME.keras`` + ``NAME.json`` pair in the weights directory."""
     if folder is None or not folder.is_dir():
@@ -153,7 +166,7 @@ def _local_specs(folder: Path | None) -> dict[str, BackboneSpec]:
                 preprocess=(tuple(1 / s for s in std), tuple(-mu / s for mu, s in zip(mean, std)), reverse),
                 preprocess_name=f"(x - {mean[0]:g}) / {std[0]:g}", model_path=str(model_path),
                 feature_layer=str(m["feature_layer"]), pooled_layer=str(m.get("pooled_layer") or ""),
-                classes_file=str(folder / m["classes_file"]) if m.get("classes_file") else "",
+                classes_file=_beside(folder, m.get("classes_file")),
                 fixed_size=True, extra={"predictions_layer": m.get("predictions_layer", ""),
                                         "license": m.get("license", ""), "source": m.get("source", "")},
             )

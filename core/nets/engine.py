@@ -33,7 +33,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from core import atomic, settings
+from core import atomic, layout
 from core.errors import EngineError
 
 ENGINE_ENV = "TRANSFER_LAB_ENGINE"
@@ -184,7 +184,7 @@ def machine_id() -> str:
 
 def _verdict_path(network: str, size: int, pooling: str, choice: Choice) -> Path:
     raw = f"{network}|{size}|{pooling}|{choice.label}|{machine_id()}"
-    return settings.subdir("engine") / "parity" / (hashlib.sha256(raw.encode()).hexdigest()[:24] + ".json")
+    return layout.cache("engine") / "parity" / (hashlib.sha256(raw.encode()).hexdigest()[:24] + ".json")
 
 
 def read_verdict(network: str, size: int, pooling: str, choice: Choice) -> dict | None:
@@ -195,7 +195,7 @@ def read_verdict(network: str, size: int, pooling: str, choice: Choice) -> dict 
 def verdicts() -> list[dict]:
     """Every verdict kept in this data directory."""
     try:
-        folder = settings.home() / "engine" / "parity"
+        folder = layout.cache("engine") / "parity"
     except OSError:
         return []
     out = []
@@ -281,7 +281,7 @@ def compare(reference: np.ndarray, candidate: np.ndarray, kind: str = "features"
 
 def _ir_dir(ir_key: str) -> Path:
     raw = f"{ir_key}|openvino {openvino_version()}|v{ENGINE_VERSION}"
-    return settings.subdir("engine") / "ir" / hashlib.sha256(raw.encode()).hexdigest()[:24]
+    return layout.cache("engine") / "ir" / hashlib.sha256(raw.encode()).hexdigest()[:24]
 
 
 def _convert(tf_fn, size: int, ir_key: str | None):

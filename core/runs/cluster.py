@@ -35,7 +35,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from core import settings
+from core.runs.store import worker_command
 from core.errors import ClusterError
 
 ADDRESS_ENV = "TRANSFER_LAB_RAY_ADDRESS"
@@ -116,10 +116,9 @@ def _inside_ray_worker(ray) -> bool:
 
 
 def node_env(extra: dict[str, str] | None = None) -> dict[str, str]:
-    """The environment a node's processes get: the dispatcher's TRANSFER_LAB_* settings, the
-    caller's session folders (data directory, weights), and this checkout on ``PYTHONPATH``."""
+    """The environment a node's processes get: the dispatcher's TRANSFER_LAB_* settings (the
+    server's data directory and weights) and this checkout on ``PYTHONPATH``."""
     env = {k: v for k, v in os.environ.items() if k.startswith("TRANSFER_LAB_") or k in PASSED_ENV}
-    env.update(settings.child_env())
     env["PYTHONPATH"] = os.pathsep.join([str(REPO_ROOT)] + [p for p in os.environ.get("PYTHONPATH", "").split(
         os.pathsep) if p and p != str(REPO_ROOT)])
     env["PYTHONUNBUFFERED"] = "1"
@@ -161,7 +160,7 @@ def dispatch(run, status: dict) -> None:
             name=name, namespace=NAMESPACE, lifetime="detached", num_cpus=cpus, num_gpus=gpus, max_restarts=0,
             max_concurrency=1, runtime_env={"env_vars": env},
         ).remote(name)
-        actor.run.remote(str(run.dir))
+        actor.run.remote(str(run.dir), worker_command(run.dir)[1:])
     except Exception as err:  # noqa: BLE001
         raise ClusterError(f"The Ray cluster at {address()} refused run '{run.id}': {err}") from err
     now = time.time()
@@ -170,13 +169,11 @@ def dispatch(run, status: dict) -> None:
                            "num_cpus": cpus, "num_gpus": gpus, "node_id": None, "node_ip": None})
 
 
-def _actor(status: dict):
-    """The run's actor handle, or None if the cluster no longer has it."""
-    ray = connect()
-    info = status.get("cluster") or {}
+def _actor(name: str):
+    """The actor of that name in the app's own namespace, or None if the cluster has none."""
     try:
-        return ray.get_actor(info["actor"], namespace=info.get("namespace", NAMESPACE))
-    except (ValueError, KeyError):
+        return connect().get_actor(name, namespace=NAMESPACE)
+    except ValueError:
         return None
 
 
@@ -186,7 +183,7 @@ def lost_reason(status: dict) -> str | None:
     info = status.get("cluster") or {}
     if status.get("state") != "running" or not info.get("actor") or not enabled():
         return None
-    if _actor(status) is not None:
+    if _actor(str(info["actor"])) is not None:
         return None
     where = f" on Ray node {info['node_ip']}" if info.get("node_ip") else ""
     if not status.get("pid"):
@@ -195,9 +192,12 @@ def lost_reason(status: dict) -> str | None:
             f"{status.get('pid')} on {status.get('host')} still unfinished; see worker.log")
 
 
-def stop(status: dict) -> bool:
-    """Kill a cluster run's actor (and with it its worker); True if there was one to kill."""
-    actor = _actor(status)
+def stop(run) -> bool:
+    """Kill a cluster run's actor (and with it its worker); True if there was one to kill.
+
+    The actor is named from the run itself in the app's namespace, never from what its
+    status says, so no stored name can point this at another actor."""
+    actor = _actor(actor_name(run))
     if actor is None:
         return False
     connect().kill(actor, no_restart=True)
@@ -235,7 +235,7 @@ class RunActor:
     def __init__(self, name: str) -> None:
         self.name = name
 
-    def run(self, run_dir: str) -> int:
+    def run(self, run_dir: str, worker_args: list[str]) -> int:
         import subprocess
 
         import ray
@@ -260,7 +260,7 @@ class RunActor:
             if ours:
                 with open(run.log_path, "ab") as log:
                     proc = subprocess.Popen(
-                        [sys.executable, "-m", "core.runs.worker", str(run.dir)], cwd=REPO_ROOT,
+                        [sys.executable, *worker_args], cwd=REPO_ROOT,
                         env={**os.environ, ACTOR_ENV: self.name}, stdin=subprocess.DEVNULL, stdout=log,
                         stderr=subprocess.STDOUT, start_new_session=True, close_fds=True,
                         preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None)

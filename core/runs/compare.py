@@ -13,6 +13,7 @@ from typing import Iterable
 import numpy as np
 import pandas as pd
 
+from core.analysis import verdicts
 from core.errors import TransferLabError
 from core.runs.cluster import where
 from core.runs.sweep import SWEEP_KEY
@@ -25,7 +26,8 @@ ACTIVE = ("queued", "running")
 # ---------------------------------------------------------------- the comparison table
 
 COLUMNS = ["run_id", "name", "strategy", "Strategy", "backbone", "weights", "input_size", "state",
-           "val_accuracy", "val_loss", "macro_f1", "train_seconds", "trainable_params", "total_params",
+           "val_accuracy", "val_ci_low", "val_ci_high", "balanced_accuracy", "worst_class_recall", "worst_class",
+           "class_weights", "val_loss", "macro_f1", "train_seconds", "trainable_params", "total_params",
            "epochs_run", "images_per_s", "val_images", "fine_tune_layers", "unfrozen_layers", "seed",
            "val_fraction", "dataset", GROUP_KEY, SWEEP_KEY, "created", "reason", "started_by", "ran_on"]
 
@@ -47,7 +49,10 @@ def run_row(run) -> dict:
         "backbone": cfg.get("backbone", "") if pretrained else entry.network,
         "weights": cfg.get("weights", "") if pretrained else "none (random init)",
         "input_size": m.get("input_size") or cfg.get("input_size") or None,
-        "state": status["state"], "val_accuracy": m.get("val_accuracy"), "val_loss": m.get("val_loss"),
+        "state": status["state"], "val_accuracy": m.get("val_accuracy"),
+        **_interval(m), "balanced_accuracy": m.get("balanced_accuracy"),
+        "worst_class_recall": m.get("worst_class_recall"), "worst_class": m.get("worst_class"),
+        "class_weights": m.get("class_weights", cfg.get("class_weights")), "val_loss": m.get("val_loss"),
         "macro_f1": m.get("macro_f1"), "train_seconds": m.get("train_seconds", wall),
         "trainable_params": m.get("trainable_params"), "total_params": m.get("total_params"),
         "epochs_run": m.get("epochs_run"), "images_per_s": m.get("images_per_s"),
@@ -62,6 +67,16 @@ def run_row(run) -> dict:
     }
 
 
+def _interval(m: dict) -> dict:
+    """The accuracy's 95% Wilson interval: stored with the metrics, or from accuracy and images for
+    runs evaluated before intervals were stored."""
+    ci = m.get("val_accuracy_ci")
+    if not ci and m.get("val_accuracy") is not None and m.get("val_images"):
+        n = int(m["val_images"])
+        ci = verdicts.wilson(int(round(float(m["val_accuracy"]) * n)), n)
+    return {"val_ci_low": ci[0] if ci else None, "val_ci_high": ci[1] if ci else None}
+
+
 def comparison_table(runs: Iterable) -> pd.DataFrame:
     """One row per run (newest first as given), numeric columns as floats."""
     rows = []
@@ -71,7 +86,8 @@ def comparison_table(runs: Iterable) -> pd.DataFrame:
         except TransferLabError:
             continue  # deleted while listing
     table = pd.DataFrame(rows, columns=COLUMNS)
-    for col in ("input_size", "val_accuracy", "val_loss", "macro_f1", "train_seconds", "trainable_params", "total_params",
+    for col in ("input_size", "val_accuracy", "val_ci_low", "val_ci_high", "balanced_accuracy", "worst_class_recall",
+                "val_loss", "macro_f1", "train_seconds", "trainable_params", "total_params",
                 "epochs_run", "images_per_s", "val_images", "fine_tune_layers", "unfrozen_layers"):
         table[col] = pd.to_numeric(table[col], errors="coerce")
     return table
@@ -106,6 +122,52 @@ def best_by_strategy(table: pd.DataFrame) -> pd.DataFrame:
         return done
     idx = done.groupby("strategy")["val_accuracy"].idxmax()
     return done.loc[idx].sort_values(["val_accuracy", "train_seconds"], ascending=[False, True])
+
+
+def _correct(predictions: pd.DataFrame | None) -> pd.Series | None:
+    """Per validation image (by path), whether the run got it right."""
+    if predictions is None or predictions.empty or not {"path", "correct"} <= set(predictions.columns):
+        return None
+    correct = predictions["correct"].astype(str).str.lower().isin(("true", "1"))
+    return pd.Series(correct.to_numpy(), index=predictions["path"].astype(str)).sort_index()
+
+
+def paired_verdicts(table: pd.DataFrame, predictions) -> pd.DataFrame:
+    """The finished runs of ``table`` with their 95% intervals and a verdict each: runs scored on the
+    same validation images are compared with the most accurate of them (McNemar exact, Holm over the
+    pairs, ``core.analysis.verdicts``), and ``best`` marks a resolved winner or the cheapest of those
+    within noise. ``predictions(run_id)``: a run's per-image predictions (``Run.predictions``).
+    ``group`` numbers the sets of validation images; runs on different images are never paired."""
+    done = finished(table)
+    groups: dict[tuple, list] = {}
+    for _, row in done.iterrows():
+        correct = _correct(predictions(row["run_id"]))
+        key = tuple(correct.index) if correct is not None else ("unpaired", row["run_id"])
+        groups.setdefault(key, []).append((row, correct))
+    out = []
+    for number, members in enumerate(groups.values(), start=1):
+        entries = [verdicts.Entry(str(row["name"]), None if c is None else c.to_numpy(),
+                                  float(row["val_accuracy"]) if c is None else float(c.mean()),
+                                  int(row["val_images"]) if c is None and pd.notna(row["val_images"]) else
+                                  int(len(c)) if c is not None else 0,
+                                  float(row["train_seconds"]) if pd.notna(row["train_seconds"]) else float("nan"),
+                                  key=str(row["run_id"])) for row, c in members]
+        frame = verdicts.frame(verdicts.compare_with_leader(entries, "validation images"))
+        out.append(frame.rename(columns={"key": "run_id"}).assign(group=number))
+    columns = ["run_id", "name", "accuracy", "ci_low", "ci_high", "images", "lead_of_leader", "lead_low",
+               "lead_high", "p_adjusted", "resolved", "best", "verdict", "group"]
+    return pd.concat(out, ignore_index=True)[columns] if out else pd.DataFrame(columns=columns)
+
+
+def verdict_lines(paired: pd.DataFrame) -> list[str]:
+    """The verdicts in words, one group of validation images after another, leader first; the
+    multiple-comparison method said once."""
+    lines = [str(v) for v in paired["verdict"]]
+    if (paired.groupby("group").size() > 2).any():
+        lines.append("Each run is compared with the leader on the same validation images (McNemar exact test); "
+                     "the p-values are Holm-adjusted over those comparisons, so 'resolved' keeps a 5% error rate "
+                     "for the whole table.")
+    return lines
 
 
 def advisor_verdict(table: pd.DataFrame, recommended: str) -> dict:

@@ -81,3 +81,33 @@ def chip_labels(rows) -> dict[str, str]:
     for label in labels.values():
         seen[label] = seen.get(label, 0) + 1
     return {rid: (f"{label} · {rid[-4:]}" if seen[label] > 1 else label) for rid, label in labels.items()}
+
+
+def uncertainty_lines(metrics: dict | None) -> list[str]:
+    """A finished run's figures with their 95% intervals, and the method of each, for ``show``:
+    accuracy (Wilson), balanced accuracy (bootstrap within classes), macro F1, the worst class's
+    recall, and whether the classes were weighted."""
+    from core.analysis.verdicts import METHODS, interval_text, wilson
+
+    m = metrics or {}
+    acc, n = as_number(m.get("val_accuracy")), int(as_number(m.get("val_images")) or 0)
+    if acc is None:
+        return []
+    ci = m.get("val_accuracy_ci") or (wilson(int(round(acc * n)), n) if n else None)
+    lines = [f"accuracy:           {interval_text(acc, *(ci or (None, None)))} on {n:,} validation images "
+             f"({METHODS['accuracy']})"]
+    balanced = as_number(m.get("balanced_accuracy"))
+    if balanced is not None:
+        lines.append(f"balanced accuracy:  {interval_text(balanced, *(m.get('balanced_accuracy_ci') or (None, None)))}"
+                     f" ({METHODS['balanced_accuracy']})")
+    f1 = as_number(m.get("macro_f1"))
+    if f1 is not None:
+        lines.append(f"macro F1:           {f1:.3f}")
+    worst = as_number(m.get("worst_class_recall"))
+    if worst is not None:
+        lines.append(f"worst class recall: {worst:.1%} ({m.get('worst_class', '?')})")
+    if "class_weights" in m:
+        ratio = as_number(m.get("imbalance_ratio"))
+        lines.append(f"class weights:      {'on' if m['class_weights'] else 'off'}"
+                     + (f" (largest to smallest class {ratio:.1f}:1 in training)" if ratio else ""))
+    return lines

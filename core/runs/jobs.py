@@ -6,9 +6,13 @@ With ``TRANSFER_LAB_RAY_ADDRESS`` set, a run's worker is started on a Ray cluste
 Workers are separate processes (``python -m core.runs.worker RUN_DIR``) in their own
 session, so training survives Streamlit reruns, page changes and closed tabs.
 There is no scheduler daemon: ``pump`` is called by pages on each render and by
-each worker as it finishes. A lock file in the runs folder makes concurrent
-pumps (several browser sessions, finishing workers) start each run once and
-respect the concurrency limit.
+each worker as it finishes. One lock for the team's store (in the data directory)
+makes concurrent pumps (several browser sessions, finishing workers) start each
+run once and respect both limits: the server's and each user's.
+
+Stopping is guarded: a run's owner (or an admin) may cancel or kill it, and a kill
+signals a process only when it verifiably is that run's worker
+(``store.verified_worker``: host, start time and command line).
 """
 
 from __future__ import annotations
@@ -17,36 +21,25 @@ import fcntl
 import os
 import signal
 import subprocess
-import sys
 import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
-from core import settings
+from core import access, layout, settings
 from core.errors import RunError
 from core.runs import cluster
-from core.runs.store import HOST, Run, RunStore, death_reason, pid_alive, process_start_time
+from core.runs.store import HOST, Run, RunStore, death_reason, process_start_time, verified_worker, worker_command
 
-MAX_JOBS_ENV = "TRANSFER_LAB_MAX_JOBS"
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 # Workers this process started; polled so that finished ones do not linger as zombies.
 _children: dict[int, subprocess.Popen] = {}
 
 
-def max_jobs() -> int:
-    """Concurrency limit: ``$TRANSFER_LAB_MAX_JOBS`` or 1 (training saturates a CPU machine)."""
-    value = os.environ.get(MAX_JOBS_ENV, "").strip()
-    try:
-        return max(1, int(value)) if value else 1
-    except ValueError:
-        raise RunError(f"{MAX_JOBS_ENV} must be a whole number, not '{value}'.") from None
-
-
 @contextmanager
-def _queue_lock(root: Path) -> Iterator[None]:
-    with open(root / ".jobs.lock", "a") as fh:
+def _queue_lock(folder: Path) -> Iterator[None]:
+    with open(folder / ".jobs.lock", "a") as fh:
         fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
         yield
 
@@ -80,9 +73,8 @@ def _start(run: Run) -> bool:
             return True
         try:
             with open(run.log_path, "ab") as log:
-                proc = subprocess.Popen(  # child_env: the worker uses the session's own data and weights folders
-                    [sys.executable, "-m", "core.runs.worker", str(run.dir)],
-                    cwd=REPO_ROOT, env={**os.environ, **settings.child_env(), "PYTHONUNBUFFERED": "1"},
+                proc = subprocess.Popen(
+                    worker_command(run.dir), cwd=REPO_ROOT, env={**os.environ, "PYTHONUNBUFFERED": "1"},
                     stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                     start_new_session=True, close_fds=True,
                 )
@@ -96,36 +88,45 @@ def _start(run: Run) -> bool:
     return True
 
 
+def _owner(run: Run) -> str:
+    return layout.owner_of(run.dir) or ""
+
+
 def pump(store: RunStore | None = None, max_concurrent: int | None = None) -> list[Run]:
-    """Fail runs whose worker died, then start queued runs (oldest first) up to the limit.
+    """Fail runs whose worker died, then start queued runs (oldest first) within the limits:
+    the server's (``max_concurrent`` or ``$TRANSFER_LAB_MAX_JOBS``) and each user's
+    (``$TRANSFER_LAB_MAX_JOBS_PER_USER``; a user over it waits, the others go ahead).
 
     Cheap and idempotent: call it on every page render. Returns the runs it started.
     """
     store = store or RunStore()
-    limit = max_jobs() if max_concurrent is None else max(1, int(max_concurrent))
+    limit = settings.max_jobs() if max_concurrent is None else max(1, int(max_concurrent))
+    per_user = settings.max_jobs_per_user() if store.team else limit
     started: list[Run] = []
     _reap()
     if cluster.enabled():
         cluster.connect()  # an unreachable cluster is said once, not swallowed run by run below
-    with _queue_lock(store.root):
-        running = 0
+    with _queue_lock(store.lock_dir):
+        running: dict[str, int] = {}
         queued: list[Run] = []
         for run in store.list():
             try:
                 state = run.status()["state"]
                 if state == "running" and not _mark_dead(run):
-                    running += 1
+                    running[_owner(run)] = running.get(_owner(run), 0) + 1
                 elif state == "queued":
                     queued.append(run)
             except RunError:
                 continue  # deleted meanwhile
         for run in reversed(queued):
-            if running >= limit:
+            if sum(running.values()) >= limit:
                 break
+            if running.get(_owner(run), 0) >= per_user:
+                continue
             try:
                 if _start(run):
                     started.append(run)
-                    running += 1
+                    running[_owner(run)] = running.get(_owner(run), 0) + 1
             except RunError:
                 continue
     return started
@@ -136,7 +137,7 @@ def submit(run: Run, max_concurrent: int | None = None) -> Run:
     state = run.status()["state"]
     if state != "queued":
         raise RunError(f"Run '{run.name}' is {state}; create a new run to train again.")
-    pump(RunStore(run.dir.parent), max_concurrent)
+    pump(RunStore.holding(run), max_concurrent)
     return run
 
 
@@ -145,23 +146,30 @@ def cancel(run: Run) -> str:
 
     A running worker sees the request at its next check (between batches or
     epochs) and ends as ``cancelled`` keeping the history written so far.
+    Only the run's owner or an admin may (``AccessDenied`` otherwise).
     """
+    access.check_may_change(run.dir, f"Run '{run.name}'")
     run.request_cancel()
     run.transition("queued", "cancelled", reason="cancelled before it started")
     with run.status_update() as status:  # on a Ray cluster and not started yet: no worker will see the flag
         if status["state"] == "running" and (status.get("cluster") or {}).get("actor") and not status.get("pid"):
-            cluster.stop(status)
+            cluster.stop(run)
             status.update(state="cancelled", finished=time.time(), reason="cancelled before it started")
     return run.effective_state()
 
 
 def kill(run: Run, reason: str = "killed by user") -> bool:
-    """Hard-stop a running worker (SIGKILL to its process group) and mark the run failed."""
+    """Hard-stop a running worker (SIGKILL to its process group) and mark the run failed.
+
+    Only the run's owner or an admin may. The signal goes only to a process that
+    verifiably is this run's worker; anything else the status names is left alone.
+    """
+    access.check_may_change(run.dir, f"Run '{run.name}'")
     with run.status_update() as status:
         if status["state"] != "running":
             return False
-        pid = status.get("pid")
-        if pid and status.get("host") == HOST and pid_alive(pid, status.get("pid_start")):
+        pid = verified_worker(status, run.dir)
+        if pid is not None:
             try:  # workers lead their own session: take their helper processes too
                 if os.getpgid(pid) == pid:
                     os.killpg(pid, signal.SIGKILL)
@@ -170,7 +178,7 @@ def kill(run: Run, reason: str = "killed by user") -> bool:
             except ProcessLookupError:
                 pass  # exited meanwhile
         if (status.get("cluster") or {}).get("actor"):
-            cluster.stop(status)  # ray.kill: the actor, and its worker with it, on whichever node
+            cluster.stop(run)  # ray.kill: this run's actor, and its worker with it, on whichever node
         status.update(state="failed", finished=time.time(), reason=reason)
     _reap()
     return True

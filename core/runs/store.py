@@ -18,6 +18,7 @@ import re
 import secrets
 import shutil
 import socket
+import sys
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -26,7 +27,7 @@ from typing import Any, Iterator
 import numpy as np
 import pandas as pd
 
-from core import atomic, settings
+from core import access, atomic, layout, settings
 from core.errors import RunError
 
 STATES = ("queued", "running", "done", "failed", "cancelled")
@@ -36,6 +37,8 @@ HEARTBEAT_S = 2.0
 STALE_AFTER_S = 30.0
 PROGRESS_MIN_INTERVAL_S = 0.25
 HOST = socket.gethostname()
+# The module a worker process runs (``python -m WORKER_MODULE RUN_DIR``); the job tests swap in theirs.
+WORKER_MODULE = "core.runs.worker"
 _ID_RE = re.compile(r"^[0-9]{8}-[0-9]{6}-[a-z0-9-]+$")
 
 
@@ -93,6 +96,34 @@ def pid_alive(pid: int, start_time: int | None) -> bool:
         return True
     now_start = process_start_time(pid)
     return now_start is not None and (start_time is None or now_start == start_time)
+
+
+def worker_command(run_dir: Path) -> list[str]:
+    """The command line of a run's worker process: what the app launches, and all it may signal."""
+    return [sys.executable, "-m", WORKER_MODULE, str(Path(run_dir).resolve())]
+
+
+def verified_worker(status: dict, run_dir: Path) -> int | None:
+    """The pid in ``status`` if it verifiably is this run's worker, else None.
+
+    A pid alone proves nothing (recycled, or written by someone else): the process must
+    run on this host, have the recorded kernel start time, and have exactly the worker's
+    command line for this run's folder. Only then may the app signal it.
+    """
+    pid, start = status.get("pid"), status.get("pid_start")
+    if type(pid) is not int or pid <= 1 or type(start) is not int or status.get("host") != HOST:
+        return None
+    if process_start_time(pid) != start:
+        return None
+    try:
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[:-1]
+    except OSError:
+        return None
+    args = [a.decode("utf-8", "replace") for a in argv]
+    expected = worker_command(run_dir)
+    if len(args) < 3 or args[-3:-1] != expected[-3:-1] or args[-1] != expected[-1]:
+        return None
+    return pid if process_start_time(pid) == start else None
 
 
 def death_reason(status: dict) -> str | None:
@@ -325,11 +356,35 @@ def _apply(status: dict, state: str, fields: dict) -> None:
 
 
 class RunStore:
-    """All runs under one folder (default: ``$TRANSFER_LAB_HOME/runs``)."""
+    """Runs under one folder, or by default the team's.
+
+    The team's store creates runs in the caller's workspace (``core.layout``) and lists
+    and finds them across every user's workspace: the team compares each other's runs,
+    while ``delete``/``rename`` (and ``jobs.cancel``/``kill``) check who may change one.
+    ``RunStore(folder)`` is one plain folder of runs (scripts, tests).
+    """
 
     def __init__(self, root: str | os.PathLike | None = None) -> None:
-        self.root = Path(root) if root is not None else settings.subdir("runs")
+        self.team = root is None
+        self.root = Path(root) if root is not None else layout.workspace_dir("runs")
         self.root.mkdir(parents=True, exist_ok=True)
+
+    @classmethod
+    def holding(cls, run: Run) -> RunStore:
+        """The store a run belongs to: the team's for a run in a workspace, else its own folder."""
+        return cls() if layout.owner_of(run.dir) is not None else cls(run.dir.parent)
+
+    @property
+    def lock_dir(self) -> Path:
+        """Where the job queue's lock lives: one for the whole team, so limits hold server-wide."""
+        return layout.home() if self.team else self.root
+
+    def roots(self) -> list[Path]:
+        """Every folder this store reads runs from."""
+        if not self.team:
+            return [self.root]
+        found = [ws / "runs" for ws in layout.workspaces() if (ws / "runs").is_dir()]
+        return found if self.root in found else [self.root, *found]
 
     def create(self, config: dict, name: str | None = None) -> Run:
         """Write a new queued run; its directory appears complete or not at all."""
@@ -341,14 +396,15 @@ class RunStore:
         if settings.current_user() and not config_json.get("started_by"):
             config_json["started_by"] = settings.current_user()  # who launched it, on a server with sign-in
         label = name or str(config.get("strategy") or "run")
+        root = layout.workspace_dir("runs") if self.team else self.root  # the caller's own, at this moment
         for _ in range(20):
             run_id = new_run_id(label)
-            final = self.root / run_id
+            final = root / run_id
             if not final.exists():
                 break
         else:
             raise RunError("Could not allocate a unique run id; try again.")
-        staging = self.root / f".new-{run_id}"
+        staging = root / f".new-{run_id}"
         staging.mkdir()
         try:
             atomic.write_json(staging / "config.json", config_json)
@@ -367,17 +423,19 @@ class RunStore:
     def get(self, run_id: str) -> Run:
         if not isinstance(run_id, str) or not _ID_RE.match(run_id):
             raise RunError(f"'{run_id}' is not a run id.")
-        path = self.root / run_id
-        if not path.is_dir():
-            raise RunError(f"Run '{run_id}' not found.")
-        return Run(path)
+        for root in self.roots():
+            path = root / run_id
+            if path.is_dir() and not path.is_symlink():
+                return Run(path)
+        raise RunError(f"Run '{run_id}' not found.")
 
     def list(self, state: str | tuple[str, ...] | None = None, **config_filters: Any) -> list[Run]:
         """Runs newest first, optionally by effective state and by equal config values."""
         states = (state,) if isinstance(state, str) else state
         found: list[tuple[float, str, Run]] = []
-        for path in self.root.iterdir():
-            if path.name.startswith(".") or not path.is_dir():
+        paths = [path for root in self.roots() for path in root.iterdir()]
+        for path in paths:
+            if path.name.startswith(".") or not path.is_dir() or path.is_symlink():
                 continue
             try:
                 run = Run(path)
@@ -394,6 +452,7 @@ class RunStore:
 
     def rename(self, run_id: str, name: str | None) -> Run:
         run = self.get(run_id)
+        access.check_may_change(run.dir, f"Run '{run.name}'")
         run.set_name(name)
         return run
 
@@ -401,9 +460,10 @@ class RunStore:
         """Remove a run; refused while it runs. The folder is moved aside under the status
         lock, so a queued run cannot be started by a concurrent ``jobs.pump`` meanwhile."""
         run = self.get(run_id)
+        access.check_may_change(run.dir, f"Run '{run.name}'")
         with run.status_update() as status:
             if status["state"] == "running" and not death_reason(status):
                 raise RunError(f"Run '{run.name}' is still running; cancel it before deleting.")
-            trash = self.root / f".deleted-{run.id}-{secrets.token_hex(2)}"
+            trash = run.dir.parent / f".deleted-{run.id}-{secrets.token_hex(2)}"
             os.rename(run.dir, trash)
         shutil.rmtree(trash, ignore_errors=True)

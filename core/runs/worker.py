@@ -1,14 +1,13 @@
 """``python -m core.runs.worker RUN_DIR``: train one run in this process, then start the next.
 
 Started detached by ``core.runs.jobs``. It claims the run, heartbeats from a thread,
-calls the run's entry point (``config["entry"]``, default ``core.train.fit``;
-``"pkg.module"`` means its ``execute``, ``"pkg.module:func"`` that function),
-and records how it ended: done, cancelled, or failed with the traceback.
+trains it with ``core.train.fit.execute`` (which looks the run's strategy up in the
+registry: nothing in a run's files names code to import), and records how it ended:
+done, cancelled, or failed with the traceback.
 """
 
 from __future__ import annotations
 
-import importlib
 import os
 import signal
 import sys
@@ -21,6 +20,8 @@ from core.errors import RunError, TransferLabError
 from core.runs.cluster import ACTOR_ENV
 from core.runs.jobs import pump
 from core.runs.store import HEARTBEAT_S, HOST, Run, RunCancelled, RunStore, process_start_time
+
+Work = Callable[[Run], Any]
 
 
 class _Terminated(BaseException):
@@ -35,13 +36,10 @@ def _log(message: str) -> None:
     print(f"{time.strftime('%Y-%m-%d %H:%M:%S')} [worker {os.getpid()}] {message}", flush=True)
 
 
-def _entry(run: Run) -> Callable[[Run], Any]:
-    spec = str(run.config.get("entry") or "core.train.fit")
-    module_name, _, func = spec.partition(":")
-    try:
-        return getattr(importlib.import_module(module_name), func or "execute")
-    except AttributeError as err:
-        raise RunError(f"Training entry point '{spec}' does not exist.") from err
+def _train(run: Run) -> Any:
+    from core.train.fit import execute  # TensorFlow: imported once the run is claimed
+
+    return execute(run)
 
 
 def _claim(run: Run) -> bool:
@@ -78,14 +76,14 @@ def _reason(err: BaseException) -> str:
     return lines[0][:300]
 
 
-def _execute(run: Run) -> int:
-    """Run the entry point for a claimed run and record the outcome; returns an exit code."""
+def _execute(run: Run, work: Work) -> int:
+    """Do a claimed run's work and record the outcome; returns an exit code."""
     stop = threading.Event()
     beat = threading.Thread(target=_heartbeat, args=(run, stop), name="heartbeat", daemon=True)
     beat.start()
     code = 0
     try:
-        _entry(run)(run)
+        work(run)
     except RunCancelled as err:
         run.transition("running", "cancelled", reason=str(err))
     except BaseException as err:  # noqa: BLE001 - every way out must be recorded
@@ -105,7 +103,9 @@ def _execute(run: Run) -> int:
     return code
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, work: Work = _train) -> int:
+    """Claim and do the run in ``argv``; ``work`` is what training means (the job tests pass
+    small stand-ins through their own worker module, ``tests/jobs_worker.py``)."""
     argv = sys.argv[1:] if argv is None else argv
     if len(argv) != 1:
         print("usage: python -m core.runs.worker RUN_DIR", file=sys.stderr)
@@ -120,9 +120,9 @@ def main(argv: list[str] | None = None) -> int:
         _log(f"run {run.id} is {run.status()['state']} (pid {run.status().get('pid')}); not starting it")
         return 3
     _log(f"run {run.id} started")
-    code = _execute(run)
+    code = _execute(run, work)
     if not os.environ.get(ACTOR_ENV):  # on a Ray cluster, the run's actor starts the next run
-        pump(RunStore(run.dir.parent))
+        pump(RunStore.holding(run))
     return code
 
 

@@ -22,7 +22,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import pandas as pd
 
-from core import atomic
+from core import atomic, layout
 from core.train.callbacks import save_model_atomic
 from core.errors import BadImage, TransferLabError
 from core.data.images import load_rgb
@@ -35,6 +35,13 @@ FORMATS = {
     "tflite_dynamic": "TFLite, dynamic-range int8 weights",
     "openvino": "OpenVINO IR (.zip)",
     "onnx": "ONNX (.onnx)",
+}
+INT8 = {"openvino_int8": "OpenVINO IR, int8 (NNCF, calibrated on training photos)"}  # needs photos: see Int8Data
+LABELS = {**FORMATS, **INT8}
+RUNTIMES = {  # what runs each format in deployment; the card measures it with the runner in brackets
+    "keras": "TensorFlow / Keras", "savedmodel": "TF Serving, TensorFlow", "tflite": "LiteRT (TFLite)",
+    "tflite_float16": "LiteRT (TFLite)", "tflite_dynamic": "LiteRT (TFLite)", "openvino": "OpenVINO Runtime",
+    "onnx": "ONNX Runtime, OpenVINO (measured on OpenVINO)", "openvino_int8": "OpenVINO Runtime",
 }
 TFLITE_QUANTIZATION = {"tflite": None, "tflite_float16": "float16", "tflite_dynamic": "dynamic"}
 FROM_SAVEDMODEL = {"savedmodel", "openvino", *TFLITE_QUANTIZATION}  # converted from the inference SavedModel
@@ -62,7 +69,17 @@ class Artifact:
 
     @property
     def label(self) -> str:
-        return FORMATS.get(self.format, self.format)
+        return LABELS.get(self.format, self.format)
+
+
+@dataclass
+class Int8Data:
+    """Photos for the int8 export: training photos to calibrate on, labelled validation photos to measure on."""
+
+    calibration: Sequence[Any]
+    validation: Sequence[Any]
+    labels: Sequence[int]
+    classes: Sequence[str]
 
 
 @dataclass
@@ -70,6 +87,7 @@ class ExportReport:
     artifacts: dict[str, Artifact] = field(default_factory=dict)
     errors: dict[str, str] = field(default_factory=dict)
     parity: pd.DataFrame | None = None
+    int8: Any = None  # core.serve.quantize.Int8Report of the int8 export
 
     def sizes(self) -> pd.DataFrame:
         rows = [{"format": a.label, "file": a.file_name, "size (MB)": a.size_bytes / 1e6,
@@ -298,7 +316,7 @@ def runner_for(artifact: Artifact, saved_model_dir: Path | None = None) -> Calla
                 zf.extractall(folder)
             folder = next(p for p in folder.iterdir() if p.is_dir())
         return SavedModelRunner(folder)
-    if artifact.format in ("openvino", "onnx"):
+    if artifact.format in ("openvino", "onnx", *INT8):
         return OpenVINORunner(artifact.path)
     return TFLiteRunner(artifact.path)
 
@@ -370,17 +388,19 @@ def parity_check(model: Any, artifacts: dict[str, Artifact], images: Sequence[An
 
 def export_all(model: Any, out_dir: str | os.PathLike, formats: Sequence[str] = tuple(FORMATS),
                parity_images: Sequence[Any] = (), classes: Sequence[str] = (),
-               stem: str = "model", progress: Callable[[str], None] | None = None) -> ExportReport:
+               stem: str = "model", progress: Callable[[str], None] | None = None,
+               int8: Int8Data | None = None) -> ExportReport:
     """Export ``model`` in ``formats`` into ``out_dir`` and check parity on ``parity_images``.
 
+    ``openvino_int8`` in ``formats`` needs ``int8`` (the photos to calibrate and measure on).
     A format that fails is reported in ``errors``; the others still export.
     """
     report = ExportReport()
     out = Path(out_dir)
     saved_dir: Path | None = None
     note = progress or (lambda _msg: None)
-    wanted = [f for f in FORMATS if f in formats]
-    unknown = set(formats) - set(FORMATS)
+    wanted = [f for f in LABELS if f in formats]
+    unknown = set(formats) - set(LABELS)
     if unknown:
         raise ExportError(f"Unknown export format(s): {', '.join(sorted(unknown))}.")
     if "keras" in wanted:
@@ -389,7 +409,7 @@ def export_all(model: Any, out_dir: str | os.PathLike, formats: Sequence[str] = 
             report.artifacts["keras"] = export_keras(model, out, stem)
         except ExportError as exc:
             report.errors["keras"] = str(exc)
-    if FROM_SAVEDMODEL.intersection(wanted):
+    if FROM_SAVEDMODEL.intersection(wanted) or "openvino_int8" in wanted:
         note("Exporting the SavedModel")
         try:
             artifact, saved_dir = export_savedmodel(model, out, stem)
@@ -397,7 +417,7 @@ def export_all(model: Any, out_dir: str | os.PathLike, formats: Sequence[str] = 
                 report.artifacts["savedmodel"] = artifact
         except ExportError as exc:
             for f in wanted:
-                if f in FROM_SAVEDMODEL:
+                if f in FROM_SAVEDMODEL or f in INT8:
                     report.errors[f] = str(exc)
     if saved_dir is not None:
         for key in (f for f in wanted if f in TFLITE_QUANTIZATION):
@@ -412,6 +432,9 @@ def export_all(model: Any, out_dir: str | os.PathLike, formats: Sequence[str] = 
             report.artifacts["openvino"] = export_openvino(saved_dir, out, stem)
         except ExportError as exc:
             report.errors["openvino"] = str(exc)
+    if saved_dir is not None and "openvino_int8" in wanted:
+        note("Quantizing to int8 with NNCF and measuring it against float32")
+        _export_int8(model, saved_dir, out, stem, int8, report)
     if "onnx" in wanted:
         note(f"Exporting {FORMATS['onnx']}")
         try:
@@ -425,6 +448,25 @@ def export_all(model: Any, out_dir: str | os.PathLike, formats: Sequence[str] = 
         except ExportError as exc:  # the files are still good to download
             report.errors["parity"] = str(exc)
     return report
+
+
+def _export_int8(model: Any, saved_dir: Path, out: Path, stem: str, int8: Int8Data | None,
+                 report: ExportReport) -> None:
+    from core.serve import quantize
+
+    if int8 is None or not int8.calibration or not int8.validation:
+        report.errors["openvino_int8"] = ("int8 needs training photos to calibrate on and labelled validation photos "
+                                          "to measure on (a run's dataset gives both).")
+        return
+    start = time.perf_counter()
+    try:
+        path, measured = quantize.export_int8(saved_dir, out, int8.calibration, int8.validation, int8.labels,
+                                              int8.classes, int(model.input_shape[1]), stem)
+    except quantize.QuantizeError as exc:
+        report.errors["openvino_int8"] = str(exc)
+        return
+    report.artifacts["openvino_int8"] = Artifact("openvino_int8", path, time.perf_counter() - start)
+    report.int8 = measured
 
 
 def validation_images(run, n: int = 8) -> list[str]:
@@ -451,6 +493,59 @@ def validation_images(run, n: int = 8) -> list[str]:
     return paths[:n]
 
 
+def run_int8_data(run, validation: int = 500) -> Int8Data | None:
+    """A run's photos for the int8 export: up to ``quantize.CALIBRATION_PHOTOS`` training photos (seeded)
+    to calibrate on, and up to ``validation`` of its validation photos (both classes mixed) with their
+    labels to measure on; None when the run's predictions or dataset cannot be read."""
+    from core.data.dataset import scan_folder
+    from core.serve import quantize
+
+    frame = run.predictions()
+    classes = (run.metrics() or {}).get("classes")
+    if frame is None or not {"path", "true"} <= set(frame.columns) or not isinstance(classes, list):
+        return None
+    index = {str(c): i for i, c in enumerate(classes)}
+    frame = frame[frame["true"].astype(str).isin(index)].sample(frac=1.0, random_state=0).head(validation)
+    held_out = set(frame["path"])
+    try:
+        ds = scan_folder(run.config["dataset"], val_fraction=float(run.config.get("val_fraction", 0.2)),
+                         seed=int(run.config.get("seed", 0)))
+    except (TransferLabError, KeyError, TypeError, ValueError):
+        return None
+    train = [p for p in ds.paths("train") if p not in held_out]
+    order = np.random.default_rng(0).permutation(len(train))[:quantize.CALIBRATION_PHOTOS]
+    return Int8Data([train[i] for i in sorted(order)], list(frame["path"]),
+                    [index[str(t)] for t in frame["true"]], [str(c) for c in classes])
+
+
+def deployment_card(model: Any, report: ExportReport, photos: Sequence[Any], labels: Sequence[int] | None,
+                    saved_model_dir: Path | None = None, repeats: int = 20) -> pd.DataFrame:
+    """Each exported format on this machine: size, single-photo latency (p50, p95), throughput, accuracy on
+    the labelled ``photos`` (when ``labels``), top-1 agreement with the Keras model, and what runs it."""
+    from core.serve import quantize
+
+    size = int(model.input_shape[1])
+    pixels, kept = quantize.pixels_of(list(photos), size)
+    truth = np.asarray(labels, dtype=np.int64)[kept] if labels is not None else None
+    keras_top = _probs(np.asarray(model.predict(pixels, batch_size=16, verbose=0))).argmax(1)
+    rows = []
+    for key, artifact in report.artifacts.items():
+        try:
+            run = runner_for(artifact, saved_model_dir)
+            top = np.concatenate([_probs(run(pixels[i:i + 16])) for i in range(0, len(pixels), 16)]).argmax(1)
+            speed = quantize.speed(run, pixels, repeats)
+        except Exception as exc:  # noqa: BLE001  each runtime raises its own types; the card says which failed
+            report.errors[key] = f"exported, but it did not run for the deployment card: {exc}"
+            continue
+        rows.append({"format": artifact.label, "size (MB)": artifact.size_bytes / 1e6, "p50 (ms)": speed["p50_ms"],
+                     "p95 (ms)": speed["p95_ms"], "photos/s (batch 16)": speed["photos_per_s"],
+                     "accuracy": float(np.mean(top == truth)) if truth is not None else None,
+                     "agreement with Keras": float(np.mean(top == keras_top)), "runs on": RUNTIMES.get(key, ""),
+                     "photos": int(len(pixels))})
+    return pd.DataFrame(rows, columns=["format", "size (MB)", "p50 (ms)", "p95 (ms)", "photos/s (batch 16)", "accuracy",
+                                       "agreement with Keras", "runs on", "photos"])
+
+
 def _zip_longest(*groups):
     from itertools import zip_longest
 
@@ -464,6 +559,6 @@ def export_folder(key: str) -> Path:
     from core import settings
 
     safe = "-".join(re.findall(r"[A-Za-z0-9_]+", key))[:80] or "model"
-    folder = settings.subdir("exports") / safe
+    folder = layout.workspace_dir("exports") / safe
     folder.mkdir(parents=True, exist_ok=True)
     return folder

@@ -24,6 +24,7 @@ import pandas as pd
 from core.errors import BadImage, RunError, TransferLabError, WeightsUnavailable
 from core.hashing import file_id
 from core.data.images import Source, load_rgb, open_rgb
+from core.serve import trust as run_trust
 
 DEFAULT_TOP_K = 5
 _CACHE_SIZE = 4
@@ -41,6 +42,8 @@ class Predictor:
     source: str  # the model file, or the backbone name
     run_id: str | None = None
     weights: str = "imagenet"
+    trust: Any = None  # core.serve.trust.RunTrust of a calibrated run; None: "not calibrated"
+    with_features: bool = False  # the forward pass also returns the features the head reads
     _forward: Any = field(default=None, repr=False, compare=False)
     _lock: Any = field(default_factory=threading.Lock, repr=False, compare=False)
 
@@ -62,7 +65,9 @@ class Predictor:
     @property
     def forward(self):
         """The frozen forward pass on the engine (``core.nets.engine.FrozenForward``, kind
-        ``probabilities``: its parity guard checks top-1 agreement with TensorFlow)."""
+        ``probabilities``: its parity guard checks top-1 agreement with TensorFlow). With
+        ``with_features`` it returns the head's input features and the outputs side by side
+        (one pass; kind ``features``: the guard checks their cosine)."""
         if self._forward is None:
             with self._lock:
                 if self._forward is None:
@@ -71,15 +76,22 @@ class Predictor:
                     from core.nets import engine
 
                     model, size = self.model, self.input_size
-                    reference = tf.function(
-                        lambda x: model(x, training=False),
-                        input_signature=[tf.TensorSpec((None, size, size, 3), tf.float32)],
-                    )
+                    if self.with_features:
+                        both = feature_model(model)
+
+                        def call(x):
+                            features, outputs = both(x, training=False)
+                            return tf.concat([tf.reshape(features, (tf.shape(x)[0], -1)), outputs], axis=1)
+                    else:
+                        def call(x):
+                            return model(x, training=False)
+                    reference = tf.function(call, input_signature=[tf.TensorSpec((None, size, size, 3), tf.float32)])
                     network = self._network_id()
                     stable = not network.endswith(("|random", "|download"))
-                    self._forward = engine.FrozenForward(reference, size, network, "probabilities",
-                                                         kind="probabilities",
-                                                         ir_key=f"{network}|{size}" if stable else None)
+                    kind, pooling = ("features", "features+outputs") if self.with_features else \
+                        ("probabilities", "probabilities")
+                    self._forward = engine.FrozenForward(reference, size, f"{network}|{pooling}", pooling, kind=kind,
+                                                         ir_key=f"{network}|{size}|{pooling}" if stable else None)
         return self._forward
 
     def _network_id(self) -> str:
@@ -97,16 +109,42 @@ class Predictor:
         where = backbones.weights_location(spec, include_top=True, size=self.input_size)
         return f"{spec.name}-imagenet|{file_id(where) if where else 'download'}"
 
-    def probabilities(self, pixels: np.ndarray) -> np.ndarray:
-        """(n, H, W, 3) pixels 0..255 -> (n, classes) probabilities (a sigmoid becomes two columns)."""
+    def outputs(self, pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """(n, H, W, 3) pixels 0..255 -> the network's (n, classes) probabilities (a sigmoid becomes
+        two columns) and, with ``with_features``, the (n, d) features its head reads (else None)."""
         batch = np.asarray(pixels, dtype=np.float32)
         if batch.ndim == 3:
             batch = batch[None]
         raw = np.asarray(self.forward(batch), dtype=np.float64)
+        features = None
+        if self.with_features:
+            width = 1 if self.binary else self.num_classes
+            features, raw = raw[:, :-width], raw[:, -width:]
         if self.binary:
             p = raw.reshape(-1)
-            return np.stack([1 - p, p], axis=1)
-        return raw
+            return np.stack([1 - p, p], axis=1), features
+        return raw, features
+
+    def probabilities(self, pixels: np.ndarray) -> np.ndarray:
+        """The network's own (uncalibrated) probabilities of ``outputs``."""
+        return self.outputs(pixels)[0]
+
+    @property
+    def calibrated(self) -> bool:
+        return self.trust is not None
+
+
+def feature_model(model):
+    """``model`` with two outputs: the features its head reads, and its own output. A run's model
+    ends in its head (a nested model after the pooling, or one Dense layer); ValueError otherwise."""
+    import keras
+
+    last = model.layers[-1]
+    features = model.layers[-2].output if isinstance(last, keras.Model) else last.input
+    head_input = last.input_shape if isinstance(last, keras.Model) else features.shape
+    if isinstance(head_input, list) or tuple(features.shape[1:]) != tuple(head_input[1:]):
+        raise ValueError(f"cannot tell the features {model.name}'s head reads")
+    return keras.Model(model.inputs, [features, model.output])
 
 
 # ---------------------------------------------------------------- loading
@@ -175,8 +213,9 @@ def run_classes(run, num_outputs: int) -> list[str]:
     return [f"class_{i}" for i in range(k)]
 
 
-def load_run(run) -> Predictor:
-    """The predictor of a finished run (its ``model.keras``, checked against its integrity record)."""
+def load_run(run, with_features: bool = False) -> Predictor:
+    """The predictor of a finished run (its ``model.keras``, checked against its integrity record),
+    with its calibration and feature statistics when it has them."""
     path = Path(run.model_path)
     if not path.is_file():
         raise RunError(f"Run '{run.name}' has no saved model yet (it is not finished, or it failed).")
@@ -184,8 +223,10 @@ def load_run(run) -> Predictor:
     size = _input_size(model)
     classes = run_classes(run, int(model.output.shape[-1]))
     cfg = run.config
+    trust = run_trust.load(run.dir)
     return Predictor(model, size, classes, name=f"{run.name} ({cfg.get('strategy', '?')}, {cfg.get('backbone', '?')})",
-                     kind="run", source=str(path), run_id=run.id, weights=str(cfg.get("weights", "")))
+                     kind="run", source=str(path), run_id=run.id, weights=str(cfg.get("weights", "")), trust=trust,
+                     with_features=with_features or bool(trust is not None and trust.ood is not None))
 
 
 def load_model_predictor(path: str | os.PathLike, classes: Sequence[str] | None = None, name: str = "") -> Predictor:
@@ -223,9 +264,15 @@ class Prediction:
     top: list[tuple[int, str, float]] = field(default_factory=list)  # (class index, label, probability)
     error: str = ""
     pixels: np.ndarray | None = field(default=None, repr=False)  # what the model saw (uint8, H x W x 3)
-    probabilities: np.ndarray | None = field(default=None, repr=False)
+    probabilities: np.ndarray | None = field(default=None, repr=False)  # calibrated when the run is
     decode_ms: float = 0.0
     forward_ms: float = 0.0
+    calibrated: bool = False
+    not_sure: bool | None = None  # None: the run is not calibrated, so no threshold
+    unlike_data: bool | None = None  # None: no feature statistics
+    ood_score: float | None = None
+    unusual: float | None = None  # share of the run's validation photos with a lower score
+    closest: list[str] = field(default_factory=list)  # the two most probable classes ("not sure: A or B")
 
     @property
     def ok(self) -> bool:
@@ -247,6 +294,15 @@ class Prediction:
     @property
     def confidence(self) -> float:
         return self.top[0][2] if self.top else float("nan")
+
+    @property
+    def verdict(self) -> str:
+        """What the page says first: the class, or "not sure: A or B"."""
+        if not self.ok:
+            return ""
+        if self.not_sure:
+            return "not sure: closest classes " + " or ".join(self.closest)
+        return self.label
 
 
 def top_k(probabilities: np.ndarray, classes: Sequence[str], k: int = DEFAULT_TOP_K) -> list[tuple[int, str, float]]:
@@ -280,6 +336,61 @@ def decode(source: Any, size: int) -> np.ndarray:
         raise BadImage(f"cannot decode this image ({type(exc).__name__}: {exc})") from exc
 
 
+def judge(predictor: Predictor, results: Sequence[Prediction], probs: np.ndarray, features: np.ndarray | None,
+          k: int = DEFAULT_TOP_K, threshold: float | None = None, ood_threshold: float | None = None) -> None:
+    """Fill each result from the network's outputs: calibrated probabilities and top-k, "not sure"
+    below the abstention ``threshold`` (default: the run's), "unlike the training data" above the
+    feature-distance ``ood_threshold`` (default: the run's). An uncalibrated run keeps raw
+    probabilities and leaves both flags None."""
+    trust = predictor.trust
+    shown = trust.calibration.apply(probs) if trust is not None else np.asarray(probs, np.float64)
+    scores = trust.ood.scores(features) if trust is not None and trust.ood is not None and features is not None \
+        else None
+    for row, result in enumerate(results):
+        result.probabilities = shown[row]
+        result.top = top_k(shown[row], predictor.classes, k)
+        result.closest = [label for _, label, _ in top_k(shown[row], predictor.classes, 2)]
+        result.calibrated = trust is not None
+        if trust is not None:
+            limit = trust.abstention.threshold if threshold is None else threshold
+            result.not_sure = bool(result.confidence < limit)
+        if scores is not None:
+            result.ood_score = float(scores[row])
+            result.unusual = float(trust.ood.unusual_share(scores[row:row + 1])[0])
+            result.unlike_data = bool(trust.ood.flags(scores[row:row + 1], ood_threshold)[0])
+
+
+def apply_threshold(results: Sequence[Prediction], threshold: float) -> None:
+    """Decide "not sure" again at a threshold the user picked (results of a calibrated run only)."""
+    for r in results:
+        if r.ok and r.calibrated:
+            r.not_sure = bool(r.confidence < threshold)
+
+
+def outputs_of_files(predictor: Predictor, paths: Sequence[str], batch_size: int = 32) -> tuple[np.ndarray, np.ndarray]:
+    """The head's features of image files (``with_features`` predictors), and which files decoded:
+    ``(features of the decoded files, ok mask)``; memory is bounded by a batch of pixels."""
+    ok = np.zeros(len(paths), bool)
+    chunks: list[np.ndarray] = []
+    batch: list[np.ndarray] = []
+
+    def flush() -> None:
+        if batch:
+            chunks.append(predictor.outputs(np.stack(batch))[1])
+            batch.clear()
+
+    for i, path in enumerate(paths):
+        try:
+            batch.append(decode(path, predictor.input_size))
+            ok[i] = True
+        except BadImage:
+            continue
+        if len(batch) >= batch_size:
+            flush()
+    flush()
+    return (np.concatenate(chunks) if chunks else np.zeros((0, 0))), ok
+
+
 def classify(predictor: Predictor, source: Any, name: str = "", k: int = DEFAULT_TOP_K) -> Prediction:
     """Decode, resize, forward and decode labels for one photo, timed; errors become messages."""
     result = Prediction(name=name or _name_of(source))
@@ -290,9 +401,8 @@ def classify(predictor: Predictor, source: Any, name: str = "", k: int = DEFAULT
         result.error = str(exc)
         return result
     mid = time.perf_counter()
-    probs = predictor.probabilities(result.pixels[None])[0]
-    result.probabilities = probs
-    result.top = top_k(probs, predictor.classes, k)
+    probs, features = predictor.outputs(result.pixels[None])
+    judge(predictor, [result], probs, features, k)
     end = time.perf_counter()
     result.decode_ms, result.forward_ms = (mid - start) * 1e3, (end - mid) * 1e3
     return result
@@ -321,11 +431,10 @@ def classify_many(
             return
         batch = np.stack([results[i].pixels for i in pending])
         start = time.perf_counter()
-        probs = predictor.probabilities(batch)
+        probs, features = predictor.outputs(batch)
+        judge(predictor, [results[i] for i in pending], probs, features, k)
         share = (time.perf_counter() - start) * 1e3 / len(pending)
-        for row, i in enumerate(pending):
-            results[i].probabilities = probs[row]
-            results[i].top = top_k(probs[row], predictor.classes, k)
+        for i in pending:
             results[i].forward_ms = share
             if not keep_pixels:
                 results[i].pixels = None
@@ -353,8 +462,10 @@ def classify_many(
 
 
 def results_frame(results: Sequence[Prediction], k: int = DEFAULT_TOP_K) -> pd.DataFrame:
-    """One row per photo: file, status, top-1 label / index / probability, the top ``k`` as
-    "label (p); ..." in ``top_k``, latency, error."""
+    """One row per photo: file, status, top-1 label / index / probability (calibrated when the run
+    is), the top ``k`` as "label (p); ..." in ``top_k``, latency, error; then the answer ("not sure:
+    ..." below the threshold), the two flags (empty for a run without calibration) and the share of
+    validation photos less unusual."""
     rows = []
     for r in results:
         rows.append({
@@ -366,8 +477,13 @@ def results_frame(results: Sequence[Prediction], k: int = DEFAULT_TOP_K) -> pd.D
             "top_k": "; ".join(f"{label} ({p:.3f})" for _, label, p in r.top[:k]),
             "latency_ms": round(r.latency_ms, 2) if r.ok else None,
             "error": r.error,
+            "answer": r.verdict,
+            "not_sure": r.not_sure,
+            "unlike_data": r.unlike_data,
+            "unusual": r.unusual,
         })
-    columns = ["file", "status", "top1", "top1_index", "probability", "top_k", "latency_ms", "error"]
+    columns = ["file", "status", "top1", "top1_index", "probability", "top_k", "latency_ms", "error", "answer",
+               "not_sure", "unlike_data", "unusual"]
     return pd.DataFrame(rows, columns=columns)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from core.analysis import verdicts
 from core.data.dataset import Dataset
 
 
@@ -56,6 +57,21 @@ def _class_scores(cm: np.ndarray, i: int) -> dict:
     return {"precision": precision, "recall": recall, "f1": f1, "support": support}
 
 
+def uncertainty(y: np.ndarray, pred: np.ndarray, k: int) -> dict:
+    """The accuracy's 95% interval (Wilson), balanced accuracy with its 95% interval (bootstrap
+    within classes) and the worst class's recall: accuracy alone flatters a model on uneven classes."""
+    y, pred = np.asarray(y, np.int64), np.asarray(pred, np.int64)
+    low, high = verdicts.wilson(int(np.sum(pred == y)), len(y))
+    b_low, b_high = verdicts.balanced_interval(y, pred, k)
+    r = verdicts.recalls(y, pred, k)
+    worst = int(np.nanargmin(r)) if np.isfinite(r).any() else None
+    return {"val_accuracy_ci": [low, high], "balanced_accuracy": verdicts.balanced_accuracy(y, pred, k),
+            "balanced_accuracy_ci": [b_low, b_high],
+            "worst_class_recall": float(r[worst]) if worst is not None else float("nan"), "worst_class_index": worst,
+            "interval_methods": {"val_accuracy": verdicts.METHODS["accuracy"],
+                                 "balanced_accuracy": verdicts.METHODS["balanced_accuracy"]}}
+
+
 def summarize(probs: np.ndarray, y: np.ndarray, classes: list[str], paths: list[str]) -> tuple[dict, pd.DataFrame]:
     """Accuracy, log loss, confusion matrix, per-class precision/recall/F1, one row per file."""
     k = len(classes)
@@ -65,11 +81,14 @@ def summarize(probs: np.ndarray, y: np.ndarray, classes: list[str], paths: list[
     per_class = {name: _class_scores(cm, i) for i, name in enumerate(classes)}
     scored = [c["f1"] for c in per_class.values() if c["f1"] is not None]
     metrics = {
+        **uncertainty(y, pred, k),
         "val_accuracy": float(np.mean(pred == y)) if len(y) else float("nan"),
         "val_loss": float(-np.mean(np.log(probs[np.arange(len(y)), y] + eps))) if len(y) else float("nan"),
         "macro_f1": float(np.mean(scored)) if scored else float("nan"),
         "confusion_matrix": cm.tolist(), "classes": classes, "per_class": per_class, "val_images": int(len(y)),
     }
+    if metrics["worst_class_index"] is not None:
+        metrics["worst_class"] = classes[metrics["worst_class_index"]]
     predictions = pd.DataFrame({
         "path": paths, "true": [classes[i] for i in y], "predicted": [classes[i] for i in pred],
         "confidence": probs[np.arange(len(y)), pred], "true_confidence": probs[np.arange(len(y)), y],

@@ -34,10 +34,11 @@ def fit(cfg: StrategyConfig, reporter: Reporter | None = None, *, run_dir: Path 
     start = time.perf_counter()
     rec.on_progress({"phase": "scan", "message": "Scanning the dataset"})
     ds = load_dataset(cfg, progress=lambda d, t: rec.on_progress({"phase": "scan", "done": d, "total": t}))
+    cfg, weighting = registry.class_weights_default(cfg, ds.counts()["train"])  # on for uneven classes
     ctx = Context(cfg, ds, rec, run_dir / "checkpoint.keras" if run_dir else None,
                   run_dir / "tb" if run_dir else None)
     distribution = get_strategy(devices)
-    ctx.extra.update(distribution=type(distribution).__name__, replicas=distribution.num_replicas_in_sync)
+    ctx.extra.update(distribution=type(distribution).__name__, replicas=distribution.num_replicas_in_sync, **weighting)
     with distribution.scope():
         model, size, probs = strategy.fit(ctx)
     if model is None:
@@ -91,4 +92,33 @@ def execute(run) -> None:
         raise RunCancelled("cancelled by user; history and the best checkpoint are kept")
     record = save_model(result.model, run.model_path)
     run.write_predictions(result.predictions)
-    run.write_metrics({**result.metrics, "model_bytes": record["bytes"], "model_sha256": record["sha256"]})
+    trusted = _assess(run, cfg, result)
+    run.write_metrics({**result.metrics, "model_bytes": record["bytes"], "model_sha256": record["sha256"], **trusted})
+
+
+def _assess(run, cfg: StrategyConfig, result: FitResult) -> dict:
+    """The post-fit step: calibration, the "not sure" threshold and the training data's feature
+    statistics, from the run's validation predictions and its saved model (``core.serve.trust``).
+    Returns the figures for the run's metrics; a failure leaves the run uncalibrated, not failed."""
+    import sys
+
+    from core.errors import TransferLabError
+    from core.serve import inference, trust
+
+    run.write_progress({"phase": "calibrate", "message": "Calibrating the confidence; features of the training "
+                        "photos for the unlike-data check"}, force=True)
+    start = time.perf_counter()
+    try:
+        ds = load_dataset(cfg)
+        predictor = inference.load_run(run, with_features=True)
+        found = trust.assess(run.dir, result.predictions, result.metrics["classes"], ds.paths("train"),
+                             ds.labels("train"), lambda paths: inference.outputs_of_files(predictor, paths),
+                             seed=cfg.seed)
+    except (TransferLabError, ValueError, OSError, RuntimeError) as exc:
+        print(f"calibration skipped: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return {}
+    cal, abst = found.calibration, found.abstention
+    return {"calibration": cal.method, "temperature": cal.temperature, "ece_before": cal.ece_before,
+            "ece_after": cal.ece_after, "not_sure_threshold": abst.threshold, "not_sure_coverage": abst.coverage,
+            "unlike_data_threshold": found.ood.threshold if found.ood else None,
+            "calibration_seconds": time.perf_counter() - start}

@@ -24,7 +24,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from core import settings
+from core import layout
 from core.errors import TransferLabError
 
 
@@ -204,7 +204,7 @@ class CutCache:
         from core.data.pipeline import pixel_batches
         from core.errors import Cancelled
 
-        self.folder = settings.subdir("cut_cache") / f"{time.time_ns()}"
+        self.folder = layout.cache("cut_cache") / f"{time.time_ns()}"
         self.folder.mkdir(parents=True)
         n = len(paths)
         try:

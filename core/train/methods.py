@@ -126,7 +126,7 @@ def fit_fine_tune(ctx: Context):
     if ctx.cancelled:
         return model, bb.input_size, _validation_probs(ctx, head, feats)
     best = _best_row(ctx.rec.rows) if cfg.restore_best else None
-    aug = resolved_augmentation(ctx)
+    aug = resolved_augmentation(ctx, bb)
     model = build_transfer_model(bb, cfg.pooling, head, aug)
     ctx.extra["unfrozen_layers"] = unfreeze_top(bb.base, cfg.fine_tune_layers, cfg.fine_tune_from)
     epochs_done = len(ctx.rec.rows)
@@ -152,7 +152,7 @@ def fit_frozen_augment(ctx: Context):
     bb = ctx.backbone()
     bb.base.trainable = False
     head = build_head(_pooled_dim(bb, cfg.pooling), ctx.k, cfg.head_units, cfg.dropout)
-    aug = resolved_augmentation(ctx)
+    aug = resolved_augmentation(ctx, bb)
     model = build_transfer_model(bb, cfg.pooling, head, aug)
     if frozen.engine_enabled(bb.frozen_forward(cfg.pooling)):  # the frozen base on the engine
         return model, bb.input_size, frozen.fit_frozen_head(ctx, bb, head, aug, model)
@@ -165,15 +165,16 @@ def _pooled_dim(bb, pooling: str) -> int:
     return int(np.prod(shape)) if pooling == "flatten" else int(shape[-1])
 
 
-def resolved_augmentation(ctx: Context):
+def resolved_augmentation(ctx: Context, backbone=None):
     """The config's augmentation block with its "auto" flip and fill measured on this dataset
-    (``core.analysis.flips``); the decision and its reasons land in the run's metrics."""
+    (``core.analysis.flips``, on ``backbone``'s features; None: a local ImageNet backbone's); the
+    decision and its reasons land in the run's metrics."""
     from core.analysis.flips import resolve_augment
 
     cfg = ctx.cfg
     if cfg.augment.enabled and "auto" in (cfg.augment.flip, cfg.augment.fill):
         ctx.rec.on_progress({"phase": "augment", "message": "Measuring which flips and fill fit the data"})
-    decision = resolve_augment(cfg.augment, ctx.ds, cfg.seed)
+    decision = resolve_augment(cfg.augment, ctx.ds, cfg.seed, backbone=backbone)
     ctx.extra["augment_decision"] = decision.to_dict()
     return augmentation(decision.augment, cfg.seed)
 

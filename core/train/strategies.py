@@ -59,7 +59,7 @@ class StrategyConfig:
     early_stopping: int = 0  # patience in epochs; 0 = off
     reduce_lr: int = 0  # patience in epochs; 0 = off
     restore_best: bool = True
-    class_weights: bool = False
+    class_weights: bool | None = None  # None: on when the classes are uneven (core.train.registry.IMBALANCE_RATIO)
     augment: Augment = field(default_factory=Augment)
     # fine-tuning (phase 2)
     fine_tune_layers: int = 20  # unfreeze this many top layers of the base ...

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from core import settings
 from tests.browser.conftest import chromium, require_chromium, streamlit_server
 from tests.browser.ui import ERRORS, IDLE, RADIO, click_text, css, text_of, wait_for
 from tests.helpers import CATS_VS_DOGS, SHARED_WEIGHTS, write_images
@@ -87,7 +88,7 @@ def test_soak_classifier_requests_and_short_runs(soak_server, screenshots, tmp_p
     # server's run store, as `python -m core train --background` does; they train one at a
     # time in worker processes while the requests go on.
     monkeypatch.setenv("TRANSFER_LAB_HOME", str(home))
-    monkeypatch.setenv(jobs.MAX_JOBS_ENV, "1")
+    monkeypatch.setenv(settings.MAX_JOBS_ENV, "1")
     data = tmp_path / "tiny"
     for i, cls in enumerate(["a", "b"]):
         write_images(data / "train" / cls, i, 8, size=(32, 32), seed=61)
