@@ -40,7 +40,7 @@ def advisor_panel(ds, backbone: str, key: str):
         st.rerun()  # redraw without the button and the caption: the answer replaces them
     advice = cache[cell]
     if isinstance(advice, str):
-        st.error(f"The advisor could not measure this dataset: {advice}", icon=":material/error:")
+        st.error(f"The advisor could not measure this dataset: {common.plain(advice)}", icon=":material/error:")
         if st.button("Try again", key=f"{key}_again"):
             del cache[cell]
             st.rerun()
@@ -65,7 +65,7 @@ def advisor_panel(ds, backbone: str, key: str):
             with st.expander("Which differences the sample resolves"):
                 st.markdown("\n".join(f"- {common.plain(v)}" for v in verdicts))
     st.table(advice.table())
-    st.markdown("\n".join(f"- {reason}" for reason in advice.reasons))
+    st.markdown("\n".join(f"- {common.plain(reason)}" for reason in advice.reasons))
     return advice
 
 

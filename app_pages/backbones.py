@@ -157,12 +157,12 @@ try:
     with st.spinner(f"Loading {spec.display_name}…"):
         bb = loaded_backbone(name, None if use_random else "imagenet")
 except WeightsUnavailable as exc:
-    st.error(str(exc), icon=":material/cloud_off:")
+    st.error(common.plain(exc), icon=":material/cloud_off:")
     st.button("Explore it with random weights instead",
               on_click=lambda: st.session_state.setdefault(RANDOM, set()).add(name))
     st.stop()
 except TransferLabError as exc:
-    st.error(str(exc))
+    st.error(common.plain(exc))
     st.stop()
 
 if use_random:

@@ -23,6 +23,10 @@ MAX_CARDS = 12  # photos drawn with chart and Grad-CAM; every photo is in the ta
 RESULTS = "tl_clf_results"  # (key, results) of the last classification, so reruns don't recompute
 CAMS = "tl_clf_cams"  # Grad-CAM overlays already computed, by (results key, photo index)
 EXPORTS = "tl_clf_export"  # (model key, ExportReport) of the last export
+INT8 = "tl_clf_int8"  # serve the int8 export of the last export (when its measured parity holds)
+INT8_PREDICTOR = "tl_clf_int8_predictor"  # (artifact path, Predictor) running the int8 export
+CARD = "tl_clf_card"  # (model key, deployment card frame)
+CARD_PHOTOS = 100  # validation photos the deployment card measures each format on
 
 st.title("Classifier")
 st.write(
@@ -90,7 +94,25 @@ else:
             with common.friendly_errors():
                 predictor = common.load_predictor("run", run_id)
 
+serving_int8 = False
+saved_export = st.session_state.get(EXPORTS)
+if predictor is not None and st.session_state.get(INT8) and saved_export and saved_export[0] == model_key:
+    quantized = saved_export[1].int8
+    artifact = saved_export[1].artifacts.get("openvino_int8")
+    if quantized is not None and quantized.parity_holds and artifact is not None and artifact.path.is_file():
+        cached_int8 = st.session_state.get(INT8_PREDICTOR)
+        if not cached_int8 or cached_int8[0] != str(artifact.path):
+            with common.friendly_errors():
+                cached_int8 = (str(artifact.path), inference.int8_predictor(predictor, artifact.path))
+                st.session_state[INT8_PREDICTOR] = cached_int8
+        if cached_int8 and cached_int8[0] == str(artifact.path):
+            predictor, serving_int8 = cached_int8[1], True
+
 if predictor is not None:
+    if serving_int8:
+        st.info("Serving the int8 export (its measured accuracy and agreement with the float model hold; see "
+                "Export). The unlike-data check needs the float model's features, so it is off meanwhile.",
+                icon=":material/memory:")
     st.caption(
         f"**{model_title or predictor.name}** · input {predictor.input_size} x {predictor.input_size} px · "
         f"{predictor.num_classes:,} classes · {predictor.model.count_params():,} parameters · "
@@ -140,6 +162,56 @@ def tradeoff_figure(abstention, point: dict) -> go.Figure:
     return fig
 
 
+def int8_panel(q) -> None:
+    """The int8 export against float32 on the validation photos, and the switch to serve it."""
+    st.subheader("int8 against float32")
+    m = st.columns(4)
+    m[0].metric("Accuracy, int8", f"{q.int8_accuracy:.1%}", delta=f"{-q.accuracy_drop * 100:+.1f} points vs float32")
+    m[1].metric("Top-1 agreement", f"{q.agreement:.1%}")
+    m[2].metric("Size", f"{q.int8_bytes / 1e6:.1f} MB", delta=f"{q.int8_bytes / max(q.float_bytes, 1):.0%} of float32",
+                delta_color="off")
+    m[3].metric("Throughput", f"{q.speedup:.2f}x float32", delta=f"{q.int8_speed['photos_per_s']:.0f} photos/s",
+                delta_color="off")
+    st.caption(f"On {q.images} validation photos, calibrated on {q.calibration_images} training photos; float32 is "
+               "the OpenVINO IR of the same model, both on this CPU (batch of 16 for throughput).")
+    st.dataframe(q.per_class, hide_index=True, key="tl_clf_int8_classes", column_config={
+        "float": st.column_config.NumberColumn("accuracy, float32", format="%.3f"),
+        "int8": st.column_config.NumberColumn("accuracy, int8", format="%.3f"),
+        "change": st.column_config.NumberColumn("change", format="%+.3f")})
+    if q.parity_holds:
+        st.toggle("Serve the int8 model in this classifier", key=INT8,
+                  help="Its parity holds: top-1 agreement at least 98% and at most 1 point of accuracy lost.")
+    else:
+        st.warning("int8 does not keep parity here (it needs top-1 agreement of at least 98% and at most 1 point of "
+                   "accuracy lost): the classifier keeps the float model.", icon=":material/warning:")
+
+
+def card_panel(report) -> None:
+    """Each exported format measured on this machine, on demand (it runs every format)."""
+    st.subheader("Deployment card")
+    saved = st.session_state.get(CARD)
+    if st.button("Measure each format on this machine", key="tl_clf_card_btn", icon=":material/speed:"):
+        data = export.run_int8_data(run, CARD_PHOTOS) if run is not None else None
+        photos, labels = (data.validation, data.labels) if data else (parity_sources, None)
+        with st.spinner("Running every format…"), common.friendly_errors():
+            saved = (model_key, export.deployment_card(predictor.model, report, photos, labels))
+            st.session_state[CARD] = saved
+    if saved and saved[0] == model_key:
+        st.dataframe(saved[1], hide_index=True, key="tl_clf_card", column_config={
+            "size (MB)": st.column_config.NumberColumn(format="%.2f"),
+            "p50 (ms)": st.column_config.NumberColumn(format="%.1f"),
+            "p95 (ms)": st.column_config.NumberColumn(format="%.1f"),
+            "photos/s (batch 16)": st.column_config.NumberColumn(format="%.0f"),
+            "accuracy": st.column_config.NumberColumn(format="%.3f"),
+            "agreement with Keras": st.column_config.NumberColumn(format="%.3f")})
+        st.caption("Latency: one photo's forward pass (p50, p95 of 20); accuracy on the run's validation photos (none "
+                   "for an ImageNet classifier); agreement: the same top-1 class as the Keras model. Measured here, "
+                   "on this machine's CPU, while it does whatever else it is doing.")
+    else:
+        st.caption("Size, latency (p50, p95), accuracy and agreement with the Keras model of each exported format, "
+                   f"measured on up to {CARD_PHOTOS} validation photos.")
+
+
 def items_key(items) -> tuple:
     return tuple((name, len(data), hashlib.sha1(data).hexdigest()[:16]) for name, data in items)
 
@@ -175,16 +247,16 @@ if predictor is not None:
     if too_big:
         rest = f"; the other {common.plural(len(accepted), 'photo')} went on" if accepted else ""
         if len(too_big) == 1:
-            st.error(f"Rejected: {too_big[0].rstrip('.')}{rest}.", icon=":material/block:")
+            st.error(f"Rejected: {common.plain(too_big[0].rstrip('.'))}{rest}.", icon=":material/block:")
         else:
-            st.error(f"Rejected {len(too_big)} photos{rest}:\n\n" + "\n".join(f"- {r}" for r in too_big),
+            st.error(f"Rejected {len(too_big)} photos{rest}:\n\n" + "\n".join(f"- {common.plain(r)}" for r in too_big),
                      icon=":material/block:")
     items = [(name, f.getvalue()) for name, f in accepted]
 
     if not items:
         st.info("Upload photos or take one with the camera to classify them.", icon=":material/photo_camera:")
     else:
-        key = (model_key, items_key(items))
+        key = (model_key, serving_int8, items_key(items))
         cached = st.session_state.get(RESULTS)
         if cached and cached[0] == key:
             results = cached[1]
@@ -233,12 +305,12 @@ if predictor is not None:
             if len(bad) == 1:
                 rest = f"; the other {common.plural(len(good), 'photo')} {'was' if len(good) == 1 else 'were'} " \
                        "classified" if good else ""
-                st.warning(f"**{bad[0].name}** could not be read: {str(bad[0].error).rstrip('.')}{rest}.",
+                st.warning(f"**{common.plain(bad[0].name)}** could not be read: {common.plain(str(bad[0].error).rstrip('.'))}{rest}.",
                            icon=":material/warning:")
             else:
                 rest = f"; the other {len(good)} were classified" if good else ""
                 st.warning(f"{len(bad)} photos could not be read{rest}:\n\n"
-                           + "\n".join(f"- **{r.name}**: {r.error}" for r in bad), icon=":material/warning:")
+                           + "\n".join(f"- **{common.plain(r.name)}**: {common.plain(r.error)}" for r in bad), icon=":material/warning:")
 
         if predictor.calibrated and good:
             n = st.columns(4)
@@ -279,10 +351,11 @@ if predictor is not None:
             r = results[i]
             with st.container(border=True):
                 if r.not_sure:
-                    st.markdown(f"**{common.plain(r.name)}** → {common.plain(r.verdict)} "
-                                f"(top-1 {common.plain(r.label)} at {r.confidence:.1%})")
+                    closest = " or ".join(f"**{common.plain(c)}**" for c in r.closest)
+                    st.markdown(f"**{common.plain(r.name)}** → not sure: closest classes {closest} "
+                                f"(top-1 at {r.confidence:.1%}, below the threshold)")
                 else:
-                    st.markdown(f"**{r.name}** → top-1: **{r.label}** ({r.confidence:.1%})")
+                    st.markdown(f"**{common.plain(r.name)}** → top-1: **{common.plain(r.label)}** ({r.confidence:.1%})")
                 if r.unlike_data:
                     st.warning(f"This photo is unlike the training data: its features are further from the training "
                                f"photos' than {r.unusual:.1%} of the validation photos' are. Whatever the answer, "
@@ -291,7 +364,7 @@ if predictor is not None:
                 try:
                     cols[0].image(inference.display_image(data_by_index[i], max_side=480), caption="the photo")
                 except TransferLabError as exc:
-                    cols[0].caption(f"Cannot draw this photo: {exc}")
+                    cols[0].caption(f"Cannot draw this photo: {common.plain(exc)}")
                 cols[1].plotly_chart(topk_figure(r), key=f"tl_clf_chart_{i}", config={"displayModeBar": False})
                 if show_cam:
                     if i not in cams:
@@ -303,10 +376,10 @@ if predictor is not None:
                         except Exception as exc:  # noqa: BLE001  an explanation failing must not hide the prediction
                             cams[i] = f"Grad-CAM is not available for this model ({type(exc).__name__}: {exc})."
                     if isinstance(cams[i], str):
-                        cols[2].caption(cams[i])
+                        cols[2].caption(common.plain(cams[i]))
                     else:
                         picture, cam = cams[i]
-                        cols[2].image(picture, caption=f"Grad-CAM for “{r.label}” at {cam.layer.split('/')[-1]}")
+                        cols[2].image(picture, caption=f"Grad-CAM for “{common.plain(r.label)}” at {cam.layer.split('/')[-1]}")
                 share = " (its share of the batch)" if len(good) > 1 else ""
                 st.caption(f"Latency {r.latency_ms:.0f} ms: decode + resize {r.decode_ms:.1f} ms, "
                            f"forward pass + labels {r.forward_ms:.1f} ms{share}.")
@@ -321,11 +394,12 @@ if predictor is not None:
         + ". Each export is checked against the Keras model: the same top-1 class on a few images."
     )
     formats = st.multiselect(
-        "Formats", list(export.FORMATS), default=["keras", "savedmodel", "tflite"], format_func=export.FORMATS.get,
+        "Formats", list(export.LABELS), default=["keras", "savedmodel", "tflite"], format_func=export.LABELS.get,
         key="tl_clf_formats",
         help="Keras and SavedModel for TensorFlow; TFLite for phones and small devices; OpenVINO IR for "
              "OpenVINO Runtime on Intel CPUs and GPUs; ONNX for ONNX Runtime and most other runtimes. "
-             "The parity check runs OpenVINO IR and ONNX on OpenVINO at float32.",
+             "The parity check runs OpenVINO IR and ONNX on OpenVINO at float32. int8 (a run's model only) is "
+             "quantized with NNCF on training photos and measured against float32 on validation photos.",
     )
     if run is not None:
         parity_sources = export.validation_images(run, 8)
@@ -354,6 +428,7 @@ if predictor is not None:
                     predictor.model, export.export_folder("-".join(str(p) for p in model_key)), formats,
                     parity_images=parity_sources, classes=predictor.classes,
                     progress=lambda msg: status.update(label=msg + "…") or st.write(msg),
+                    int8=export.run_int8_data(run) if run is not None and "openvino_int8" in formats else None,
                 )
                 st.session_state[EXPORTS] = (model_key, report)
             status.update(label="Export finished", state="complete", expanded=False)
@@ -362,7 +437,7 @@ if predictor is not None:
     if saved and saved[0] == model_key:
         report = saved[1]
         for fmt, message in report.errors.items():
-            st.error(f"{export.FORMATS.get(fmt, 'Parity check')}: {message}", icon=":material/error:")
+            st.error(f"{export.LABELS.get(fmt, 'Parity check')}: {common.plain(message)}", icon=":material/error:")
         present = {f: a for f, a in report.artifacts.items() if a.path.is_file()}
         if present:
             st.dataframe(report.sizes(), hide_index=True, column_config={
@@ -390,3 +465,7 @@ if predictor is not None:
             st.dataframe(parity, hide_index=True)
             st.caption("One row per image: each format's top-1 class, and max |Δp|, the largest difference "
                        "from the Keras model's class probabilities (0 = identical).")
+        if report.int8 is not None:
+            int8_panel(report.int8)
+        if present:
+            card_panel(report)

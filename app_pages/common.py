@@ -35,10 +35,11 @@ def friendly_errors():
     try:
         yield
     except TransferLabError as exc:
-        st.error(str(exc), icon=":material/error:")
+        st.error(plain(exc), icon=":material/error:")
 
 
-_MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]()<>#+\-.!|~:$&=\"'^@%])")
+_MARKDOWN_SPECIAL = re.compile(r"([\\`*_\[\]<>#|~$])")
+_LEADING_BLOCK = re.compile(r"^(\d*)([-+=.)])")
 
 
 def plain(text) -> str:
@@ -47,11 +48,15 @@ def plain(text) -> str:
     Anything a visitor can name (runs, classes, files, datasets, stored reasons) goes
     through here before it meets ``st.markdown``/``st.caption``/a label: otherwise a
     name such as ``![x](http://host/)`` or ``:red[...]`` would draw an image, a link or
-    styling in every session that lists it. CommonMark lets any ASCII punctuation be
-    backslash-escaped; newlines become spaces so a name cannot start a new block.
+    styling in every session that lists it. Escaped: what opens links, images, emphasis,
+    code, HTML, tables, maths and Streamlit's ``:color[...]``; the ``://`` and ``www.`` of
+    bare URLs (GFM links them by themselves); a leading list or heading marker. Newlines
+    become spaces, so a name cannot start a block of its own.
     """
     flat = " ".join(str(text).split())
-    return _MARKDOWN_SPECIAL.sub(r"\\\1", flat)
+    flat = _MARKDOWN_SPECIAL.sub(r"\\\1", flat)
+    flat = flat.replace("://", ":\\/\\/").replace("www.", "www\\.")
+    return _LEADING_BLOCK.sub(r"\1\\\2", flat)
 
 
 def plural(n: int, word: str, words: str | None = None) -> str:
@@ -160,7 +165,7 @@ def checked_folder(path: str, recursive: bool = True) -> Path | None:
     try:
         return access.check_folder(path, recursive=recursive)
     except TransferLabError as exc:
-        st.error(str(exc), icon=":material/block:")
+        st.error(plain(exc), icon=":material/block:")
         return None
 
 
@@ -199,10 +204,21 @@ def thumb(path: str, size: int = 160) -> np.ndarray:
     return thumbnail(path, size, mtime)
 
 
+def stored_thumb(path: str, stored_in, size: int = 160) -> np.ndarray:
+    """``thumb`` of a path read back from a stored file (a run's predictions): drawn only when it
+    lies inside the allowed roots or the workspace that holds ``stored_in``; elsewhere the crossed
+    "cannot show" tile, so no stored file can make the server show a photo from outside."""
+    try:
+        access.check_stored(path, *filter(None, [layout.workspace_of(stored_in)]))
+    except TransferLabError:
+        path = ""
+    return thumb(path, size)
+
+
 def show_thumb(path: str, root: str, caption: str = "", size: int = 160) -> None:
     """One thumbnail with its path relative to the dataset root as the caption."""
     rel = os.path.relpath(path, root)
-    st.image(thumb(path, size), caption=f"{caption}{rel}", width=size)
+    st.image(thumb(path, size), caption=f"{caption}{plain(rel)}", width=size)
 
 
 # ---------------------------------------------------------------- sidebar
@@ -262,11 +278,14 @@ def sidebar():
             home = layout.workspace()
         except TransferLabError as exc:
             home = settings.server_home()
-            st.error(f"Data directory not usable: {exc}")
+            st.error(f"Data directory not usable: {plain(exc)}")
         st.caption(f"Your workspace: {plain(home)}")
         from core.nets import engine  # no TensorFlow import: OpenVINO's device query only
 
         st.caption(f"Engine: {engine.describe_for_users()}")
+        from core.train import precision  # no TensorFlow import: CPU flags and device nodes only
+
+        st.caption(f"Training: {precision.describe_for_users()}")
         signed_in_panel()
 
         with st.expander("Settings", icon=":material/settings:"):

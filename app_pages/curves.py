@@ -39,7 +39,7 @@ if not runs:
 table = compare.comparison_table(runs.values()).set_index("run_id", drop=False)
 
 
-CHIPS = display.chip_labels(table.to_dict("records"))  # short: a multiselect chip cuts long text
+CHIPS = display.chip_labels(table.to_dict("records"))  # the names the Strategies page shows
 
 
 def label(run_id: str) -> str:
@@ -189,29 +189,29 @@ run = runs[run_id]
 try:
     status = run.effective_status()
 except TransferLabError as err:
-    st.error(str(err))
+    st.error(common.plain(err))
     st.stop()
 state = status["state"]
 cfg = run.config
 st.caption(f"{registry.label(cfg.get('strategy'))} · backbone {table.loc[run_id, 'backbone']} "
            f"({cfg.get('weights')}) · dataset `{cfg.get('dataset')}` · seed {cfg.get('seed')} · `{run.dir}`")
 if cfg.get("started_by"):
-    st.caption(f"Started by **{cfg['started_by']}**.")
+    st.caption(f"Started by **{common.plain(cfg['started_by'])}**.")
 
 if state == "failed":
-    st.error(f"This run failed: {status.get('reason') or 'no reason recorded'}", icon=":material/error:")
+    st.error(f"This run failed: {common.plain(status.get('reason') or 'no reason recorded')}", icon=":material/error:")
     if status.get("error"):
         with st.expander("Error details (traceback)"):
             st.code(status["error"], language="text")
 elif state == "cancelled":
-    st.info(f"This run was cancelled ({status.get('reason') or 'by user'}). The epochs it finished are kept above.",
+    st.info(f"This run was cancelled ({common.plain(status.get('reason') or 'by user')}). The epochs it finished are kept above.",
             icon=":material/cancel:")
 elif state in compare.ACTIVE:
     st.info("This run is still " + ("waiting in the queue." if state == "queued" else
                                    "training; the details appear when it finishes."), icon=":material/hourglass_top:")
     if st.button("Cancel this run", key="tl_curves_cancel", icon=":material/stop:"):
         with common.friendly_errors():
-            st.toast(f"'{run.name}' is {jobs.cancel(run)}" + (" (stopping after the current batch)"
+            st.toast(f"'{common.plain(run.name)}' is {jobs.cancel(run)}" + (" (stopping after the current batch)"
                                                             if run.effective_state() == "running" else ""))
 
 metrics = run.metrics() if state == "done" else None
@@ -244,7 +244,7 @@ if metrics:
                              key="tl_curves_flips",
                              column_config={c: st.column_config.NumberColumn(format="%.1f%%") for c in shares})
             for reason in metrics["augment_decision"].get("reasons", []):
-                st.markdown(f"- {reason}")
+                st.markdown(f"- {common.plain(reason)}")
             st.caption("Choose a flip or fill on the Strategies page to override the measurement.")
 
     left, right = st.columns([3, 2])
@@ -282,8 +282,8 @@ if metrics:
         cols = st.columns(6)
         for i, row in worst.iterrows():
             mark = "✓" if row["correct"] else "✗"
-            cols[i % 6].image(common.thumb(row["path"], 160), width=160,
-                              caption=f"{mark} true {row['true']} → {row['predicted']} ({row['confidence']:.0%})")
+            cols[i % 6].image(common.stored_thumb(row["path"], run.dir, 160), width=160,
+                              caption=f"{mark} true {common.plain(row['true'])} → {common.plain(row['predicted'])} ({row['confidence']:.0%})")
 
 history = run.history()
 if not history.empty or metrics:

@@ -88,7 +88,7 @@ else:
                 common.scan(done[3], name=archives.safe_name(upload.name))
         _, error, skipped, _ = done
         if error:
-            st.error(f"Zip rejected: {error}", icon=":material/block:")
+            st.error(f"Zip rejected: {common.plain(error)}", icon=":material/block:")
         elif skipped:
             with st.expander(f"{common.plural(len(skipped), 'entry', 'entries')} of the zip skipped"):
                 st.dataframe(pd.DataFrame([(s.name, s.reason) for s in skipped], columns=["entry", "reason"]),
@@ -101,7 +101,7 @@ if ds is None:
 
 # ---------------------------------------------------------------- overview
 st.divider()
-st.header(f"Current dataset: {ds.name}")
+st.header(f"Current dataset: {common.plain(ds.name)}")
 st.caption(f"`{ds.root}` · fingerprint `{ds.fingerprint}`")
 counts = ds.counts()
 cols = st.columns(5)
@@ -115,7 +115,7 @@ try:
     check_trainable(ds)
 except TransferLabError as exc:  # said at once, not when a queued run fails
     untrainable = str(exc)
-    st.error(f"{untrainable} Training is not offered for it: add a class folder with photos and scan again, "
+    st.error(f"{common.plain(untrainable)} Training is not offered for it: add a class folder with photos and scan again, "
              "or grow it on the Label page (it can add classes and photos to a class-folder dataset).",
              icon=":material/block:")
     st.page_link(common.LABEL_PAGE, label="Open the Label page", icon=":material/label:")
@@ -178,7 +178,7 @@ split = right.segmented_control("Split", ["all", "train", "validation"], default
 shown = images[(images["label"] == label) & ((split == "all") | (images["split"] == split))]
 per_page = GRID_COLUMNS * GRID_ROWS
 if shown.empty:
-    st.info(f"No {split} images in '{label}'.")
+    st.info(f"No {split} images in '{common.plain(label)}'.")
 else:
     n_pages = -(-len(shown) // per_page)
     page = st.pagination(n_pages, key=f"tl_grid_page_{label}_{split}") if n_pages > 1 else 1

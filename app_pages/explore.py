@@ -41,7 +41,7 @@ if ds is None:
     right.page_link(common.LABEL_PAGE, label="Label page", icon=":material/label:")
     st.stop()
 if len(ds.classes) < 2:
-    st.info(f"Dataset '{ds.name}' has one class; exploring needs at least two.", icon=":material/info:")
+    st.info(f"Dataset '{common.plain(ds.name)}' has one class; exploring needs at least two.", icon=":material/info:")
     st.stop()
 
 backbone = common.current_backbone()
@@ -51,13 +51,13 @@ random = right.toggle("Random weights (baseline)", key="tl_exp_random",
                       help="The same network untrained: what the map looks like without ImageNet pretraining.")
 weights = None if random else "imagenet"
 wlabel = "random weights" if random else "ImageNet weights"
-left.markdown(f"**{ds.name}** · {len(ds.records):,} photos · {ds.num_classes} classes · "
+left.markdown(f"**{common.plain(ds.name)}** · {len(ds.records):,} photos · {ds.num_classes} classes · "
               f"**{spec.display_name}** ({wlabel}; change the network in the sidebar)")
 
 try:
     cached = features_cached(ds, backbone, weights)
 except TransferLabError as exc:
-    st.error(str(exc), icon=":material/error:")
+    st.error(common.plain(exc), icon=":material/error:")
     st.stop()
 
 
@@ -101,10 +101,11 @@ def relabel(path: str, new_label: str) -> None:
     try:
         moved = db.relabel(ds, path, new_label)
     except TransferLabError as exc:
-        st.session_state.setdefault(MSGS, []).append(("error", str(exc)))
+        st.session_state.setdefault(MSGS, []).append(("error", common.plain(exc)))
         return
     st.session_state.setdefault(MSGS, []).append(
-        ("success", f"Moved {Path(path).name} to '{new_label}' ({moved}). The dataset was rescanned; its features "
+        ("success", f"Moved {common.plain(Path(path).name)} to '{common.plain(new_label)}' ({common.plain(moved)}). "
+                    "The dataset was rescanned; its features "
                     "are extracted again for the new fingerprint."))
     st.session_state[RESCAN] = (ds.root, ds.name)
 
@@ -126,7 +127,7 @@ with tab_map:
             try:
                 fmap = embedding.feature_map(ds, backbone, weights=weights, method=method)
             except TransferLabError as exc:
-                st.error(str(exc), icon=":material/error:")
+                st.error(common.plain(exc), icon=":material/error:")
                 fmap = None
         if fmap is not None:
             frame = fmap.frame
@@ -161,7 +162,7 @@ with tab_map:
                 cols = st.columns(8)
                 for i, (path, row) in enumerate(sel.head(24).iterrows()):
                     with cols[i % 8]:
-                        st.image(common.square_thumb(path, 120), caption=f"{row['label']} · {row['file']}", width=120)
+                        st.image(common.square_thumb(path, 120), caption=f"{common.plain(row['label'])} · {common.plain(row['file'])}", width=120)
 
 # ---------------------------------------------------------------- separability
 with tab_sep:
@@ -248,7 +249,7 @@ with tab_issues:
             feats = features()
             issues, outs = findings(feats)
         except TransferLabError as exc:
-            st.error(str(exc), icon=":material/error:")
+            st.error(common.plain(exc), icon=":material/error:")
             issues = outs = None
         if issues is not None:
             flagged = int(issues["flagged"].sum())
@@ -282,14 +283,14 @@ with tab_issues:
                     if row["suggested"] != row["label"]:
                         badge = ":red-badge[:material/report: flagged]" if row["flagged"] else \
                             ":orange-badge[:material/help: doubtful]"
-                        st.markdown(f"**{row['file']}** {badge}  \nlabelled **{row['label']}**, looks like "
-                                    f"**{row['suggested']}** ({row['p_suggested']:.0%} sure)")
+                        st.markdown(f"**{common.plain(row['file'])}** {badge}  \nlabelled **{common.plain(row['label'])}**, looks like "
+                                    f"**{common.plain(row['suggested'])}** ({row['p_suggested']:.0%} sure)")
                     else:
-                        st.markdown(f"**{row['file']}** :green-badge[label agrees]  \nlabelled **{row['label']}**, "
+                        st.markdown(f"**{common.plain(row['file'])}** :green-badge[label agrees]  \nlabelled **{common.plain(row['label'])}**, "
                                     f"the probe agrees ({row['p_given']:.0%} sure)")
                     st.caption(f"{row['knn_disagree'] * 5:.0f} of its 5 nearest neighbours have another label")
                     if row["suggested"] != row["label"]:
-                        st.button(f"Relabel as {row['suggested']}", key=f"tl_exp_relabel::{row['path']}",
+                        st.button(f"Relabel as {common.plain(row['suggested'])}", key=f"tl_exp_relabel::{row['path']}",
                                   on_click=relabel, args=(row["path"], row["suggested"]),
                                   disabled=not db.writable(Path(row["path"]).parent),
                                   help="Moves the file into that class's folder (same split).")
@@ -306,7 +307,7 @@ with tab_out:
             feats = features()
             _, outs = findings(feats)
         except TransferLabError as exc:
-            st.error(str(exc), icon=":material/error:")
+            st.error(common.plain(exc), icon=":material/error:")
             outs = None
         if outs is not None:
             st.write("The photos farthest from every class centre (cosine distance of their features): often broken, "
@@ -318,7 +319,7 @@ with tab_out:
                 with cols[i % 4].container(border=True):
                     st.image(common.square_thumb(row["path"], THUMB_PX), width=THUMB_PX)
                     odd = " :orange-badge[unusually far]" if row["z_score"] >= 2 else ""
-                    st.markdown(f"**{row['file']}**{odd}  \nlabelled **{row['label']}** · closest to the "
+                    st.markdown(f"**{common.plain(row['file'])}**{odd}  \nlabelled **{common.plain(row['label'])}** · closest to the "
                                 f"**{row['nearest_class']}** centre")
                     st.caption(f"cosine distance {row['distance']:.3f} to that centre, {row['z_score']:.1f} standard "
                                "deviations above the average photo")

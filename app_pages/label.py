@@ -36,7 +36,8 @@ PHOTO_MB = uploads.photo_limit_mb(UPLOAD_MB)
 
 
 def say(kind: str, text: str) -> None:
-    st.session_state.setdefault(MSGS, []).append((kind, text))
+    """Show ``text`` after the rerun, as plain text (it names classes, files and datasets)."""
+    st.session_state.setdefault(MSGS, []).append((kind, common.plain(text)))
 
 
 def show_messages() -> None:
@@ -95,7 +96,7 @@ if NEXT_DS in st.session_state:
 try:
     existing = db.list_datasets()
 except TransferLabError as exc:
-    st.error(str(exc), icon=":material/error:")
+    st.error(common.plain(exc), icon=":material/error:")
     st.stop()
 if st.session_state.get("tl_lab_ds") not in existing + [NEW]:
     st.session_state.pop("tl_lab_ds", None)
@@ -129,7 +130,7 @@ try:
     classes = db.classes(name)
     photos = db.photos(name)
 except TransferLabError as exc:
-    st.error(str(exc), icon=":material/error:")
+    st.error(common.plain(exc), icon=":material/error:")
     st.stop()
 
 total = sum(len(v) for v in photos.values())
@@ -146,7 +147,7 @@ with cols[3]:
                    help="Scans it like any class-folder dataset (20% of each class held out for validation)."):
         common.scan(folder, name=name)
         st.rerun()
-st.caption(f"`{folder}` · fingerprint `{db.fingerprint(name)}` (changes with every edit)")
+st.caption(f"{common.plain(folder)} · fingerprint `{db.fingerprint(name)}` (changes with every edit)")
 
 with st.expander("Classes: add, rename, delete", icon=":material/category:", expanded=not classes):
     left, middle, right = st.columns(3)
@@ -188,7 +189,7 @@ photo_files = right.file_uploader(f"Photos ({UPLOAD_TYPES_TEXT})", type=PHOTO_TY
                                   key=f"tl_lab_up_{n_up}", max_upload_size=PHOTO_MB,
                                   help="Each photo is checked; unreadable files are rejected with the reason.")
 n_files = len(photo_files or [])
-if photo_files and right.button(f"Add {n_files} photo{'s' if n_files != 1 else ''} to '{target}'",
+if photo_files and right.button(f"Add {n_files} photo{'s' if n_files != 1 else ''} to '{common.plain(target)}'",
                                 type="primary", icon=":material/add_photo_alternate:", key="tl_lab_add_btn"):
     report = act(db.add_photos, name, target, within_limit(db.as_items(photo_files), PHOTO_MB))
     if report is not None:
@@ -199,7 +200,7 @@ if photo_files and right.button(f"Add {n_files} photo{'s' if n_files != 1 else '
 with st.expander("Take a photo with the camera", icon=":material/photo_camera:"):
     if st.toggle("Turn the camera on", key="tl_lab_camera_on"):
         shot = st.camera_input("Camera", key=f"tl_lab_cam_{n_up}", label_visibility="collapsed")
-        if shot is not None and st.button(f"Add the snapshot to '{target}'", key="tl_lab_cam_add"):
+        if shot is not None and st.button(f"Add the snapshot to '{common.plain(target)}'", key="tl_lab_cam_add"):
             report = act(db.add_photos, name, target, within_limit([(db.camera_name(), shot)], PHOTO_MB))
             if report is not None:
                 say("warning" if report.rejected else "success", report.summary())
@@ -213,7 +214,7 @@ for cls, tab in zip(classes, tabs):
     with tab:
         files = photos[cls]
         if not files:
-            st.caption(f"No photos in '{cls}' yet: add some above, or let auto-labelling fill it below.")
+            st.caption(f"No photos in '{common.plain(cls)}' yet: add some above, or let auto-labelling fill it below.")
             continue
         pages = (len(files) - 1) // per_page + 1
         page = 1
@@ -224,7 +225,7 @@ for cls, tab in zip(classes, tabs):
         for i, path in enumerate(shown):
             with grid[i % GRID_COLS]:
                 st.image(common.square_thumb(str(path), THUMB_PX), width=THUMB_PX)
-                st.checkbox(path.name, key=f"tl_lab_sel::{cls}::{path.name}")
+                st.checkbox(common.plain(path.name), key=f"tl_lab_sel::{cls}::{path.name}")
         selected = [p for p in shown if st.session_state.get(f"tl_lab_sel::{cls}::{p.name}")]
         others = [c for c in classes if c != cls]
         a, b, c = st.columns([2, 1, 1], vertical_alignment="bottom")
@@ -307,7 +308,7 @@ if inbox is None:
     st.info("No unlabelled photos yet: give some above.", icon=":material/arrow_upward:")
     st.stop()
 unl = inbox["dataset"]
-st.caption(f"**{len(unl.records):,} photos** to label from `{inbox['folder']}`"
+st.caption(f"**{len(unl.records):,} photos** to label from {common.plain(inbox['folder'])}"
            + (f" · {len(unl.bad_files)} unreadable, left out" if unl.bad_files else ""))
 if unl.bad_files:
     with st.expander(f"{len(unl.bad_files)} unreadable files"):
@@ -328,7 +329,7 @@ if method in ("zero_shot", "compare"):
     try:
         names = imagenet_mapping.imagenet_names(backbone)
     except TransferLabError as exc:
-        st.error(str(exc), icon=":material/error:")
+        st.error(common.plain(exc), icon=":material/error:")
         st.stop()
     suggested = imagenet_mapping.default_mapping(classes, names)
     unmapped = [c for c in classes if not suggested[c]]
@@ -351,7 +352,7 @@ if method in ("few_shot", "compare"):
     model = st.radio("Few-shot classifier", labeling.FEW_SHOT_MODELS, format_func=labeling.FEW_SHOT_NAMES.get,
                      horizontal=True, key="tl_lab_model",
                      help="Logistic regression on L2-normalised features is usually the more accurate.")
-    st.caption("Learns from your labelled photos: " + ", ".join(f"{c} {len(photos[c])}" for c in classes))
+    st.caption("Learns from your labelled photos: " + ", ".join(f"{common.plain(c)} {len(photos[c])}" for c in classes))
 
 if st.button("Suggest labels", type="primary", icon=":material/auto_awesome:", key="tl_lab_go"):
     bar = st.progress(0.0, text="Loading the network…")
@@ -409,7 +410,7 @@ if REVIEW not in st.session_state:
 review = st.session_state[REVIEW]
 chosen = review.chosen(frame)
 st.markdown(review.summary(frame, threshold))
-if st.button(f"Add {len(chosen)} labelled photo{'s' if len(chosen) != 1 else ''} to '{name}'", type="primary",
+if st.button(f"Add {len(chosen)} labelled photo{'s' if len(chosen) != 1 else ''} to '{common.plain(name)}'", type="primary",
              icon=":material/library_add:", disabled=not chosen, key="tl_lab_accept"):
     report = act(db.add_labelled, name, list(chosen.items()))
     if report is not None:
@@ -437,11 +438,11 @@ for i, (_, row) in enumerate(shown.iterrows()):
         st.progress(min(max(conf, 0.0), 1.0), text=f"{mark} **{row['suggestion']}** · {conf:.0%}")
         if result.method == "compare":
             agree = "agree" if row["agree"] else ":orange[disagree]"
-            st.caption(f"zero-shot: {row['zero_shot']} {row['zero_shot_confidence']:.0%}  \n"
+            st.caption(f"zero-shot: {common.plain(row['zero_shot'])} {row['zero_shot_confidence']:.0%}  \n"
                        f"few-shot: {row['few_shot']} {row['few_shot_confidence']:.0%} · {agree}")
         elif "imagenet_top" in row:
             st.caption(f"ImageNet sees: {row['imagenet_top']}")
         key = f"tl_lab_pick::{row['path']}"
         if st.session_state.get(key) not in options:  # first shown, or its class was renamed meanwhile
             st.session_state[key] = review.choices.get(row["path"]) or LEAVE_OUT
-        st.selectbox(row["file"], options, key=key, on_change=on_pick, args=(row["path"],))
+        st.selectbox(common.plain(row["file"]), options, key=key, on_change=on_pick, args=(row["path"],))

@@ -24,6 +24,7 @@ from core.nets.backbones import get_spec, weights_location
 from core.data.dataset import check_trainable
 from core.errors import TransferLabError
 from core.runs.store import RunStore
+from core import access, settings
 from core.nets.forward import POOLINGS
 from core.train.strategies import FILLS, FLIPS, OPTIMIZERS
 
@@ -130,6 +131,15 @@ def common_options(preset: str, ds) -> tuple[dict, str]:
                                   persist_state="session",
                                   help=f"Auto: on when the largest training class has {registry.IMBALANCE_RATIO:g}x "
                                        "the images of the smallest, so the small classes count as much in the loss.")
+        from core.train import precision
+
+        names = {"": "server default", "auto": "auto (measured)", **precision.LABELS}
+        train_precision = c[2].selectbox(
+            "Training precision", ["", *precision.CHOICES], key=k("precision"), persist_state="session",
+            format_func=lambda p: names.get(p, p),
+            help="What gradient steps compute at. Auto: bf16 where it was measured faster on a CPU with native "
+                 "bf16 (the from-scratch CNN), float16 on a GPU, float32 otherwise. The model a run saves is "
+                 f"float32 either way. Here: {precision.describe_for_users()}.")
         st.markdown("**Augmentation** (" + ", ".join(s.label.lower() if i else s.label for i, s in enumerate(
             s for s in registry.STRATEGIES.values() if s.augments)) + ")")
         a = d.augment
@@ -156,6 +166,7 @@ def common_options(preset: str, ds) -> tuple[dict, str]:
     out = dict(dataset=ds.root, backbone=backbone if preset == "modern" else d.backbone, weights=weights,
                input_size=size, pooling=pooling, batch_size=batch, optimizer=optimizer, seed=seed,
                val_fraction=val_fraction, limit_per_class=limit, restore_best=restore, class_weights=balanced,
+               precision=train_precision,
                augment=dict(enabled=aug_on, flip=flip, fill=fill, rotation=rot, zoom=zoom, translation=shift,
                             contrast=contrast))
     return out, name.strip()
@@ -170,10 +181,10 @@ def launch(configs: list[dict], what: str) -> None:
         for run in created:
             jobs.submit(run)
     except TransferLabError as err:
-        st.session_state[MESSAGE] = ("error", f"Could not start {what}: {err}")
+        st.session_state[MESSAGE] = ("error", f"Could not start {what}: {common.plain(err)}")
         return
     st.session_state[ACTIVE_IDS] = {r.id for r in store.list(state=compare.ACTIVE)}  # no extra rerun for these
-    limit = jobs.max_jobs()
+    limit = settings.max_jobs()
     at_a_time = "one run trains at a time" if limit == 1 else f"{limit} runs train at a time"
     st.session_state[MESSAGE] = ("success", f"Queued {what}: {len(created)} run{'s' * (len(created) != 1)}; "
                                  f"{at_a_time} on this machine, the others wait in the queue below.")
@@ -184,14 +195,14 @@ def _cancel(run_id: str, force: bool = False) -> None:
         run = store.get(run_id)
         if force:
             jobs.kill(run, reason="stopped by user (forced)")
-            st.session_state[QUEUE_MESSAGE] = ("warning", f"Stopped '{run.name}' at once (marked failed).")
+            st.session_state[QUEUE_MESSAGE] = ("warning", f"Stopped '{common.plain(run.name)}' at once (marked failed).")
         else:
             state = jobs.cancel(run)
             text = ("cancelled" if state == "cancelled" else
                     "asked to stop: it ends after the current batch and keeps its history")
-            st.session_state[QUEUE_MESSAGE] = ("info", f"'{run.name}' {text}.")
+            st.session_state[QUEUE_MESSAGE] = ("info", f"'{common.plain(run.name)}' {text}.")
     except TransferLabError as err:
-        st.session_state[QUEUE_MESSAGE] = ("error", str(err))
+        st.session_state[QUEUE_MESSAGE] = ("error", common.plain(err))
 
 
 # ---------------------------------------------------------------- launch form
@@ -208,13 +219,13 @@ if ds is None:
     st.page_link(common.DATASET_PAGE, label="Open the Dataset page", icon=":material/arrow_forward:")
 elif untrainable:
     st.header("Train", divider="gray")
-    st.error(f"{untrainable} No strategy can train on it: add photos of another class on the Label page, "
+    st.error(f"{common.plain(untrainable)} No strategy can train on it: add photos of another class on the Label page, "
              "or pick another dataset.", icon=":material/block:")
     st.page_link(common.LABEL_PAGE, label="Open the Label page", icon=":material/label:")
 else:
     st.header("Train", divider="gray")
     counts = ds.counts()
-    st.caption(f"Dataset **{ds.name}**: {sum(counts['train'].values()):,} training and "
+    st.caption(f"Dataset **{common.plain(ds.name)}**: {sum(counts['train'].values()):,} training and "
                f"{sum(counts['validation'].values()):,} validation images, {ds.num_classes} classes. "
                f"Backbone **{get_spec(backbone).display_name}** (sidebar).")
     preset = st.segmented_control(
@@ -236,8 +247,8 @@ else:
             try:
                 per_strategy[strategy] = strategy_options(strategy, preset)
             except TransferLabError as err:
-                errors.append(str(err))
-                st.error(str(err))
+                errors.append(common.plain(err))
+                st.error(common.plain(err))
     common_opts, name = common_options(preset, ds)
     spec = get_spec(common_opts["backbone"])
     if common_opts["weights"] == "imagenet" and weights_location(spec) is None:
@@ -265,7 +276,7 @@ else:
                 launch(plans.name_runs(configs, name), f"all {len(every)} strategies" if all_five else "training")
                 st.rerun()
             except TransferLabError as err:
-                st.error(str(err), icon=":material/error:")
+                st.error(common.plain(err), icon=":material/error:")
 
 
 # ---------------------------------------------------------------- queue (live)
@@ -297,16 +308,18 @@ def queue_panel() -> None:
             top = st.columns([3, 1, 1], vertical_alignment="center")
             strategy = registry.label(run.config.get("strategy", "?"))
             ran_on = cluster.where(status) if status.get("cluster") else ""  # a run on a Ray cluster: its node
-            top[0].markdown(f"**{run.name}**" + ("" if strategy in run.name else f" · {strategy}")
+            top[0].markdown(f"**{common.plain(run.name)}**" + ("" if strategy in run.name else f" · {strategy}")
                             + f"  \n:gray[`{run.id}`" + (f" · {ran_on}" if ran_on else "") + "]")
             asked = run.cancel_requested()
+            others = not access.may_change(run.dir)  # the team sees every run; only its owner (or an admin) stops it
+            theirs = "Started by someone else: only they or an admin can stop it." if others else None
             if asked and state == "running":
                 top[1].caption("stopping…")
                 top[2].button("Force stop", key=f"tl_kill_{run.id}", on_click=_cancel, args=(run.id, True),
-                              help="Kill the worker now if it does not stop by itself.")
+                              disabled=others, help=theirs or "Kill the worker now if it does not stop by itself.")
             else:
                 top[2].button("Cancel", key=f"tl_cancel_{run.id}", on_click=_cancel, args=(run.id,),
-                              icon=":material/stop:")
+                              icon=":material/stop:", disabled=others, help=theirs)
             fraction, text = progress.progress_summary(run.progress() if state == "running" else {}, state)
             if state == "queued":
                 text = f"Waiting in the queue (#{position})"
@@ -388,7 +401,7 @@ else:
     failed = table[table["state"] == "failed"]
     if len(failed):
         st.warning(f"{len(failed)} run{'s' * (len(failed) != 1)} failed: "
-                   + "; ".join(f"**{r['name']}**: {str(r['reason'] or 'no reason recorded').rstrip('.')}"
+                   + "; ".join(f"**{common.plain(r['name'])}**: {common.plain(str(r['reason'] or 'no reason recorded').rstrip('.'))}"
                                for _, r in failed.head(3).iterrows())
                    + ". Open a run's curves to see the full error.", icon=":material/error:")
 
@@ -488,7 +501,7 @@ if ds is not None and not untrainable:
             launch(sweep.sweep_configs(base, plans.parse_ints(depths_text, "layer counts")), "the layer sweep")
             st.rerun()
         except TransferLabError as err:
-            st.error(str(err), icon=":material/error:")
+            st.error(common.plain(err), icon=":material/error:")
     st.caption("Uses the fine-tuning options and advanced options above (learning rates, augmentation, seed).")
 
 sweeps = sweep.sweep_results(r for r in store.list() if ds is None or r.config.get("dataset") == ds.root)

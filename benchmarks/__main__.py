@@ -39,6 +39,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--items", default=None,
                    help="comma-separated item numbers to run in each group, e.g. 3,4 (default: all); "
                         "an item another one needs runs with it")
+    p.add_argument("--precisions", default="",
+                   help="accuracy: also run the table under each of these training precisions (engine auto), "
+                        "e.g. float32,auto: wall time and accuracy per precision (core.train.precision)")
     p.add_argument("--weights-dir", default=None, help="folder of weights and local backbones")
     p.add_argument("--dataset", default=str(REPO.parent / "shared" / "datasets" / "cats_vs_dogs"))
     p.add_argument("--home", default=None, help="TRANSFER_LAB_HOME to use (default: a fresh temporary folder)")
@@ -46,6 +49,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--results-dir", default=str(RESULTS_DIR))
     args = p.parse_args(argv)
     args.groups = [g.strip() for g in args.only.split(",") if g.strip()]
+    args.precision_list = tuple(x.strip() for x in args.precisions.split(",") if x.strip())
+    from core.train.precision import CHOICES
+
+    if any(x not in CHOICES for x in args.precision_list):
+        p.error(f"--precisions takes {', '.join(CHOICES)}")
     args.item_numbers = frozenset(i.strip() for i in args.items.split(",") if i.strip()) if args.items else None
     unknown = [g for g in args.groups if g not in GROUPS]
     if unknown or not args.groups:
@@ -76,6 +84,7 @@ def main(argv: list[str] | None = None) -> int:
 
     machine = machine_description()
     settings = {"quick": args.quick, "per_class": args.per_class, "items": args.items, "groups": args.groups,
+                "precisions": args.precisions,
                 "dataset": str(dataset), "weights_dir": str(weights_dir), "home": str(home), "fresh_home": temp_home,
                 "command": " ".join([Path(sys.executable).name, "-m", "benchmarks", *sys.argv[1:]])}
     print(f"Transfer Lab benchmarks{' (--quick)' if args.quick else ''}: {', '.join(args.groups)}")
@@ -84,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
           f"{' (fresh, temporary)' if temp_home else ''}\n", flush=True)
 
     ctx = Context(dataset=dataset, weights_dir=weights_dir, home=home, quick=args.quick, per_class=args.per_class,
-                  items=args.item_numbers)
+                  items=args.item_numbers, precisions=args.precision_list)
     stamp = timestamp()
     outputs: list[tuple[GroupResult, Path]] = []
     failed = False

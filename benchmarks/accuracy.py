@@ -77,6 +77,7 @@ def one(ctx: Context, result: GroupResult, strategy_label: str, backbone_label: 
     wall = time.perf_counter() - t0
     m = res.metrics
     row = {"engine_request": request, "frozen_engine": res.extra.get("frozen_engine"),
+           "precision": m.get("precision"), "precision_by_path": m.get("precision_by_path"),
            "strategy": cfg.strategy, "backbone": backbone_label, "val_accuracy": m.get("val_accuracy"),
            "val_loss": m.get("val_loss"), "wall_seconds": wall, "train_seconds": m.get("train_seconds"),
            "epochs_run": m.get("epochs_run"), "train_images": m.get("train_images"),
@@ -133,6 +134,8 @@ def run(ctx: Context) -> GroupResult:
         result.add("largest val accuracy difference", f"{cells[worst][0]} / {cells[worst][1]}: "
                    f"{fmt(tf_rows[worst]['val_accuracy'])} tensorflow, {fmt(auto_rows[worst]['val_accuracy'])} auto",
                    diff, f"<= {ACCURACY_TOLERANCE}", at_most(diff, ACCURACY_TOLERANCE))
+    if len(ctx.precisions) > 1:
+        precision_table(ctx, result, cells)
     best = max(auto_rows.values() or tf_rows.values(), key=lambda r: r["val_accuracy"] or 0, default=None)
     if best:
         full = not ctx.quick and not ctx.per_class
@@ -147,3 +150,53 @@ def run(ctx: Context) -> GroupResult:
                         "random weights = the same EfficientNet-Lite0 graph with Keras' initialisers; "
                         "scratch and the pixel baseline run no frozen network, so the engine cannot change them")
     return result
+
+
+PRECISION_WALL_TARGET = 0.6  # issue 30: the whole table under auto <= 0.6x of float32
+
+
+def precision_table(ctx: Context, result: GroupResult, cells) -> None:
+    """Issue 30: every cell again under each of ``ctx.precisions`` (engine auto, the same configs
+    and seeds, a fresh feature cache per precision): wall time per run, the whole table's ratio
+    against the first precision, and each strategy's accuracy difference against two standard
+    errors of the difference (binomial, on the validation images)."""
+    import dataclasses
+    import math
+
+    by: dict[str, dict[int, dict]] = {}
+    for asked in ctx.precisions:
+        ctx.memo.pop("accuracy_weights_seen", None)  # each precision starts from an empty feature cache
+        for i, (strategy_label, backbone_label, cfg) in enumerate(cells):
+            run_cfg = dataclasses.replace(cfg, precision=asked)
+            row = attempt(result, f"{strategy_label} / {backbone_label} ({asked})", one, ctx, result,
+                          strategy_label, backbone_label, run_cfg, "auto")
+            if row:
+                by.setdefault(asked, {})[i] = row
+    first = ctx.precisions[0]
+    rows = []
+    for i, (strategy_label, backbone_label, _) in enumerate(cells):
+        base = by.get(first, {}).get(i)
+        for asked in ctx.precisions:
+            r = by.get(asked, {}).get(i)
+            if not r:
+                continue
+            within = "-"
+            if base and asked != first:
+                a, b, n = base["val_accuracy"], r["val_accuracy"], max(int(r["val_images"] or 0), 1)
+                se = math.sqrt((a * (1 - a) + b * (1 - b)) / n)
+                within = "yes" if abs(a - b) <= 2 * max(se, 1 / n) else "NO"
+            rows.append([strategy_label, backbone_label, asked, r["precision"] or "-", r["val_accuracy"],
+                         fmt_seconds(r["wall_seconds"]), fmt(ratio(r["wall_seconds"], base and base["wall_seconds"])),
+                         within, r["epochs_run"]])
+    result.tables[f"the table under each training precision (engine auto; ratios against {first})"] = (
+        ["strategy", "backbone (weights)", "asked", "ran at", "val acc", "wall", f"/ {first}",
+         "acc within 2 SE", "epochs"], rows)
+    for asked in ctx.precisions[1:]:
+        both = [i for i in by.get(first, {}) if i in by.get(asked, {})]
+        if not both:
+            continue
+        wall = {k: sum(by[k][i]["wall_seconds"] for i in both) for k in (first, asked)}
+        r = ratio(wall[asked], wall[first])
+        result.add(f"wall time {asked} / {first}", f"{fmt_seconds(wall[asked])} / {fmt_seconds(wall[first])} "
+                   f"for {len(both)} runs of the table", r, f"<= {PRECISION_WALL_TARGET}",
+                   at_most(r, PRECISION_WALL_TARGET))

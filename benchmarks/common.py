@@ -357,6 +357,7 @@ class Context:
     per_class: int | None = None  # --per-class: a seeded subset for the training groups
     items: frozenset[str] | None = None  # --items: the numbered items to run in each group (None: all)
     seed: int = 1337
+    precisions: tuple[str, ...] = ()  # --precisions: the accuracy table again under each training precision
     memo: dict[str, Any] = field(default_factory=dict)
 
     def wants(self, *numbers: str) -> bool:

@@ -13,7 +13,24 @@ import sys
 from core.errors import TransferLabError
 from core.nets.forward import POOLINGS
 from core.train import registry
-from core.train.strategies import OPTIMIZERS
+from core.train.strategies import FILLS, OPTIMIZERS
+
+
+def train_config(args):
+    """The checked ``StrategyConfig`` the ``train`` options describe."""
+    overrides = {k: v for k, v in {
+        "dataset": args.dataset, "backbone": args.backbone, "weights": args.weights,
+        "input_size": args.input_size, "pooling": args.pooling, "epochs": args.epochs,
+        "batch_size": args.batch_size, "learning_rate": args.lr, "optimizer": args.optimizer,
+        "fine_tune_layers": args.fine_tune_layers, "fine_tune_epochs": args.fine_tune_epochs,
+        "limit_per_class": args.limit_per_class, "seed": args.seed, "feature_layer": args.feature_layer,
+    }.items() if v is not None}
+    if args.class_weights in ("on", "off"):  # auto: the config's default, decided from the classes
+        overrides["class_weights"] = args.class_weights == "on"
+    augment = _augment_options(args)
+    if augment is not None:
+        overrides["augment"] = augment
+    return registry.make_config(args.strategy, "classic" if args.classic else "modern", **overrides)
 
 
 def _train(args) -> int:
@@ -21,14 +38,7 @@ def _train(args) -> int:
     from core.runs import worker
     from core.runs.store import RunStore
 
-    overrides = {k: v for k, v in {
-        "dataset": args.dataset, "backbone": args.backbone, "weights": args.weights,
-        "input_size": args.input_size, "pooling": args.pooling, "epochs": args.epochs,
-        "batch_size": args.batch_size, "learning_rate": args.lr, "optimizer": args.optimizer,
-        "fine_tune_layers": args.fine_tune_layers, "fine_tune_epochs": args.fine_tune_epochs,
-        "limit_per_class": args.limit_per_class, "seed": args.seed,
-    }.items() if v is not None}
-    cfg = registry.make_config(args.strategy, "classic" if args.classic else "modern", **overrides)
+    cfg = train_config(args)
     run = RunStore().create(cfg.to_dict(), name=args.name)
     print(f"run {run.id} -> {run.dir}")
     if args.background:
@@ -38,11 +48,27 @@ def _train(args) -> int:
     code = worker.main([str(run.dir)])
     print(json.dumps({k: v for k, v in (run.metrics() or {}).items()
                       if k in ("val_accuracy", "val_loss", "train_seconds", "trainable_params")}, indent=2))
+    from core.runs.display import uncertainty_lines
+
+    print("\n".join(uncertainty_lines(run.metrics())))
     status = run.status()
     print(f"state: {status['state']}")
     if status.get("reason"):
         print(f"reason: {status['reason']}", file=sys.stderr if code else sys.stdout)
     return code
+
+
+def _augment_options(args) -> dict | None:
+    """The augmentation the options set, over the defaults (None: none given, the strategy's own)."""
+    from dataclasses import asdict
+
+    from core.train.strategies import Augment
+
+    given = {"flip": "" if args.flip == "none" else args.flip, "fill": args.fill, "fill_value": args.fill_value,
+             "rotation": args.rotation, "zoom": args.zoom, "translation": args.translation,
+             "contrast": args.contrast, "enabled": False if args.no_augment else None}
+    given = {k: v for k, v in given.items() if v is not None}
+    return {**asdict(Augment()), **given} if given else None
 
 
 def _runs(args) -> int:
@@ -67,10 +93,10 @@ def _show(args) -> int:
         print(json.dumps({"status": run.effective_status(), "progress": run.progress(),
                           "metrics": run.metrics()}, indent=2, default=str))
     else:
-        from core.runs.display import uncertainty_lines
+        from core.runs.display import with_uncertainty
         from core.runs.progress import run_summary
 
-        print("\n".join([*run_summary(run), *uncertainty_lines(run.metrics())]))
+        print("\n".join(with_uncertainty(run_summary(run), run.metrics())))
     return 0
 
 
@@ -156,8 +182,12 @@ def _advise(args) -> int:
     print(advice.table().to_string())
     from core.train.registry import uses_backbone
 
+    import shlex
+
+    command = shlex.join(["python", "-m", "core", "train", "--dataset", args.dataset, *advice.train_args()])
     on = f" on {advice.backbone}" if uses_backbone(advice.strategy) else ""
-    print("\n".join(["", f"Recommended: {advice.strategy}{on}", *advice.reasons]))
+    where = f", block {advice.feature_layer}" if advice.feature_layer else ""
+    print("\n".join(["", f"Recommended: {command}", f"  ({advice.strategy}{on}{where})", *advice.reasons]))
     return 0
 
 
@@ -197,6 +227,18 @@ def parser() -> argparse.ArgumentParser:
     t.add_argument("--optimizer", choices=OPTIMIZERS)
     t.add_argument("--fine-tune-layers", type=int)
     t.add_argument("--fine-tune-epochs", type=int)
+    t.add_argument("--feature-layer", help="feature extraction from this layer of the base (an earlier block)")
+    t.add_argument("--class-weights", choices=["auto", "on", "off"],
+                   help=f"auto (default): on when the largest class has {registry.IMBALANCE_RATIO:g}x the smallest")
+    t.add_argument("--flip", choices=["auto", "none", "horizontal", "vertical", "horizontal_and_vertical"],
+                   help="augmentation flip; auto (default): measured on the data")
+    t.add_argument("--fill", choices=FILLS, help="how rotation, zoom and shift fill uncovered pixels")
+    t.add_argument("--fill-value", type=float, help="the colour of a constant fill (0..255)")
+    t.add_argument("--rotation", type=float, help="augmentation rotation, a fraction of a full turn")
+    t.add_argument("--zoom", type=float)
+    t.add_argument("--translation", type=float)
+    t.add_argument("--contrast", type=float)
+    t.add_argument("--no-augment", action="store_true", help="train without augmentation")
     t.add_argument("--limit-per-class", type=int, help="train on a seeded subset")
     t.add_argument("--seed", type=int)
     t.add_argument("--name")

@@ -93,6 +93,12 @@ def owner_of(path: str | os.PathLike) -> str | None:
     return rel.parts[0] if rel.parts else None
 
 
+def workspace_of(path: str | os.PathLike) -> Path | None:
+    """The workspace folder a path lies in, or None."""
+    owner = owner_of(path)
+    return settings.server_home().resolve() / USERS / owner if owner else None
+
+
 def _migrate(root: Path) -> None:
     """Move the flat layout's per-user folders into the local workspace (once)."""
     local = root / USERS / LOCAL_USER_ID

@@ -47,6 +47,7 @@ SERVER_VARIABLES = {
     ADMINS_ENV: "signed-in identities (e-mails, separated by commas) who may stop or delete anyone's work",
     OPEN_WITHOUT_SIGN_IN_ENV: f"'{OPEN_WITHOUT_SIGN_IN_VALUE}' lets the app listen beyond 127.0.0.1 without sign-in",
     "TRANSFER_LAB_ENGINE": "inference engine for frozen forward passes",
+    "TRANSFER_LAB_PRECISION": "precision of gradient steps: auto (default), float32, mixed_bfloat16, mixed_float16",
     "TRANSFER_LAB_SAMPLES_DIR": "extra folder searched for the sample dataset",
     ADDRESS_ENV: "address scripts/app.sh binds to (default 127.0.0.1)",
     "TRANSFER_LAB_RAY_ADDRESS": "Ray cluster (head host:port) that runs and large extractions go to (default: this machine)",

@@ -128,3 +128,8 @@ def unescaped(text: str) -> str:
     import re
 
     return re.sub(r"\\(.)", r"\1", text)
+
+
+def texts(elements) -> str:
+    """The text of AppTest elements as a reader sees it (markdown escapes removed), `` | ``-joined."""
+    return " | ".join(unescaped(str(e.value)) for e in elements)

@@ -8,7 +8,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from core.serve import inference
-from tests.helpers import CATS_VS_DOGS, REPO
+from tests.helpers import CATS_VS_DOGS, REPO, unescaped
 from tests.test_inference import bad_and_odd_inputs, png_bytes, photo, tiny_model
 
 APP = str(REPO / "streamlit_app.py")
@@ -224,7 +224,7 @@ def test_imagenet_classifier_without_weights_asks_first_then_runs_random(tl_home
     assert any("MobileNetV2 (random weights)" in c.value for c in at.caption)
     upload(at, [("photo.png", png_bytes(photo(1, (120, 90))))])
     assert metric(at, "Classified") == "1"
-    assert card_lines(at)[0].startswith("**photo.png** → top-1: **imagenet_")
+    assert unescaped(card_lines(at)[0]).startswith("**photo.png** → top-1: **imagenet_")
 
 
 # ---------------------------------------------------------------- real weights

@@ -14,7 +14,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from core.runs import jobs
-from tests.helpers import REPO, write_images
+from tests.helpers import REPO, texts, write_images
 
 APP = str(REPO / "streamlit_app.py")
 CURVES = "app_pages/curves.py"
@@ -29,9 +29,6 @@ def open_curves(selected=None) -> AppTest:
     assert not at.exception, [e.value for e in at.exception]
     return at
 
-
-def texts(elements) -> str:
-    return " ".join(str(e.value) for e in elements)
 
 
 def figure(at: AppTest, index: int = 0) -> dict:

@@ -9,7 +9,7 @@ from streamlit.testing.v1 import AppTest
 
 from core.data import builder as db
 from tests import tiny_backbone
-from tests.helpers import REPO, write_images
+from tests.helpers import REPO, texts, write_images
 
 APP = str(REPO / "streamlit_app.py")
 TIMEOUT = 240
@@ -41,9 +41,6 @@ def button(at: AppTest, label_start: str):
     assert found, f"no button starting with {label_start!r}: {[b.label for b in at.button]}"
     return found[0]
 
-
-def texts(elements) -> str:
-    return " | ".join(e.value for e in elements)
 
 
 def test_create_a_dataset_and_add_photos(tmp_path):

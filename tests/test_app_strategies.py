@@ -13,7 +13,7 @@ from core.train import registry
 from core.runs import sweep
 from core.runs import jobs
 from core.data.dataset import scan_folder
-from tests.helpers import REPO
+from tests.helpers import REPO, texts
 
 APP = str(REPO / "streamlit_app.py")
 PAGE = "app_pages/strategies.py"
@@ -50,9 +50,6 @@ def tiny_scratch(at: AppTest, epochs: int = 2) -> None:
     at.number_input(key="tl_opt_modern_scratch_early_stopping").set_value(0)
     at.number_input(key="tl_opt_modern_all_batch_size").set_value(8)
 
-
-def texts(elements) -> str:
-    return " ".join(str(e.value) for e in elements)
 
 
 def table_rows(at: AppTest):

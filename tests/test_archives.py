@@ -124,6 +124,31 @@ def test_too_many_files(area):
     assert extract_zip(data, area / "out", max_files=6).files == 6
 
 
+def test_skipped_members_count_toward_the_limit(area):
+    """Hidden junk is skipped, but each member still costs work: 70,000 of them (past the 65,535 a
+    zip's classic end record can count) and two photos are refused from that record, before a
+    member is parsed or a byte written."""
+    import tracemalloc
+
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_STORED) as zf:
+        zf.writestr("a/one.png", b"\x89PNG")
+        zf.writestr("b/two.png", b"\x89PNG")
+        for i in range(70_000):
+            zf.writestr(f".junk/{i}", b"")
+    tracemalloc.start()
+    reject(buf.getvalue(), area, "more than 20,000 files")
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert peak < 50 * 1024**2  # no ZipInfo per member (parsing 300,000 took 196 MB)
+    small = io.BytesIO()
+    with zipfile.ZipFile(small, "w") as zf:
+        zf.writestr("a/one.png", b"\x89PNG")
+        for i in range(6):
+            zf.writestr(f".junk/{i}", b"")
+    reject(small.getvalue(), area, "more than 5 files", max_files=5)  # counted after parsing too
+
+
 @pytest.mark.parametrize("data", [b"this is not a zip", b"", b"PK\x03\x04" + bytes(40)])
 def test_not_a_zip(area, data):
     reject(data, area, "bad zip")

@@ -55,7 +55,10 @@ def test_train_writes_a_run_that_runs_lists(image_folder, tl_home):
     assert summary.returncode == 0, summary.stderr
     lines = summary.stdout.splitlines()
     assert lines[0] == f"cli smoke  [{run.id}]" and "state:     done" in lines
-    assert f"accuracy:  {metrics['val_accuracy']:.1%} on" in summary.stdout
+    lo, hi = metrics["val_accuracy_ci"]
+    assert f"accuracy:  {metrics['val_accuracy']:.1%} (95% CI {lo * 100:.1f}–{hi * 100:.1f}%) on" in summary.stdout
+    assert "balanced:  " in summary.stdout and "worst class recall" in summary.stdout
+    assert "weights:   class weights off" in summary.stdout  # two even classes: off by default, recorded
     assert "From scratch" in summary.stdout and f"folder:    {run.dir}" in lines
     assert len(lines) < 12 and "confusion" not in summary.stdout
 

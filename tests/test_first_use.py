@@ -147,7 +147,7 @@ def test_backbone_chart_labels_do_not_overlap():
     assert set(positions) <= set(speed.LABEL_POSITIONS)
 
 
-def test_chip_labels_are_short_and_unique():
+def test_chip_labels_name_runs_as_the_strategies_page_and_are_unique():
     rows = [{"run_id": "20261201-aaaa", "name": "Feature extraction · efficientnet_lite0", "state": "done",
              "val_accuracy": 0.95},
             {"run_id": "20261201-bbbb", "name": "Frozen base + augmentation · efficientnet_lite2", "state": "running",
@@ -155,6 +155,6 @@ def test_chip_labels_are_short_and_unique():
             {"run_id": "20261201-cccc", "name": "first try", "state": "queued", "val_accuracy": None},
             {"run_id": "20261201-dddd", "name": "first try", "state": "queued", "val_accuracy": None}]
     labels = display.chip_labels(rows)
-    assert labels["20261201-aaaa"] == "Features · efficientnet_lite0 · 95.0%"
-    assert labels["20261201-bbbb"] == "Frozen + aug · efficientnet_lite2 · running"
+    assert labels["20261201-aaaa"] == "Feature extraction · efficientnet_lite0 · 95.0%"  # as the Strategies table
+    assert labels["20261201-bbbb"] == "Frozen base + augmentation · efficientnet_lite2 · running"
     assert labels["20261201-cccc"] == "first try · queued · cccc" and labels["20261201-dddd"].endswith("dddd")

@@ -296,3 +296,32 @@ def test_probe_reports_header(tmp_path):
 def test_is_image_name():
     assert images.is_image_name("a/B.JPG") and images.is_image_name("x.webp")
     assert not images.is_image_name("notes.txt") and not images.is_image_name("noext")
+
+
+BIG16 = """
+import sys
+import numpy as np
+from PIL import Image
+Image.fromarray(np.zeros((8000, 8000), np.uint16)).save(sys.argv[1])  # 124 kB on disk, 64 MP of 16 bits
+def peak_mb():
+    return next(int(l.split()[1]) for l in open("/proc/self/status") if l.startswith("VmHWM")) / 1024
+from core.data.images import load_rgb, probe
+before = peak_mb()
+assert probe(sys.argv[1]).mode == "I;16"
+assert load_rgb(sys.argv[1], (224, 224)).shape == (224, 224, 3)
+print(peak_mb() - before)
+"""
+
+
+def test_a_huge_16_bit_png_decodes_in_bounded_memory(tmp_path):
+    """8000 x 8000 at 16 bits, all but free to upload: through float64 arrays it cost 1.5 GB;
+    strips of rows and a reduction before the RGB copy keep it near the decode itself (~210 MB)."""
+    import subprocess
+    import sys
+
+    from tests.helpers import REPO
+
+    out = subprocess.run([sys.executable, "-c", BIG16, str(tmp_path / "big.png")], cwd=REPO, capture_output=True,
+                         text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert float(out.stdout) < 400

@@ -253,6 +253,34 @@ def test_fit_passes_balanced_class_weights(use_env, tmp_path, monkeypatch):
     assert seen == [pytest.approx({0: 8 / 12, 1: 8 / 4}), None]
 
 
+def test_class_weights_are_on_by_default_for_uneven_classes_and_recorded(use_env, tmp_path, monkeypatch):
+    """The default (None) is decided from the training classes: on from registry.IMBALANCE_RATIO (3:1),
+    off below; the run records the choice, the ratio and why, beside balanced accuracy and the worst recall."""
+    import keras
+
+    from core.train import registry
+
+    assert registry.make_config("feature_extraction").class_weights is None and StrategyConfig().class_weights is None
+    uneven, even = _dataset(tmp_path / "uneven", train=(9, 3), val=(2, 2)), _dataset(tmp_path / "even", train=(4, 4))
+    seen = []
+    original = keras.Model.fit
+
+    def spy(self, *args, **kwargs):
+        seen.append(kwargs.get("class_weight"))
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(keras.Model, "fit", spy)
+    weighted = training.fit(tiny_config(uneven, "feature_extraction", epochs=1)).metrics
+    plain = training.fit(tiny_config(even, "feature_extraction", epochs=1)).metrics
+    assert seen == [pytest.approx({0: 12 / 18, 1: 12 / 6}), None]
+    assert weighted["class_weights"] is True and weighted["imbalance_ratio"] == 3.0
+    assert "on by default" in weighted["class_weights_reason"]
+    assert plain["class_weights"] is False and "off by default" in plain["class_weights_reason"]
+    for m in (weighted, plain):
+        assert 0 <= m["balanced_accuracy"] <= 1 and 0 <= m["worst_class_recall"] <= 1
+        assert m["val_accuracy_ci"][0] <= m["val_accuracy"] <= m["val_accuracy_ci"][1]
+
+
 def test_same_seed_same_history(use_env):
     cfg = tiny_config(use_env["data"], "feature_extraction", epochs=2, seed=5)
     first = training.fit(cfg).history

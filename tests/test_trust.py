@@ -136,21 +136,40 @@ def _frame(probs, labels, classes):
 
 # ---------------------------------------------------------------- a finished run, end to end
 
-@pytest.fixture
-def trained(tl_home, tmp_path, monkeypatch):
-    """A feature-extraction run on the tiny backbone through ``execute`` (what the worker calls)."""
+@pytest.fixture(scope="module")
+def trained_once(tmp_path_factory):
+    """A feature-extraction run on the tiny backbone through ``execute`` (what the worker calls), once."""
     from core.runs.store import RunStore
     from core.train import fit as training
     from tests.test_training import tiny_config
 
-    monkeypatch.setenv("TRANSFER_LAB_WEIGHTS_DIR", str(make_tiny_backbone(tmp_path / "weights")))
-    data = tmp_path / "ds"
-    for i, cls in enumerate(["a", "b"]):
-        write_images(data / "train" / cls, i, 16, size=(TINY_SIZE, TINY_SIZE), seed=1)
-        write_images(data / "validation" / cls, i, 10, size=(TINY_SIZE, TINY_SIZE), seed=2)
-    run = RunStore().create(tiny_config(data, "feature_extraction", epochs=3).to_dict(), name="trusted")
-    training.execute(run)
-    return run, data
+    root = tmp_path_factory.mktemp("trust")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("TRANSFER_LAB_HOME", str(root / "home"))
+        mp.setenv("TRANSFER_LAB_WEIGHTS_DIR", str(make_tiny_backbone(root / "weights")))
+        data = root / "ds"
+        for i, cls in enumerate(["a", "b"]):
+            write_images(data / "train" / cls, i, 16, size=(TINY_SIZE, TINY_SIZE), seed=1)
+            write_images(data / "validation" / cls, i, 10, size=(TINY_SIZE, TINY_SIZE), seed=2)
+        run = RunStore().create(tiny_config(data, "feature_extraction", epochs=3).to_dict(), name="trusted")
+        run.set_status("running")
+        training.execute(run)
+        run.set_status("done")  # as the worker does once execute returns
+    return run.dir, data, root / "weights"
+
+
+@pytest.fixture
+def trained(trained_once, tl_home, monkeypatch):
+    """A copy of that run in this test's own data directory (tests may take its records away)."""
+    import shutil
+
+    from core.runs.store import RunStore
+
+    run_dir, data, weights = trained_once
+    monkeypatch.setenv("TRANSFER_LAB_WEIGHTS_DIR", str(weights))
+    store = RunStore()
+    shutil.copytree(run_dir, store.root / run_dir.name)
+    return store.get(run_dir.name), data
 
 
 def test_a_finished_run_is_calibrated_and_flags_other_photos(trained, tmp_path):
@@ -201,3 +220,49 @@ def test_predict_cli_writes_the_csv_and_old_runs_say_not_calibrated(trained, tmp
     assert len(rows) == 20 and all(r["not_sure"] == "" and r["unlike_data"] == "" for r in rows)
     assert not inference.load_run(run).calibrated
     assert batch_predict.image_files([data / "validation"])[0].suffix == ".png"
+
+
+# ---------------------------------------------------------------- the pages
+
+def test_classifier_page_shows_calibrated_answers_and_moves_the_threshold(trained, tmp_path):
+    from streamlit.testing.v1 import AppTest
+
+    from tests.helpers import REPO
+
+    run, data = trained
+    at = AppTest.from_file(str(REPO / "streamlit_app.py"), default_timeout=600)
+    at.run()
+    at.switch_page("app_pages/classifier.py").run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert any("Calibrated on the run's validation photos" in c.value for c in at.caption)
+    files = sorted((data / "validation").rglob("*.png"))[:6]
+    at.file_uploader(key="tl_clf_files").set_value([(p.name, p.read_bytes(), "image/png") for p in files]).run()
+    assert not at.exception, [e.value for e in at.exception]
+    metrics = {m.label: m.value for m in at.metric}
+    assert {"Answered", "Not sure", "Unlike the training data"} <= set(metrics)
+    assert int(metrics["Answered"]) + int(metrics["Not sure"]) == 6
+    assert len(at.get("plotly_chart")) >= 1  # the trade-off curve
+    at.slider(key="tl_clf_not_sure").set_value(1.0).run()  # answer only the certain: nothing here is
+    assert not at.exception, [e.value for e in at.exception]
+    metrics = {m.label: m.value for m in at.metric}
+    assert int(metrics["Not sure"]) == 6 and int(metrics["Answered"]) == 0
+    assert sum("not sure: closest classes" in m.value for m in at.markdown) == 6
+
+
+def test_curves_page_draws_the_reliability_diagram_or_says_not_calibrated(trained):
+    from streamlit.testing.v1 import AppTest
+
+    from tests.helpers import REPO
+
+    run, _ = trained
+    at = AppTest.from_file(str(REPO / "streamlit_app.py"), default_timeout=120)
+    at.session_state["tl_curves_runs"] = [run.id]
+    at.run()
+    at.switch_page("app_pages/curves.py").run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert "Calibration" in [h.value for h in at.subheader]
+    labels = {m.label for m in at.metric}
+    assert {"ECE before", "ECE after"} <= labels
+    (run.dir / trust.CALIBRATION_FILE).unlink()
+    at.run()
+    assert any("not calibrated" in c.value for c in at.caption)

@@ -17,7 +17,7 @@ from streamlit.testing.v1 import AppTest
 from core.data import builder as db
 from core.data import uploads
 from core.errors import TransferLabError, UploadTooLarge
-from tests.helpers import REPO
+from tests.helpers import REPO, texts
 from tests.test_app_classifier import finished_run  # noqa: F401  (fixture)
 from tests.test_app_label import tiny  # noqa: F401  (autouse there and here: the tiny backbone)
 
@@ -56,9 +56,6 @@ def ok(at: AppTest) -> AppTest:
     assert not at.exception, [e.value for e in at.exception]
     return at
 
-
-def texts(elements) -> str:
-    return " | ".join(e.value for e in elements)
 
 
 # ---------------------------------------------------------------- the helper

@@ -71,9 +71,11 @@ def test_balanced_interval_covers_the_figure_and_summaries_store_intervals():
     assert m["worst_class"] == "small" and m["worst_class_recall"] == pytest.approx(0.3)
     assert m["val_accuracy_ci"][0] < 0.93 < m["val_accuracy_ci"][1]
     lines = display.uncertainty_lines(m)
-    assert lines[0].startswith("accuracy:") and "95% CI" in lines[0] and "Wilson" in lines[0]
-    assert any("balanced accuracy" in line and "bootstrap" in line for line in lines)
-    assert any("worst class recall: 30.0% (small)" in line for line in lines)
+    assert lines[0].startswith("accuracy:  93.0% (95% CI ") and "Wilson" in lines[0]
+    assert lines[1].startswith("balanced:  65.0% (95% CI ") and "bootstrap" in lines[1]
+    assert "worst class recall 30.0% (small)" in lines[1]
+    summary = display.with_uncertainty(["name", "accuracy:  93.0% on 100 validation images", "time: 1 s"], m)
+    assert summary[0] == "name" and summary[1] == lines[0] and summary[-1] == "time: 1 s" and len(summary) == 4
 
 
 def _run(store, name, correct, seconds):
@@ -120,3 +122,33 @@ def test_runs_on_different_images_are_not_paired():
     b.set_status("done")
     v = compare.paired_verdicts(compare.comparison_table(store.list()), lambda rid: store.get(rid).predictions())
     assert v["group"].nunique() == 2 and v["resolved"].isna().all() and v.set_index("run_id").loc[a.id, "best"]
+
+
+def test_the_recommended_line_starts_the_advised_run_with_every_setting():
+    """``advise`` prints one ``python -m core train`` line; parsed back, it gives the advised strategy,
+    backbone, feature layer, layers to unfreeze and measured augmentation."""
+    import shlex
+
+    from core.__main__ import parser, train_config
+    from core.analysis.advisor import Advice
+
+    augment = {"flip": "", "fill": "constant", "fill_value": 255.0, "rotation": 0.0, "zoom": 0.0,
+               "translation": 0.0, "contrast": 0.1, "reasons": []}
+    cases = [Advice("small", "different", "feature_extraction", 0, feature_layer="block_5_add",
+                    backbone="efficientnet_lite1", figures={"augment": augment}),
+             Advice("large", "different", "fine_tune", 24, backbone="efficientnet_lite0", figures={"augment": augment}),
+             Advice("small", "different", "frozen_augment", 0, backbone="efficientnet_lite0",
+                    figures={"augment": augment})]
+    for advice in cases:
+        line = shlex.join(["python", "-m", "core", "train", "--dataset", "/data/my set", *advice.train_args()])
+        cfg = train_config(parser().parse_args(shlex.split(line)[3:]))
+        assert (cfg.strategy, cfg.backbone, cfg.dataset) == (advice.strategy, advice.backbone, "/data/my set")
+        assert cfg.feature_layer == advice.feature_layer
+        if advice.unfreeze_layers:
+            assert cfg.fine_tune_layers == advice.unfreeze_layers
+        if advice.strategy != "feature_extraction":  # the strategies that augment get the measured augmentation
+            a = cfg.augment
+            assert (a.flip, a.fill, a.fill_value, a.rotation, a.zoom, a.translation, a.contrast) == (
+                "", "constant", 255.0, 0.0, 0.0, 0.0, 0.1)
+        else:
+            assert "--flip" not in line

@@ -71,6 +71,29 @@ class Advice:
     def to_dict(self) -> dict:
         return asdict(self)
 
+    def train_args(self) -> list[str]:
+        """The ``python -m core train`` options that start the advised run: every setting the advice
+        sets (strategy, backbone, feature layer, layers to unfreeze, and, for a strategy that augments,
+        the measured flip, fill and transformations)."""
+        from core.train import registry
+
+        args = ["--strategy", self.strategy]
+        if registry.uses_backbone(self.strategy) and self.backbone:
+            args += ["--backbone", self.backbone]
+        if self.feature_layer:
+            args += ["--feature-layer", self.feature_layer]
+        if self.unfreeze_layers:
+            args += ["--fine-tune-layers", str(self.unfreeze_layers)]
+        aug = self.figures.get("augment")
+        if aug and registry.get(self.strategy).augments:
+            args += ["--flip", aug["flip"] or "none", "--fill", aug["fill"]]
+            if aug["fill"] == "constant":
+                args += ["--fill-value", f"{aug['fill_value']:g}"]
+            for name in ("rotation", "zoom", "translation", "contrast"):
+                if name in aug:
+                    args += [f"--{name}", f"{aug[name]:g}"]
+        return args
+
     def table(self):
         """The 2x2 table as a DataFrame (rows size, columns similarity) with this cell marked."""
         import pandas as pd

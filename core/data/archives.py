@@ -31,6 +31,7 @@ MAX_RATIO = 200
 # repeated lines compresses 1000:1); the total-size limit still applies.
 RATIO_FLOOR_BYTES = 1024 * 1024
 CHUNK = 1024 * 1024
+EOCD_SEARCH = 22 + 65535  # the end record and the longest comment it may carry
 NESTED_ARCHIVES = frozenset({".zip", ".tar", ".gz", ".tgz", ".bz2", ".xz", ".7z", ".rar"})
 _DRIVE = re.compile(r"^[A-Za-z]:")
 
@@ -55,7 +56,22 @@ class ExtractReport:
     skipped: list[Skipped] = field(default_factory=list)
 
 
-def _open_zip(source: ZipSource) -> zipfile.ZipFile:
+def _declared_members(fh: BinaryIO) -> int | None:
+    """The member count the zip's end-of-central-directory record declares, read before
+    ``zipfile`` builds an object per member (300,000 hidden junk members cost memory and
+    time even when skipped)."""
+    fh.seek(0, os.SEEK_END)
+    size = fh.tell()
+    fh.seek(max(0, size - EOCD_SEARCH))
+    tail = fh.read()
+    fh.seek(0)
+    at = tail.rfind(b"PK\x05\x06")
+    if at < 0 or len(tail) < at + 12:
+        return None  # not a zip: zipfile says so with its own message
+    return int.from_bytes(tail[at + 10:at + 12], "little")  # 0xFFFF: that many or more (zip64)
+
+
+def _open_zip(source: ZipSource, max_files: int = MAX_FILES) -> zipfile.ZipFile:
     if isinstance(source, (bytes, bytearray)):
         source = io.BytesIO(source)
     elif not isinstance(source, (str, os.PathLike)):
@@ -63,6 +79,15 @@ def _open_zip(source: ZipSource) -> zipfile.ZipFile:
         if not (seekable and seekable()):
             source = io.BytesIO(source.read())
     try:
+        if isinstance(source, (str, os.PathLike)):
+            with open(source, "rb") as fh:
+                declared = _declared_members(fh)
+        else:
+            declared = _declared_members(source)
+        if declared is not None and declared > max_files:
+            at_least = "at least " if declared == 0xFFFF else ""
+            raise UnsafeArchive(f"Rejected zip: more than {max_files:,} files "
+                                f"(it holds {at_least}{declared:,} entries; skipped ones count too).")
         return zipfile.ZipFile(source)
     except FileNotFoundError as exc:
         raise DatasetError(f"Zip file not found: {source}") from exc
@@ -101,7 +126,11 @@ def _plan(
     skipped: list[Skipped] = []
     seen: set[PurePosixPath] = set()
     declared = 0
-    for info in zf.infolist():
+    members = zf.infolist()
+    if len(members) > max_files:  # every entry counts: skipped junk and folders cost work too
+        raise UnsafeArchive(f"Rejected zip: more than {max_files:,} files "
+                            f"(it holds {len(members):,} entries; skipped ones count too).")
+    for info in members:
         rel = _member_path(info.filename)
         if stat.S_ISLNK(info.external_attr >> 16):
             raise UnsafeArchive(f"Rejected zip: member '{info.filename}' is a symbolic link.")
@@ -126,8 +155,6 @@ def _plan(
         declared += info.file_size
         seen.add(rel)
         todo.append((info, rel))
-        if len(todo) > max_files:
-            raise UnsafeArchive(f"Rejected zip: more than {max_files:,} files.")
         if declared > max_total_bytes:
             raise UnsafeArchive(
                 f"Rejected zip: contents exceed {max_total_bytes / 1024**3:.1f} GiB uncompressed "
@@ -189,7 +216,7 @@ def extract_zip(
     """
     dest = Path(dest).expanduser().absolute()
     dest.parent.mkdir(parents=True, exist_ok=True)
-    with _open_zip(source) as zf:
+    with _open_zip(source, max_files) as zf:
         todo, skipped = _plan(zf, max_files, max_total_bytes, max_ratio)
         ensure_free_space(dest.parent, sum(info.file_size for info, _ in todo), f"unpacking {dest.name}")
         tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".partial", dir=dest.parent))

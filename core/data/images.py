@@ -7,9 +7,12 @@ checks) goes through ``load_rgb`` so the same pixels reach the model everywhere.
 from __future__ import annotations
 
 import io
+import math
 import os
 import re
+import threading
 import warnings
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Union
@@ -23,6 +26,12 @@ from core.errors import BadImage
 # pixels is rejected before it is decoded (Pillow's default warns at ~89 MP).
 MAX_PIXELS = 64_000_000
 MAX_FILE_BYTES = 64 * 1024 * 1024
+STRIP_ROWS = 256  # rows converted at a time from 16-bit / float to 8-bit
+# Images over this many pixels are reduced (by a whole factor) before their RGB copy, and
+# their decodes take turns (one at a time per process): a scan decodes on several threads,
+# and a few large images at once would multiply the memory.
+LARGE_PIXELS = 16_000_000
+_large_decodes = threading.Semaphore(1)
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"})
 # What every photo uploader accepts: exactly what ``load_rgb`` decodes, so no uploader
 # refuses a file another one takes (Streamlit's ``type=`` wants names without the dot).
@@ -103,6 +112,19 @@ def _orientation(img: Image.Image) -> int:
     return int(img.getexif().get(ExifTags.Base.Orientation, 1) or 1)
 
 
+def _to_eight_bits(img: Image.Image, lo: float, top: float) -> Image.Image:
+    """``img`` scaled from [lo, top] to 8-bit grey, a strip of rows at a time in float32: a
+    16-bit or float image never gets a full-size array copy (an 8000 x 8000 16-bit PNG of
+    124 kB took 1.5 GB through float64 arrays)."""
+    w, h = img.size
+    out = np.empty((h, w), np.uint8)
+    scale = 255.0 / (top - lo)
+    for y in range(0, h, STRIP_ROWS):
+        block = np.asarray(img.crop((0, y, w, min(h, y + STRIP_ROWS))), dtype=np.float32)
+        out[y:y + STRIP_ROWS] = np.clip((block - lo) * scale + 0.5, 0, 255)
+    return Image.fromarray(out, "L")
+
+
 def _to_rgb(img: Image.Image) -> Image.Image:
     """First frame, EXIF orientation applied, any mode converted to 8-bit RGB."""
     try:
@@ -114,14 +136,13 @@ def _to_rgb(img: Image.Image) -> Image.Image:
         img = ImageOps.exif_transpose(img)
     mode = img.mode
     if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
-        arr = np.asarray(img, dtype=np.float64)
-        top = 65535.0 if mode.startswith("I;16") or arr.max() > 255 else 255.0
-        img = Image.fromarray(np.clip(arr / top * 255.0 + 0.5, 0, 255).astype(np.uint8), "L")
+        top = 65535.0 if mode.startswith("I;16") or img.getextrema()[1] > 255 else 255.0
+        img = _to_eight_bits(img, 0.0, top)
     elif mode == "F":
-        arr = np.asarray(img, dtype=np.float64)
-        lo, hi = float(arr.min()), float(arr.max())
-        scaled = (arr - lo) / (hi - lo) * 255.0 if hi > lo else np.zeros_like(arr)
-        img = Image.fromarray(scaled.astype(np.uint8), "L")
+        lo, hi = img.getextrema()
+        img = _to_eight_bits(img, lo, hi if hi > lo else np.inf)
+    if img.size[0] * img.size[1] > LARGE_PIXELS and img.mode != "P":  # nothing needs more: reduce before a copy
+        img = img.reduce(math.ceil(math.sqrt(img.size[0] * img.size[1] / LARGE_PIXELS)))
     if img.mode == "P" and "transparency" in img.info:
         img = img.convert("RGBA")
     if img.mode in ("RGBA", "LA", "PA"):
@@ -131,10 +152,15 @@ def _to_rgb(img: Image.Image) -> Image.Image:
     return img.convert("RGB") if img.mode != "RGB" else img
 
 
+def _turn(img: Image.Image):
+    """Hold the large-decode turn while a large image is decoded (nothing for small ones)."""
+    return _large_decodes if img.size[0] * img.size[1] > LARGE_PIXELS else nullcontext()
+
+
 def probe(source: Source) -> ImageInfo:
     """Fully decode ``source`` once and describe it; raise ``BadImage`` with the reason."""
     img, size = _open(source)
-    with img:
+    with img, _turn(img):
         info = ImageInfo(
             width=img.size[0],
             height=img.size[1],
@@ -160,7 +186,7 @@ def open_rgb(source: Source, min_side: int | None = None) -> Image.Image:
     long as both sides stay at least that long; callers that resize anyway pass it.
     """
     img, _ = _open(source)
-    with img:
+    with img, _turn(img):
         return _pillow_rgb(img, min_side).copy()
 
 
@@ -177,5 +203,5 @@ def load_rgb(source: Source, size: tuple[int, int] | None = None) -> np.ndarray:
     if size is None:
         return np.asarray(open_rgb(source), dtype=np.uint8)
     img, _ = _open(source)
-    with img:  # resized while open: no copy of the full-size decode
+    with img, _turn(img):  # resized while open: no copy of the full-size decode
         return np.asarray(resize(_pillow_rgb(img, max(size)), size), dtype=np.uint8)

@@ -57,23 +57,15 @@ def log_ticks(values, most: int = 8) -> tuple[list[float], list[str]]:
     return [float(t) for t in inside], [seconds_tick(t) for t in inside]
 
 
-# Strategy labels as a run name starts with them, and the short form a chip has room for.
-_SHORT = {"Linear probe": "Probe", "Feature extraction": "Features", "Frozen base + augmentation": "Frozen + aug",
-          "Fine-tuning": "Fine-tune", "From scratch": "Scratch"}
-
-
 def chip_labels(rows) -> dict[str, str]:
-    """Short labels for runs picked in a multiselect, whose chips cut long text: the name with
-    its strategy abbreviated, then the accuracy of a finished run or the state of another; the
-    run id's last four characters only where two labels would otherwise read the same.
+    """Labels for runs picked in a multiselect: the run's name exactly as the Strategies page's table
+    shows it (so typing a strategy's name, "Feature extraction", finds its runs on every page), then the
+    accuracy of a finished run or the state of another; the run id's last four characters only where
+    two labels would otherwise read the same.
     ``rows``: dicts (or frame rows) with ``run_id``, ``name``, ``state``, ``val_accuracy``."""
     labels: dict[str, str] = {}
     for row in rows:
         name = str(row["name"])
-        for long, short in _SHORT.items():
-            if name.startswith(long):
-                name = short + name[len(long):]
-                break
         acc = as_number(row["val_accuracy"])
         tail = f"{acc:.1%}" if row["state"] == "done" and acc is not None else str(row["state"])
         labels[str(row["run_id"])] = f"{name} · {tail}"
@@ -84,9 +76,9 @@ def chip_labels(rows) -> dict[str, str]:
 
 
 def uncertainty_lines(metrics: dict | None) -> list[str]:
-    """A finished run's figures with their 95% intervals, and the method of each, for ``show``:
-    accuracy (Wilson), balanced accuracy (bootstrap within classes), macro F1, the worst class's
-    recall, and whether the classes were weighted."""
+    """A finished run's figures with their 95% intervals and the method of each, for ``show``:
+    accuracy (Wilson) and macro F1, balanced accuracy (bootstrap within classes) and the worst
+    class's recall, and whether the classes were weighted."""
     from core.analysis.verdicts import METHODS, interval_text, wilson
 
     m = metrics or {}
@@ -94,20 +86,26 @@ def uncertainty_lines(metrics: dict | None) -> list[str]:
     if acc is None:
         return []
     ci = m.get("val_accuracy_ci") or (wilson(int(round(acc * n)), n) if n else None)
-    lines = [f"accuracy:           {interval_text(acc, *(ci or (None, None)))} on {n:,} validation images "
-             f"({METHODS['accuracy']})"]
-    balanced = as_number(m.get("balanced_accuracy"))
-    if balanced is not None:
-        lines.append(f"balanced accuracy:  {interval_text(balanced, *(m.get('balanced_accuracy_ci') or (None, None)))}"
-                     f" ({METHODS['balanced_accuracy']})")
     f1 = as_number(m.get("macro_f1"))
-    if f1 is not None:
-        lines.append(f"macro F1:           {f1:.3f}")
-    worst = as_number(m.get("worst_class_recall"))
-    if worst is not None:
-        lines.append(f"worst class recall: {worst:.1%} ({m.get('worst_class', '?')})")
+    lines = [f"accuracy:  {interval_text(acc, *(ci or (None, None)))} on {n:,} validation images "
+             f"({METHODS['accuracy']})" + (f", macro F1 {f1:.3f}" if f1 is not None else "")]
+    balanced, worst = as_number(m.get("balanced_accuracy")), as_number(m.get("worst_class_recall"))
+    if balanced is not None:
+        lines.append(f"balanced:  {interval_text(balanced, *(m.get('balanced_accuracy_ci') or (None, None)))} "
+                     "(bootstrap within classes)"
+                     + (f"; worst class recall {worst:.1%} ({m.get('worst_class', '?')})" if worst is not None else ""))
     if "class_weights" in m:
         ratio = as_number(m.get("imbalance_ratio"))
-        lines.append(f"class weights:      {'on' if m['class_weights'] else 'off'}"
+        lines.append(f"weights:   class weights {'on' if m['class_weights'] else 'off'}"
                      + (f" (largest to smallest class {ratio:.1f}:1 in training)" if ratio else ""))
     return lines
+
+
+def with_uncertainty(summary: list[str], metrics: dict | None) -> list[str]:
+    """``core.runs.progress.run_summary``'s lines with its accuracy line replaced by the figures with
+    their intervals (``uncertainty_lines``)."""
+    extra = uncertainty_lines(metrics)
+    if not extra:
+        return summary
+    at = next((i for i, line in enumerate(summary) if line.startswith("accuracy:")), len(summary))
+    return [*summary[:at], *extra, *summary[at + 1:]]

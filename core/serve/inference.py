@@ -229,6 +229,32 @@ def load_run(run, with_features: bool = False) -> Predictor:
                      with_features=with_features or bool(trust is not None and trust.ood is not None))
 
 
+class Int8Forward:
+    """An int8 OpenVINO IR export (``core.serve.quantize``) as a predictor's forward pass."""
+
+    engine, precision, label = "openvino", "int8", "OpenVINO int8 (NNCF)"
+
+    def __init__(self, path: str | os.PathLike):
+        from core.serve.export import OpenVINORunner
+
+        self.runner = OpenVINORunner(path)
+
+    def prepare(self) -> None:
+        pass
+
+    def __call__(self, pixels: np.ndarray) -> np.ndarray:
+        return np.asarray(self.runner(pixels), dtype=np.float32)
+
+
+def int8_predictor(predictor: Predictor, artifact: str | os.PathLike) -> Predictor:
+    """A copy of ``predictor`` that runs the int8 export instead of the float model (the caller checks
+    its measured parity first). Its one output carries no features: no unlike-data check while it serves."""
+    from dataclasses import replace
+
+    return replace(predictor, name=f"{predictor.name}, int8", with_features=False, _forward=Int8Forward(artifact),
+                   _lock=threading.Lock())
+
+
 def load_model_predictor(path: str | os.PathLike, classes: Sequence[str] | None = None, name: str = "") -> Predictor:
     """A predictor from any pixels-in ``.keras`` file (tests, notebooks)."""
     model = load_model_file(path)

@@ -43,6 +43,8 @@ def fit(cfg: StrategyConfig, reporter: Reporter | None = None, *, run_dir: Path 
         model, size, probs = strategy.fit(ctx)
     if model is None:
         return FitResult(None, pd.DataFrame(rec.rows), {}, pd.DataFrame(), cancelled=True, extra=ctx.extra)
+    if "precision" not in ctx.extra:  # the linear probe and the pixel baseline: scikit-learn, no gradient step
+        ctx.extra.update(precision="float32", precision_reason="no gradient training (scikit-learn)")
     train_seconds = time.perf_counter() - start
     rec.on_progress({"phase": "evaluate", "message": "Evaluating on the validation split"})
     if probs is not None:

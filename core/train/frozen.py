@@ -91,9 +91,10 @@ def fit_frozen_head(ctx, bb, head, aug, saved_model):
                            should_stop=ctx.rec.should_stop)
     Xv, yv = val.usable()
     ctx.extra.update(frozen_engine=fwd.label)
-    compile_model(head, cfg, k, cfg.learning_rate)
-    ctx.cancelled = fit_phase(head, cfg, ctx.rec, "train", train, (Xv, targets(yv, k)), cfg.epochs, 0, len(y),
-                              ctx.weights_for(y), ctx.ckpt, ctx.tb, cfg.restore_best, saved=saved_model)
+    with ctx.trained_at("head", head) as at:
+        compile_model(head, cfg, k, cfg.learning_rate, at)
+        ctx.cancelled = fit_phase(head, cfg, ctx.rec, "train", train, (Xv, targets(yv, k)), cfg.epochs, 0,
+                                  len(y), ctx.weights_for(y), ctx.ckpt, ctx.tb, cfg.restore_best, saved=saved_model)
     return head_probabilities(head, Xv, yv, val.paths, val.valid, k)
 
 
@@ -264,10 +265,11 @@ def fit_fine_tune_from_cut(ctx, bb, head, aug, saved_model, phase: str, epochs: 
         else:
             train = augmented_batches(fwd, ctx.ds.paths("train"), targets(y, k), bb.input_size, cfg.batch_size,
                                       cut.shape, aug, shuffle=True, seed=cfg.seed)
-        compile_model(top, cfg, k, learning_rate)
-        ctx.cancelled = fit_phase(top, cfg, ctx.rec, phase, train, (Xv, targets(yv, k)), epochs, epoch_offset,
-                                  len(y), ctx.weights_for(y), ctx.ckpt, ctx.tb, cfg.restore_best, baseline,
-                                  saved=saved_model)
+        with ctx.trained_at("fine_tune", top) as at:
+            compile_model(top, cfg, k, learning_rate, at)
+            ctx.cancelled = fit_phase(top, cfg, ctx.rec, phase, train, (Xv, targets(yv, k)), epochs, epoch_offset,
+                                      len(y), ctx.weights_for(y), ctx.ckpt, ctx.tb, cfg.restore_best, baseline,
+                                      saved=saved_model)
         return head_probabilities(top, Xv, yv, ctx.ds.paths("validation"), val.valid, k)
     finally:
         for c in caches:

@@ -7,6 +7,7 @@ returns ``(model, input_size, probabilities)``; everything else about a run
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -15,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from core.data.dataset import Dataset, check_trainable, scan_folder, subset
+from core.train import precision
 from core.train.strategies import StrategyConfig, make_optimizer, output_spec
 
 
@@ -69,13 +71,16 @@ def targets(y: np.ndarray, num_classes: int) -> np.ndarray:
     return y.astype("float32") if num_classes == 2 else y.astype("int64")
 
 
-def compile_model(model, cfg: StrategyConfig, num_classes: int, learning_rate: float) -> None:
+def compile_model(model, cfg: StrategyConfig, num_classes: int, learning_rate: float,
+                  at: "precision.Precision | None" = None) -> None:
+    """Loss and accuracy on float32 outputs; the optimizer loss-scaled when ``at`` is float16."""
     import keras
 
     _, _, loss = output_spec(num_classes)
     metric = (keras.metrics.BinaryAccuracy(name="accuracy") if num_classes == 2
               else keras.metrics.SparseCategoricalAccuracy(name="accuracy"))
-    model.compile(optimizer=make_optimizer(cfg.optimizer, learning_rate), loss=loss, metrics=[metric])
+    opt = make_optimizer(cfg.optimizer, learning_rate)
+    model.compile(optimizer=precision.optimizer(opt, at or precision.FLOAT32), loss=loss, metrics=[metric])
 
 
 def _callbacks(cfg: StrategyConfig, reporter: Reporter, phase: str, epoch_offset: int, n_train: int,
@@ -157,13 +162,29 @@ class Context:
     def weights_for(self, y):
         return class_weights(y, self.k) if self.cfg.class_weights else None
 
-    def fit_images(self, model, size, phase, epochs, epoch_offset, lr, baseline=None):
-        """Compile ``model`` and fit it on the decoded image pipeline."""
-        compile_model(model, self.cfg, self.k, lr)
+    @contextmanager
+    def trained_at(self, path: str, model):
+        """``model`` computes at the run's precision for ``path`` (``core.train.precision``) inside
+        the block, float32 after; the choice lands in the run's metrics (``precision``, one entry
+        per phase when they differ, and ``precision_reason``)."""
+        choice = precision.choose(path, self.cfg.precision)
+        seen = [p for p in self.extra.get("precision", "").split(" + ") if p]
+        if choice.policy not in seen:
+            seen.append(choice.policy)
+        self.extra["precision"] = " + ".join(seen)
+        self.extra.setdefault("precision_by_path", {})[path] = choice.policy
+        self.extra["precision_reason"] = choice.reason
+        with precision.training(model, choice):
+            yield choice
+
+    def fit_images(self, model, size, phase, epochs, epoch_offset, lr, baseline=None, path="fine_tune"):
+        """Compile ``model`` and fit it on the decoded image pipeline, at ``path``'s precision."""
         train, y = image_data(self.cfg, self.ds, size, "train", True)
         val, _ = image_data(self.cfg, self.ds, size, "validation", False)
-        self.cancelled = fit_phase(model, self.cfg, self.rec, phase, train, val, epochs, epoch_offset, len(y),
-                                   self.weights_for(y), self.ckpt, self.tb, self.cfg.restore_best, baseline)
+        with self.trained_at(path, model) as at:
+            compile_model(model, self.cfg, self.k, lr, at)
+            self.cancelled = fit_phase(model, self.cfg, self.rec, phase, train, val, epochs, epoch_offset, len(y),
+                                       self.weights_for(y), self.ckpt, self.tb, self.cfg.restore_best, baseline)
 
     def backbone(self):
         from core.nets import backbones

@@ -91,10 +91,11 @@ def _train_head(ctx: Context, bb, feats):
     Xv, yv = feats["validation"].usable()
     head = build_head(X.shape[1], k, cfg.head_units, cfg.dropout)
     pixels = build_transfer_model(bb, cfg.pooling, head)
-    compile_model(head, cfg, k, cfg.learning_rate)
-    ctx.cancelled = fit_phase(head, cfg, ctx.rec, "head", (X, targets(y, k)), (Xv, targets(yv, k)),
-                              cfg.epochs, 0, len(y), ctx.weights_for(y), ctx.ckpt, ctx.tb, cfg.restore_best,
-                              saved=pixels)
+    with ctx.trained_at("head", head) as at:
+        compile_model(head, cfg, k, cfg.learning_rate, at)
+        ctx.cancelled = fit_phase(head, cfg, ctx.rec, "head", (X, targets(y, k)), (Xv, targets(yv, k)),
+                                  cfg.epochs, 0, len(y), ctx.weights_for(y), ctx.ckpt, ctx.tb, cfg.restore_best,
+                                  saved=pixels)
     return head, pixels
 
 
@@ -194,7 +195,7 @@ def fit_scratch(ctx: Context):
                                 resolved_augmentation(ctx))
     steps = math.ceil(len(train) / cfg.batch_size)
     lr = cosine_schedule(cfg.learning_rate, cfg.epochs, steps) if not cfg.reduce_lr else cfg.learning_rate
-    ctx.fit_images(model, size, "train", cfg.epochs, 0, lr)
+    ctx.fit_images(model, size, "train", cfg.epochs, 0, lr, path="scratch")
     return model, size, None
 
 

@@ -71,6 +71,9 @@ class StrategyConfig:
     # linear probe
     probe_c: float = 1.0
     limit_per_class: int = 0  # 0: all images; else a seeded subset per class and split
+    # what gradient steps compute at (core.train.precision): "" the server's (TRANSFER_LAB_PRECISION,
+    # default auto), or auto | float32 | mixed_bfloat16 | mixed_float16
+    precision: str = ""
     name: str = ""
 
     def __post_init__(self):

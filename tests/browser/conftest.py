@@ -102,6 +102,48 @@ def app_server(app_home):
 
 
 @contextmanager
+def oidc_provider(log: Path, users: list[dict]):
+    """oidc-provider-mock on a free loopback port with ``users`` predefined (claims, each with a
+    "sub": its authorization page offers one button per user, ``button[value=SUB]``); yields its
+    base URL and stops it afterwards."""
+    import json
+
+    port = _free_port()
+    claims = [arg for user in users for arg in ("--user-claims", json.dumps(user))]
+    proc = subprocess.Popen([sys.executable, "-m", "oidc_provider_mock", "--host", "127.0.0.1", "--port", str(port),
+                             *claims], stdout=open(log, "w"), stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                with urllib.request.urlopen(f"{base}/.well-known/openid-configuration", timeout=2) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"the OIDC provider did not start:\n{log.read_text()[-2000:]}")
+            time.sleep(0.2)
+        yield base
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
+
+
+def auth_secrets(path: Path, port: int, issuer: str, cookie_secret: str) -> Path:
+    """A secrets file with an ``[auth]`` section for an app on ``port`` signing in at ``issuer``
+    (pass it to ``streamlit_server`` as ``args=("--secrets.files", str(path))``)."""
+    path.write_text(
+        "[auth]\n"
+        f'redirect_uri = "http://127.0.0.1:{port}/oauth2callback"\n'
+        f'cookie_secret = "{cookie_secret}"\n'
+        'client_id = "transfer-lab"\nclient_secret = "test-secret"\n'
+        f'server_metadata_url = "{issuer}/.well-known/openid-configuration"\n')
+    return path
+
+
+@contextmanager
 def chromium():
     """A headless Chromium with its own fresh profile (so its own app session), quit afterwards."""
     from selenium import webdriver

@@ -111,7 +111,7 @@ def test_five_sessions_keep_their_own_selections_and_share_runs(app_server, app_
 
     from core.runs.store import RunStore
 
-    store = RunStore(app_home / "runs")
+    store = RunStore(app_home / "users" / "local" / "runs")  # without sign-in every session is the local user
     roots = {str(folder): n for n, folder in zip(TRAINERS, datasets)}
 
     def mine():

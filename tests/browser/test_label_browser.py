@@ -119,7 +119,7 @@ def _build_autolabel_and_explore(app_server, app_home, driver, screenshots):
     click_button(driver, "Add 12 labelled photos")
     wait_for(driver, lambda d: "Added 12 photos" in text_of(d), 120, "the accepted photos")
     wait_idle(driver)
-    folder = app_home / "datasets" / DATASET
+    folder = app_home / "users" / "local" / "datasets" / DATASET  # the local user's workspace
     counts = {c.name: sum(1 for f in c.iterdir() if f.is_file()) for c in folder.iterdir() if c.is_dir()}
     assert sum(counts.values()) == 22 and set(counts) == {"cats", "dogs"}, counts
     assert_clean(driver)

@@ -1,27 +1,24 @@
 """A team server, for real: sign-in through a local OpenID Connect provider (oidc-provider-mock
 on 127.0.0.1, started here) with Chromium clicking through it, the run the signed-in user
-starts recorded under their name and shown on the curves page; and two sessions without
-sign-in (the app opens as before), where one moving its data directory and backbone leaves
-the other's dataset, runs and backbone alone. Screenshots of the sign-in page, the signed-in
-sidebar and the Settings panel."""
+starts recorded under their name (in their own workspace) and shown on the curves page; and
+two sessions without sign-in (the app opens as before), both the one local user: an earlier
+flat data directory migrated into the local workspace and listed to both, a read-only Settings
+panel, each session keeping its own dataset and backbone. Two signed-in users' workspaces and
+what each may change are tests/attack/test_team_attack.py's. Screenshots of the sign-in page,
+the signed-in sidebar and the Settings panel."""
 
 from __future__ import annotations
 
-import json
-import os
 import secrets
-import subprocess
-import sys
 import time
-import urllib.request
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 
+from core import layout
 from core.runs import jobs
 from core.runs.store import RunStore
-from tests.browser.conftest import _free_port, chromium, require_chromium, streamlit_server
+from tests.browser.conftest import _free_port, auth_secrets, chromium, oidc_provider, require_chromium, streamlit_server
 from tests.browser.test_concurrent_sessions import pick_backbone, shown_backbone
 from tests.browser.ui import (assert_clean, click, click_button, css, nav, scan_folder, screenshot, text_of,
                               wait_for, wait_idle)
@@ -31,32 +28,6 @@ pytestmark = pytest.mark.browser
 
 USER = {"sub": "ada", "email": "ada@example.org", "name": "Ada Lovelace"}
 TIMEOUT_S = 120
-
-
-@contextmanager
-def oidc_provider(log: Path):
-    """oidc-provider-mock on a free loopback port with one predefined user; yields its base URL."""
-    port = _free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "oidc_provider_mock", "--host", "127.0.0.1", "--port", str(port),
-                             "--user-claims", json.dumps(USER)],
-                            stdout=open(log, "w"), stderr=subprocess.STDOUT)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                with urllib.request.urlopen(f"{base}/.well-known/openid-configuration", timeout=2) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"the OIDC provider did not start:\n{log.read_text()[-2000:]}")
-            time.sleep(0.2)
-        yield base
-    finally:
-        proc.terminate()
-        proc.wait(timeout=20)
 
 
 @pytest.fixture(scope="module")
@@ -70,7 +41,7 @@ def stripes(tmp_path_factory) -> Path:
 
 @pytest.fixture
 def roots(tmp_path_factory) -> dict:
-    """The server's allowed roots: this run's temporary folders (the dataset, A's new data directory)."""
+    """The server's allowed roots: this run's temporary folders (the dataset)."""
     return {"TRANSFER_LAB_DATA_ROOTS": str(tmp_path_factory.getbasetemp())}
 
 
@@ -81,14 +52,8 @@ def test_sign_in_through_a_local_oidc_provider_and_start_a_run(tmp_path, stripes
     home = tmp_path / "home"
     home.mkdir()
     port = _free_port()
-    with oidc_provider(tmp_path / "oidc.log") as issuer:
-        secrets_file = tmp_path / "secrets.toml"
-        secrets_file.write_text(
-            "[auth]\n"
-            f'redirect_uri = "http://127.0.0.1:{port}/oauth2callback"\n'
-            f'cookie_secret = "{secrets.token_urlsafe(32)}"\n'
-            'client_id = "transfer-lab"\nclient_secret = "test-secret"\n'
-            f'server_metadata_url = "{issuer}/.well-known/openid-configuration"\n')
+    with oidc_provider(tmp_path / "oidc.log", [USER]) as issuer:
+        secrets_file = auth_secrets(tmp_path / "secrets.toml", port, issuer, secrets.token_urlsafe(32))
         with streamlit_server(home, roots, args=("--secrets.files", str(secrets_file)), port=port) as (_, url, _, _), \
                 chromium() as driver:
             driver.get(url)
@@ -116,7 +81,7 @@ def test_sign_in_through_a_local_oidc_provider_and_start_a_run(tmp_path, stripes
             nav(driver, "Strategies")
             click_button(driver, "Train selected")
             wait_for(driver, lambda d: "Queued training: 1 run" in text_of(d), 60, "the launch message")
-            store = RunStore(home / "runs")
+            store = RunStore(home / "users" / layout.user_id("ada@example.org") / "runs")  # ada's workspace
             (run,) = store.list()
             assert run.config["started_by"] == "ada@example.org"
             nav(driver, "Training curves")
@@ -140,55 +105,49 @@ def test_sign_in_through_a_local_oidc_provider_and_start_a_run(tmp_path, stripes
             assert "Signed in:" not in text_of(driver)
 
 
-def test_two_sessions_keep_their_own_folders_and_backbone(tmp_path, stripes, screenshots, roots):
-    """Without sign-in the app opens as before (no sign-in screen). Session A moves its data
-    directory and backbone; session B's dataset, runs and backbone stay as they were."""
+def test_two_sessions_without_sign_in_share_the_local_workspace_and_keep_their_own_choices(
+        tmp_path, stripes, screenshots, roots):
+    """Without sign-in the app opens as before (no sign-in screen) and every session is the one
+    local user: a run of an earlier flat data directory is migrated into users/local and listed to
+    both sessions; the Settings panel is read-only (no visitor moves the data directory any more);
+    each session keeps its own dataset and backbone while the other changes its own."""
     require_chromium()
     home = tmp_path / "home"
-    home.mkdir()
     old_run = RunStore(home / "runs").create({"strategy": "linear_probe", "seed": 3, "dataset": str(stripes)},
-                                             name="before A moved")
-    jobs.cancel(old_run)  # a finished run in the server's data directory, listed to every session there
-    a_home = tmp_path / "a-home"
+                                             name="before the new layout")
+    jobs.cancel(old_run)  # a finished run of the flat layout (runs/ at the top of the data directory)
     with streamlit_server(home, roots) as (_, url, _, _), chromium() as a, chromium() as b:
         for d in (a, b):
             d.get(url)
             wait_for(d, lambda d: any(h.text == "Transfer Lab" for h in css(d, "h1")), TIMEOUT_S, "the home page")
             wait_idle(d)
             assert "Sign in" not in text_of(d) and "Signed in" not in text_of(d)
+            local = home / "users" / "local"
+            assert f"Your workspace: {local}" in text_of(d, "stSidebar")
         scan_folder(b, stripes)
         pick_backbone(b, "MobileNetV2")
 
-        # session A: its own data directory and backbone, through the Settings panel
+        # session A: the Settings panel shows the server's configuration and offers no folder to type
         click(a, [e for e in css(a, '[data-testid="stSidebar"] summary') if "Settings" in e.text][0])
-        field = '[data-testid="stSidebar"] input[aria-label="Data directory (this session)"]'
-        wait_for(a, lambda d: css(d, field), 30, "the data directory field")
-        box = css(a, field)[0]
-        box.send_keys("\ue009a")  # Ctrl+A
-        box.send_keys(f"{a_home}\n")
-        wait_idle(a)
-        click_button(a, "Apply")
-        wait_for(a, lambda d: f"Data directory: {a_home}" in text_of(d, "stSidebar"), TIMEOUT_S, "A's data directory")
+        wait_for(a, lambda d: "Server configuration" in text_of(d, "stSidebar"), 30, "the Settings panel")
         wait_idle(a)
         assert_clean(a)
-        assert "Server configuration" in text_of(a, "stSidebar") and "TRANSFER_LAB_DATA_ROOTS" in text_of(a, "stSidebar")
+        sidebar = text_of(a, "stSidebar")
+        assert "TRANSFER_LAB_DATA_ROOTS" in sidebar and "TRANSFER_LAB_HOME" in sidebar and str(home) in sidebar
+        assert not css(a, '[data-testid="stSidebar"] [data-testid="stExpanderDetails"] input'), \
+            "the Settings panel offers a field to type into"
         a.set_window_size(1400, 2400)  # the sidebar scrolls on its own: tall enough for the whole panel
         time.sleep(1.0)
         a.save_screenshot(str(screenshots / "19_settings_panel.png"))
         a.set_window_size(1400, 1000)
         pick_backbone(a, "ResNet50")
-        nav(a, "Strategies")
-        assert "No runs yet" in text_of(a)  # A's new data directory has none
 
-        # session B: nothing moved
-        nav(b, "Strategies")
-        body = text_of(b, "stSidebar")
-        assert f"Data directory: {home}" in body and "Dataset: stripes" in body
+        # both list the migrated run; B's dataset and backbone are still B's, A's still A's
+        for d in (a, b):
+            nav(d, "Training curves")
+            wait_for(d, lambda d: "before the new layout" in text_of(d), TIMEOUT_S, "the migrated run")
+            assert_clean(d)
+        assert "Dataset: stripes" in text_of(b, "stSidebar") and "Dataset: none yet" in text_of(a, "stSidebar")
         assert shown_backbone(b) == "MobileNetV2" and shown_backbone(a) == "ResNet50"
-        assert "No runs yet" not in text_of(b)  # B still lists the server's runs
-        nav(b, "Training curves")
-        wait_for(b, lambda d: "before A moved" in text_of(d), TIMEOUT_S, "B's run")
-        assert_clean(b)
-        assert os.environ.get("TRANSFER_LAB_HOME") != str(a_home)
-        assert (a_home / "runs").is_dir() and RunStore(a_home / "runs").list() == []  # A's pages used its folder
-        assert [r.id for r in RunStore(home / "runs").list()] == [old_run.id]
+    assert (home / "users" / "local" / "runs" / old_run.id / "config.json").is_file()  # moved, not copied
+    assert not (home / "runs").exists()
