@@ -24,7 +24,7 @@ import os
 import re
 from pathlib import Path
 
-from core import settings
+from core import atomic, settings
 
 CACHES = ("features", "scans", "hashes", "embeddings", "bench", "engine", "cut_cache", "samples")
 WORKSPACE_DIRS = ("datasets", "inbox", "runs", "exports")
@@ -100,8 +100,10 @@ def workspace_of(path: str | os.PathLike) -> Path | None:
 
 
 def _migrate(root: Path) -> None:
-    """Move the flat layout's per-user folders into the local workspace (once)."""
+    """Move the flat layout's per-user folders into the local workspace (once); runs that
+    trained on a dataset that moved are pointed at its new place."""
     local = root / USERS / LOCAL_USER_ID
+    moved_datasets = (root / "datasets").is_dir() and not (root / "datasets").is_symlink()
     for name in WORKSPACE_DIRS:
         old = root / name
         if old.is_dir() and not old.is_symlink():
@@ -113,7 +115,18 @@ def _migrate(root: Path) -> None:
                 for item in old.iterdir():
                     if not (new / item.name).exists():
                         os.replace(item, new / item.name)
+    if moved_datasets:
+        _repoint_runs(local / "runs", str(root / "datasets"), str(local / "datasets"))
     try:
         (root / _MIGRATED).touch()
     except OSError:
         pass  # a read-only data directory: reads still work, the next writer retries
+
+
+def _repoint_runs(runs: Path, old: str, new: str) -> None:
+    """Rewrite the ``dataset`` of each run config under ``runs`` that lay in ``old``."""
+    for config_path in runs.glob("*/config.json") if runs.is_dir() else ():
+        config = atomic.read_json(config_path)
+        dataset = config.get("dataset") if isinstance(config, dict) else None
+        if isinstance(dataset, str) and (dataset == old or dataset.startswith(old + os.sep)):
+            atomic.write_json(config_path, {**config, "dataset": new + dataset[len(old):]})

@@ -39,6 +39,7 @@ CLASS_STYLE = ":red[big]"
 CLASS_NAMES = (CLASS_IMG, CLASS_HTML, CLASS_LINK, CLASS_STYLE)
 
 _INJECTED_JS = """
+const base = arguments[0];
 const out = [];
 for (const img of document.querySelectorAll('img')) {
   const src = img.getAttribute('src') || '';
@@ -47,17 +48,19 @@ for (const img of document.querySelectorAll('img')) {
 }
 for (const a of document.querySelectorAll('a')) {
   const href = a.getAttribute('href') || '';
-  if (href.includes('127.0.0.1:9') || href.includes('evil@example.org')) out.push('a ' + href);
+  const own = href.startsWith('/') || href === base || href.startsWith(base + '/') || href.startsWith(base + '?');
+  if ((href.includes('127.0.0.1') && !own) || href.includes('evil') || href.startsWith('mailto:')) out.push('a ' + href);
 }
 for (const el of document.querySelectorAll('[onerror]')) out.push('onerror on ' + el.tagName);
 return out;
 """
 
 
-def injected_elements(driver) -> list[str]:
+def injected_elements(driver, base: str) -> list[str]:
     """Every element on the page that an injected name would have made: an <img> with an
-    injected source, a link to an injected address, an ``onerror`` handler."""
-    return driver.execute_script(_INJECTED_JS)
+    injected source, a link to anywhere but the app itself (``base``: its address), an
+    ``onerror`` handler. (Colour, ``:red[...]``, is caught by the text not reading as typed.)"""
+    return driver.execute_script(_INJECTED_JS, base.rstrip("/"))
 
 
 def media_urls(driver, base: str) -> list[str]:

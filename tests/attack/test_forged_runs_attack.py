@@ -92,9 +92,9 @@ def test_an_image_outside_the_roots_is_never_served(served, browser, as_server, 
     screenshot(browser, screenshots, "attack_outside_photo_not_drawn")
 
 
-def check_text_only(driver, *literals: str) -> None:
+def check_text_only(driver, url: str, *literals: str) -> None:
     """No element the payloads would make, and each payload shown as the characters it holds."""
-    found = forge.injected_elements(driver)
+    found = forge.injected_elements(driver, url)
     assert not found, f"injected elements in the page: {found}"
     body = text_of(driver)
     missing = [text for text in literals if text not in body]
@@ -132,10 +132,10 @@ def test_run_names_and_reasons_show_as_text(served, browser, as_server, tmp_path
         wait_for(browser, lambda d: "Queued training: 1 run" in text_of(d), PAGE_TIMEOUT_S, "the launch message")
         wait_idle(browser)
         assert UI_NAME in [r.name for r in store.list(state="queued")]
-        wait_for(browser, lambda d: text_of(d).count("127.0.0.1:9") >= 4 or forge.injected_elements(d),
+        wait_for(browser, lambda d: text_of(d).count("127.0.0.1") >= 4,
                  PAGE_TIMEOUT_S, "the injected runs in the Jobs panel")
         wait_idle(browser)
-        check_text_only(browser, forge.RUN_NAME, UI_NAME, "[click](http://127.0.0.1:9/evil) :red[reason]")
+        check_text_only(browser, url, forge.RUN_NAME, UI_NAME, "[click](http://127.0.0.1:9/evil) :red[reason]")
         assert_clean(browser, errors_allowed=True)
         screenshot(browser, screenshots, "attack_markdown_strategies")
 
@@ -145,7 +145,7 @@ def test_run_names_and_reasons_show_as_text(served, browser, as_server, tmp_path
         fresh(browser, url, "Training curves")
         wait_for(browser, lambda d: "This run failed" in text_of(d), PAGE_TIMEOUT_S, "the failed run's details")
         wait_idle(browser)
-        check_text_only(browser, forge.REASON)
+        check_text_only(browser, url, forge.REASON)
         screenshot(browser, screenshots, "attack_markdown_curves")
 
 
@@ -165,6 +165,6 @@ def test_class_names_show_as_text(served, browser, as_server, screenshots):
     wait_idle(browser)
     classes = sorted(p.name for p in (home / "users" / "local" / "datasets" / "inject").iterdir())
     assert classes == sorted(forge.CLASS_NAMES)  # the payloads are the folder names
-    check_text_only(browser, *forge.CLASS_NAMES)
+    check_text_only(browser, url, *forge.CLASS_NAMES)
     assert_clean(browser)
     screenshot(browser, screenshots, "attack_markdown_label_classes")
