@@ -121,13 +121,17 @@ def _backbones(args) -> int:
 def _extract(args) -> int:
     """Extract and cache the features of every split, with a progress line; the last line gives
     the images extracted, the seconds, the images/s and the engine with its precision."""
-    import os
+    from core import settings
+
+    with settings.engine_chosen(args.engine):  # this command's choice, not the environment's
+        return _extract_on_engine(args)
+
+
+def _extract_on_engine(args) -> int:
     import time
 
     from core.nets import engine
 
-    if args.engine:
-        os.environ[engine.ENGINE_ENV] = args.engine
     engine.requested()  # a bad name fails here, with its message
     from core.data.dataset import scan_folder
     from core.features.cache import extract_features

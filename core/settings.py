@@ -34,6 +34,14 @@ MAX_JOBS_ENV = "TRANSFER_LAB_MAX_JOBS"
 MAX_USER_JOBS_ENV = "TRANSFER_LAB_MAX_JOBS_PER_USER"
 OPEN_WITHOUT_SIGN_IN_ENV = "TRANSFER_LAB_OPEN_WITHOUT_SIGN_IN"
 OPEN_WITHOUT_SIGN_IN_VALUE = "anyone-on-the-network-may-use-this-server"
+ENGINE_ENV = "TRANSFER_LAB_ENGINE"
+PRECISION_ENV = "TRANSFER_LAB_PRECISION"
+SAMPLES_ENV = "TRANSFER_LAB_SAMPLES_DIR"
+RAY_ADDRESS_ENV = "TRANSFER_LAB_RAY_ADDRESS"
+RAY_ACTOR_ENV = "TRANSFER_LAB_RAY_ACTOR"  # set by a run's Ray actor in the worker it starts: the actor's name
+SHARD_MIN_IMAGES_ENV = "TRANSFER_LAB_SHARD_MIN_IMAGES"
+SHARD_IMAGES_ENV = "TRANSFER_LAB_SHARD_IMAGES"
+SHARD_RETRIES_ENV = "TRANSFER_LAB_SHARD_RETRIES"
 DEFAULT_MIN_FREE_MB = 500.0
 
 # What each server-wide variable means, for the read-only Settings table (others are listed as found).
@@ -139,11 +147,8 @@ def admins() -> frozenset[str]:
 
 
 def _whole_number(name: str, default: int) -> int:
-    value = os.environ.get(name, "").strip()
-    try:
-        return max(1, int(value)) if value else default
-    except ValueError:
-        raise StorageError(f"{name} must be a whole number, not '{value}'.") from None
+    """A limit of at least 1 (0 or less reads as 1: "one at a time")."""
+    return max(1, count(name, default, least=-(2**31)))
 
 
 def max_jobs() -> int:
@@ -205,3 +210,78 @@ def server_config() -> list[dict]:
 def usable_cores() -> int:
     """CPU cores this process may use (a container or taskset may allow fewer than exist)."""
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def _text(name: str) -> str:
+    return os.environ.get(name, "").strip()
+
+
+_engine_choice: contextvars.ContextVar[str | None] = contextvars.ContextVar("transfer_lab_engine", default=None)
+
+
+@contextmanager
+def engine_chosen(name: str | None) -> Iterator[None]:
+    """Use engine ``name`` in this context (the command line's ``--engine``) instead of the server's."""
+    token = _engine_choice.set(name.strip().lower() if name else None)
+    try:
+        yield
+    finally:
+        _engine_choice.reset(token)
+
+
+def engine_request() -> str:
+    """The inference engine asked for: this context's choice (``engine_chosen``), else
+    ``$TRANSFER_LAB_ENGINE`` (lower case), else ``auto``; ``core.nets.engine`` checks the name."""
+    return _engine_choice.get() or _text(ENGINE_ENV).lower() or "auto"
+
+
+def precision_request() -> str:
+    """The server's training precision (``$TRANSFER_LAB_PRECISION``, lower case; default ``auto``);
+    ``core.train.precision`` checks the name."""
+    return _text(PRECISION_ENV).lower() or "auto"
+
+
+def samples_dir() -> Path | None:
+    """An extra folder searched for the sample dataset (``$TRANSFER_LAB_SAMPLES_DIR``)."""
+    value = _text(SAMPLES_ENV)
+    return Path(value).expanduser() if value else None
+
+
+def keras_home() -> Path:
+    """Keras' own folder (``$KERAS_HOME``, default ``~/.keras``): its download cache is ``models/``."""
+    return Path(os.environ.get("KERAS_HOME") or Path.home() / ".keras")
+
+
+def ray_address() -> str | None:
+    """The Ray cluster's head (``$TRANSFER_LAB_RAY_ADDRESS``), or None: everything stays on this machine."""
+    return _text(RAY_ADDRESS_ENV) or None
+
+
+def ray_actor() -> str | None:
+    """In a worker started by a run's Ray actor: the actor's name (None elsewhere)."""
+    return _text(RAY_ACTOR_ENV) or None
+
+
+def count(name: str, default: int, least: int = 1, error: type[Exception] = StorageError) -> int:
+    """A whole-number variable (``name``), at least ``least``; ``error`` says what is wrong with it."""
+    value = _text(name)
+    if not value:
+        return default
+    try:
+        n = int(value)
+    except ValueError:
+        raise error(f"{name} must be a whole number, not '{value}'.") from None
+    if n < least:
+        raise error(f"{name} must be at least {least}, not {n}.")
+    return n
+
+
+def child_process_env(**extra: str) -> dict[str, str]:
+    """This process's whole environment plus ``extra``, for a worker it starts on this machine."""
+    return {**os.environ, **extra}
+
+
+def passed_to_workers(extra: tuple[str, ...] = ()) -> dict[str, str]:
+    """The server's configuration (every ``TRANSFER_LAB_*`` variable, and ``extra``) for a process
+    it starts elsewhere (a Ray node): the same data directory, weights and limits there."""
+    return {k: v for k, v in os.environ.items() if k.startswith("TRANSFER_LAB_") or k in extra}

@@ -363,3 +363,24 @@ def test_the_marker_check_finds_what_it_should(tmp_path):
 def test_tests_that_need_shared_assets_are_marked():
     found = [f for path in TESTS if path.name.startswith("test_") for f in unmarked_shared_tests(path)]
     assert not found, f"mark these @pytest.mark.real (they read ../shared): {found}"
+
+
+def environment_uses(paths) -> list[str]:
+    """``file:line`` of every ``os.environ`` / ``os.getenv`` use in ``paths`` (reads and writes)."""
+    found = []
+    for path in paths:
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if (isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id == "os"
+                    and node.attr in ("environ", "getenv", "putenv", "unsetenv")):
+                found.append(f"{path}:{node.lineno}")
+    return found
+
+
+def test_the_environment_is_read_only_in_settings(tmp_path):
+    """Configuration in one place: every variable is read in core/settings.py, and nothing in
+    core/ or the pages writes the environment (choices travel as arguments or context)."""
+    (tmp_path / "pkg").mkdir()
+    (tmp_path / "pkg" / "m.py").write_text("import os\nx = os.environ.get('A')\nos.environ['B'] = '1'\n")
+    assert len(environment_uses([tmp_path / "pkg" / "m.py"])) == 2  # the checker sees both
+    sources = [p for p in (REPO / "core").rglob("*.py") if p != REPO / "core" / "settings.py"] + PAGES
+    assert environment_uses(sources) == []

@@ -64,6 +64,8 @@ def test_a_transformation_that_costs_the_probe_is_left_out_and_said_to_not_pay()
     decision = flips.decide(swapped, y, shifted, seen=(swapped, y, _features))
     assert decision.transforms[0].name == "translation" and not decision.transforms[0].allowed
     assert decision.augment.translation == 0.0 and decision.augment.flip in ("", "vertical")
+    if not decision.augment.flip:  # nothing geometric left: augmentation is said not to pay, and is off
+        assert not decision.augment.enabled and any("not expected to pay" in r for r in decision.reasons)
 
 
 @pytest.mark.real
@@ -87,3 +89,4 @@ def test_gratings_leave_out_the_flips_that_turn_45_degrees_into_135(shared_asset
     assert all(c.space == "features" for c in decision.flips)
     assert {t.name for t in decision.transforms} == {"rotation", "zoom", "translation", "contrast"}
     assert decision.augment.rotation == 0.0  # a turn of up to 18 degrees blurs what the class is
+    assert not decision.augment.enabled and any("not expected to pay" in r for r in decision.reasons)

@@ -134,6 +134,46 @@ def _frame(probs, labels, classes):
     return frame
 
 
+@pytest.fixture(scope="module")
+def digits_fits(tmp_path_factory):
+    """Every strategy fitted on the tiny backbone over a far-from-ImageNet set (the digits), lazily."""
+    from core.train import fit as training
+    from core.train import registry
+    from tests.digits import write_digits
+    from tests.test_training import tiny_config
+
+    root = tmp_path_factory.mktemp("digits_fits")
+    data = write_digits(root / "digits", per_class=12, size=TINY_SIZE)
+    weights = make_tiny_backbone(root / "weights")
+    done: dict = {}
+
+    def get(strategy: str):
+        if strategy not in done:
+            with pytest.MonkeyPatch.context() as mp:
+                mp.setenv("TRANSFER_LAB_HOME", str(root / "home"))
+                mp.setenv("TRANSFER_LAB_WEIGHTS_DIR", str(weights))
+                done[strategy] = training.fit(tiny_config(data, strategy, val_fraction=0.5))
+        return done[strategy]
+
+    get.strategies = list(registry.STRATEGIES)
+    return get
+
+
+@pytest.mark.parametrize("strategy", ["linear_probe", "feature_extraction", "frozen_augment", "fine_tune", "scratch",
+                                      "pixel_baseline"])
+def test_every_strategy_calibrates_without_losing_ece_or_accuracy(strategy, digits_fits, tmp_path):
+    result = digits_fits(strategy)
+    assert strategy in digits_fits.strategies
+    classes = result.metrics["classes"]
+    found = trust.assess(tmp_path, result.predictions, classes, [], [], None)
+    probs, labels = trust.validation_probabilities(result.predictions, classes)
+    cal = found.calibration
+    assert cal.ece_after <= cal.ece_before
+    assert np.array_equal(cal.apply(probs).argmax(1), probs.argmax(1))  # the accuracy cannot move
+    assert cal.accuracy == pytest.approx(result.metrics["val_accuracy"])
+    assert found.abstention.accuracy_answered >= found.abstention.accuracy_all
+
+
 # ---------------------------------------------------------------- a finished run, end to end
 
 @pytest.fixture(scope="module")

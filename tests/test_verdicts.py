@@ -152,3 +152,8 @@ def test_the_recommended_line_starts_the_advised_run_with_every_setting():
                 "", "constant", 255.0, 0.0, 0.0, 0.0, 0.1)
         else:
             assert "--flip" not in line
+    off = Advice("small", "different", "frozen_augment", 0, backbone="efficientnet_lite0",
+                 figures={"augment": {**augment, "enabled": False}})
+    assert "--no-augment" in off.train_args()
+    cfg = train_config(parser().parse_args(["train", "--dataset", "/d", *off.train_args()]))
+    assert cfg.augment.enabled is False

@@ -1,5 +1,5 @@
 """Real training runs through the run store, the job queue and the worker process
-(default entry ``core.train.fit``): done, cancelled mid-epoch, killed, and bad configs."""
+(``core.train.fit``): done, cancelled mid-epoch, killed, and bad configs."""
 
 from __future__ import annotations
 

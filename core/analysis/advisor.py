@@ -85,7 +85,9 @@ class Advice:
         if self.unfreeze_layers:
             args += ["--fine-tune-layers", str(self.unfreeze_layers)]
         aug = self.figures.get("augment")
-        if aug and registry.get(self.strategy).augments:
+        if aug and registry.get(self.strategy).augments and not aug.get("enabled", True):
+            args += ["--no-augment"]  # measured: no transformation expected to pay
+        elif aug and registry.get(self.strategy).augments:
             args += ["--flip", aug["flip"] or "none", "--fill", aug["fill"]]
             if aug["fill"] == "constant":
                 args += ["--fill-value", f"{aug['fill_value']:g}"]
@@ -307,7 +309,7 @@ def _measure_pixels(sample: Dataset, seed: int, steps: _Steps, backbone=None) ->
         seen = None
     augment = decide(pix[valid], y, seed=seed, seen=seen)  # the same sample: which flips, transforms and fill fit
     return {"pixels": float(correct.mean()), "pixels_correct": correct, "pixel_seconds": seconds,
-            "augment": {"flip": augment.augment.flip, "fill": augment.augment.fill,
+            "augment": {"enabled": augment.augment.enabled, "flip": augment.augment.flip, "fill": augment.augment.fill,
                         "fill_value": augment.augment.fill_value, "reasons": augment.reasons,
                         **{t: getattr(augment.augment, t) for t in ("rotation", "zoom", "translation", "contrast")},
                         "evidence": augment.to_dict()}}
@@ -345,6 +347,7 @@ def _measure_scratch(ds: Dataset, per_class: int, seed: int, augment: dict | Non
     if augment:  # decided on the sample already: the trial does not measure the flips again
         a = cfg.augment
         a.flip, a.fill, a.fill_value = augment["flip"], augment["fill"], augment["fill_value"]
+        a.enabled = augment.get("enabled", True)
         for t in ("rotation", "zoom", "translation", "contrast"):
             setattr(a, t, augment.get(t, getattr(a, t)))
     start = time.perf_counter()

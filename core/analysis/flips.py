@@ -311,9 +311,16 @@ def decide(pixels: np.ndarray, y: np.ndarray, aug: Augment | None = None, seed: 
                            f"probe scores transformed copies {t.transformed_accuracy:.1%} against {t.accuracy:.1%} "
                            f"on originals (± {t.stderr:.1%})"
                            + ("." if t.allowed else ", clearly worse: it changes what the features see of the class."))
-        if transforms and not any(t.allowed for t in transforms) and not resolved.flip:
-            reasons.append("Augmentation is not expected to pay on this data: every transformation measured "
-                           "changes what the features see of the class, so runs train without any.")
+        geometric = [t for t in transforms if t.name != "contrast"]
+        if geometric and not any(t.allowed for t in geometric) and not resolved.flip:
+            resolved = replace(resolved, enabled=False)
+            kept = [t for t in transforms if t.allowed]
+            reasons.append(
+                "Augmentation is not expected to pay on this data: every flip and geometric transformation "
+                "measured changes what the features see of the class"
+                + (f", and {' and '.join(t.name for t in kept)} alone the frozen features already see through "
+                   "(the probe scores such copies within noise of the originals)" if kept else "")
+                + ". Runs train without augmentation (choose it to override).")
     else:
         reasons.append(f"Flip: {aug.flip.replace('_', ' ') or 'none'}, as chosen.")
     return AugmentDecision(resolved, checks, border, int(len(y)), reasons, transforms)

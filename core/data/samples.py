@@ -14,12 +14,12 @@ import urllib.request
 from pathlib import Path
 from typing import Callable
 
-from core import layout
+from core import layout, settings
 from core.errors import DatasetError, TransferLabError
 
 SAMPLE_NAME = "cats_vs_dogs"
 SAMPLE_URL = "https://storage.googleapis.com/mledu-datasets/cats_and_dogs_filtered.zip"
-SAMPLES_ENV = "TRANSFER_LAB_SAMPLES_DIR"
+SAMPLES_ENV = settings.SAMPLES_ENV
 CHUNK = 1 << 20
 
 
@@ -27,9 +27,8 @@ def candidates() -> list[Path]:
     """Folders that may hold the sample, in the order they are tried."""
     out = [layout.cache("samples") / SAMPLE_NAME,
            layout.workspace(None, current=False) / "datasets" / SAMPLE_NAME]  # where the flat layout kept it
-    extra = os.environ.get(SAMPLES_ENV)
-    if extra:
-        base = Path(extra).expanduser()
+    base = settings.samples_dir()
+    if base:
         out += [base / SAMPLE_NAME, base]
     return out
 

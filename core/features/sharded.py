@@ -19,19 +19,16 @@ every node sees, like the run store.
 
 from __future__ import annotations
 
-import os
 import socket
 import time
 from typing import Any, Callable
 
 import numpy as np
 
+from core import settings
 from core.errors import ClusterError
 from core.runs import cluster
 
-MIN_IMAGES_ENV = "TRANSFER_LAB_SHARD_MIN_IMAGES"
-SHARD_IMAGES_ENV = "TRANSFER_LAB_SHARD_IMAGES"
-RETRIES_ENV = "TRANSFER_LAB_SHARD_RETRIES"
 DEFAULT_MIN_IMAGES = 20_000
 DEFAULT_SHARD_IMAGES = 2_048
 SHARD_RETRIES = 2
@@ -44,36 +41,23 @@ class ShardFailed(ClusterError):
     """A shard of a sharded extraction failed on every try; no cache entry was written."""
 
 
-def _positive_int(name: str, default: int, least: int = 1) -> int:
-    value = os.environ.get(name, "").strip()
-    if not value:
-        return default
-    try:
-        n = int(value)
-    except ValueError:
-        raise ClusterError(f"{name} must be a whole number of images, not '{value}'.") from None
-    if n < least:
-        raise ClusterError(f"{name} must be at least {least}, not {n}.")
-    return n
-
-
 def min_images() -> int:
-    return _positive_int(MIN_IMAGES_ENV, DEFAULT_MIN_IMAGES)
+    return settings.count(settings.SHARD_MIN_IMAGES_ENV, DEFAULT_MIN_IMAGES, error=ClusterError)
 
 
 def shard_images() -> int:
-    return _positive_int(SHARD_IMAGES_ENV, DEFAULT_SHARD_IMAGES)
+    return settings.count(settings.SHARD_IMAGES_ENV, DEFAULT_SHARD_IMAGES, error=ClusterError)
 
 
 def retries() -> int:
-    return _positive_int(RETRIES_ENV, SHARD_RETRIES, least=0)
+    return settings.count(settings.SHARD_RETRIES_ENV, SHARD_RETRIES, least=0, error=ClusterError)
 
 
 def plan(n: int, batch_size: int) -> list[tuple[int, int]] | None:
     """``[(start, stop), ...]`` shards of ``n`` photos to extract, or None to extract locally
     (no cluster configured, fewer than ``min_images()`` photos, a single shard, or inside a run
     that already runs on a node: its shards would wait for the CPUs that runs like it hold)."""
-    if not cluster.enabled() or n < min_images() or os.environ.get(cluster.ACTOR_ENV):
+    if not cluster.enabled() or n < min_images() or settings.ray_actor():
         return None
     size = max(batch_size, shard_images() // batch_size * batch_size)  # whole batches only
     bounds = [(start, min(start + size, n)) for start in range(0, n, size)]

@@ -12,7 +12,6 @@ cache (``KERAS_HOME`` or ``~/.keras/models``), then Keras' own download.
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -191,8 +190,7 @@ def get_spec(name: str) -> BackboneSpec:
 # ---------------------------------------------------------------- weights
 
 def keras_cache_dir() -> Path:
-    base = os.environ.get("KERAS_HOME") or os.path.join(os.path.expanduser("~"), ".keras")
-    return Path(base) / "models"
+    return settings.keras_home() / "models"
 
 
 # Keras caches a few downloads under another name than the URL's file name.

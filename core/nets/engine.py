@@ -22,7 +22,6 @@ from __future__ import annotations
 import functools
 import hashlib
 import logging
-import os
 import platform
 import sys
 import threading
@@ -33,10 +32,10 @@ from typing import Any, Callable
 
 import numpy as np
 
-from core import atomic, layout
+from core import atomic, layout, settings
 from core.errors import EngineError
 
-ENGINE_ENV = "TRANSFER_LAB_ENGINE"
+ENGINE_ENV = settings.ENGINE_ENV
 CHOICES = ("auto", "openvino", "tensorflow")
 # Bump when the conversion or the guard's definition changes: verdicts and cached IR are rebuilt.
 ENGINE_VERSION = 1
@@ -68,7 +67,7 @@ TENSORFLOW = Choice("tensorflow", "f32", "")
 
 
 def requested() -> str:
-    value = (os.environ.get(ENGINE_ENV) or "auto").strip().lower()
+    value = settings.engine_request()
     if value not in CHOICES:
         raise EngineError(f"{ENGINE_ENV}={value!r} is not an engine; use one of {', '.join(CHOICES)}.")
     return value

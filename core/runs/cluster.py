@@ -36,10 +36,11 @@ from pathlib import Path
 from typing import Any
 
 from core.runs.store import worker_command
+from core import settings
 from core.errors import ClusterError
 
-ADDRESS_ENV = "TRANSFER_LAB_RAY_ADDRESS"
-ACTOR_ENV = "TRANSFER_LAB_RAY_ACTOR"  # set in a worker started by a run actor: the actor's name
+ADDRESS_ENV = settings.RAY_ADDRESS_ENV
+ACTOR_ENV = settings.RAY_ACTOR_ENV
 NAMESPACE = "transfer-lab"
 REPO_ROOT = Path(__file__).resolve().parents[2]
 # Variables a node's processes get from the dispatcher besides every TRANSFER_LAB_* one.
@@ -55,8 +56,7 @@ _failed: tuple[str, float, str] | None = None  # (address, when, message) of the
 def address() -> str | None:
     """The Ray cluster runs go to (``$TRANSFER_LAB_RAY_ADDRESS``: ``host:port`` of the head, or
     ``ray://host:10001``), or None: runs stay on this machine."""
-    value = os.environ.get(ADDRESS_ENV, "").strip()
-    return value or None
+    return settings.ray_address()
 
 
 def enabled() -> bool:
@@ -118,8 +118,8 @@ def _inside_ray_worker(ray) -> bool:
 def node_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     """The environment a node's processes get: the dispatcher's TRANSFER_LAB_* settings (the
     server's data directory and weights) and this checkout on ``PYTHONPATH``."""
-    env = {k: v for k, v in os.environ.items() if k.startswith("TRANSFER_LAB_") or k in PASSED_ENV}
-    env["PYTHONPATH"] = os.pathsep.join([str(REPO_ROOT)] + [p for p in os.environ.get("PYTHONPATH", "").split(
+    env = settings.passed_to_workers(PASSED_ENV)
+    env["PYTHONPATH"] = os.pathsep.join([str(REPO_ROOT)] + [p for p in env.get("PYTHONPATH", "").split(
         os.pathsep) if p and p != str(REPO_ROOT)])
     env["PYTHONUNBUFFERED"] = "1"
     env.update(extra or {})
@@ -261,7 +261,7 @@ class RunActor:
                 with open(run.log_path, "ab") as log:
                     proc = subprocess.Popen(
                         [sys.executable, *worker_args], cwd=REPO_ROOT,
-                        env={**os.environ, ACTOR_ENV: self.name}, stdin=subprocess.DEVNULL, stdout=log,
+                        env=settings.child_process_env(**{ACTOR_ENV: self.name}), stdin=subprocess.DEVNULL, stdout=log,
                         stderr=subprocess.STDOUT, start_new_session=True, close_fds=True,
                         preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None)
                 code = proc.wait()  # a worker that finishes starts the next queued run itself

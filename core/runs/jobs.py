@@ -74,7 +74,7 @@ def _start(run: Run) -> bool:
         try:
             with open(run.log_path, "ab") as log:
                 proc = subprocess.Popen(
-                    worker_command(run.dir), cwd=REPO_ROOT, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+                    worker_command(run.dir), cwd=REPO_ROOT, env=settings.child_process_env(PYTHONUNBUFFERED="1"),
                     stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                     start_new_session=True, close_fds=True,
                 )

@@ -16,8 +16,8 @@ import time
 import traceback
 from typing import Any, Callable
 
+from core import settings
 from core.errors import RunError, TransferLabError
-from core.runs.cluster import ACTOR_ENV
 from core.runs.jobs import pump
 from core.runs.store import HEARTBEAT_S, HOST, Run, RunCancelled, RunStore, process_start_time
 
@@ -50,7 +50,7 @@ def _claim(run: Run) -> bool:
             status["heartbeat"] = time.time()
             return True
         actor = (status.get("cluster") or {}).get("actor")
-        if status["state"] == "running" and not status.get("pid") and actor and actor == os.environ.get(ACTOR_ENV):
+        if status["state"] == "running" and not status.get("pid") and actor and actor == settings.ray_actor():
             now = time.time()  # dispatched to a Ray cluster (core.runs.cluster): our actor started us
             status.update(heartbeat=now, pid=me, pid_start=process_start_time(me), host=HOST)
             return True
@@ -121,7 +121,7 @@ def main(argv: list[str] | None = None, work: Work = _train) -> int:
         return 3
     _log(f"run {run.id} started")
     code = _execute(run, work)
-    if not os.environ.get(ACTOR_ENV):  # on a Ray cluster, the run's actor starts the next run
+    if not settings.ray_actor():  # on a Ray cluster, the run's actor starts the next run
         pump(RunStore.holding(run))
     return code
 

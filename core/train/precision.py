@@ -19,16 +19,16 @@ always compute in float32, and so do losses and metrics.
 from __future__ import annotations
 
 import functools
-import os
 import sys
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
+from core import settings
 from core.errors import ConfigError
 
-PRECISION_ENV = "TRANSFER_LAB_PRECISION"
+PRECISION_ENV = settings.PRECISION_ENV
 CHOICES = ("auto", "float32", "mixed_bfloat16", "mixed_float16")
 LABELS = {"float32": "float32", "mixed_bfloat16": "bf16 mixed", "mixed_float16": "fp16 mixed"}
 
@@ -92,7 +92,7 @@ def requested(value: str | None = None) -> str:
     own = check(value)
     if own:
         return own
-    server = (os.environ.get(PRECISION_ENV) or "auto").strip().lower()
+    server = settings.precision_request()
     if server not in CHOICES:
         raise ConfigError(f"{PRECISION_ENV}={server!r} is not a precision; use one of {', '.join(CHOICES)}.")
     return server
