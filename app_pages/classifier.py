@@ -319,7 +319,7 @@ if predictor is not None:
             if predictor.trust.ood is not None:
                 n[2].metric("Unlike the training data", sum(bool(r.unlike_data) for r in good),
                             help="Flagged when the photo's features lie further from the training photos' than "
-                                 "97.5% of the validation photos' do.")
+                                 "99% of the validation photos' do.")
 
         frame = inference.results_frame(results, k)
         trust_columns = ["answer", "unlike_data"] if predictor.calibrated else []

@@ -217,7 +217,8 @@ elif state in compare.ACTIVE:
 metrics = run.metrics() if state == "done" else None
 if metrics:
     c = st.columns(6)
-    c[0].metric("Validation accuracy", f"{metrics['val_accuracy']:.1%}")
+    c[0].metric("Validation accuracy", f"{metrics['val_accuracy']:.1%}",
+                help=" · ".join(display.uncertainty_lines(metrics)[:1]) or None)
     c[1].metric("Validation loss", f"{metrics['val_loss']:.3g}")
     c[2].metric("Macro F1", f"{metrics.get('macro_f1', float('nan')):.3f}")
     c[3].metric("Training time", progress.format_seconds(metrics.get("train_seconds"), short=True),
@@ -230,13 +231,17 @@ if metrics:
                    f"keeps those weights. {metrics.get('val_images', '?')} validation images, "
                    f"{metrics.get('train_images', '?')} training images, {metrics.get('input_size')} px.")
 
+    st.caption(common.plain(" · ".join(line.split(":", 1)[0] + ": " + line.split(":", 1)[1].strip()
+                                       for line in display.uncertainty_lines(metrics))))
     augmentation = curves.augmentation_summary(metrics)
     if augmentation:
         with st.expander(f"Augmentation: {augmentation}", icon=":material/auto_awesome:"):
             checks = curves.flip_checks_frame(metrics)
             if not checks.empty:
-                st.caption("Each flip was tested before training: a pixel probe (a simple classifier on raw "
-                           "pixels) learnt the classes on originals, then read flipped copies. A flip is allowed "
+                st.caption("Each flip was tested before training: a linear probe on the backbone's features (on "
+                           "raw pixels only where the features cannot separate the classes) learnt the classes on "
+                           "originals, then read flipped copies; rotation, zoom, shift and contrast the same way "
+                           "(see the reasons below). A flip is allowed "
                            "when the probe reads the flipped copies as well as the originals (so the class "
                            "survives) and cannot tell copies from originals (near 50%: they look like the data).")
                 shares = checks.columns[1:4]

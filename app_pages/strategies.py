@@ -359,7 +359,7 @@ else:
         placeholder="—",  # a queued run has no accuracy yet: a dash, not "None"
         column_order=["name", *(["started_by"] if shown["started_by"].notna().any() else []),  # with sign-in
                       *(["Strategy", "backbone"] if named else []), "state", "val_accuracy_pct", "val_ci",
-                      "balanced_accuracy", "worst_class_recall", "train_seconds", "trainable_params", "epochs_run", "images_per_s", "val_loss", "input_size",
+                      "balanced_accuracy", "macro_f1", "worst_class_recall", "train_seconds", "trainable_params", "epochs_run", "images_per_s", "val_loss", "input_size",
                       "weights", *(["ran_on"] if shown["ran_on"].str.startswith("Ray").any() else []),  # on a cluster
                       "run_id"],
         column_config={  # pixel widths: the ~940 px a 1400 px window leaves hold everything up to px
@@ -372,6 +372,7 @@ else:
             "balanced_accuracy": st.column_config.NumberColumn(
                 "balanced acc", format="percent", width=85,
                 help="Mean recall over classes: what accuracy would be on balanced classes."),
+            "macro_f1": st.column_config.NumberColumn("macro F1", format="%.3f", width=70),
             "worst_class_recall": st.column_config.NumberColumn("worst recall", format="percent", width=80,
                                                                 help="Recall of the class the run does worst on."),
             "val_loss": st.column_config.NumberColumn("val loss", format="%.3g", width=70),
@@ -473,7 +474,7 @@ if ds is not None and not untrainable:
         unpretrained = [name for name in registry.STRATEGIES if not registry.uses_backbone(name)]
         mine = everything[(everything["dataset"] == ds.root)
                           & ((everything["backbone"] == backbone) | everything["strategy"].isin(unpretrained))]
-        verdict = compare.advisor_verdict(mine, adv.strategy)
+        verdict = compare.advisor_verdict(mine, adv.strategy, lambda rid: store.get(rid).predictions())
         if verdict["agreed"] is None:
             st.info(verdict["message"], icon=":material/info:")
         elif verdict["agreed"]:

@@ -1,4 +1,4 @@
-"""``python -m benchmarks [--quick] [--only speed,accuracy,app,scale,engine] [--items 3,4]``
+"""``python -m benchmarks [--quick] [--only speed,accuracy,app,scale,engine,int8] [--items 3,4]``
 
 Runs the benchmark groups, prints one table per group, and writes
 ``benchmarks/results/<group>-<timestamp>.json`` (figures + machine description).
@@ -24,7 +24,7 @@ from pathlib import Path
 from .common import GROUPS, REPO, RESULTS_DIR, Context, GroupResult, describe_machine, format_group, log, \
     machine_description, timestamp, write_results
 
-ORDER = ("scale", "app", "engine", "speed", "accuracy")  # shortest first; app reuses the scale jobs
+ORDER = ("scale", "app", "engine", "speed", "accuracy", "int8")  # shortest first; app reuses the scale jobs
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

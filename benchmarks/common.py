@@ -24,7 +24,7 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
-GROUPS = ("speed", "accuracy", "app", "scale", "engine")
+GROUPS = ("speed", "accuracy", "app", "scale", "engine", "int8")
 
 
 # ---------------------------------------------------------------- results

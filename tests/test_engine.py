@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import numpy as np
 import pytest
@@ -300,6 +301,8 @@ def test_headless_extraction_names_images_seconds_speed_and_engine(ds, image_fol
     m = re.fullmatch(r"extracted ([\d,]+) images in ([\d.]+) s \((\d+) images/s\) with (openvino \w+)", last)
     assert m and int(m.group(1).replace(",", "")) == n, last
     assert m.group(4) == engine.choose("openvino").label and "validation: " in captured.err
-    assert extract_features(ds, "tiny", split="validation").from_cache  # what the CLI cached, the app reads
-    assert main(["extract", "--dataset", str(image_folder), "--backbone", "tiny"]) == 0
+    assert os.environ[engine.ENGINE_ENV] == "tensorflow"  # the choice was this command's, not the environment's
+    with settings.engine_chosen("openvino"):
+        assert extract_features(ds, "tiny", split="validation").from_cache  # what the CLI cached, the app reads
+    assert main(["extract", "--dataset", str(image_folder), "--backbone", "tiny", "--engine", "openvino"]) == 0
     assert "extracted 0 images in 0.0 s (all from the cache)" in capsys.readouterr().out

@@ -62,7 +62,8 @@ def test_flips_and_fill_are_decided_from_the_data(digits, cats_vs_dogs):
     d = resolve_augment(Augment(), scan_folder(digits, val_fraction=0.2, seed=1337))
     assert d.augment.flip == "" and d.augment.fill == "constant" and d.augment.fill_value > 240
     photos = resolve_augment(Augment(), scan_folder(cats_vs_dogs))
-    assert photos.augment.fill == "reflect" and photos.augment.flip != "vertical"
+    assert photos.augment.fill == "reflect" and photos.augment.flip == "horizontal"  # judged on the features
+    assert all(c.space == "features" for c in d.flips + photos.flips)
 
 
 def test_pixel_baseline_on_all_digits(digits):

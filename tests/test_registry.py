@@ -92,3 +92,22 @@ def test_no_strategy_name_is_branched_on_outside_the_registry():
                     "strategy" in ast.unparse(c) for c in sides):
                 offenders.append(f"{rel}:{node.lineno}")
     assert not offenders, offenders
+
+
+def test_class_weights_default_follows_the_imbalance_ratio():
+    """None (the default) is decided from the training counts: on from IMBALANCE_RATIO (3:1) up, off below;
+    a choice made by hand stays; the note names the imbalance and what accuracy alone would hide."""
+    from core.train import registry
+
+    cfg = registry.make_config("linear_probe")
+    assert cfg.class_weights is None and registry.IMBALANCE_RATIO == 3.0
+    on, record = registry.class_weights_default(cfg, {"cats": 500, "dogs": 50})
+    assert on.class_weights is True and record["imbalance_ratio"] == 10.0 and "on by default" in record["class_weights_reason"]
+    off, record = registry.class_weights_default(cfg, {"cats": 290, "dogs": 100})
+    assert off.class_weights is False and "off by default" in record["class_weights_reason"]
+    kept, record = registry.class_weights_default(registry.make_config("linear_probe", class_weights=False),
+                                                  {"cats": 500, "dogs": 50})
+    assert kept.class_weights is False and "as chosen" in record["class_weights_reason"]
+    note = registry.imbalance_note({"cats": 500, "dogs": 50})
+    assert "10.0:1" in note and "91%" in note and "balanced accuracy" in note
+    assert "within 3:1" in registry.imbalance_note({"a": 10, "b": 9})

@@ -170,10 +170,11 @@ def verdict_lines(paired: pd.DataFrame) -> list[str]:
     return lines
 
 
-def advisor_verdict(table: pd.DataFrame, recommended: str) -> dict:
+def advisor_verdict(table: pd.DataFrame, recommended: str, predictions=None) -> dict:
     """Did the measurement agree with the advisor? Compares the best run of the
-    recommended strategy with the best run overall, allowing for the noise of a
-    finite validation set (1.96 standard errors of the best accuracy)."""
+    recommended strategy with the best run overall: with ``predictions(run_id)`` and both
+    scored on the same validation images, by McNemar's exact test on them; otherwise
+    allowing for the noise of a finite validation set (1.96 standard errors of the best accuracy)."""
     label = registry.label(recommended)
     best = best_by_strategy(table)
     out = {"recommended": recommended, "best_strategy": None, "best_accuracy": None,
@@ -193,6 +194,17 @@ def advisor_verdict(table: pd.DataFrame, recommended: str) -> dict:
     tol = 1.96 * math.sqrt(max(p * (1 - p), 0.25 / n) / n) if n else 0.0
     out.update(recommended_accuracy=float(rec["val_accuracy"]), tolerance=tol)
     gap = p - float(rec["val_accuracy"])
+    both = [_correct(predictions(rid)) for rid in (top["run_id"], rec["run_id"])] if predictions else [None, None]
+    if top["strategy"] != recommended and all(c is not None for c in both) and both[0].index.equals(both[1].index):
+        test = verdicts.paired(both[0].to_numpy(), both[1].to_numpy())
+        out.update(agreed=not test.p < verdicts.ALPHA, tolerance=test.margin, paired=True)
+        words = verdicts.verdict_text(
+            verdicts.Verdict(top["Strategy"], p, 0, 0, test.n, 0, True, None, None, None),
+            verdicts.Verdict(label, float(rec["val_accuracy"]), 0, 0, test.n, 1, False, test, test.p,
+                             test.p < verdicts.ALPHA), "validation images")
+        out["message"] = (f"Measurement agrees within noise: {words}" if out["agreed"] else
+                          f"Measurement disagrees: {words}")
+        return out
     if top["strategy"] == recommended:
         out["agreed"] = True
         out["message"] = f"Measurement agrees: {label} is the most accurate strategy measured ({p:.1%})."

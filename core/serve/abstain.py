@@ -3,8 +3,8 @@
 The accuracy/coverage trade-off is measured on the validation photos (calibrated probabilities):
 for each threshold, the share of photos answered and the accuracy on them. The default threshold
 is the lowest one whose answered photos make half the errors of answering everything (accuracy
-1 - error / 2, at most 0.99), so "not sure" is said as rarely as that allows; when no threshold
-reaches it (or the run made no error) every photo is answered.
+1 - error / 2), so "not sure" is said as rarely as that allows; when no threshold reaches it (or
+the run made no error) every photo is answered.
 """
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ from dataclasses import dataclass, field
 import numpy as np
 
 CURVE_POINTS = 101
-MAX_TARGET = 0.99
 
 
 @dataclass
@@ -57,7 +56,7 @@ def fit(probs: np.ndarray, labels: np.ndarray) -> Abstention:
     for t in levels:
         coverage, accuracy = trade_off(confidence, correct, t)
         curve.append({"threshold": float(t), "coverage": coverage, "accuracy": accuracy})
-    target = min(MAX_TARGET, 1.0 - (1.0 - accuracy_all) / 2) if len(labels) else 1.0
+    target = 1.0 - (1.0 - accuracy_all) / 2 if len(labels) else 1.0
     threshold = floor
     if len(labels) and accuracy_all < 1.0:
         reaching = [c["threshold"] for c in curve if c["accuracy"] >= target and c["coverage"] > 0]

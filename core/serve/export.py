@@ -556,8 +556,6 @@ def export_folder(key: str) -> Path:
     """Where the exports of one model go: ``$TRANSFER_LAB_HOME/exports/<key>``."""
     import re
 
-    from core import settings
-
     safe = "-".join(re.findall(r"[A-Za-z0-9_]+", key))[:80] or "model"
     folder = layout.workspace_dir("exports") / safe
     folder.mkdir(parents=True, exist_ok=True)

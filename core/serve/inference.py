@@ -88,10 +88,11 @@ class Predictor:
                     reference = tf.function(call, input_signature=[tf.TensorSpec((None, size, size, 3), tf.float32)])
                     network = self._network_id()
                     stable = not network.endswith(("|random", "|download"))
-                    kind, pooling = ("features", "features+outputs") if self.with_features else \
-                        ("probabilities", "probabilities")
-                    self._forward = engine.FrozenForward(reference, size, f"{network}|{pooling}", pooling, kind=kind,
-                                                         ir_key=f"{network}|{size}|{pooling}" if stable else None)
+                    kind, pooling = "probabilities", "probabilities"
+                    if self.with_features:  # another network to the engine: its own verdict and IR
+                        kind, pooling, network = "features", "features+outputs", f"{network}|features+outputs"
+                    self._forward = engine.FrozenForward(reference, size, network, pooling, kind=kind,
+                                                         ir_key=f"{network}|{size}" if stable else None)
         return self._forward
 
     def _network_id(self) -> str:

@@ -5,7 +5,8 @@ NNCF (``nncf.quantize``) inserts int8 quantize/dequantize pairs into the float I
 the activations of ``calibration`` photos (training photos: the validation ones stay unseen, so the
 accuracy measured on them is honest). The report compares the int8 model with the float32 IR on
 the same validation pixels: accuracy of each, per-class accuracy change, top-1 agreement, file
-sizes, single-photo latency and batch throughput on this CPU. The live classifier may serve the
+sizes, single-photo latency and batch throughput on this CPU (the two measured alternately, so a
+shared machine's load weighs on both alike). The live classifier may serve the
 int8 model only when ``parity_holds``: agreement >= 98 % and at most 1 point of accuracy lost.
 
 The report is ``<stem>_int8_openvino.json`` beside the zip (numbers and fixed words only).
@@ -120,6 +121,26 @@ def speed(run: Callable[[np.ndarray], np.ndarray], pixels: np.ndarray, repeats: 
             "photos_per_s": float(batch * rounds / seconds)}
 
 
+def paired_speed(first, second, pixels: np.ndarray, repeats: int = 20, batch: int = 16) -> tuple[dict, dict]:
+    """``speed`` of two runners measured alternately, call by call, so that the load of a shared machine
+    weighs on both alike; medians of the per-call times."""
+    one = pixels[:1]
+    chunk = np.resize(pixels, (batch, *pixels.shape[1:])).astype(np.float32)
+    for run in (first, second):
+        run(one)
+        run(chunk)
+    single: tuple[list, list] = ([], [])
+    batched: tuple[list, list] = ([], [])
+    for _ in range(repeats):
+        for times, x in ((single, one), (batched, chunk)):
+            for k, run in enumerate((first, second)):
+                start = time.perf_counter()
+                run(x)
+                times[k].append(time.perf_counter() - start)
+    return tuple({"p50_ms": float(np.percentile(single[k], 50) * 1e3), "p95_ms": float(np.percentile(single[k], 95) * 1e3),
+                  "photos_per_s": float(batch / np.median(batched[k]))} for k in (0, 1))
+
+
 @dataclass
 class Int8Report:
     """int8 against the float32 IR on the same validation pixels."""
@@ -169,7 +190,7 @@ def compare(float_run, int8_run, pixels: np.ndarray, labels: np.ndarray, classes
             per_class.append({"class": str(name), "images": int(mask.sum()), "float": f, "int8": q, "change": q - f})
     return Int8Report(int(len(labels)), float(np.mean(top_f == labels)), float(np.mean(top_q == labels)),
                       float(np.mean(top_f == top_q)), per_class, int(float_bytes), int(int8_bytes),
-                      speed(float_run, pixels, repeats), speed(int8_run, pixels, repeats), int(calibration_images))
+                      *paired_speed(float_run, int8_run, pixels, repeats), int(calibration_images))
 
 
 def export_int8(saved_model_dir: str | os.PathLike, out_dir: str | os.PathLike, calibration_paths: Sequence[Any],

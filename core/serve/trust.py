@@ -23,8 +23,8 @@ from core.serve import abstain, calibration, ood
 
 CALIBRATION_FILE = "calibration.json"
 OOD_FILE = "ood.json"
-MAX_TRAIN_PHOTOS = 1000  # a seeded sample of the training photos fits the feature statistics
-MAX_VALIDATION_PHOTOS = 2000
+MAX_TRAIN_PHOTOS = 500  # a seeded sample of the training photos fits the feature statistics
+MAX_VALIDATION_PHOTOS = 500  # and of the validation photos sets the threshold (a forward pass each)
 NOT_CALIBRATED = "not calibrated (a run made before calibration was measured, or its record is unreadable)"
 
 log = logging.getLogger(__name__)
@@ -70,7 +70,8 @@ def assess(run_dir: Path, predictions: pd.DataFrame, classes: Sequence[str], tra
     if features_of is not None and len(train_paths) >= 3:
         tpaths, tlabels = sample(list(train_paths), train_labels, MAX_TRAIN_PHOTOS, seed)
         tfeats, tok = features_of(tpaths)
-        vpaths = [str(p) for p in predictions["path"]][:MAX_VALIDATION_PHOTOS]
+        vpaths, _ = sample([str(p) for p in predictions["path"]], np.zeros(len(predictions)), MAX_VALIDATION_PHOTOS,
+                           seed)
         vfeats, _ = features_of(vpaths)
         stats = ood.fit(tfeats, tlabels[tok], vfeats)
         atomic.write_json(Path(run_dir) / OOD_FILE, stats.to_dict())

@@ -221,3 +221,51 @@ def write_png16(path: Path, width: int = 8000, height: int = 8000) -> Path:
     path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", b"".join(parts))
                      + chunk(b"IEND", b""))
     return path
+
+
+# ---------------------------------------------------------------- browser
+
+_WATCH_JS = """
+if (!window.__tlSeen) {
+  window.__tlSeen = [];
+  const look = () => {
+    for (const el of document.querySelectorAll('[data-testid="stAlertContainer"], [data-testid^="stAlertContent"]')) {
+      const text = el.innerText;
+      if (text && !window.__tlSeen.includes(text)) window.__tlSeen.push(text);
+    }
+  };
+  new MutationObserver(look).observe(document.body, {subtree: true, childList: true, characterData: true});
+  look();
+}
+"""
+
+
+def watch_messages(driver) -> None:
+    """Record every message box the page shows from now on, even one a refresh replaces a second
+    later (``seen_messages``); a full page load forgets them."""
+    driver.execute_script(_WATCH_JS)
+
+
+def seen_messages(driver) -> list[str]:
+    return driver.execute_script("return window.__tlSeen || [];")
+
+
+TABLE = '[data-testid="stDataFrame"]'
+ROW_PX = 35  # st.dataframe's row height, its header's too
+
+
+def select_table_row(driver, text: str) -> None:
+    """Tick the row of the page's (first) table whose cells contain ``text``: its checkbox is
+    drawn on a canvas, so the click goes to where the row is (the grid's accessible copy of the
+    table says which row that is)."""
+    from selenium.webdriver.common.action_chains import ActionChains
+
+    grid = driver.find_elements("css selector", TABLE)[0]
+    rows = driver.execute_script(
+        "return [...arguments[0].querySelectorAll('table tr')].map(r => r.innerText);", grid)
+    index = next(i for i, row in enumerate(rows[1:]) if text in row)
+    driver.execute_script("arguments[0].scrollIntoView({block: 'center'});", grid)
+    time.sleep(0.5)
+    w, h = grid.size["width"], grid.size["height"]
+    ActionChains(driver).move_to_element_with_offset(grid, -w / 2 + 18, -h / 2 + ROW_PX * (index + 1) + ROW_PX // 2
+                                                     ).click().perform()
