@@ -59,6 +59,14 @@ def plain(text) -> str:
     return _LEADING_BLOCK.sub(r"\1\\\2", flat)
 
 
+def chart_text(frame, *columns):
+    """``frame`` with its text ``columns`` (class, file names) HTML-escaped for a Plotly chart:
+    Plotly draws ``<a href>``, ``<b>``... in labels and hover text, and a visitor names these."""
+    import html
+
+    return frame.assign(**{c: frame[c].map(lambda v: html.escape(str(v))) for c in columns})
+
+
 def plural(n: int, word: str, words: str | None = None) -> str:
     """'1 file', '3 files': counts read as sentences."""
     return f"{n:,} {word if n == 1 else (words or word + 's')}"

@@ -2,6 +2,7 @@
 run in detail: confusion matrix, per-class scores, the worst validation predictions,
 downloads and the TensorBoard log folder."""
 
+import html
 import json
 
 import plotly.express as px
@@ -255,6 +256,7 @@ if metrics:
     left, right = st.columns([3, 2])
     cm = curves.confusion_frame(metrics)
     if not cm.empty:
+        cm = cm.rename(index=html.escape, columns=html.escape)  # Plotly draws markup in labels
         heat = px.imshow(cm, text_auto=True, color_continuous_scale="Blues", aspect="auto",
                          labels=dict(x="predicted", y="true", color="images"))
         heat.update_layout(height=max(300, 40 * len(cm) + 120), margin=dict(t=30))

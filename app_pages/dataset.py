@@ -137,7 +137,7 @@ images = stats.image_frame(ds)
 st.subheader("Counts and sizes")
 left, right = st.columns(2)
 left.plotly_chart(
-    px.bar(stats.counts_frame(ds), x="class", y="count", color="split", barmode="group", text_auto=True,
+    px.bar(common.chart_text(stats.counts_frame(ds), "class"), x="class", y="count", color="split", barmode="group", text_auto=True,
            title="Images per class and split"),
     key="chart_counts",
 )
@@ -149,8 +149,8 @@ if len(sizes) == 1:
 else:
     sized = images if len(images) <= SCATTER_MAX else images.sample(SCATTER_MAX, random_state=0)
     right.plotly_chart(
-        px.scatter(sized, x="width", y="height", color="label", opacity=0.4,
-                   hover_name=sized["path"].map(os.path.basename),
+        px.scatter(common.chart_text(sized, "label"), x="width", y="height", color="label", opacity=0.4,
+                   hover_name=common.chart_text(sized, "path")["path"].map(os.path.basename),
                    title="Image sizes in pixels (one dot per image"
                          + (f", {SCATTER_MAX:,} sampled)" if len(sized) < len(images) else ")"),
                    labels={"label": "class"}),
@@ -158,7 +158,7 @@ else:
     )
 left, right = st.columns(2)
 left.plotly_chart(
-    px.histogram(images, x="aspect", color="label", nbins=40,
+    px.histogram(common.chart_text(images, "label"), x="aspect", color="label", nbins=40,
                  title="Aspect ratio (1 = square, above 1 = landscape)",
                  labels={"aspect": "width / height", "label": "class"}),
     key="chart_aspect",

@@ -2,6 +2,7 @@
 2-D feature map, how well each backbone separates the classes, photos that look
 mislabelled, and outliers."""
 
+import html
 from pathlib import Path
 
 import plotly.express as px
@@ -132,12 +133,13 @@ with tab_map:
         if fmap is not None:
             frame = fmap.frame
             axis = embedding.METHOD_NAMES[method]
-            fig = px.scatter(frame, x="x", y="y", color="label", symbol="split", hover_name="file",
+            fig = px.scatter(common.chart_text(frame, "label", "file"), x="x", y="y", color="label", symbol="split",
+                             hover_name="file",
                              hover_data={"x": False, "y": False, "label": True, "split": True},
                              custom_data=["path"], symbol_map={"train": "circle", "validation": "x"},
                              color_discrete_sequence=px.colors.qualitative.Set1,
                              labels={"label": "class", "split": "split"}, height=600,
-                             title=f"{spec.display_name} features of {ds.name}, {axis} to 2-D "
+                             title=f"{spec.display_name} features of {html.escape(ds.name)}, {axis} to 2-D "
                                    "(colour: class, marker: split)")
             fig.update_traces(marker={"size": 9, "opacity": 0.8})
             fig.update_layout(xaxis_title=f"{axis} 1", yaxis_title=f"{axis} 2", legend_title_text="class, split")

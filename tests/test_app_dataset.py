@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
-from tests.helpers import REPO, write_images
+from tests.helpers import REPO, unescaped, write_images
 from tests.test_app_backbones import offline  # noqa: F401  (fixture)
 
 APP = str(REPO / "streamlit_app.py")
@@ -113,7 +113,7 @@ def test_problems_are_shown(problem_folder):
     table = at.dataframe[0].value
     assert set(table["file"]) == {"train/a/broken.png", "train/b/notes.txt"}
     assert table.set_index("file").loc["train/b/notes.txt", "reason"].startswith("not an image file type")
-    captions = " ".join(img.caption for el in at.get("image") for img in el.proto.imgs)  # pairs side by side
+    captions = unescaped(" ".join(img.caption for el in at.get("image") for img in el.proto.imgs))  # pairs side by side
     assert "train: train/a/img_000.png" in captions and "validation: validation/a/leak.png" in captions
     assert not at.error
 

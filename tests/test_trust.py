@@ -312,3 +312,47 @@ def test_curves_page_draws_the_reliability_diagram_or_says_not_calibrated(traine
     (run.dir / trust.CALIBRATION_FILE).unlink()
     at.run()
     assert any("not calibrated" in c.value for c in at.caption)
+
+
+def test_export_panel_int8_serving_and_deployment_card(trained):
+    """The page's export panel: int8 quantized on the run's training photos and measured on its validation
+    photos, the switch that serves it (when its parity holds), and the deployment card of every format."""
+    from streamlit.testing.v1 import AppTest
+
+    from tests.helpers import REPO
+
+    run, data = trained
+    at = AppTest.from_file(str(REPO / "streamlit_app.py"), default_timeout=600)
+    at.run()
+    at.switch_page("app_pages/classifier.py").run()
+    at.multiselect(key="tl_clf_formats").set_value(["keras", "openvino", "openvino_int8"]).run()
+    at.button(key="tl_clf_export_btn").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert not at.error, [e.value for e in at.error]
+    assert "int8 against float32" in [h.value for h in at.subheader]
+    metrics = {m.label: m.value for m in at.metric}
+    assert {"Accuracy, int8", "Top-1 agreement", "Size", "Throughput"} <= set(metrics)
+    report = at.session_state["tl_clf_export"][1]
+    assert report.int8.images == 20 and report.int8.calibration_images == 32
+    if report.int8.parity_holds:
+        at.toggle(key="tl_clf_int8").set_value(True).run()
+        assert not at.exception, [e.value for e in at.exception]
+        assert any("Serving the int8 export" in i.value for i in at.info)
+    at.button(key="tl_clf_card_btn").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    card = at.session_state["tl_clf_card"][1]
+    assert len(card) == 3 and card["accuracy"].notna().all() and (card["p95 (ms)"] >= card["p50 (ms)"]).all()
+    assert list(card["runs on"]) == ["TensorFlow / Keras", "OpenVINO Runtime", "OpenVINO Runtime"]
+
+
+def test_a_run_whose_features_cannot_be_read_is_still_calibrated(tmp_path):
+    probs, labels = overconfident(n=100, k=2)
+    frame = _frame(probs, labels, ["x", "y"])
+
+    def no_features(paths):
+        raise ValueError("cannot tell the features tiny's head reads")
+
+    found = trust.assess(tmp_path, frame, ["x", "y"], [f"t{i}.png" for i in range(10)], [0, 1] * 5, no_features)
+    assert found.ood is None and not (tmp_path / trust.OOD_FILE).exists()
+    loaded = trust.load(tmp_path)
+    assert loaded.calibration.images == 100 and loaded.ood is None

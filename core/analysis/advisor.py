@@ -478,7 +478,10 @@ def advise(ds: Dataset, backbone: str = "efficientnet_lite0", weights="imagenet"
     _candidate_verdicts(candidates)
     confidence = _confidence(candidates, n)
     quick = _quickest_within_noise(candidates)
-    measured_text = "; ".join(f"{c['candidate']} {c['accuracy']:.1%} ({c['seconds']:.0f} s)" for c in candidates)
+    from core.analysis.verdicts import interval_text
+
+    measured_text = "; ".join(f"{c['candidate']} {interval_text(c['accuracy'], c.get('ci_low'), c.get('ci_high'))}"
+                              f"{' ★' if c.get('best') else ''} ({c['seconds']:.0f} s)" for c in candidates)
     reasons = [
         f"Size: the smallest class has {per_class:,} training images "
         f"({'under' if size == 'small' else 'at least'} {SMALL_PER_CLASS:,} a class), so the dataset counts as {size}.",
@@ -488,7 +491,8 @@ def advise(ds: Dataset, backbone: str = "efficientnet_lite0", weights="imagenet"
         f"a skill of {skill:.2f} over chance, "
         f"so the data looks {'similar to' if similarity == 'similar' else 'different from'} ImageNet "
         f"(threshold {SIMILAR_SKILL}).",
-        f"Measured on the sample (cross-validated): {measured_text}.",
+        f"Measured on the sample (cross-validated; 95% Wilson intervals; ★ best by the paired verdicts): "
+        f"{measured_text}.",
         *picked_why,
         f"Pick: {registry.label(strategy)}" + (f" on block {feature_layer}" if feature_layer else "") +
         (f" with {backbones.get_spec(chosen).display_name}" if chosen != backbone else "") +

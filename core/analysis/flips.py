@@ -11,7 +11,11 @@ probe cannot tell them from originals): an upside-down photo is still a cat, but
 not one the validation set holds. Raw pixels are the fallback only where the
 features cannot speak (no backbone on this machine, or a probe near chance): a
 pixel probe is position-sensitive and reads any mirror of a natural photo as a
-change of class.
+change of class. When "auto", rotation, zoom, shift and contrast are measured the same way
+(copies drawn at the config's strength) and a transformation that costs the probe clearly
+more than noise is set to 0; when no flip and no geometric transformation is left, the
+augmentation is not expected to pay (contrast alone the frozen features already see
+through) and is turned off, said in the reasons.
 
 Rotation, zoom and shift uncover pixels that the layer must fill. Keras fills
 them by reflecting the image, which mirrors strokes touching the border back

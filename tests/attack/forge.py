@@ -41,18 +41,24 @@ CLASS_NAMES = (CLASS_IMG, CLASS_HTML, CLASS_LINK, CLASS_STYLE)
 _INJECTED_JS = """
 const base = arguments[0];
 const out = [];
+const where = (el) => {
+  const box = el.closest('[data-testid]:not([data-testid="stMarkdownContainer"])');
+  return box ? ' in ' + box.getAttribute('data-testid') + ': ' + (box.innerText || '').slice(0, 120).replace(/\\n/g, ' ') : '';
+};
 for (const img of document.querySelectorAll('img')) {
   const src = img.getAttribute('src') || '';
   if (src.includes('127.0.0.1:9') || src === 'x' || src === 'y' || src.endsWith('/x') || src.endsWith('/y')
-      || src.endsWith('cls.png') || img.hasAttribute('onerror')) out.push('img ' + src);
+      || src.endsWith('cls.png') || img.hasAttribute('onerror')) out.push('<img src=' + src + '>' + where(img));
 }
 for (const a of document.querySelectorAll('a')) {
   const href = a.getAttribute('href') || '';
   const own = href.startsWith('/') || href === base || href.startsWith(base + '/') || href.startsWith(base + '?');
-  if ((href.includes('127.0.0.1') && !own) || href.includes('evil') || href.startsWith('mailto:')) out.push('a ' + href);
+  if ((href.includes('127.0.0.1') && !own) || href.includes('evil') || href.startsWith('mailto:')) {
+    out.push('<a href=' + href + '>' + where(a));
+  }
 }
-for (const el of document.querySelectorAll('[onerror]')) out.push('onerror on ' + el.tagName);
-return out;
+for (const el of document.querySelectorAll('[onerror]')) out.push('onerror on ' + el.tagName + where(el));
+return [...new Set(out)];
 """
 
 

@@ -157,6 +157,30 @@ def test_another_users_dataset_cannot_be_relabelled(tmp_path):
     assert moved.parent.name == "dogs" and moved.is_file()
 
 
+def test_behind_the_disabled_buttons_the_core_refuses_too(monkeypatch):
+    """Attack 7: the pages disable Cancel and Force stop on another user's run, but a crafted
+    request could still reach the handlers: as Bob, cancelling, killing, deleting or renaming
+    Ann's runs raises AccessDenied and changes nothing; Boss (an admin) may."""
+    from core.runs import jobs
+
+    with settings.session(ANN):
+        queued = RunStore().create({"strategy": "linear_probe"}, name="ann queued")
+        running = RunStore().create({"strategy": "linear_probe"}, name="ann running")
+        running.set_status("running", pid=None, host=None, heartbeat=time.time())
+    with settings.session(BOB):
+        for attempt in (lambda: jobs.cancel(queued), lambda: jobs.kill(running), lambda: RunStore().delete(queued.id),
+                        lambda: RunStore().rename(queued.id, "mine now")):
+            with pytest.raises(AccessDenied, match="belongs to someone else"):
+                attempt()
+    assert queued.status()["state"] == "queued" and not queued.cancel_requested() and queued.name == "ann queued"
+    assert running.status()["state"] == "running"
+    monkeypatch.setenv(settings.ADMINS_ENV, "boss@example.org")
+    with settings.session("boss@example.org"):
+        assert jobs.cancel(queued) == "cancelled"
+        RunStore().delete(queued.id)
+    assert not queued.dir.exists()
+
+
 @pytest.mark.parametrize("run_id", ["..", "../../etc", "20260101-000000-a-beef/../../x", "/etc/passwd",
                                     "20260101-000000-a-beef\x00", ""])
 def test_a_run_id_that_is_a_path_finds_nothing(run_id):
