@@ -55,10 +55,10 @@ def test_engine_choice_follows_the_setting_and_the_machine(monkeypatch):
 
     _use(monkeypatch, "auto")
     engine._choose.cache_clear()
-    monkeypatch.setattr(engine, "_has_gpu", lambda: True)
+    monkeypatch.setattr(engine, "has_gpu", lambda: True)
     assert engine.choose().engine == "tensorflow" and "GPU" in engine.choose().reason
     engine._choose.cache_clear()
-    monkeypatch.setattr(engine, "_has_gpu", lambda: False)
+    monkeypatch.setattr(engine, "has_gpu", lambda: False)
     assert engine.choose().engine == "openvino"
     engine._choose.cache_clear()
     monkeypatch.setattr(engine, "openvino_version", lambda: None)

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from core.errors import ConfigError
+from core.nets import engine
 from core.train import precision, registry
 from core.train.fit import fit
 from core.train.strategies import StrategyConfig, build_scratch_model
@@ -57,7 +58,7 @@ def test_a_bad_precision_is_a_config_problem():
 
 def test_this_machine_is_described_from_its_cpu_flags():
     line = precision.describe()
-    if precision.has_gpu():
+    if engine.has_gpu():
         assert "fp16" in line
     elif precision.native_bf16():
         assert "scratch bf16 mixed" in line
@@ -125,7 +126,7 @@ def test_a_mixed_fit_records_its_precision_and_leaves_a_float32_model(tmp_path, 
 
 def test_auto_here_and_the_scikit_learn_strategies_record_float32(tmp_path):
     data = str(_stripes(tmp_path / "ds"))
-    if not precision.has_gpu() and not precision.native_bf16():
+    if not engine.has_gpu() and not precision.native_bf16():
         m = fit(StrategyConfig(strategy="scratch", dataset=data, epochs=1, **SCRATCH)).metrics
         assert m["precision"] == "float32" and "no native bf16" in m["precision_reason"]
     m = fit(StrategyConfig(strategy="pixel_baseline", dataset=data, precision="mixed_bfloat16")).metrics

@@ -213,3 +213,11 @@ def test_advisor_candidates_carry_intervals_and_paired_verdicts():
     assert by["block"]["best"] and not by["top"]["best"]
     confidence = advisor._confidence(candidates, 120)
     assert confidence.startswith("Confidence: a close call") and "block" in confidence
+
+
+def test_identical_runs_and_a_cheapest_leader_are_said_plainly():
+    same = np.r_[np.ones(50, bool), np.zeros(10, bool)]
+    out = verdicts.compare_with_leader([verdicts.Entry("a", same, same.mean(), 60, cost=1.0),
+                                        verdicts.Entry("b", same.copy(), same.mean(), 60, cost=2.0)])
+    assert out[0].best and "as the cheapest of those within noise" in out[0].text
+    assert "image for image" in out[1].text and out[1].resolved is False

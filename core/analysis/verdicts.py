@@ -200,7 +200,7 @@ def compare_with_leader(entries: list[Entry], what: str = "images", alpha: float
         resolved = None if test is None else bool(p_adj < alpha)
         out.append(Verdict(e.name, float(e.accuracy), low, high, int(e.n), rank, rank == 0, test, p_adj, resolved,
                            key=e.key))
-    _mark_best(out, ranked)
+    best_by_cost = _mark_best(out, ranked)
     several = len(pvals) > 1
     for v in out[1:]:
         v.text = verdict_text(out[0], v, what, several)
@@ -211,23 +211,27 @@ def compare_with_leader(entries: list[Entry], what: str = "images", alpha: float
     elif not tied:
         lead.text = head + ", a lead resolved over every other: marked best."
     else:
-        best = next(v.name for v in out if v.best)
+        best = next(v for v in out if v.best)
         lead.text = (head + f"; its lead over {', '.join(tied)} is not resolved, so "
                      + ("it is marked best only as the leader within noise (no cost to break the tie)."
-                        if best == lead.name else f"the cheapest of those within noise, {best}, is marked best."))
+                        if best is lead and not best_by_cost else
+                        "it is marked best as the cheapest of those within noise." if best is lead else
+                        f"the cheapest of those within noise, {best.name}, is marked best."))
     return out
 
 
-def _mark_best(out: list[Verdict], ranked: list[Entry]) -> None:
+def _mark_best(out: list[Verdict], ranked: list[Entry]) -> bool:
+    """Mark the best; True when a cost broke a tie."""
     tied = [i for i, v in enumerate(out) if i == 0 or v.resolved is not True]
     if len(tied) == 1:
         out[0].best = True
-        return
+        return False
     costs = [ranked[i].cost for i in tied]
     if all(np.isfinite(c) for c in costs):
         out[tied[int(np.argmin(costs))]].best = True
-    else:
-        out[0].best = True  # no cost to break the tie with: the leader, said to be within noise
+        return True
+    out[0].best = True  # no cost to break the tie with: the leader, said to be within noise
+    return False
 
 
 def verdict_text(leader: Verdict, other: Verdict, what: str = "images", several: bool = False) -> str:
@@ -236,6 +240,9 @@ def verdict_text(leader: Verdict, other: Verdict, what: str = "images", several:
         return (f"{leader.name} {leader.accuracy:.1%} vs {other.name} {other.accuracy:.1%}: not scored on the same "
                 f"{what}, so no paired test; compare their intervals only.")
     t = other.paired
+    if t.a_only + t.b_only == 0:
+        return (f"{leader.name} and {other.name} get the same {what} right and wrong, image for image: "
+                f"no difference to resolve (not resolved on {t.n} {what}).")
     adj = f", Holm-adjusted p = {other.p_adjusted:.2g}" if several else f", p = {t.p:.2g}"
     verdict = "resolved" if other.resolved else "not resolved"
     return (f"{leader.name} leads {other.name} by {t.lead * 100:.1f} points, ±{t.margin * 100:.1f} "

@@ -104,7 +104,7 @@ def cpu_precision() -> tuple[str, str]:
     return "f32", "CPU has no native bf16"
 
 
-def _has_gpu() -> bool:
+def has_gpu() -> bool:
     """A GPU TensorFlow would use. Asks TensorFlow when it is already imported; otherwise
     (the first page renders without TensorFlow) the presence of an NVIDIA device node."""
     tf = sys.modules.get("tensorflow")
@@ -130,7 +130,7 @@ def _choose(request: str) -> Choice:
     version = openvino_version()
     if version is None:
         return Choice("tensorflow", "f32", "OpenVINO is not installed (pip install openvino)")
-    if request == "auto" and _has_gpu():
+    if request == "auto" and has_gpu():
         return Choice("tensorflow", "f32", "auto: a GPU is present, TensorFlow runs on it")
     if "CPU" not in _available_devices():
         return Choice("tensorflow", "f32", "OpenVINO has no CPU device here")

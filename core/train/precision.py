@@ -19,13 +19,13 @@ always compute in float32, and so do losses and metrics.
 from __future__ import annotations
 
 import functools
-import sys
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
 from core import settings
+from core.nets import engine
 from core.errors import ConfigError
 
 PRECISION_ENV = settings.PRECISION_ENV
@@ -117,18 +117,6 @@ def native_bf16() -> bool:
     return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
-def has_gpu() -> bool:
-    """A GPU TensorFlow trains on. Asks TensorFlow when it is imported (a fit has), otherwise the
-    presence of an NVIDIA device node (the sidebar renders without TensorFlow)."""
-    tf = sys.modules.get("tensorflow")
-    if tf is not None and hasattr(tf, "config"):
-        try:
-            return bool(tf.config.list_physical_devices("GPU"))
-        except Exception:  # noqa: BLE001
-            return False
-    return any(Path("/dev").glob("nvidia[0-9]*"))
-
-
 def choose(path: str, value: str | None = None, *, gpu: bool | None = None, bf16: bool | None = None) -> Precision:
     """The precision ``path`` (one of ``PATHS``) trains at for a run asking ``value`` (see ``requested``).
     ``gpu`` and ``bf16`` stand in for this machine's answers (tests)."""
@@ -137,7 +125,7 @@ def choose(path: str, value: str | None = None, *, gpu: bool | None = None, bf16
     request = requested(value)
     if request != "auto":
         return Precision(request, f"{request} asked for")
-    if has_gpu() if gpu is None else gpu:
+    if engine.has_gpu() if gpu is None else gpu:
         return Precision("mixed_float16", "auto: a GPU, float16 with loss scaling")
     if not (native_bf16() if bf16 is None else bf16):
         return Precision("float32", f"auto: {NO_NATIVE_BF16}")
