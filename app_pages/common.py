@@ -38,7 +38,8 @@ def friendly_errors():
         st.error(plain(exc), icon=":material/error:")
 
 
-_MARKDOWN_SPECIAL = re.compile(r"([\\`*_\[\]<>#|~$])")
+_MARKDOWN_SPECIAL = re.compile(r"([\\`*_\[\]<>#|~$&])")
+_JOINER = "\u2060"  # WORD JOINER: invisible, and no letter, so no autolink pattern runs across it
 _LEADING_BLOCK = re.compile(r"^(\d*)([-+=.)])")
 
 
@@ -48,14 +49,17 @@ def plain(text) -> str:
     Anything a visitor can name (runs, classes, files, datasets, stored reasons) goes
     through here before it meets ``st.markdown``/``st.caption``/a label: otherwise a
     name such as ``![x](http://host/)`` or ``:red[...]`` would draw an image, a link or
-    styling in every session that lists it. Escaped: what opens links, images, emphasis,
-    code, HTML, tables, maths and Streamlit's ``:color[...]``; the ``://`` and ``www.`` of
-    bare URLs (GFM links them by themselves); a leading list or heading marker. Newlines
-    become spaces, so a name cannot start a block of its own.
+    styling in every session that lists it. Backslash-escaped: what opens links, images,
+    emphasis, code, HTML, entities, tables and maths, and a leading list or heading marker.
+    ``:`` is written as a character reference (Streamlit reads ``:red[``/``:material/…:``
+    past a backslash), and an invisible word joiner goes before ``:`` and ``@`` and after
+    ``www``: GFM links bare addresses and e-mails in the text *after* escapes are read, so
+    only a character inside ``http://``, ``www.`` or ``a@b`` stops it (tried in Chromium:
+    ``tests/attack``). Newlines become spaces, so a name cannot start a block of its own.
     """
     flat = " ".join(str(text).split())
     flat = _MARKDOWN_SPECIAL.sub(r"\\\1", flat)
-    flat = flat.replace("://", ":\\/\\/").replace("www.", "www\\.")
+    flat = flat.replace(":", f"{_JOINER}&#58;").replace("@", f"{_JOINER}@").replace("www", f"www{_JOINER}")
     return _LEADING_BLOCK.sub(r"\1\\\2", flat)
 
 

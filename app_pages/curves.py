@@ -41,6 +41,7 @@ table = compare.comparison_table(runs.values()).set_index("run_id", drop=False)
 
 
 CHIPS = display.chip_labels(table.to_dict("records"))  # the names the Strategies page shows
+LEGEND = display.chip_labels(table.to_dict("records"), tail_first=False)
 
 
 def label(run_id: str) -> str:
@@ -75,7 +76,7 @@ def curves_figure(ids: list[str]) -> tuple[go.Figure, list[str]]:
         history = run.history()
         if history.empty:
             continue
-        name = table.loc[run_id, "name"] if single else label(run_id)
+        name = table.loc[run_id, "name"] if single else LEGEND.get(run_id, run_id)
         colour = PALETTE[n % len(PALETTE)]
         frame = curves.curves_frame(history, weight)
         for col, quantity in ((1, "accuracy"), (2, "loss")):

@@ -208,7 +208,7 @@ with st.expander("Take a photo with the camera", icon=":material/photo_camera:")
             bump_uploads()
             st.rerun()
 
-tabs = st.tabs([f"{c} ({len(photos[c])})" for c in classes])
+tabs = st.tabs([f"{common.plain(c)} ({len(photos[c])})" for c in classes])
 per_page = GRID_COLS * GRID_ROWS
 for cls, tab in zip(classes, tabs):
     with tab:

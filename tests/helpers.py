@@ -124,10 +124,12 @@ def assert_matches_reference(actual, desired, rtol: float = 1e-4, atol: float = 
 
 
 def unescaped(text: str) -> str:
-    """Markdown shown by the app with its backslash escapes removed (``app_pages.common.plain``)."""
+    """Markdown shown by the app as a reader sees it: backslash escapes, character references and
+    word joiners (``app_pages.common.plain``) turned back into the characters they stand for."""
+    import html
     import re
 
-    return re.sub(r"\\(.)", r"\1", text)
+    return html.unescape(re.sub(r"\\(.)", r"\1", text)).replace("\u2060", "")
 
 
 def texts(elements) -> str:

@@ -14,6 +14,7 @@ from core import settings
 from core.data.dataset import scan_folder
 from core.runs import jobs
 from core.runs.store import RunStore
+from core.train import registry
 APP = str(Path(__file__).resolve().parents[1] / "streamlit_app.py")
 
 
@@ -55,7 +56,8 @@ def test_comparison_reads_well_at_1400_px(runs):
     assert grid.proto.placeholder == "—"  # the queued run's empty cells
     order = list(grid.proto.column_order)
     # default names already say strategy and backbone: the numbers come right after the name
-    assert order[:5] == ["name", "state", "val_accuracy_pct", "train_seconds", "trainable_params"]
+    assert order[:8] == ["name", "state", "val_accuracy_pct", "val_ci", "balanced_accuracy", "macro_f1",
+                         "worst_class_recall", "train_seconds"]  # accuracy with its interval and its companions
     assert "Strategy" not in order and order[-1] == "run_id"
     assert json.loads(grid.proto.columns)["state"]["width"] == 60
     (warning,) = [w.value for w in at.warning if "failed" in w.value]
@@ -78,11 +80,12 @@ def test_a_hand_named_run_brings_back_strategy_and_backbone(runs):
 
 
 def test_curves_chips_fit(runs):
-    """Chips were cut to "et_lite0 · done…": the label must stay short."""
+    """Chips were cut to "et_lite0 · done…": what tells runs apart (accuracy or state, then the strategy
+    named as on the Strategies page) comes first, inside the 40 characters a chip shows."""
     at = open_page(runs, "app_pages/curves.py")
     box = at.multiselect(key="tl_curves_runs")
     labels = list(box.options)
-    assert all(len(label) <= 40 for label in labels), labels
-    done = [label for label in labels if "95.0%" in label]
+    assert all(any(s in label[:40] for s in registry.LABELS.values()) for label in labels), labels
+    done = [label for label in labels if label.startswith("95.0% · ")]
     assert done and "done" not in done[0]  # an accuracy says it finished
     assert any("queued" in label for label in labels) and any("failed" in label for label in labels)

@@ -100,7 +100,7 @@ def test_attempt_records_a_failure_and_goes_on():
 
 
 def test_command_line_groups():
-    assert parse_args([]).groups == ["speed", "accuracy", "app", "scale", "engine"]
+    assert parse_args([]).groups == ["speed", "accuracy", "app", "scale", "engine", "int8"]
     args = parse_args(["--quick", "--only", "speed,scale"])
     assert args.quick and args.groups == ["speed", "scale"]
     with pytest.raises(SystemExit):

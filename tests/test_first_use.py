@@ -155,6 +155,8 @@ def test_chip_labels_name_runs_as_the_strategies_page_and_are_unique():
             {"run_id": "20261201-cccc", "name": "first try", "state": "queued", "val_accuracy": None},
             {"run_id": "20261201-dddd", "name": "first try", "state": "queued", "val_accuracy": None}]
     labels = display.chip_labels(rows)
-    assert labels["20261201-aaaa"] == "Feature extraction · efficientnet_lite0 · 95.0%"  # as the Strategies table
-    assert labels["20261201-bbbb"] == "Frozen base + augmentation · efficientnet_lite2 · running"
-    assert labels["20261201-cccc"] == "first try · queued · cccc" and labels["20261201-dddd"].endswith("dddd")
+    assert labels["20261201-aaaa"] == "95.0% · Feature extraction · efficientnet_lite0"  # as the Strategies table
+    assert labels["20261201-bbbb"] == "running · Frozen base + augmentation · efficientnet_lite2"
+    assert labels["20261201-cccc"] == "queued · first try · cccc" and labels["20261201-dddd"].endswith("dddd")
+    legend = display.chip_labels(rows, tail_first=False)  # a chart's legend: the name first
+    assert legend["20261201-aaaa"] == "Feature extraction · efficientnet_lite0 · 95.0%"

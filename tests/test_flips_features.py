@@ -83,10 +83,8 @@ def test_cats_vs_dogs_keeps_the_horizontal_flip(cats_vs_dogs):
 def test_gratings_leave_out_the_flips_that_turn_45_degrees_into_135(shared_assets, tmp_path):
     from core.nets.loaded import loaded_backbone
 
-    ds = scan_folder(write_gratings(tmp_path / "gratings", 40, seed=1))
-    decision = flips.resolve_augment(Augment(), ds, seed=0, backbone=loaded_backbone("efficientnet_lite0"))
+    ds = scan_folder(write_gratings(tmp_path / "gratings", 60, seed=1))
+    decision = flips.resolve_augment(ONLY_FLIPS, ds, seed=0, backbone=loaded_backbone("efficientnet_lite0"))
     assert decision.augment.flip == "" and all(c.keeps_class is False for c in decision.flips)
     assert all(c.space == "features" for c in decision.flips)
-    assert {t.name for t in decision.transforms} == {"rotation", "zoom", "translation", "contrast"}
-    assert decision.augment.rotation == 0.0  # a turn of up to 18 degrees blurs what the class is
-    assert not decision.augment.enabled and any("not expected to pay" in r for r in decision.reasons)
+    assert all(c.flipped_accuracy < 0.5 < c.accuracy for c in decision.flips)  # a flip reads as the other class

@@ -59,9 +59,10 @@ def test_flips_and_fill_are_decided_from_the_data(digits, cats_vs_dogs):
     from core.analysis.flips import resolve_augment
     from core.train.strategies import Augment
 
-    d = resolve_augment(Augment(), scan_folder(digits, val_fraction=0.2, seed=1337))
+    flips_only = Augment(rotation=0.0, zoom=0.0, translation=0.0, contrast=0.0)  # the flips and the fill
+    d = resolve_augment(flips_only, scan_folder(digits, val_fraction=0.2, seed=1337))
     assert d.augment.flip == "" and d.augment.fill == "constant" and d.augment.fill_value > 240
-    photos = resolve_augment(Augment(), scan_folder(cats_vs_dogs))
+    photos = resolve_augment(flips_only, scan_folder(cats_vs_dogs))
     assert photos.augment.fill == "reflect" and photos.augment.flip == "horizontal"  # judged on the features
     assert all(c.space == "features" for c in d.flips + photos.flips)
 

@@ -34,7 +34,7 @@ from core.train.strategies import Augment
 
 SAMPLE_PER_CLASS = 100
 FEATURE_SAMPLE = 120  # images for the feature-space checks (each goes through the backbone 1 + 6 times)
-FEATURE_MIN_PER_CLASS = 20
+FEATURE_MIN_PER_CLASS = 20  # a probe trained on half the sample needs about 10 of each class (digits: 6 let a mirrored 2 pass)
 PROBE_C = 10.0  # the separability probe's regularisation (core.analysis.separability)
 TRANSFORMS = ("rotation", "zoom", "translation", "contrast")
 PLAIN_BORDER_STD = 12.0  # grey levels around the commonest border colour that count as that colour

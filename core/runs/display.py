@@ -57,18 +57,19 @@ def log_ticks(values, most: int = 8) -> tuple[list[float], list[str]]:
     return [float(t) for t in inside], [seconds_tick(t) for t in inside]
 
 
-def chip_labels(rows) -> dict[str, str]:
-    """Labels for runs picked in a multiselect: the run's name exactly as the Strategies page's table
-    shows it (so typing a strategy's name, "Feature extraction", finds its runs on every page), then the
-    accuracy of a finished run or the state of another; the run id's last four characters only where
-    two labels would otherwise read the same.
+def chip_labels(rows, tail_first: bool = True) -> dict[str, str]:
+    """Labels for runs picked in a multiselect: the accuracy of a finished run or the state of another
+    first (a chip cuts long text at its end), then the run's name exactly as the Strategies page's table
+    shows it (so typing a strategy's name, "Feature extraction", finds its runs on every page); the run
+    id's last four characters only where two labels would otherwise read the same. ``tail_first=False``:
+    the name first, for a chart's legend.
     ``rows``: dicts (or frame rows) with ``run_id``, ``name``, ``state``, ``val_accuracy``."""
     labels: dict[str, str] = {}
     for row in rows:
         name = str(row["name"])
         acc = as_number(row["val_accuracy"])
         tail = f"{acc:.1%}" if row["state"] == "done" and acc is not None else str(row["state"])
-        labels[str(row["run_id"])] = f"{name} · {tail}"
+        labels[str(row["run_id"])] = f"{tail} · {name}" if tail_first else f"{name} · {tail}"
     seen: dict[str, int] = {}
     for label in labels.values():
         seen[label] = seen.get(label, 0) + 1
