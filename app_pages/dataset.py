@@ -88,7 +88,8 @@ else:
                 common.scan(done[3], name=archives.safe_name(upload.name))
         _, error, skipped, _ = done
         if error:
-            st.error(f"Zip rejected: {common.plain(error)}", icon=":material/block:")
+            said = error if error.startswith("Rejected zip") else f"Zip rejected: {error}"
+            st.error(common.plain(said), icon=":material/block:")
         elif skipped:
             with st.expander(f"{common.plural(len(skipped), 'entry', 'entries')} of the zip skipped"):
                 st.dataframe(pd.DataFrame([(s.name, s.reason) for s in skipped], columns=["entry", "reason"]),
