@@ -181,16 +181,7 @@ def data_roots() -> list[Path]:
 
 def min_free_mb() -> float:
     """Free disk space, in MB, that writing an upload, an extraction or a cache entry must leave."""
-    value = os.environ.get(MIN_FREE_ENV, "").strip()
-    if not value:
-        return DEFAULT_MIN_FREE_MB
-    try:
-        mb = float(value)
-    except ValueError:
-        raise StorageError(f"{MIN_FREE_ENV} must be a number of MB, not '{value}'.") from None
-    if mb < 0 or mb != mb:
-        raise StorageError(f"{MIN_FREE_ENV} must be 0 or more MB, not '{value}'.")
-    return mb
+    return _parsed(MIN_FREE_ENV, DEFAULT_MIN_FREE_MB, float, "a number of MB", 0, "0 or more MB")
 
 
 def server_config() -> list[dict]:
@@ -262,18 +253,24 @@ def ray_actor() -> str | None:
     return _text(RAY_ACTOR_ENV) or None
 
 
-def count(name: str, default: int, least: int = 1, error: type[Exception] = StorageError) -> int:
-    """A whole-number variable (``name``), at least ``least``; ``error`` says what is wrong with it."""
+def _parsed(name: str, default, parse, what: str, least, floor: str, error: type[Exception] = StorageError):
+    """A numeric variable: ``default`` when unset, else ``parse``d and at least ``least``; ``error``
+    says which rule a value breaks (``what`` it must be, its ``floor``)."""
     value = _text(name)
     if not value:
         return default
     try:
-        n = int(value)
+        n = parse(value)
     except ValueError:
-        raise error(f"{name} must be a whole number, not '{value}'.") from None
-    if n < least:
-        raise error(f"{name} must be at least {least}, not {n}.")
+        raise error(f"{name} must be {what}, not '{value}'.") from None
+    if not n >= least:  # NaN too
+        raise error(f"{name} must be {floor}, not '{value}'.")
     return n
+
+
+def count(name: str, default: int, least: int = 1, error: type[Exception] = StorageError) -> int:
+    """A whole-number variable (``name``), at least ``least``."""
+    return _parsed(name, default, int, "a whole number", least, f"at least {least}", error)
 
 
 def child_process_env(**extra: str) -> dict[str, str]:

@@ -12,7 +12,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from core import settings
-from tests.helpers import REPO, write_images
+from tests.helpers import REPO, unescaped, write_images
 
 APP = str(REPO / "streamlit_app.py")
 REFUSED = "is outside the folders this server allows"
@@ -52,7 +52,7 @@ def app(page: str | None = None) -> AppTest:
 
 
 def errors(at: AppTest, where=None) -> str:
-    return " ".join(e.value for e in (where or at).error)
+    return unescaped(" ".join(e.value for e in (where or at).error))
 
 
 @pytest.mark.parametrize("case", ["outside", "dotdot", "symlink"])
@@ -128,7 +128,7 @@ def test_who_started_a_run_shows_in_the_comparison_and_on_the_curves_page(tmp_pa
     assert table.value.set_index("run_id").loc[run.id, "started_by"] == "grace@example.org"
     at.session_state["tl_curves_runs"] = [run.id]
     ok(at.switch_page("app_pages/curves.py").run())
-    assert "Started by **grace@example.org**." in [c.value for c in at.caption]
+    assert "Started by **grace@example.org**." in [unescaped(c.value) for c in at.caption]
 
 
 AUTH = {"redirect_uri": "http://127.0.0.1:8501/oauth2callback", "cookie_secret": "k3Q9-vXb7_Lm2Pz8RtYw4NcE6uHs1JdF0aGo5iKe", "client_id": "lab",

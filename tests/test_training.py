@@ -236,10 +236,10 @@ def test_class_weights_balanced():
     assert w3 == pytest.approx({0: 0.5, 1: 1.5, 2: 0.75, 3: 0.0})
 
 
-def test_fit_passes_balanced_class_weights(use_env, tmp_path, monkeypatch):
+def class_weights_seen(monkeypatch) -> list:
+    """The ``class_weight`` of every Keras fit from here on, in order."""
     import keras
 
-    data = _dataset(tmp_path / "imbalanced", train=(6, 2), val=(2, 2))
     seen = []
     original = keras.Model.fit
 
@@ -248,6 +248,12 @@ def test_fit_passes_balanced_class_weights(use_env, tmp_path, monkeypatch):
         return original(self, *args, **kwargs)
 
     monkeypatch.setattr(keras.Model, "fit", spy)
+    return seen
+
+
+def test_fit_passes_balanced_class_weights(use_env, tmp_path, monkeypatch):
+    data = _dataset(tmp_path / "imbalanced", train=(6, 2), val=(2, 2))
+    seen = class_weights_seen(monkeypatch)
     training.fit(tiny_config(data, "feature_extraction", epochs=1, class_weights=True))
     training.fit(tiny_config(data, "feature_extraction", epochs=1, class_weights=False))
     assert seen == [pytest.approx({0: 8 / 12, 1: 8 / 4}), None]
@@ -256,20 +262,11 @@ def test_fit_passes_balanced_class_weights(use_env, tmp_path, monkeypatch):
 def test_class_weights_are_on_by_default_for_uneven_classes_and_recorded(use_env, tmp_path, monkeypatch):
     """The default (None) is decided from the training classes: on from registry.IMBALANCE_RATIO (3:1),
     off below; the run records the choice, the ratio and why, beside balanced accuracy and the worst recall."""
-    import keras
-
     from core.train import registry
 
     assert registry.make_config("feature_extraction").class_weights is None and StrategyConfig().class_weights is None
     uneven, even = _dataset(tmp_path / "uneven", train=(9, 3), val=(2, 2)), _dataset(tmp_path / "even", train=(4, 4))
-    seen = []
-    original = keras.Model.fit
-
-    def spy(self, *args, **kwargs):
-        seen.append(kwargs.get("class_weight"))
-        return original(self, *args, **kwargs)
-
-    monkeypatch.setattr(keras.Model, "fit", spy)
+    seen = class_weights_seen(monkeypatch)
     weighted = training.fit(tiny_config(uneven, "feature_extraction", epochs=1)).metrics
     plain = training.fit(tiny_config(even, "feature_extraction", epochs=1)).metrics
     assert seen == [pytest.approx({0: 12 / 18, 1: 12 / 6}), None]

@@ -102,43 +102,28 @@ def _in_batches(run: Callable[[np.ndarray], np.ndarray], pixels: np.ndarray, bat
     return np.concatenate([as_probabilities(run(pixels[i:i + batch])) for i in range(0, len(pixels), batch)])
 
 
-def speed(run: Callable[[np.ndarray], np.ndarray], pixels: np.ndarray, repeats: int = 20, batch: int = 16) -> dict:
-    """Single-photo latency (p50, p95, ms) and batch throughput (photos/s) on this CPU, after a warm-up."""
-    one = pixels[:1]
-    run(one)
-    samples = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        run(one)
-        samples.append((time.perf_counter() - start) * 1e3)
-    chunk = np.resize(pixels, (batch, *pixels.shape[1:])).astype(np.float32)
-    run(chunk)
-    start, rounds = time.perf_counter(), max(2, repeats // 4)
-    for _ in range(rounds):
-        run(chunk)
-    seconds = time.perf_counter() - start
-    return {"p50_ms": float(np.percentile(samples, 50)), "p95_ms": float(np.percentile(samples, 95)),
-            "photos_per_s": float(batch * rounds / seconds)}
-
-
-def paired_speed(first, second, pixels: np.ndarray, repeats: int = 20, batch: int = 16) -> tuple[dict, dict]:
-    """``speed`` of two runners measured alternately, call by call, so that the load of a shared machine
-    weighs on both alike; medians of the per-call times."""
+def interleaved_speed(runners: Sequence[Callable[[np.ndarray], np.ndarray]], pixels: np.ndarray, repeats: int = 20,
+                      batch: int = 16) -> list[dict]:
+    """Single-photo latency (p50, p95, ms) and batch throughput (photos/s, median call) of each runner on
+    this CPU, after a warm-up. The runners take turns call by call, so the load of a shared machine
+    weighs on all of them alike and the figures compare."""
     one = pixels[:1]
     chunk = np.resize(pixels, (batch, *pixels.shape[1:])).astype(np.float32)
-    for run in (first, second):
+    for run in runners:
         run(one)
         run(chunk)
-    single: tuple[list, list] = ([], [])
-    batched: tuple[list, list] = ([], [])
-    for _ in range(repeats):
-        for times, x in ((single, one), (batched, chunk)):
-            for k, run in enumerate((first, second)):
+    single: list[list[float]] = [[] for _ in runners]
+    batched: list[list[float]] = [[] for _ in runners]
+    for i in range(repeats):
+        for times, x, rounds in ((single, one, True), (batched, chunk, i % 4 == 0)):
+            if not rounds:
+                continue  # a batch call costs 16 photos: every fourth round is enough for its median
+            for k, run in enumerate(runners):
                 start = time.perf_counter()
                 run(x)
                 times[k].append(time.perf_counter() - start)
-    return tuple({"p50_ms": float(np.percentile(single[k], 50) * 1e3), "p95_ms": float(np.percentile(single[k], 95) * 1e3),
-                  "photos_per_s": float(batch / np.median(batched[k]))} for k in (0, 1))
+    return [{"p50_ms": float(np.percentile(single[k], 50) * 1e3), "p95_ms": float(np.percentile(single[k], 95) * 1e3),
+             "photos_per_s": float(batch / np.median(batched[k]))} for k in range(len(runners))]
 
 
 @dataclass
@@ -190,7 +175,7 @@ def compare(float_run, int8_run, pixels: np.ndarray, labels: np.ndarray, classes
             per_class.append({"class": str(name), "images": int(mask.sum()), "float": f, "int8": q, "change": q - f})
     return Int8Report(int(len(labels)), float(np.mean(top_f == labels)), float(np.mean(top_q == labels)),
                       float(np.mean(top_f == top_q)), per_class, int(float_bytes), int(int8_bytes),
-                      *paired_speed(float_run, int8_run, pixels, repeats), int(calibration_images))
+                      *interleaved_speed([float_run, int8_run], pixels, repeats), int(calibration_images))
 
 
 def export_int8(saved_model_dir: str | os.PathLike, out_dir: str | os.PathLike, calibration_paths: Sequence[Any],
