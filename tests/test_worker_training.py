@@ -62,7 +62,8 @@ def test_training_run_ends_done_with_every_file(store, image_folder):
     assert len(predictions) == 8
     assert set(predictions["path"]) == {str(p) for p in (image_folder / "validation").rglob("*.png")}
     assert predictions["correct"].mean() == pytest.approx(metrics["val_accuracy"])
-    assert run.progress().get("phase") == "evaluate"
+    assert run.progress().get("phase") == "calibrate"  # the post-fit step is the last thing a run does
+    assert (run.dir / "calibration.json").is_file() and (run.dir / "ood.json").is_file()
 
     model = _load(run.model_path)
     from core.train.evaluation import predict_files
