@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
-from tests.helpers import REPO
+from tests.helpers import REPO, unescaped
 
 APP = str(REPO / "streamlit_app.py")
 
@@ -56,7 +56,7 @@ def test_missing_weights_offer_random_init(offline, image_folder):
     assert "MobileNetV2" in set(table["backbone"]) and (table["weights"] == "download needed").all()
     assert len(at.get("plotly_chart")) == 1  # nothing measured: no per-engine bars, the size/accuracy chart
     assert at.header[0].value == "Inside MobileNetV2"
-    assert at.error and "not available offline" in at.error[0].value and "mobilenet_v2" in at.error[0].value
+    assert at.error and "not available offline" in unescaped(at.error[0].value) and "mobilenet_v2" in unescaped(at.error[0].value)
 
     button(at, "Explore it with random weights instead").click().run()
     assert not at.exception and not at.error
@@ -129,7 +129,7 @@ def test_sidebar_backbone_drives_the_page(offline):
     at = open_page()
     at.sidebar.selectbox(key="tl_backbone").set_value("vgg16").run()
     assert at.header[0].value == "Inside VGG16"
-    assert "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5" in at.error[0].value
+    assert "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5" in unescaped(at.error[0].value)
 
 
 @pytest.mark.real

@@ -101,7 +101,7 @@ def test_launch_a_run_then_see_it_in_the_comparison_and_the_curves(store, image_
     at.switch_page(CURVES).run()
     assert not at.exception, [e.value for e in at.exception]
     assert at.multiselect(key="tl_curves_runs").value == [run.id]
-    assert len(at.get("plotly_chart")) == 2  # curves + confusion matrix
+    assert len(at.get("plotly_chart")) == 3  # curves, confusion matrix, reliability diagram
     assert [m.label for m in at.metric][:2] == ["Validation accuracy", "Validation loss"]
     assert len(at.get("download_button")) == 2
     assert any("tensorboard --logdir" in c.value for c in at.code)

@@ -18,6 +18,7 @@ from PIL import Image
 from core import settings
 from core.data import archives, builder, uploads
 from core.errors import LowDiskSpace
+from tests.helpers import unescaped
 
 MB = uploads.MB
 
@@ -167,7 +168,7 @@ def test_dataset_page_says_why_a_zip_is_refused(disk, monkeypatch):
     at.file_uploader(key="tl_zip").set_value(("pets.zip", dataset_zip(int(1.6 * MB)), "application/zip"))
     at.run()
     assert not at.exception
-    errors = " ".join(e.value for e in at.error)
+    errors = unescaped(" ".join(e.value for e in at.error))
     assert errors.startswith("Zip rejected: Not enough free disk space for unpacking pets") and "MIN_FREE_MB" in errors
     assert "tl_dataset" not in at.session_state
     assert [p.name for p in (folder / "home" / "users" / "local" / "datasets").iterdir()] == []
