@@ -1,12 +1,15 @@
-"""Which server paths a visitor of the app may point it at.
+"""Which server paths a visitor of the app may reach, and whose work they may change.
 
 Anyone who reaches the app's pages can type a path (a dataset folder, a folder of
-unlabelled photos, a weights folder, a data directory). Without a bound, the whole
-file system the server's user can read would be open to them. Every typed path is
-resolved first (``~``, ``..``, symlinks), then it must lie inside one of the allowed
-roots (``core.settings.data_roots``, plus the server's own data directory). A folder
-is also refused when a link inside it leads outside the roots, since the scan would
-read through it. The command line, run by the machine's own user, does not call this.
+unlabelled photos). Without a bound, the whole file system the server's user can read
+would be open to them. Every typed path is resolved first (``~``, ``..``, symlinks),
+then it must lie inside one of the allowed roots (``core.settings.data_roots``) or the
+caller's own workspace, and never elsewhere in the data directory (other workspaces,
+the run store, the caches). A folder is also refused when a link inside it leads
+outside the roots, since the scan would read through it. Paths read back from stored
+files are checked again where they are used (``check_stored``); changing a run or a
+dataset needs its owner or an admin (``may_change``). The command line, run by the
+machine's own user, does not call this.
 """
 
 from __future__ import annotations

@@ -125,15 +125,10 @@ def server_home() -> Path:
     return Path(os.environ.get(HOME_ENV) or Path.home() / ".transfer-lab").expanduser()
 
 
-def server_weights_dir() -> Path | None:
-    """The server's weights folder, if ``$TRANSFER_LAB_WEIGHTS_DIR`` is set."""
+def weights_dir() -> Path | None:
+    """The server's folder of local weight files and local backbones (``$TRANSFER_LAB_WEIGHTS_DIR``), if any."""
     value = os.environ.get(WEIGHTS_ENV)
     return Path(value).expanduser() if value else None
-
-
-def weights_dir() -> Path | None:
-    """The server's folder of local weight files and local backbones, if any."""
-    return server_weights_dir()
 
 
 def current_user() -> str | None:
@@ -193,6 +188,8 @@ def server_config() -> list[dict]:
     rows = []
     for name in SERVER_VARIABLES:
         value = os.environ.get(name)
+        if name == ADMINS_ENV and value:  # every visitor reads this table: say how many, not who
+            value = f"{len(admins())} named"
         rows.append({"variable": name, "value": value if value else defaults.get(name, "not set"),
                      "from": "environment" if value else "default", "what": SERVER_VARIABLES[name]})
     return rows

@@ -84,11 +84,11 @@ TARGETS = {f.__name__: f for f in (epochs, epochs_soft, gate, fail, forever, rec
 def run_target(run: Run) -> None:
     """Do the run's ``config["target"]``; a run without one trains for real."""
     from core.errors import RunError
-    from core.runs.worker import _train
+    from core.runs.worker import train_run
 
     name = run.config.get("target")
     if name is None:
-        return _train(run)
+        return train_run(run)
     if name not in TARGETS:
         raise RunError(f"No test target '{name}'.")
     return TARGETS[name](run)

@@ -36,7 +36,7 @@ def _log(message: str) -> None:
     print(f"{time.strftime('%Y-%m-%d %H:%M:%S')} [worker {os.getpid()}] {message}", flush=True)
 
 
-def _train(run: Run) -> Any:
+def train_run(run: Run) -> Any:
     from core.train.fit import execute  # TensorFlow: imported once the run is claimed
 
     return execute(run)
@@ -103,7 +103,7 @@ def _execute(run: Run, work: Work) -> int:
     return code
 
 
-def main(argv: list[str] | None = None, work: Work = _train) -> int:
+def main(argv: list[str] | None = None, work: Work = train_run) -> int:
     """Claim and do the run in ``argv``; ``work`` is what training means (the job tests pass
     small stand-ins through their own worker module, ``tests/jobs_worker.py``)."""
     argv = sys.argv[1:] if argv is None else argv
