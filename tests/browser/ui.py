@@ -23,8 +23,9 @@ def css(driver, selector: str) -> list:
 
 
 def text_of(driver, testid: str = "stApp") -> str:
-    """The visible text of the app, or of one part of it (``stSidebar``, ``stMain``)."""
-    return driver.find_element("css selector", f'[data-testid="{testid}"]').text
+    """The visible text of the app, or of one part of it (``stSidebar``, ``stMain``), as a reader
+    sees it: without the invisible word joiners ``app_pages.common.plain`` puts inside addresses."""
+    return driver.find_element("css selector", f'[data-testid="{testid}"]').text.replace("\u2060", "")
 
 
 def wait_for(driver, condition, timeout: float, what: str = "", poll: float = 0.25):
