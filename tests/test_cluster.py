@@ -33,9 +33,10 @@ TINY = dict(strategy="scratch", input_size=32, scratch_filters=(8, 16), head_uni
 
 
 def test_without_a_cluster_ray_is_never_imported_and_an_unreachable_one_is_said_fast(tmp_path, monkeypatch):
-    code = ("import sys; from core.runs import jobs, compare; from core.runs.store import RunStore; "
+    code = ("import sys; from core.runs import jobs, compare, store as run_store; from core.runs.store import RunStore; "
             "from core.features import cache, sharded; store = RunStore(sys.argv[1]); "
-            "run = store.create({'entry': 'tests.jobs_targets:epochs', 'epochs': 1}); jobs.submit(run); "
+            "run_store.WORKER_MODULE = 'tests.jobs_worker'; "
+            "run = store.create({'target': 'epochs', 'epochs': 1}); jobs.submit(run); "
             "compare.comparison_table(store.list()); assert sharded.plan(10**6, 32) is None; "
             "print('ray' in sys.modules)")
     env = {k: v for k, v in os.environ.items() if k != cluster.ADDRESS_ENV}
@@ -258,7 +259,7 @@ def test_a_shard_failing_every_try_writes_no_entry(big_folder, on_cluster, monke
     from core.data.dataset import scan_folder
     from core.features import sharded
 
-    monkeypatch.setenv(sharded.RETRIES_ENV, "0")
+    monkeypatch.setenv(settings.SHARD_RETRIES_ENV, "0")
     ds = scan_folder(big_folder)
     with pytest.raises(sharded.ShardFailed, match="failed on the Ray cluster after 1 try.*no cache entry"):
         _extract_killing_one_shard(ds, on_cluster["groups"])
