@@ -84,7 +84,7 @@ def test_config_round_trip_through_json_including_augment():
     assert back == cfg
     assert isinstance(back.augment, Augment) and back.augment.flip == "vertical"
     assert back.scratch_filters == (8, 16)
-    # unknown keys (e.g. the worker's "entry") are ignored, missing keys take defaults
+    # unknown keys (e.g. a stale "entry" in a run made before 2026-12) are ignored, missing keys take defaults
     partial = StrategyConfig.from_dict({"strategy": "scratch", "entry": "core.train.fit", "epochs": 2})
     assert partial.strategy == "scratch" and partial.epochs == 2 and partial.augment == Augment()
     assert StrategyConfig(weights="random").weights_arg is None
