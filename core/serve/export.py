@@ -25,6 +25,7 @@ import pandas as pd
 from core import atomic, layout
 from core.train.callbacks import save_model_atomic
 from core.errors import BadImage, TransferLabError
+from core.serve.quantize import as_probabilities
 from core.data.images import load_rgb
 
 FORMATS = {
@@ -328,14 +329,6 @@ def _top1(raw: np.ndarray) -> np.ndarray:
     return raw.argmax(axis=-1)
 
 
-def _probs(raw: np.ndarray) -> np.ndarray:
-    raw = np.asarray(raw, dtype=np.float64)
-    if raw.ndim == 1 or raw.shape[-1] == 1:
-        p = raw.reshape(-1)
-        return np.stack([1 - p, p], axis=1)
-    return raw
-
-
 def parity_check(model: Any, artifacts: dict[str, Artifact], images: Sequence[Any],
                  classes: Sequence[str], saved_model_dir: Path | None = None,
                  errors: dict[str, str] | None = None) -> pd.DataFrame:
@@ -360,7 +353,7 @@ def parity_check(model: Any, artifacts: dict[str, Artifact], images: Sequence[An
         raise ExportError("No usable image for the parity check.")
     pixels = np.stack(batch).astype(np.float32)
     keras_raw = np.asarray(model(pixels, training=False), dtype=np.float64)
-    keras_top, keras_p = _top1(keras_raw), _probs(keras_raw)
+    keras_top, keras_p = _top1(keras_raw), as_probabilities(keras_raw)
 
     def label(i: int) -> str:
         return str(classes[i]) if i < len(classes) else f"class_{i}"
@@ -378,7 +371,7 @@ def parity_check(model: Any, artifacts: dict[str, Artifact], images: Sequence[An
             continue
         top = _top1(raw)
         frame[key] = [label(i) for i in top]
-        frame[f"{key} max |Δp|"] = np.abs(_probs(raw) - keras_p).max(axis=1)
+        frame[f"{key} max |Δp|"] = np.abs(as_probabilities(raw) - keras_p).max(axis=1)
         agree &= top == keras_top
     frame["all agree"] = agree
     for name, reason in bad:
@@ -528,12 +521,12 @@ def deployment_card(model: Any, report: ExportReport, photos: Sequence[Any], lab
     size = int(model.input_shape[1])
     pixels, kept = quantize.pixels_of(list(photos), size)
     truth = np.asarray(labels, dtype=np.int64)[kept] if labels is not None else None
-    keras_top = _probs(np.asarray(model.predict(pixels, batch_size=16, verbose=0))).argmax(1)
+    keras_top = as_probabilities(np.asarray(model.predict(pixels, batch_size=16, verbose=0))).argmax(1)
     measured = []
     for key, artifact in report.artifacts.items():
         try:
             run = runner_for(artifact, saved_model_dir)
-            top = np.concatenate([_probs(run(pixels[i:i + 16])) for i in range(0, len(pixels), 16)]).argmax(1)
+            top = np.concatenate([as_probabilities(run(pixels[i:i + 16])) for i in range(0, len(pixels), 16)]).argmax(1)
         except Exception as exc:  # noqa: BLE001  each runtime raises its own types; the card says which failed
             report.errors[key] = f"exported, but it did not run for the deployment card: {exc}"
             continue

@@ -91,6 +91,7 @@ def compiled(model: Any) -> Callable[[np.ndarray], np.ndarray]:
 
 
 def as_probabilities(raw: np.ndarray) -> np.ndarray:
+    """A model's outputs as one probability column per class (a sigmoid's one column becomes two)."""
     raw = np.asarray(raw, dtype=np.float64)
     if raw.ndim == 1 or raw.shape[-1] == 1:
         p = raw.reshape(-1)
