@@ -114,7 +114,7 @@ if predictor is not None:
                 "Export). The unlike-data check needs the float model's features, so it is off meanwhile.",
                 icon=":material/memory:")
     st.caption(
-        f"**{model_title or predictor.name}** · input {predictor.input_size} x {predictor.input_size} px · "
+        f"**{common.plain(model_title or predictor.name)}** · input {predictor.input_size} x {predictor.input_size} px · "
         f"{predictor.num_classes:,} classes · {predictor.model.count_params():,} parameters · "
         "loaded once per app process, so each photo costs only its own decode and forward pass"
     )
@@ -413,7 +413,7 @@ if predictor is not None:
             where = "uploaded photo" if len(parity_sources) == 1 else "uploaded photos"
         elif ds is not None:
             parity_sources, where = ds.paths("validation")[:8] or [r.path for r in ds.records[:8]], \
-                f"images of the dataset {ds.name}"
+                f"images of the dataset {common.plain(ds.name)}"
         else:
             parity_sources, where = [], ""
     if parity_sources:

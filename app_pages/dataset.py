@@ -103,7 +103,7 @@ if ds is None:
 # ---------------------------------------------------------------- overview
 st.divider()
 st.header(f"Current dataset: {common.plain(ds.name)}")
-st.caption(f"`{ds.root}` · fingerprint `{ds.fingerprint}`")
+st.caption(f"{common.plain(ds.root)} · fingerprint `{ds.fingerprint}`")
 counts = ds.counts()
 cols = st.columns(5)
 cols[0].metric("Usable images", f"{len(ds.records):,}")
@@ -189,7 +189,7 @@ else:
         row = st.columns(GRID_COLUMNS)
         for col, rec in zip(row, chunk.iloc[start:start + GRID_COLUMNS].itertuples()):
             col.image(common.thumb(rec.path, THUMB_PX),
-                      caption=f"{os.path.basename(rec.path)} · {rec.width}×{rec.height} · {rec.split}")
+                      caption=f"{common.plain(os.path.basename(rec.path))} · {rec.width}×{rec.height} · {rec.split}")
 
 # ---------------------------------------------------------------- problems
 st.subheader("Unreadable files")
