@@ -30,12 +30,12 @@ def text_of(driver, testid: str = "stApp") -> str:
 
 def wait_for(driver, condition, timeout: float, what: str = "", poll: float = 0.25):
     """``condition(driver)``'s first truthy value; an element re-rendered or removed while
-    it is being read counts as "not yet", and the timeout says what was awaited."""
-    from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
+    it is being read, or a page navigating away under the read (Chromium then answers
+    "unhandled inspector error"), counts as "not yet", and the timeout says what was awaited."""
+    from selenium.common.exceptions import WebDriverException
     from selenium.webdriver.support.ui import WebDriverWait
 
-    return WebDriverWait(driver, timeout, poll_frequency=poll,
-                         ignored_exceptions=(StaleElementReferenceException, NoSuchElementException)).until(
+    return WebDriverWait(driver, timeout, poll_frequency=poll, ignored_exceptions=(WebDriverException,)).until(
         condition, message=f"timed out after {timeout:g} s waiting for {what or 'the condition'}")
 
 
