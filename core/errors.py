@@ -68,3 +68,14 @@ class LowDiskSpace(StorageError):
 
 class ClusterError(TransferLabError):
     """The Ray cluster (``TRANSFER_LAB_RAY_ADDRESS``) cannot be reached or refused the work."""
+
+
+class BadInputSize(UnknownBackbone, ConfigError):
+    """An input size a backbone cannot take (below its smallest). A ``ConfigError`` (an option a
+    user typed); also an ``UnknownBackbone`` only so that code written when that was raised for
+    it still catches it: catch ``BadInputSize``."""
+
+
+class NoImageNetTop(WeightsUnavailable):
+    """A backbone without an ImageNet classification top asked for one (the live ImageNet
+    classifier, zero-shot labelling): its top's weights are not there to load."""

@@ -7,20 +7,34 @@ training, inference and export all feed the same pixels.
 ImageNet weights resolve, in order: the weights directory
 (``TRANSFER_LAB_WEIGHTS_DIR``) under the official Keras file name, the Keras
 cache (``KERAS_HOME`` or ``~/.keras/models``), then Keras' own download.
+
+A backbone is resolved once: ``get_spec(name)`` (or ``resolve``, which passes a
+``BackboneSpec`` through) returns the one ``BackboneSpec`` object that knows its input size
+rule (``size_for``), preprocessing, layers and weights; callers pass that object on. The
+registry (``registry()``) is built once per state of the weights folder (its path and a
+stat signature of its files), so a manifest dropped in is seen by the next lookup and an
+unchanged folder is never re-parsed.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from core import settings
 from core.hashing import file_id
-from core.errors import UnknownBackbone, WeightsUnavailable
+from core.errors import BadInputSize, NoImageNetTop, UnknownBackbone, WeightsUnavailable
 
 KERAS_WEIGHTS_URL = "https://storage.googleapis.com/tensorflow/keras-applications/"
+# The one default backbone (CLI, run configs, the advisor, the app): the shipped offline weights.
+DEFAULT_BACKBONE = "efficientnet_lite0"
+# The app's default where DEFAULT_BACKBONE is not installed and no weights are on this machine:
+# a small network that downloads quickly.
+_DOWNLOAD_FALLBACK = "mobilenet_v2"
 
 # Preprocessing as (scale, offset, reverse_channels) applied to 0..255 RGB.
 _TF_MODE = ((1 / 127.5,) * 3, (-1.0,) * 3, False)
@@ -31,6 +45,8 @@ _TORCH_MODE = (
     False,
 )
 _IDENTITY = ((1.0,) * 3, (0.0,) * 3, False)
+# keras.applications' preprocess_input modes by name.
+PREPROCESSING = {"tf": _TF_MODE, "caffe": _CAFFE_MODE, "torch": _TORCH_MODE, "inside model": _IDENTITY}
 
 
 @dataclass(frozen=True)
@@ -71,59 +87,118 @@ class BackboneSpec:
             name = name.format(rows=rows)
         return name
 
+    # ------------------------------------------------ what the backbone knows of itself
 
-def _keras(name, display, ctor, size, min_size, params, depth, top1, top5, prep, prep_name,
-           subdir, file_top, file_notop, sized=(), url=KERAS_WEIGHTS_URL) -> BackboneSpec:
+    def size_for(self, requested: int | None = None) -> int:
+        """The input size this backbone runs at when ``requested`` is asked for: its own size when
+        it has a fixed one (a local backbone) or nothing is asked, else ``requested``. The one rule
+        extraction, the cache keys, speed and loading share; ``check_size`` refuses a too-small one."""
+        return self.default_size if self.fixed_size or not requested else int(requested)
+
+    def check_size(self, requested: int | None = None) -> int:
+        """``size_for(requested)``, or ``BadInputSize`` below the backbone's smallest input."""
+        size = self.size_for(requested)
+        if size < self.min_size:
+            raise BadInputSize(f"{self.display_name} needs inputs of at least {self.min_size} px, got {size}.")
+        return size
+
+    def preprocess_layer(self, name: str = "preprocess"):
+        """Its preprocessing as a Keras layer (``preprocess_layer``)."""
+        return preprocess_layer(self, name)
+
+    def weights_location(self, include_top: bool = False, size: int | None = None) -> Path | None:
+        """Where its ImageNet weights are on disk, or None (``weights_location``)."""
+        return weights_location(self, include_top, size)
+
+    def weights_id(self, weights: Any, seed: int = 0, size: int | None = None) -> str:
+        """Identity of the weights it would load with (``weights_id``)."""
+        return weights_id(self, weights, seed, size)
+
+    def load(self, weights: Any = "imagenet", input_size: int | None = None, seed: int = 0) -> "Backbone":
+        """This backbone as a feature extractor on raw pixels (``load_backbone``)."""
+        return load_backbone(self, weights, input_size, seed)
+
+    def classifier(self, weights: Any = "imagenet"):
+        """This backbone with its ImageNet top, and its size (``load_classifier``)."""
+        return load_classifier(self, weights)
+
+
+def keras_application(*, name: str, display_name: str, constructor: str, default_size: int, min_size: int,
+                      params: int, depth: int, top1: float, top5: float, preprocessing: str,
+                      weights_subdir: str, weights_file: str, weights_file_notop: str,
+                      sized_weights: tuple[int, ...] = (), url: str = KERAS_WEIGHTS_URL) -> BackboneSpec:
+    """A ``keras.applications`` backbone, declared by keyword. ``preprocessing``: a key of
+    ``PREPROCESSING`` (its ``preprocess_input`` mode)."""
     return BackboneSpec(
-        name=name, display_name=display, family="keras", default_size=size, min_size=min_size,
-        params=params, depth=depth, top1=top1, top5=top5, has_top=True, preprocess=prep,
-        preprocess_name=prep_name, constructor=ctor, weights_subdir=subdir,
-        weights_file=file_top, weights_file_notop=file_notop, sized_weights=sized,
-        extra={"url": url + subdir},
+        name=name, display_name=display_name, family="keras", default_size=default_size, min_size=min_size,
+        params=params, depth=depth, top1=top1, top5=top5, has_top=True, preprocess=PREPROCESSING[preprocessing],
+        preprocess_name=preprocessing, constructor=constructor, weights_subdir=weights_subdir,
+        weights_file=weights_file, weights_file_notop=weights_file_notop, sized_weights=sized_weights,
+        extra={"url": url + weights_subdir},
     )
 
 
 # Figures as published in the Keras Applications documentation table.
 KERAS_BACKBONES: dict[str, BackboneSpec] = {s.name: s for s in [
-    _keras("vgg16", "VGG16", "VGG16", 224, 32, 138_400_000, 16, 71.3, 90.1, _CAFFE_MODE, "caffe",
-           "vgg16/", "vgg16_weights_tf_dim_ordering_tf_kernels.h5",
-           "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5"),
-    _keras("vgg19", "VGG19", "VGG19", 224, 32, 143_700_000, 19, 71.3, 90.0, _CAFFE_MODE, "caffe",
-           "vgg19/", "vgg19_weights_tf_dim_ordering_tf_kernels.h5",
-           "vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5"),
-    _keras("resnet50", "ResNet50", "ResNet50", 224, 32, 25_600_000, 107, 74.9, 92.1, _CAFFE_MODE, "caffe",
-           "resnet/", "resnet50_weights_tf_dim_ordering_tf_kernels.h5",
-           "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5"),
-    _keras("resnet50v2", "ResNet50V2", "ResNet50V2", 224, 32, 25_600_000, 103, 76.0, 93.0, _TF_MODE, "tf",
-           "resnet/", "resnet50v2_weights_tf_dim_ordering_tf_kernels.h5",
-           "resnet50v2_weights_tf_dim_ordering_tf_kernels_notop.h5"),
-    _keras("inception_v3", "InceptionV3", "InceptionV3", 299, 75, 23_900_000, 189, 77.9, 93.7, _TF_MODE, "tf",
-           "inception_v3/", "inception_v3_weights_tf_dim_ordering_tf_kernels.h5",
-           "inception_v3_weights_tf_dim_ordering_tf_kernels_notop.h5"),
-    _keras("xception", "Xception", "Xception", 299, 71, 22_900_000, 81, 79.0, 94.5, _TF_MODE, "tf",
-           "xception/", "xception_weights_tf_dim_ordering_tf_kernels.h5",
-           "xception_weights_tf_dim_ordering_tf_kernels_notop.h5"),
-    _keras("inception_resnet_v2", "InceptionResNetV2", "InceptionResNetV2", 299, 75, 55_900_000, 449,
-           80.3, 95.3, _TF_MODE, "tf", "inception_resnet_v2/",
-           "inception_resnet_v2_weights_tf_dim_ordering_tf_kernels.h5",
-           "inception_resnet_v2_weights_tf_dim_ordering_tf_kernels_notop.h5"),
-    _keras("mobilenet", "MobileNet", "MobileNet", 224, 32, 4_300_000, 55, 70.4, 89.5, _TF_MODE, "tf",
-           "mobilenet/", "mobilenet_1_0_{rows}_tf.h5", "mobilenet_1_0_{rows}_tf_no_top.h5",
-           sized=(128, 160, 192, 224)),
-    _keras("mobilenet_v2", "MobileNetV2", "MobileNetV2", 224, 32, 3_500_000, 105, 71.3, 90.1, _TF_MODE, "tf",
-           "mobilenet_v2/", "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_{rows}.h5",
-           "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_{rows}_no_top.h5",
-           sized=(96, 128, 160, 192, 224)),
-    _keras("densenet121", "DenseNet121", "DenseNet121", 224, 32, 8_100_000, 242, 75.0, 92.3, _TORCH_MODE,
-           "torch", "densenet/", "densenet121_weights_tf_dim_ordering_tf_kernels.h5",
-           "densenet121_weights_tf_dim_ordering_tf_kernels_notop.h5"),
-    _keras("nasnet_mobile", "NASNetMobile", "NASNetMobile", 224, 32, 5_300_000, 389, 74.4, 91.9, _TF_MODE,
-           "tf", "nasnet/", "NASNet-mobile.h5", "NASNet-mobile-no-top.h5"),
-    _keras("efficientnet_b0", "EfficientNetB0", "EfficientNetB0", 224, 32, 5_300_000, 132, 77.1, 93.3,
-           _IDENTITY, "inside model", "", "efficientnetb0.h5", "efficientnetb0_notop.h5",
-           url="https://storage.googleapis.com/keras-applications/"),
+    keras_application(name="vgg16", display_name="VGG16", constructor="VGG16", default_size=224, min_size=32,
+                      params=138_400_000, depth=16, top1=71.3, top5=90.1, preprocessing="caffe",
+                      weights_subdir="vgg16/", weights_file="vgg16_weights_tf_dim_ordering_tf_kernels.h5",
+                      weights_file_notop="vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5"),
+    keras_application(name="vgg19", display_name="VGG19", constructor="VGG19", default_size=224, min_size=32,
+                      params=143_700_000, depth=19, top1=71.3, top5=90.0, preprocessing="caffe",
+                      weights_subdir="vgg19/", weights_file="vgg19_weights_tf_dim_ordering_tf_kernels.h5",
+                      weights_file_notop="vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5"),
+    keras_application(name="resnet50", display_name="ResNet50", constructor="ResNet50", default_size=224,
+                      min_size=32, params=25_600_000, depth=107, top1=74.9, top5=92.1, preprocessing="caffe",
+                      weights_subdir="resnet/", weights_file="resnet50_weights_tf_dim_ordering_tf_kernels.h5",
+                      weights_file_notop="resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5"),
+    keras_application(name="resnet50v2", display_name="ResNet50V2", constructor="ResNet50V2", default_size=224,
+                      min_size=32, params=25_600_000, depth=103, top1=76.0, top5=93.0, preprocessing="tf",
+                      weights_subdir="resnet/",
+                      weights_file="resnet50v2_weights_tf_dim_ordering_tf_kernels.h5",
+                      weights_file_notop="resnet50v2_weights_tf_dim_ordering_tf_kernels_notop.h5"),
+    keras_application(name="inception_v3", display_name="InceptionV3", constructor="InceptionV3",
+                      default_size=299, min_size=75, params=23_900_000, depth=189, top1=77.9, top5=93.7,
+                      preprocessing="tf", weights_subdir="inception_v3/",
+                      weights_file="inception_v3_weights_tf_dim_ordering_tf_kernels.h5",
+                      weights_file_notop="inception_v3_weights_tf_dim_ordering_tf_kernels_notop.h5"),
+    keras_application(name="xception", display_name="Xception", constructor="Xception", default_size=299,
+                      min_size=71, params=22_900_000, depth=81, top1=79.0, top5=94.5, preprocessing="tf",
+                      weights_subdir="xception/",
+                      weights_file="xception_weights_tf_dim_ordering_tf_kernels.h5",
+                      weights_file_notop="xception_weights_tf_dim_ordering_tf_kernels_notop.h5"),
+    keras_application(name="inception_resnet_v2", display_name="InceptionResNetV2",
+                      constructor="InceptionResNetV2", default_size=299, min_size=75, params=55_900_000,
+                      depth=449, top1=80.3, top5=95.3, preprocessing="tf",
+                      weights_subdir="inception_resnet_v2/",
+                      weights_file="inception_resnet_v2_weights_tf_dim_ordering_tf_kernels.h5",
+                      weights_file_notop="inception_resnet_v2_weights_tf_dim_ordering_tf_kernels_notop.h5"),
+    keras_application(name="mobilenet", display_name="MobileNet", constructor="MobileNet", default_size=224,
+                      min_size=32, params=4_300_000, depth=55, top1=70.4, top5=89.5, preprocessing="tf",
+                      weights_subdir="mobilenet/", weights_file="mobilenet_1_0_{rows}_tf.h5",
+                      weights_file_notop="mobilenet_1_0_{rows}_tf_no_top.h5",
+                      sized_weights=(128, 160, 192, 224)),
+    keras_application(name="mobilenet_v2", display_name="MobileNetV2", constructor="MobileNetV2",
+                      default_size=224, min_size=32, params=3_500_000, depth=105, top1=71.3, top5=90.1,
+                      preprocessing="tf", weights_subdir="mobilenet_v2/",
+                      weights_file="mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_{rows}.h5",
+                      weights_file_notop="mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_{rows}_no_top.h5",
+                      sized_weights=(96, 128, 160, 192, 224)),
+    keras_application(name="densenet121", display_name="DenseNet121", constructor="DenseNet121",
+                      default_size=224, min_size=32, params=8_100_000, depth=242, top1=75.0, top5=92.3,
+                      preprocessing="torch", weights_subdir="densenet/",
+                      weights_file="densenet121_weights_tf_dim_ordering_tf_kernels.h5",
+                      weights_file_notop="densenet121_weights_tf_dim_ordering_tf_kernels_notop.h5"),
+    keras_application(name="nasnet_mobile", display_name="NASNetMobile", constructor="NASNetMobile",
+                      default_size=224, min_size=32, params=5_300_000, depth=389, top1=74.4, top5=91.9,
+                      preprocessing="tf", weights_subdir="nasnet/", weights_file="NASNet-mobile.h5",
+                      weights_file_notop="NASNet-mobile-no-top.h5"),
+    keras_application(name="efficientnet_b0", display_name="EfficientNetB0", constructor="EfficientNetB0",
+                      default_size=224, min_size=32, params=5_300_000, depth=132, top1=77.1, top5=93.3,
+                      preprocessing="inside model", weights_subdir="", weights_file="efficientnetb0.h5",
+                      weights_file_notop="efficientnetb0_notop.h5",
+                      url="https://storage.googleapis.com/keras-applications/"),
 ]}
-
 
 # ---------------------------------------------------------------- registry
 
@@ -140,51 +215,143 @@ def _beside(folder: Path, name: object) -> str:
     return str(path)
 
 
+def local_backbone(manifest: Path) -> BackboneSpec | None:
+    """The local backbone a ``NAME.json`` manifest beside its ``NAME.keras`` declares, or None (no
+    model file, or a broken manifest: not a backbone, the rest still list). Read only when the
+    registry is (re)built, never per lookup."""
+    model_path = manifest.with_suffix(".keras")
+    if not model_path.exists():
+        return None
+    try:
+        m = json.loads(manifest.read_text(encoding="utf-8"))
+        size = int(m["input_size"][0])
+        pre = m.get("preprocessing", {})
+        mean = [float(v) for v in pre.get("mean", (0.0,) * 3)]
+        std = [float(v) for v in pre.get("std", (1.0,) * 3)]
+        reverse = str(pre.get("channel_order", "RGB")).upper() == "BGR"
+        name = str(m.get("name") or manifest.stem)
+        return BackboneSpec(
+            name=name, display_name=str(m.get("display_name") or name), family="local",
+            default_size=size, min_size=size, params=int(m.get("params") or 0), depth=None,
+            top1=m.get("imagenet_top1"), top5=m.get("imagenet_top5"),
+            has_top=bool(m.get("predictions_layer")),
+            preprocess=(tuple(1 / s for s in std), tuple(-mu / s for mu, s in zip(mean, std)), reverse),
+            preprocess_name=f"(x - {mean[0]:g}) / {std[0]:g}", model_path=str(model_path),
+            feature_layer=str(m["feature_layer"]), pooled_layer=str(m.get("pooled_layer") or ""),
+            classes_file=_beside(manifest.parent, m.get("classes_file")),
+            fixed_size=True, extra={"predictions_layer": m.get("predictions_layer", ""),
+                                    "license": m.get("license", ""), "source": m.get("source", "")},
+        )
+    except (OSError, ValueError, KeyError, TypeError, IndexError, AttributeError):
+        return None
+
+
 def _local_specs(folder: Path | None) -> dict[str, BackboneSpec]:
-    """Every ``NAME.keras`` + ``NAME.json`` pair in the weights directory."""
+    """Every ``NAME.keras`` + ``NAME.json`` pair in the weights directory (parsed now: ``registry``
+    keeps the result while the folder does not change)."""
     if folder is None or not folder.is_dir():
         return {}
     out: dict[str, BackboneSpec] = {}
     for manifest in sorted(folder.glob("*.json")):
-        model_path = manifest.with_suffix(".keras")
-        if not model_path.exists():
-            continue
-        try:
-            m = json.loads(manifest.read_text(encoding="utf-8"))
-            size = int(m["input_size"][0])
-            pre = m.get("preprocessing", {})
-            mean = [float(v) for v in pre.get("mean", (0.0,) * 3)]
-            std = [float(v) for v in pre.get("std", (1.0,) * 3)]
-            reverse = str(pre.get("channel_order", "RGB")).upper() == "BGR"
-            name = str(m.get("name") or manifest.stem)
-            out[name] = BackboneSpec(
-                name=name, display_name=str(m.get("display_name") or name), family="local",
-                default_size=size, min_size=size, params=int(m.get("params") or 0), depth=None,
-                top1=m.get("imagenet_top1"), top5=m.get("imagenet_top5"),
-                has_top=bool(m.get("predictions_layer")),
-                preprocess=(tuple(1 / s for s in std), tuple(-mu / s for mu, s in zip(mean, std)), reverse),
-                preprocess_name=f"(x - {mean[0]:g}) / {std[0]:g}", model_path=str(model_path),
-                feature_layer=str(m["feature_layer"]), pooled_layer=str(m.get("pooled_layer") or ""),
-                classes_file=_beside(folder, m.get("classes_file")),
-                fixed_size=True, extra={"predictions_layer": m.get("predictions_layer", ""),
-                                        "license": m.get("license", ""), "source": m.get("source", "")},
-            )
-        except (OSError, ValueError, KeyError, TypeError, IndexError):
-            continue  # a broken manifest is not a backbone; the rest still list
+        spec = local_backbone(manifest)
+        if spec is not None:
+            out[spec.name] = spec
     return out
+
+
+@dataclass(frozen=True)
+class Registry:
+    """Every backbone for one state of the weights folder: local ones first (they work offline),
+    then ``keras.applications``."""
+
+    folder: Path | None
+    local: dict[str, BackboneSpec]
+
+    @property
+    def specs(self) -> list[BackboneSpec]:
+        return [*self.local.values(), *(s for n, s in KERAS_BACKBONES.items() if n not in self.local)]
+
+    def names(self) -> list[str]:
+        return [s.name for s in self.specs]
+
+    def get(self, name: str) -> BackboneSpec:
+        spec = self.local.get(name) or KERAS_BACKBONES.get(name)
+        if spec is None:
+            raise UnknownBackbone(f"Unknown backbone '{name}'. Known backbones: {', '.join(self.names())}.")
+        return spec
+
+    def __contains__(self, name: object) -> bool:
+        return name in self.local or name in KERAS_BACKBONES
+
+
+def _signature(folder: Path | None) -> tuple:
+    """What says a weights folder changed, without reading a file: the stat of every manifest
+    and model file in it (a dropped-in, removed, replaced or edited one changes it)."""
+    if folder is None:
+        return ()
+    try:
+        with os.scandir(folder) as entries:
+            rows = []
+            for e in entries:
+                if e.name.endswith((".json", ".keras")):
+                    try:
+                        st = e.stat()
+                    except OSError:
+                        continue
+                    rows.append((e.name, st.st_mtime_ns, st.st_size, st.st_ino))
+    except OSError:
+        return ("missing",)
+    return tuple(sorted(rows))
+
+
+_REGISTRIES: dict[str, tuple[tuple, Registry]] = {}  # weights folder -> (its signature, its registry)
+_REGISTRY_LOCK = threading.Lock()
+
+
+def registry() -> Registry:
+    """The backbones for the weights folder as it is now: built once per folder state (its path
+    and ``_signature``), so lookups cost a directory stat, not a manifest parse."""
+    folder = settings.weights_dir()
+    key = str(folder) if folder is not None else ""
+    sig = _signature(folder)
+    held = _REGISTRIES.get(key)
+    if held is not None and held[0] == sig:
+        return held[1]
+    with _REGISTRY_LOCK:
+        held = _REGISTRIES.get(key)
+        if held is not None and held[0] == sig:
+            return held[1]
+        built = Registry(folder, _local_specs(folder))
+        if len(_REGISTRIES) >= 8 and key not in _REGISTRIES:
+            _REGISTRIES.pop(next(iter(_REGISTRIES)))
+        _REGISTRIES[key] = (sig, built)
+        return built
 
 
 def list_backbones() -> list[BackboneSpec]:
     """Local backbones first (they work offline), then ``keras.applications``."""
-    return [*_local_specs(settings.weights_dir()).values(), *KERAS_BACKBONES.values()]
+    return registry().specs
 
 
 def get_spec(name: str) -> BackboneSpec:
-    for spec in list_backbones():
-        if spec.name == name:
-            return spec
-    known = ", ".join(s.name for s in list_backbones())
-    raise UnknownBackbone(f"Unknown backbone '{name}'. Known backbones: {known}.")
+    """The backbone called ``name``, or ``UnknownBackbone`` listing the known ones."""
+    return registry().get(name)
+
+
+def resolve(backbone: str | BackboneSpec) -> BackboneSpec:
+    """``backbone`` as its ``BackboneSpec``: a spec passes through (no lookup), a name is looked up."""
+    return backbone if isinstance(backbone, BackboneSpec) else get_spec(backbone)
+
+
+def default_backbone() -> str:
+    """The backbone to start with: ``DEFAULT_BACKBONE`` where it is installed (the shipped offline
+    weights), else the first backbone whose weights are on this machine, else a small one that
+    downloads quickly."""
+    reg = registry()
+    if DEFAULT_BACKBONE in reg:
+        return DEFAULT_BACKBONE
+    offline = [s.name for s in reg.specs if weights_location(s) is not None]
+    return offline[0] if offline else _DOWNLOAD_FALLBACK
 
 
 # ---------------------------------------------------------------- weights
@@ -361,21 +528,20 @@ def _load_keras(spec: BackboneSpec, weights: Any, seed: int, size: int, include_
 
 
 def load_backbone(
-    name: str, weights: Any = "imagenet", input_size: int | None = None, seed: int = 0
+    name: str | BackboneSpec, weights: Any = "imagenet", input_size: int | None = None, seed: int = 0
 ) -> Backbone:
-    """Load a backbone as a feature extractor on raw pixels.
+    """Load a backbone (a name or its ``BackboneSpec``) as a feature extractor on raw pixels.
 
     ``weights``: "imagenet", None (random init with ``seed``) or a file path.
-    Raises ``WeightsUnavailable`` with the file name and folder to fix it.
+    Raises ``WeightsUnavailable`` with the file name and folder to fix it, ``BadInputSize``
+    for an input below the backbone's smallest.
     """
     import keras
 
     from core.nets.layers import InferenceModel
 
-    spec = get_spec(name)
-    size = spec.default_size if spec.fixed_size or not input_size else int(input_size)
-    if size < spec.min_size:
-        raise UnknownBackbone(f"{spec.display_name} needs inputs of at least {spec.min_size} px, got {size}.")
+    spec = resolve(name)
+    size = spec.check_size(input_size)
     if spec.family == "local":
         base = _load_local(spec, weights, seed, include_top=False)
     else:
@@ -387,13 +553,14 @@ def load_backbone(
     return Backbone(spec, model, base, pre, size, weights_id(spec, weights, seed, size))
 
 
-def load_classifier(name: str, weights: Any = "imagenet"):
-    """The ImageNet classifier (backbone with its top) on raw pixels, and its size."""
+def load_classifier(name: str | BackboneSpec, weights: Any = "imagenet"):
+    """The ImageNet classifier (backbone with its top) on raw pixels, and its size;
+    ``NoImageNetTop`` for a backbone without one."""
     import keras
 
-    spec = get_spec(name)
+    spec = resolve(name)
     if not spec.has_top:
-        raise UnknownBackbone(f"{spec.display_name} has no ImageNet classification top.")
+        raise NoImageNetTop(f"{spec.display_name} has no ImageNet classification top.")
     size = spec.default_size
     if spec.family == "local":
         net = _load_local(spec, weights, 0, include_top=True)
@@ -409,7 +576,7 @@ def imagenet_classes(spec: BackboneSpec | None = None) -> list[str]:
     candidates = []
     if spec is not None and spec.classes_file:
         candidates.append(Path(spec.classes_file))
-    for local in _local_specs(settings.weights_dir()).values():
+    for local in registry().local.values():
         if local.classes_file:
             candidates.append(Path(local.classes_file))
     for path in candidates:

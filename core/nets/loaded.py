@@ -20,18 +20,19 @@ _HELD: OrderedDict[tuple[str, str, int], Any] = OrderedDict()
 _LOCK = threading.Lock()
 
 
-def loaded_backbone(name: str, weights: Any = "imagenet", input_size: int | None = None):
-    """``core.nets.backbones.load_backbone(name, weights, input_size)``, loaded once per process."""
-    from core.nets.backbones import get_spec, load_backbone, weights_id
+def loaded_backbone(name, weights: Any = "imagenet", input_size: int | None = None):
+    """``core.nets.backbones.load_backbone(name, weights, input_size)``, loaded once per process;
+    ``name`` is a backbone name or its ``BackboneSpec`` (resolved once here, then passed on)."""
+    from core.nets.backbones import load_backbone, resolve
 
-    spec = get_spec(name)
-    size = spec.default_size if spec.fixed_size or not input_size else int(input_size)
-    key = (name, weights_id(spec, weights, 0, size), size)
+    spec = resolve(name)
+    size = spec.size_for(input_size)
+    key = (spec.name, spec.weights_id(weights, 0, size), size)
     with _LOCK:  # one load at a time: two sessions asking for the same backbone get one copy
         if key in _HELD:
             _HELD.move_to_end(key)
             return _HELD[key]
-        bb = load_backbone(name, weights, size)
+        bb = load_backbone(spec, weights, size)
         _HELD[key] = bb
         while len(_HELD) > KEEP:
             _HELD.popitem(last=False)
