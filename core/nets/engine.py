@@ -8,6 +8,12 @@ TensorFlow; ``FrozenForward`` only runs what was already a compiled TensorFlow b
 function, converted once to OpenVINO (``openvino.convert_model`` of its concrete
 function, input ``[batch, size, size, 3]``).
 
+The backends are a table (``BACKENDS``): each is declared once, as a ``Backend`` (name,
+availability check, precisions, runner factory), and every other module asks the table
+(``names()``, ``backend(name)``, ``Choice.reference``) instead of comparing engine names.
+A new engine is one ``register(Backend(...))``: ``TRANSFER_LAB_ENGINE`` accepts its name,
+``auto`` may pick it, and ``FrozenForward`` runs it behind the parity guard.
+
 The parity guard: the first real batch (not a constant one such as a warm-up of
 zeros) of a (network, size, pooling, engine, precision) on a machine runs through
 both TensorFlow and the engine; cosine of the outputs (and top-1 agreement of an
@@ -36,7 +42,7 @@ from core import atomic, layout, settings
 from core.errors import EngineError
 
 ENGINE_ENV = settings.ENGINE_ENV
-CHOICES = ("auto", "openvino", "tensorflow")
+AUTO = "auto"  # the request that lets the table pick (the first available backend auto may use)
 # Bump when the conversion or the guard's definition changes: verdicts and cached IR are rebuilt.
 ENGINE_VERSION = 1
 # Parity thresholds. Measured for EfficientNet-Lite0 bf16 on real photos: mean cosine 0.9993,
@@ -49,11 +55,44 @@ TIE = 0.02  # a top-1 "disagreement" inside this TF-probability margin of TF's t
 log = logging.getLogger(__name__)
 
 
+Runner = Callable[[np.ndarray], np.ndarray]
+
+
+@dataclass(frozen=True)
+class Backend:
+    """One engine, declared once in the table.
+
+    ``unavailable(auto)``: why it cannot run here (None: it can); ``auto`` True when ``auto``
+    asks, which may refuse more (a GPU, where TensorFlow is the fast one). ``precision()``: the
+    precision it runs at here and why, one of ``precisions`` (fastest first). ``factory(tf_fn,
+    size, precision, ir_key)``: its batch function for a TensorFlow batch function; None for the
+    reference (TensorFlow itself, which runs ``tf_fn``). ``auto``: whether ``auto`` may pick it."""
+
+    name: str
+    title: str  # as a person reads it: "OpenVINO"
+    short: str  # a table header's: "OV"
+    precisions: tuple[str, ...]
+    unavailable: Callable[[bool], str | None]
+    precision: Callable[[], tuple[str, str]]
+    factory: Callable[..., Runner] | None = None
+    auto: bool = True
+
+    @property
+    def reference(self) -> bool:
+        """The engine every other one is checked against (its outputs are TensorFlow's own)."""
+        return self.factory is None
+
+    @property
+    def is_exact(self) -> bool:
+        """Whether its outputs are the reference's by construction (no parity check needed)."""
+        return self.reference
+
+
 @dataclass(frozen=True)
 class Choice:
     """The engine a forward pass runs on, its precision, and why."""
 
-    engine: str  # "openvino" | "tensorflow"
+    engine: str  # a backend's name: "openvino" | "tensorflow" | ...
     precision: str  # "bf16" | "f32"
     reason: str = ""
 
@@ -62,14 +101,63 @@ class Choice:
         """``openvino bf16``: what cache keys, verdicts and status lines carry."""
         return f"{self.engine} {self.precision}"
 
+    @property
+    def reference(self) -> bool:
+        """Whether this runs on the reference engine (TensorFlow): nothing to convert or check."""
+        return is_reference(self.engine)
 
-TENSORFLOW = Choice("tensorflow", "f32", "")
+
+def is_reference(name: str) -> bool:
+    """Whether engine ``name`` is the reference (TensorFlow); an engine not in the table is not."""
+    b = BACKENDS.get(name)
+    return b is not None and b.reference
+
+
+def names() -> tuple[str, ...]:
+    """Every request ``TRANSFER_LAB_ENGINE`` and ``--engine`` accept: ``auto`` and each backend."""
+    return (AUTO, *BACKENDS)
+
+
+def backends() -> list[Backend]:
+    return list(BACKENDS.values())
+
+
+def backend(name: str) -> Backend:
+    """The backend called ``name``, or ``EngineError``."""
+    try:
+        return BACKENDS[name]
+    except KeyError:
+        raise EngineError(f"{name!r} is not an engine; use one of {', '.join(names())}.") from None
+
+
+def reference() -> Backend:
+    """The reference backend (TensorFlow): what the guard compares against and falls back to."""
+    return next(b for b in BACKENDS.values() if b.reference)
+
+
+def reference_choice(reason: str = "") -> Choice:
+    """The reference engine at its precision, with ``reason``."""
+    ref = reference()
+    return Choice(ref.name, ref.precisions[0], reason)
+
+
+def register(b: Backend) -> Backend:
+    """Add (or replace) backend ``b`` in the table: one entry is the whole of a new engine."""
+    BACKENDS[b.name] = b
+    _choose.cache_clear()
+    return b
+
+
+def unregister(name: str) -> None:
+    if name in BACKENDS and not BACKENDS[name].reference:
+        del BACKENDS[name]
+        _choose.cache_clear()
 
 
 def requested() -> str:
     value = settings.engine_request()
-    if value not in CHOICES:
-        raise EngineError(f"{ENGINE_ENV}={value!r} is not an engine; use one of {', '.join(CHOICES)}.")
+    if value not in names():
+        raise EngineError(f"{ENGINE_ENV}={value!r} is not an engine; use one of {', '.join(names())}.")
     return value
 
 
@@ -118,25 +206,49 @@ def has_gpu() -> bool:
 
 def choose(request: str | None = None) -> Choice:
     """The engine and precision ``request`` (default: ``TRANSFER_LAB_ENGINE``) resolves to here."""
-    return _choose(request or requested())
+    return _choose(request or requested(), tuple(BACKENDS.values()))
 
 
-@functools.lru_cache(maxsize=8)
-def _choose(request: str) -> Choice:
-    if request not in CHOICES:
-        raise EngineError(f"{request!r} is not an engine; use one of {', '.join(CHOICES)}.")
-    if request == "tensorflow":
-        return Choice("tensorflow", "f32", f"{ENGINE_ENV}=tensorflow")
-    version = openvino_version()
-    if version is None:
-        return Choice("tensorflow", "f32", "OpenVINO is not installed (pip install openvino)")
-    if request == "auto" and has_gpu():
-        return Choice("tensorflow", "f32", "auto: a GPU is present, TensorFlow runs on it")
+@functools.lru_cache(maxsize=16)
+def _choose(request: str, table: tuple = ()) -> Choice:
+    """``choose`` for one request and one state of the table (``table`` keys the cache)."""
+    if request != AUTO and request not in BACKENDS:
+        raise EngineError(f"{request!r} is not an engine; use one of {', '.join(names())}.")
+    if request != AUTO:
+        b = BACKENDS[request]
+        if b.reference:
+            return Choice(b.name, b.precisions[0], f"{ENGINE_ENV}={b.name}")
+        why_not = b.unavailable(False)
+        if why_not:
+            return reference_choice(why_not)
+        precision, why = b.precision()
+        return Choice(b.name, precision, f"{ENGINE_ENV}={b.name}: {why}")
+    first_reason = ""
+    for b in BACKENDS.values():
+        if b.reference or not b.auto:
+            continue
+        why_not = b.unavailable(True)
+        if why_not:
+            first_reason = first_reason or why_not
+            continue
+        precision, why = b.precision()
+        return Choice(b.name, precision, f"{AUTO}: {why}")
+    return reference_choice(first_reason or f"{AUTO}: no other engine is available")
+
+
+def _openvino_unavailable(auto: bool = False) -> str | None:
+    if openvino_version() is None:
+        return "OpenVINO is not installed (pip install openvino)"
+    if auto and has_gpu():
+        return "auto: a GPU is present, TensorFlow runs on it"
     if "CPU" not in _available_devices():
-        return Choice("tensorflow", "f32", "OpenVINO has no CPU device here")
+        return "OpenVINO has no CPU device here"
+    return None
+
+
+def _openvino_precision() -> tuple[str, str]:
     precision, why = cpu_precision()
-    return Choice("openvino", precision, f"{'auto' if request == 'auto' else ENGINE_ENV + '=openvino'}: {why}"
-                  f", OpenVINO {version}")
+    return precision, f"{why}, OpenVINO {openvino_version()}"
 
 
 def _available_devices() -> list[str]:
@@ -208,11 +320,11 @@ def verdicts() -> list[dict]:
 def effective(network: str, size: int, pooling: str, choice: Choice | None = None) -> Choice:
     """The engine a network will actually run on: the chosen one, unless a kept verdict refused it."""
     choice = choice or choose()
-    if choice.engine == "tensorflow":
+    if choice.reference:
         return choice
     v = read_verdict(network, size, pooling, choice)
     if v is not None and not v["passed"]:
-        return Choice("tensorflow", "f32", f"parity guard refused {choice.label}: {v.get('reason', '')}")
+        return reference_choice(f"parity guard refused {choice.label}: {v.get('reason', '')}")
     return choice
 
 
@@ -337,6 +449,21 @@ def openvino_runner(tf_fn, size: int, precision: str, ir_key: str | None = None)
     return run
 
 
+# ---------------------------------------------------------------- the table
+
+def _openvino_factory(tf_fn, size: int, precision: str, ir_key: str | None = None) -> Runner:
+    return openvino_runner(tf_fn, size, precision, ir_key)  # looked up per call: tests replace it
+
+
+# Every engine, declared once; ``auto`` tries them in this order (the reference never: it is the fallback).
+BACKENDS: dict[str, Backend] = {}
+register(Backend(name="tensorflow", title="TensorFlow", short="TF", precisions=("f32",),
+                 unavailable=lambda auto=False: None, precision=lambda: ("f32", "the reference")))
+register(Backend(name="openvino", title="OpenVINO", short="OV", precisions=("bf16", "f32"),
+                 unavailable=_openvino_unavailable, precision=_openvino_precision, factory=_openvino_factory))
+TENSORFLOW = reference_choice()
+
+
 # ---------------------------------------------------------------- the batch function
 
 def _as_pixels(pixels) -> np.ndarray:
@@ -364,11 +491,11 @@ class FrozenForward:
         self.requested = choice or choose()
         self.choice = effective(network, self.size, pooling, self.requested)
         self.verdict: dict | None = None
-        self._factory = runner_factory or openvino_runner
+        self._factory = runner_factory  # None: the chosen backend's own (``backend(name).factory``)
         self._runner: Callable[[np.ndarray], np.ndarray] | None = None
         self._verified = False
         self._lock = threading.Lock()
-        if self.choice.engine != "tensorflow":
+        if not self.choice.reference:
             self.verdict = read_verdict(network, self.size, pooling, self.choice)
             self._verified = bool(self.verdict and self.verdict["passed"])
 
@@ -393,7 +520,7 @@ class FrozenForward:
 
     def _refuse(self, reason: str, metrics: dict | None = None, keep: bool = True) -> None:
         refused = self.choice
-        self.choice = Choice("tensorflow", "f32", f"parity guard refused {refused.label}: {reason}")
+        self.choice = reference_choice(f"parity guard refused {refused.label}: {reason}")
         self._runner = None
         log.warning("%s on %s: %s; TensorFlow takes over", refused.label, self.network, reason)
         if keep:
@@ -409,15 +536,16 @@ class FrozenForward:
             log.warning("could not keep the parity verdict: %s", exc)
 
     def _ensure_runner(self) -> None:
-        if self._runner is None and self.choice.engine != "tensorflow":
+        if self._runner is None and not self.choice.reference:
             try:
-                self._runner = self._factory(self.tf_fn, self.size, self.choice.precision, self.ir_key)
+                factory = self._factory or backend(self.choice.engine).factory
+                self._runner = factory(self.tf_fn, self.size, self.choice.precision, self.ir_key)
             except Exception as exc:  # noqa: BLE001  conversion failure: TensorFlow runs it
                 self._refuse(f"conversion failed ({type(exc).__name__}: {str(exc).splitlines()[0][:160]})")
 
     def prepare(self) -> None:
         """Convert and compile now (a warm-up), so the first real call pays only the probe."""
-        if self.choice.engine == "tensorflow":
+        if self.choice.reference:
             return
         with self._lock:
             self._ensure_runner()
@@ -429,11 +557,11 @@ class FrozenForward:
 
     def __call__(self, pixels) -> np.ndarray:
         x = _as_pixels(pixels)
-        if self.choice.engine == "tensorflow":
+        if self.choice.reference:
             return self._tf(x)
         with self._lock:
             self._ensure_runner()
-            if self.choice.engine == "tensorflow":
+            if self.choice.reference:
                 return self._tf(x)
             if not self._verified:
                 if len(x) == 0 or float(x.max()) == float(x.min()):
