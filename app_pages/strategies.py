@@ -11,7 +11,8 @@ import streamlit as st
 from plotly.subplots import make_subplots
 
 from app_pages import common
-from app_pages.advice import advisor_panel
+from app_pages.advice import ADVICE, advisor_panel
+from core import report
 from core.runs import compare
 from core.runs import display
 from core.train import plans
@@ -444,6 +445,16 @@ else:
         with st.expander("Which differences the validation images resolve", expanded=True):
             for line in compare.verdict_lines(paired.reset_index()):
                 st.markdown("- " + common.plain(line))
+        if ds is not None:  # one HTML file to share: built when clicked, with the advice if asked for
+            asked = st.session_state.get(ADVICE, {}).get((ds.fingerprint, backbone))
+            st.download_button(
+                "Download the report (HTML)", icon=":material/download:", key="tl_strat_report",
+                data=lambda advice=None if isinstance(asked, str) else asked: report.build_report(
+                    ds, store.list(), advice=advice).encode("utf-8"),
+                file_name=f"transfer-lab-report-{ds.fingerprint[:8] or 'dataset'}.html", mime="text/html",
+                on_click="ignore", help="This dataset's card, every run on it with its 95% intervals and verdicts, "
+                "curves, confusion matrices, the advisor's answer when asked below, and a model card for the best "
+                "run: one file that opens offline.")
 
         st.subheader("Accuracy vs time")
         trade = compare.accuracy_vs_time(table)

@@ -1,4 +1,4 @@
-"""Command line: ``python -m core train|runs|show|cancel|backbones|extract|engine|advise|predict``.
+"""Command line: ``python -m core train|runs|show|cancel|backbones|extract|engine|advise|predict|report``.
 
 Runs any strategy headless on a dataset folder and writes a normal run, so
 results from scripts and the dashboard live side by side in one run store.
@@ -215,6 +215,28 @@ def _predict(args) -> int:
     return 0
 
 
+def _report(args) -> int:
+    """One self-contained HTML report of a dataset and every run on it; the advisor only with
+    ``--advise`` (it measures for minutes and its answer is not stored)."""
+    from core.data.dataset import scan_folder
+    from core.report import write_report
+    from core.report.runs import on_dataset
+    from core.runs.store import RunStore
+
+    ds = scan_folder(args.dataset)
+    runs = on_dataset(RunStore().list(), ds.root)
+    advice = None
+    if args.advise:
+        from core.analysis.advisor import advise
+
+        advice = advise(ds, backbone=args.backbone, progress=lambda text, done: print(
+            f"\r{done:4.0%} {text:<70}", end="", file=sys.stderr, flush=True))
+        print(file=sys.stderr)
+    write_report(args.out, ds, runs, advice=advice)
+    print(f"report of {ds.name}: {len(runs)} run(s){', with the advice' if advice else ''} -> {args.out}")
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m core", description="Transfer Lab from the command line")
     sub = p.add_subparsers(dest="command", required=True)
@@ -279,6 +301,13 @@ def parser() -> argparse.ArgumentParser:
     pr.add_argument("paths", nargs="+", metavar="PATH", help="image files or folders (searched recursively)")
     pr.add_argument("--out", required=True, help="the CSV file to write")
     pr.set_defaults(func=_predict)
+    rp = sub.add_parser("report", help="one self-contained HTML file: the dataset card, every run on the dataset "
+                        "with its intervals and verdicts, curves, confusion matrices and a model card")
+    rp.add_argument("--dataset", required=True, help="the dataset folder the runs were trained on")
+    rp.add_argument("--out", required=True, help="the HTML file to write")
+    rp.add_argument("--advise", action="store_true", help="also measure the advisor's advice (minutes)")
+    rp.add_argument("--backbone", default="efficientnet_lite0", help="the backbone the advisor starts from")
+    rp.set_defaults(func=_report)
     return p
 
 
