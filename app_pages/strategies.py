@@ -15,6 +15,7 @@ from app_pages.advice import ADVICE, advisor_panel
 from core import report
 from core.runs import compare
 from core.runs import display
+from core.train import folds
 from core.train import plans
 from core.runs import progress
 from core.train import registry
@@ -241,6 +242,15 @@ else:
     chosen = st.multiselect("Strategies", list(registry.STRATEGIES), default=["feature_extraction"],
                             format_func=registry.label, key="tl_strat_chosen", persist_state="session",
                             help=" ".join(f"{s.label}: {s.summary}." for s in registry.STRATEGIES.values()))
+    # repeated splits: the default follows the dataset (core.train.folds.default_folds); the widget's key names
+    # the dataset, so another dataset starts from its own default
+    c = st.columns([1, 1.4, 2.6], vertical_alignment="center")
+    n_folds = _int(c[0], "Repeat over k splits", folds.default_folds(ds), f"tl_strat_folds_{ds.fingerprint}", 1,
+                   folds.MAX_FOLDS, help="Train each strategy once per split of train + validation pooled and report "
+                   "the mean ± spread of the folds; 1: the dataset's own split.")
+    fold_scheme = c[1].selectbox("Splits", list(folds.SCHEMES), format_func=folds.SCHEMES.get,
+                                 key="tl_strat_fold_scheme", persist_state="session", disabled=n_folds < 2)
+    c[2].caption(common.plain(folds.default_reason(ds)))
     per_strategy: dict = {}
     errors: list[str] = []
     for strategy in chosen:
@@ -274,7 +284,10 @@ else:
                 else:
                     configs = [c.to_dict() for c in plans.build_configs(
                         chosen, preset=preset, common=common_opts, per_strategy=per_strategy)]
-                launch(plans.name_runs(configs, name), f"all {len(every)} strategies" if all_five else "training")
+                what = f"all {len(every)} strategies" if all_five else "training"
+                if n_folds > 1:
+                    what += f" over {n_folds} splits"
+                launch(folds.fold_configs(plans.name_runs(configs, name), n_folds, scheme=fold_scheme), what)
                 st.rerun()
             except TransferLabError as err:
                 st.error(common.plain(err), icon=":material/error:")
@@ -336,6 +349,46 @@ st.fragment(run_every=REFRESH_S if _active_now else IDLE_REFRESH_S)(queue_panel)
 
 
 # ---------------------------------------------------------------- comparison
+
+def fold_panel(summary: pd.DataFrame) -> None:
+    """Runs repeated over k splits: per launch and strategy, the accuracy's mean ± spread and every fold's figure."""
+    if summary.empty:
+        return
+    st.subheader("Repeated over k splits")
+    shown = summary.assign(
+        run=[common.plain(f"{r['Strategy']} · {r['backbone']}") for _, r in summary.iterrows()],
+        done=[f"{r['folds_done']}/{r['folds']}" for _, r in summary.iterrows()],
+        accuracy=[folds.describe(r) for _, r in summary.iterrows()],
+        per_fold_text=[", ".join(f"{v:.1%}" for v in r["per_fold"]) for _, r in summary.iterrows()],
+        launch=[common.plain(g) for g in summary[folds.FOLD_GROUP_KEY]])
+    st.dataframe(shown, hide_index=True, key="tl_strat_folds_table", placeholder="—",
+                 column_order=["run", "done", "accuracy", "per_fold_text", "balanced_accuracy_mean",
+                               "train_seconds_mean", "scheme", "fold_seed", "launch"],
+                 column_config={
+                     "run": st.column_config.TextColumn("strategy", width=220),
+                     "done": st.column_config.TextColumn("folds", width=50),
+                     "accuracy": st.column_config.TextColumn("val accuracy: mean ± sd (range)", width=330),
+                     "per_fold_text": st.column_config.TextColumn("per fold", width=200),
+                     "balanced_accuracy_mean": st.column_config.NumberColumn("balanced acc (mean)", format="percent"),
+                     "train_seconds_mean": st.column_config.NumberColumn("time per fold (s)", format="%.1f"),
+                     "scheme": "splits", "fold_seed": "split seed", "launch": "fold group"})
+    ready = summary[summary["folds_done"] > 0]
+    if not ready.empty:
+        fig = go.Figure()
+        labels = [common.plain(f"{r['Strategy']} · {r['backbone']} · {str(r[folds.FOLD_GROUP_KEY])[-4:]}")
+                  for _, r in ready.iterrows()]
+        fig.add_bar(x=labels, y=ready["val_accuracy_mean"], name="mean",
+                    error_y=dict(type="data", array=ready["val_accuracy_std"].fillna(0)),
+                    text=[f"{m:.1%}" for m in ready["val_accuracy_mean"]], textposition="outside")
+        for label, (_, r) in zip(labels, ready.iterrows()):
+            fig.add_scatter(x=[label] * len(r["per_fold"]), y=list(r["per_fold"]), mode="markers", showlegend=False,
+                            marker=dict(color="black", size=7), name="folds")
+        fig.update_layout(height=320, yaxis_tickformat=".0%", yaxis_range=[0, 1.08], margin=dict(t=20), showlegend=False)
+        st.plotly_chart(fig, key="tl_strat_folds_chart")
+    st.caption("Each strategy trained once per split of train + validation pooled: the bar is the mean validation "
+               "accuracy over the finished folds, the error bar one sample standard deviation, the dots each fold. "
+               "The spread says how much the choice of held-out photos moves a single split's figure.")
+
 
 st.header("Comparison", divider="gray")
 everything = compare.comparison_table(store.list())
@@ -406,6 +459,8 @@ else:
                    + "; ".join(f"**{common.plain(r['name'])}**: {common.plain(str(r['reason'] or 'no reason recorded').rstrip('.'))}"
                                for _, r in failed.head(3).iterrows())
                    + ". Open a run's curves to see the full error.", icon=":material/error:")
+
+    fold_panel(compare.fold_summary(table))
 
     done = compare.finished(table)
     if done.empty:

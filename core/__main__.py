@@ -33,13 +33,56 @@ def train_config(args):
     return registry.make_config(args.strategy, "classic" if args.classic else "modern", **overrides)
 
 
+def fold_count(args, cfg) -> int:
+    """``--folds``: a number, or ``auto`` for ``core.train.folds.default_folds`` of the dataset as the
+    config scans it (the rule: repeated splits under ``SMALL_VALIDATION`` validation photos)."""
+    if args.folds != "auto":
+        return int(args.folds)
+    from core.train import folds
+    from core.train.loop import load_dataset
+
+    ds = load_dataset(cfg)
+    k = folds.default_folds(ds)
+    print(f"--folds auto: {k} ({folds.default_reason(ds)})", file=sys.stderr)
+    return k
+
+
+def _folds_arg(text: str) -> str | int:
+    from core.train.folds import MAX_FOLDS
+
+    if text == "auto":
+        return text
+    try:
+        k = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of splits or 'auto', not {text!r}") from None
+    if k != 1 and not 2 <= k <= MAX_FOLDS:
+        raise argparse.ArgumentTypeError(f"expected 1 (the dataset's own split) to {MAX_FOLDS}, or 'auto'")
+    return k
+
+
+def train_runs(args) -> list[dict]:
+    """The configs ``train`` queues: one, or with ``--folds K`` one per fold under one fold group."""
+    from core.train import folds
+
+    cfg = train_config(args)
+    k = fold_count(args, cfg)
+    if k < 2:
+        return [cfg.to_dict()]
+    base = {**cfg.to_dict(), **({"name": args.name} if args.name else {})}
+    return folds.fold_configs([base], k, scheme=args.fold_scheme, seed=args.fold_seed)
+
+
 def _train(args) -> int:
     from core.runs import jobs
     from core.runs import worker
     from core.runs.store import RunStore
 
-    cfg = train_config(args)
-    run = RunStore().create(cfg.to_dict(), name=args.name)
+    configs = train_runs(args)
+    if len(configs) > 1:
+        return _train_folds(args, configs)
+    cfg = configs[0]
+    run = RunStore().create(cfg, name=args.name)
     print(f"run {run.id} -> {run.dir}")
     if args.background:
         jobs.submit(run)
@@ -55,6 +98,35 @@ def _train(args) -> int:
     print(f"state: {status['state']}")
     if status.get("reason"):
         print(f"reason: {status['reason']}", file=sys.stderr if code else sys.stdout)
+    return code
+
+
+def _train_folds(args, configs: list[dict]) -> int:
+    """Create the k fold runs; queue them (``--background``) or run them one after another here, then
+    print each fold's accuracy and their mean ± spread."""
+    from core.runs import compare, jobs, worker
+    from core.runs.store import RunStore
+    from core.train import folds, plans
+
+    store = RunStore()
+    runs = [store.create(cfg, name=plans.run_name(cfg)) for cfg in configs]
+    group = configs[0][folds.FOLD_GROUP_KEY]
+    print(f"fold group {group}: {len(runs)} runs ({configs[0]['fold_scheme']}, split seed {configs[0]['fold_seed']})")
+    for run in runs:
+        print(f"run {run.id} -> {run.dir}")
+    if args.background:
+        for run in runs:
+            jobs.submit(run)
+        print(f"queued; follow them with `python -m core runs` (fold group {group})")
+        return 0
+    code = 0
+    for run in runs:
+        code = worker.main([str(run.dir)]) or code
+        m = run.metrics() or {}
+        acc = f"{m['val_accuracy']:.1%} on {m.get('val_images', '?')} photos" if "val_accuracy" in m else "-"
+        print(f"fold {folds.fold_label(run.config)}: {run.status()['state']}, accuracy {acc}")
+    for _, row in compare.fold_summary(compare.comparison_table(runs)).iterrows():
+        print(f"{row['Strategy']}: {folds.describe(row)}")
     return code
 
 
@@ -75,13 +147,23 @@ def _runs(args) -> int:
     from core.runs import jobs
     from core.runs.store import RunStore
 
+    from core.runs import compare
+    from core.train import folds
+
     store = RunStore()
     jobs.pump(store)
-    for run in store.list():
+    runs = store.list()
+    for run in runs:
         m = run.metrics() or {}
         acc = f"{m['val_accuracy']:.3f}" if "val_accuracy" in m else "-"
+        fold = folds.fold_label(run.config) if folds.valid_group(run.config.get(folds.FOLD_GROUP_KEY)) else None
         print(f"{run.id:40s} {run.effective_state():10s} {run.config.get('strategy', ''):20s} "
-              f"{run.config.get('backbone', ''):20s} val_acc={acc}")
+              f"{run.config.get('backbone', ''):20s} val_acc={acc}" + (f" fold={fold}" if fold else ""))
+    summary = compare.fold_summary(compare.comparison_table(runs))
+    if len(summary):
+        print("\nrepeated splits (mean ± sample sd of the folds' accuracy):")
+    for _, row in summary.iterrows():
+        print(f"{row[folds.FOLD_GROUP_KEY]} {row['Strategy']} · {row['backbone']}: {folds.describe(row)}")
     return 0
 
 
@@ -97,7 +179,28 @@ def _show(args) -> int:
         from core.runs.progress import run_summary
 
         print("\n".join(with_uncertainty(run_summary(run), run.metrics())))
+        for line in _fold_lines(run):
+            print(line)
     return 0
+
+
+def _fold_lines(run) -> list[str]:
+    """For a fold run: which fold of which group, and the group's mean ± spread so far."""
+    from core.runs import compare
+    from core.runs.store import RunStore
+    from core.train import folds
+
+    group = folds.valid_group(run.config.get(folds.FOLD_GROUP_KEY))
+    label = folds.fold_label(run.config)
+    if not group or not label:
+        return []
+    members = [r for r in RunStore().list() if r.config.get(folds.FOLD_GROUP_KEY) == group]
+    lines = [f"fold:      {label} of group {group} ({run.config.get('fold_scheme')}, "
+             f"split seed {run.config.get('fold_seed')})"]
+    for _, row in compare.fold_summary(compare.comparison_table(members)).iterrows():
+        if row["strategy"] == run.config.get("strategy"):
+            lines.append(f"folds:     {folds.describe(row)}")
+    return lines
 
 
 def _cancel(args) -> int:
@@ -273,6 +376,14 @@ def parser() -> argparse.ArgumentParser:
                         "float16 on a GPU, float32 otherwise (default: $TRANSFER_LAB_PRECISION or auto)")
     t.add_argument("--name")
     t.add_argument("--background", action="store_true", help="queue it for a background worker")
+    t.add_argument("--folds", type=_folds_arg, default=1, metavar="K",
+                   help="repeat over K splits of train + validation pooled (one run each, one fold group), "
+                        "reported as mean ± spread; 'auto': 5 when the validation split has under 385 photos, "
+                        "else 1; default 1 (the dataset's own split)")
+    t.add_argument("--fold-scheme", choices=["kfold", "repeated"], default="kfold",
+                   help="kfold: stratified K-fold, each photo validated once; repeated: K stratified splits "
+                        "at the validation fraction")
+    t.add_argument("--fold-seed", type=int, help="the seed of the splits (default: --seed)")
     t.set_defaults(func=_train)
     sub.add_parser("runs", help="list runs").set_defaults(func=_runs)
     s = sub.add_parser("show", help="status, progress and metrics of a run")

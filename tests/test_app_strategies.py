@@ -76,9 +76,18 @@ def test_a_one_class_dataset_is_refused_before_any_form(store, tmp_path):
     assert not [b for b in at.button if b.key in ("tl_strat_train", "tl_strat_all", "tl_sweep_launch")]
 
 
+def one_split(at: AppTest) -> None:
+    """Train on the dataset's own split: the generated sets are small enough that the page's default
+    repeats each strategy over 5 splits (``core.train.folds.default_folds``)."""
+    [box] = [n for n in at.number_input if n.label == "Repeat over k splits"]
+    assert box.value == 5
+    box.set_value(1).run()
+
+
 def test_launch_a_run_then_see_it_in_the_comparison_and_the_curves(store, image_folder):
     at = open_page(scan_folder(image_folder))
     tiny_scratch(at)
+    one_split(at)
     at.button(key="tl_strat_train").click().run()
     assert not at.exception
     assert "Queued training: 1 run" in texts(at.success)
@@ -114,6 +123,7 @@ def test_compare_all_queues_every_strategy_on_the_same_split(store, image_folder
     at = open_page(scan_folder(image_folder))
     at.selectbox(key="tl_opt_modern_all_weights").set_value("random")
     at.number_input(key="tl_opt_modern_all_input_size").set_value(32)
+    one_split(at)
     at.button(key="tl_strat_all").click().run()
     n = len(registry.STRATEGIES)
     assert f"Queued all {n} strategies: {n} runs" in texts(at.success)
@@ -162,6 +172,7 @@ def test_a_failed_run_shows_its_reason(store, image_folder, tmp_path):
     at = open_page(ds)
     shutil.move(image_folder, moved)  # the dataset disappears after it was scanned
     tiny_scratch(at)
+    one_split(at)
     at.button(key="tl_strat_train").click().run()
     [run] = store.list()
     rerun_until(at, lambda a: run.effective_state() == "failed", timeout=120, what="the run to fail")

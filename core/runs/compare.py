@@ -17,7 +17,7 @@ from core.analysis import verdicts
 from core.errors import TransferLabError
 from core.runs.cluster import where
 from core.runs.sweep import SWEEP_KEY
-from core.train import registry
+from core.train import folds, registry
 from core.train.plans import GROUP_KEY, run_name
 
 ACTIVE = ("queued", "running")
@@ -29,7 +29,8 @@ COLUMNS = ["run_id", "name", "strategy", "Strategy", "backbone", "weights", "inp
            "val_accuracy", "val_ci_low", "val_ci_high", "balanced_accuracy", "worst_class_recall", "worst_class",
            "class_weights", "val_loss", "macro_f1", "train_seconds", "trainable_params", "total_params",
            "epochs_run", "images_per_s", "val_images", "fine_tune_layers", "unfrozen_layers", "seed",
-           "val_fraction", "dataset", GROUP_KEY, SWEEP_KEY, "created", "reason", "started_by", "ran_on"]
+           "val_fraction", "dataset", GROUP_KEY, SWEEP_KEY, "created", "reason", "started_by", "ran_on",
+           folds.FOLD_GROUP_KEY, "fold", "folds", "fold_seed", "fold_scheme"]
 
 
 def run_row(run) -> dict:
@@ -64,7 +65,24 @@ def run_row(run) -> dict:
         "created": status.get("created"), "reason": status.get("reason"),
         "started_by": cfg.get("started_by"),  # the signed-in user who launched it (None without sign-in)
         "ran_on": where(status),  # "Ray node IP (host, node id)" for a run dispatched to a Ray cluster, else the host
+        **_fold_fields(cfg),
     }
+
+
+def _fold_fields(cfg: dict) -> dict:
+    """A fold run's group, index, k, split seed and scheme; all None for a plain run or for fold fields
+    read from disk that are not what ``core.train.folds`` writes (a group id is data: validated)."""
+    group = folds.valid_group(cfg.get(folds.FOLD_GROUP_KEY))
+    seed, scheme = cfg.get("fold_seed"), cfg.get("fold_scheme")
+    if group is None or folds.fold_label(cfg) is None or not isinstance(seed, int) or scheme not in folds.SCHEMES:
+        return {folds.FOLD_GROUP_KEY: None, "fold": None, "folds": None, "fold_seed": None, "fold_scheme": None}
+    return {folds.FOLD_GROUP_KEY: group, "fold": cfg["fold"], "folds": cfg["folds"], "fold_seed": seed,
+            "fold_scheme": scheme}
+
+
+def fold_summary(table: pd.DataFrame) -> pd.DataFrame:
+    """Mean ± spread per strategy of each repeated-splits launch in ``table`` (``core.train.folds``)."""
+    return folds.fold_summary(table)
 
 
 def _interval(m: dict) -> dict:

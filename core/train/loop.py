@@ -53,10 +53,14 @@ class FitResult:
 
 
 def load_dataset(cfg: StrategyConfig, progress=None) -> Dataset:
-    """Scan the config's dataset; with ``limit_per_class`` keep a seeded subset."""
+    """Scan the config's dataset; with ``limit_per_class`` keep a seeded subset; with ``folds`` the fold's split."""
     ds = scan_folder(cfg.dataset, val_fraction=cfg.val_fraction, seed=cfg.seed, progress=progress)
     if cfg.limit_per_class:
         ds = subset(ds, cfg.limit_per_class, cfg.seed)
+    if cfg.folds >= 2:  # one fold of a repeated-splits launch: train + validation pooled and split again
+        from core.train.folds import fold_dataset
+
+        ds = fold_dataset(ds, cfg.folds, cfg.fold, cfg.fold_seed, cfg.fold_scheme, cfg.val_fraction)
     check_trainable(ds)
     return ds
 

@@ -12,7 +12,7 @@ from typing import Sequence
 import numpy as np
 
 from core.errors import ConfigError
-from core.train import registry
+from core.train import folds, registry
 from core.train.strategies import StrategyConfig
 
 GROUP_KEY = "group"  # config key shared by the runs of one "compare all"
@@ -71,10 +71,12 @@ def name_runs(configs: list[dict], name: str) -> list[dict]:
 
 
 def run_name(config: dict) -> str:
-    """A readable default name for a new run."""
+    """A readable default name for a new run (a fold run's ends "· fold 2/5")."""
     if config.get("name"):
         return str(config["name"])
     strategy = config.get("strategy", "run")
+    fold = folds.fold_label(config)
+    tail = f" · fold {fold}" if fold else ""
     if not registry.uses_backbone(strategy):
-        return registry.label(strategy)
-    return f"{registry.label(strategy)} · {config.get('backbone', '')}"
+        return registry.label(strategy) + tail
+    return f"{registry.label(strategy)} · {config.get('backbone', '')}{tail}"

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Mapping
 
 from core.errors import ConfigError
-from core.train import methods, precision
+from core.train import folds, methods, precision
 from core.train.strategies import StrategyConfig
 
 # Class weights go on by default when the largest training class has at least this many times the
@@ -178,6 +178,7 @@ def check(cfg: StrategyConfig) -> StrategyConfig:
         problems.append("the input size must be at least 32 px (or 0 for the backbone's default)")
     if (cfg.precision or "").strip().lower() not in ("", *precision.CHOICES):
         problems.append(f"the precision must be one of {', '.join(precision.CHOICES)}")
+    problems += folds.check(cfg.folds, cfg.fold, cfg.fold_scheme)
     problems += [p for p in strategy.problems(cfg) if p not in problems]
     if problems:
         raise ConfigError(f"{strategy.label}: " + "; ".join(problems) + ".")

@@ -71,6 +71,12 @@ class StrategyConfig:
     # linear probe
     probe_c: float = 1.0
     limit_per_class: int = 0  # 0: all images; else a seeded subset per class and split
+    # repeated splits (core.train.folds): this run is fold ``fold`` of ``folds`` over train + validation
+    # pooled, split by ``fold_scheme`` ("kfold" | "repeated") with ``fold_seed``; folds 0: the dataset's split
+    folds: int = 0
+    fold: int = 0
+    fold_seed: int = 0
+    fold_scheme: str = "kfold"
     # what gradient steps compute at (core.train.precision): "" the server's (TRANSFER_LAB_PRECISION,
     # default auto), or auto | float32 | mixed_bfloat16 | mixed_float16
     precision: str = ""

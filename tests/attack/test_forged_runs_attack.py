@@ -13,7 +13,7 @@ import pytest
 
 from core.runs.store import RunStore, process_start_time
 from tests.attack import forge
-from tests.browser.ui import (assert_clean, click, click_button, click_text, css, nav, scan_folder,
+from tests.browser.ui import (assert_clean, click, click_button, click_text, css, nav, one_split, scan_folder,
                               screenshot, text_of, wait_for, wait_idle)
 from tests.helpers import write_images
 
@@ -129,6 +129,7 @@ def test_run_names_and_reasons_show_as_text_on_the_strategies_page(served, brows
             box = wait_for(browser, lambda d: css(d, field), 60, "the run name field")[0]
             box.send_keys(UI_NAME + "\n")
             wait_idle(browser)
+            one_split(browser)  # a small set: the page's default repeats over 5 splits
             click_button(browser, "Train selected")
             wait_for(browser, lambda d: "Queued training: 1 run" in text_of(d), PAGE_TIMEOUT_S, "the launch message")
             wait_idle(browser)

@@ -20,7 +20,7 @@ from core.runs import jobs
 from core.runs.store import RunStore
 from tests.browser.conftest import _free_port, auth_secrets, chromium, oidc_provider, require_chromium, streamlit_server
 from tests.browser.test_concurrent_sessions import pick_backbone, shown_backbone
-from tests.browser.ui import (assert_clean, click, click_button, css, nav, scan_folder, screenshot, text_of,
+from tests.browser.ui import (assert_clean, click, click_button, css, nav, one_split, scan_folder, screenshot, text_of,
                               wait_for, wait_idle)
 from tests.helpers import SHARED_WEIGHTS, write_images
 
@@ -79,6 +79,7 @@ def test_sign_in_through_a_local_oidc_provider_and_start_a_run(tmp_path, stripes
             # the run this user starts carries their name
             scan_folder(driver, stripes)
             nav(driver, "Strategies")
+            one_split(driver)  # a small set: the page's default repeats over 5 splits
             click_button(driver, "Train selected")
             wait_for(driver, lambda d: "Queued training: 1 run" in text_of(d), 60, "the launch message")
             store = RunStore(home / "users" / layout.user_id("ada@example.org") / "runs")  # ada's workspace

@@ -130,6 +130,20 @@ def click_button(driver, label: str, timeout: float = CLICK_TIMEOUT_S) -> None:
     click_text(driver, BUTTONS, label, timeout)
 
 
+def one_split(driver, timeout: float = 60) -> None:
+    """On the Strategies page, set "Repeat over k splits" to 1: the generated sets are small, so the
+    page's default repeats each strategy over 5 splits (``core.train.folds.default_folds``)."""
+    from selenium.webdriver.common.keys import Keys
+
+    field = 'input[aria-label="Repeat over k splits"]'
+    box = wait_for(driver, lambda d: css(d, field), timeout, "the repeat-over-k-splits field")[0]
+    driver.execute_script("arguments[0].scrollIntoView({block: 'center'});", box)
+    box.send_keys(Keys.CONTROL, "a")
+    box.send_keys("1", Keys.ENTER)
+    wait_for(driver, lambda d: css(d, field)[0].get_attribute("value") == "1", timeout, "one split")
+    wait_idle(driver)
+
+
 def scan_folder(driver, folder: Path, timeout: float = 120) -> None:
     """Make ``folder`` this session's dataset through the Dataset page's "Local folder" scan."""
     nav(driver, "Dataset")
