@@ -52,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.update({"TRANSFER_LAB_HOME": home, "TRANSFER_LAB_WEIGHTS_DIR": args.weights_dir,
                        "TRANSFER_LAB_ENGINE": os.environ.get("TRANSFER_LAB_ENGINE") or "tensorflow"})
     from core.data.dataset import scan_folder, subset
-    from core.runs import cluster
+    from core import settings
 
     from .ray_nodes import local_ray_cluster
 
@@ -62,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
     n = len(ds.paths("train"))
     result = GroupResult("cluster", quick=False)
     started = time.perf_counter()
-    os.environ.pop(cluster.ADDRESS_ENV, None)
+    os.environ.pop(settings.RAY_ADDRESS_ENV, None)
     from core.nets import backbones
 
     bb = backbones.load_backbone(args.backbone)  # loaded once: warm local passes, as the nodes' workers keep theirs
@@ -71,10 +71,10 @@ def main(argv: list[str] | None = None) -> int:
     shard = max(args.batch, n // (2 * args.nodes) // args.batch * args.batch)
     os.environ.update({"TRANSFER_LAB_SHARD_MIN_IMAGES": "1", "TRANSFER_LAB_SHARD_IMAGES": str(shard)})
     with local_ray_cluster(nodes=args.nodes, cpus=1) as info:
-        os.environ[cluster.ADDRESS_ENV] = info["address"]
+        os.environ[settings.RAY_ADDRESS_ENV] = info["address"]
         cold_s, cold_bytes, cold_sums = _extract(ds, args.backbone, args.batch, bb)
         warm_s, warm_bytes, warm_sums = _extract(ds, args.backbone, args.batch, bb)
-        os.environ.pop(cluster.ADDRESS_ENV, None)
+        os.environ.pop(settings.RAY_ADDRESS_ENV, None)
     same = again_bytes == local_bytes == cold_bytes == warm_bytes and local_sums == cold_sums == warm_sums
     result.add("photos, shards of", f"{n:,}, {shard:,} ({-(-n // shard)} shards on {args.nodes} nodes)")
     result.add("local, first pass (traces the network)", f"{first_s:.1f} s = {1000 * first_s / n:.1f} ms/image",

@@ -58,7 +58,7 @@ def measure(run, result: GroupResult, label: str) -> dict:
 def run(ctx: Context) -> GroupResult:
     from core.runs.store import RunStore
     from core.train import registry
-    from core.train.fit import execute
+    from core.runs.worker import train_run
 
     result = GroupResult("int8", ctx.quick)
     limit = ctx.per_class or (QUICK_PER_CLASS if ctx.quick else 0)
@@ -70,7 +70,7 @@ def run(ctx: Context) -> GroupResult:
         run_ = RunStore().create(cfg.to_dict(), name=f"int8 benchmark {strategy}")
         log(f"int8: training {strategy}")
         run_.set_status("running")
-        execute(run_)
+        train_run(run_)
         run_.set_status("done")
         result.figures[strategy] = measure(run_, result, f"{item} {registry.label(strategy)}")
     result.notes.append("float32: the OpenVINO IR of the same SavedModel at INFERENCE_PRECISION_HINT f32; int8: "

@@ -79,7 +79,7 @@ def _wait(predicate, timeout: float, what: str) -> None:
 def local_ray_cluster(nodes: int = 2, cpus: int = 1, object_store_mb: int = 200) -> Iterator[dict]:
     """Start the cluster, connect, yield ``{"address", "node_ids", "groups"}``; stop it all on exit.
     Sets ``TRANSFER_LAB_RAY_ADDRESS`` while connecting only; callers set it where they need it."""
-    from core.runs import cluster
+    from core import ray_client, settings
 
     base = Path(tempfile.mkdtemp(prefix="tlray-", dir="/tmp"))  # short: Ray's socket paths are limited
     port = free_port()
@@ -104,15 +104,15 @@ def local_ray_cluster(nodes: int = 2, cpus: int = 1, object_store_mb: int = 200)
                       90, "the head node to start")
                 if procs[0].poll() is not None:
                     raise RuntimeError("the head node did not start:\n" + log_path.read_text()[-3000:])
-        saved = os.environ.get(cluster.ADDRESS_ENV)
-        os.environ[cluster.ADDRESS_ENV] = address
+        saved = os.environ.get(settings.RAY_ADDRESS_ENV)
+        os.environ[settings.RAY_ADDRESS_ENV] = address
         try:
-            ray = cluster.connect()
+            ray = ray_client.connect()
         finally:
             if saved is None:
-                os.environ.pop(cluster.ADDRESS_ENV, None)
+                os.environ.pop(settings.RAY_ADDRESS_ENV, None)
             else:
-                os.environ[cluster.ADDRESS_ENV] = saved
+                os.environ[settings.RAY_ADDRESS_ENV] = saved
         _wait(lambda: len([n for n in ray.nodes() if n["Alive"]]) == nodes or any(p.poll() is not None for p in procs),
               90, f"{nodes} nodes to join")
         dead = [i for i, p in enumerate(procs) if p.poll() is not None]
@@ -129,12 +129,13 @@ def local_ray_cluster(nodes: int = 2, cpus: int = 1, object_store_mb: int = 200)
 
 def _stop(procs: list[subprocess.Popen]) -> list[int]:
     """Disconnect, stop the nodes, kill what they leave; returns pids still alive (none expected)."""
+    from core import ray_client
     from core.features import sharded
     from core.runs import cluster
 
     if "ray" in sys.modules:
         sys.modules["ray"].shutdown()
-    cluster._connected = cluster._remote_actor = sharded._remote_shard = None
+    ray_client._connected = cluster._remote_actor = sharded._remote_shard = None
     groups = {p.pid for p in procs}
     started = processes_of(groups)  # before the nodes go: their workers are found as descendants
     for p in procs:

@@ -177,9 +177,9 @@ def test_live_run_shows_progress_and_cancels_from_the_page(store):
 
 
 def test_a_run_shows_the_augmentation_it_measured_and_why(store, tmp_path):
-    """The flip decision of a digits run (measured by ``core.analysis.flips`` on real digit
+    """The flip decision of a digits run (measured by ``core.train.flips`` on real digit
     images) is shown with its figures, so a user sees why no flip was used."""
-    from core.analysis.flips import decide
+    from core.train.flips import decide
     from core.train import pixels as pixel_baseline
     from tests.digits import write_digits
 

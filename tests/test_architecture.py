@@ -2,6 +2,9 @@
 
 - no import cycle between ``core`` modules, counting module-level and function-level
   imports alike (a cycle hidden inside a function is still a circle in the design);
+- the layers in the order ``ARCHITECTURE.md`` declares (its "Layers" list, read here): a
+  module imports its own layer or lower ones, function-level imports included, except the
+  reach-backs listed there;
 - no Streamlit anywhere in ``core/`` (it is a plain library: notebooks, scripts, CLI);
 - pages (``app_pages/``, ``streamlit_app.py``) use only public ``core`` names;
 - the test suite's own rules: helpers come from ``tests.helpers``, never from ``conftest``,
@@ -15,6 +18,7 @@ anything would fail here too.
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 from tests.helpers import REPO
@@ -208,6 +212,52 @@ def private_keras_uses(paths: list[Path], root: Path) -> list[str]:
     return found
 
 
+# ---------------------------------------------------------------- the layers
+
+def declared_layers(text: str) -> tuple[list[str], set[str], set[tuple[str, str]]]:
+    """From ``ARCHITECTURE.md``'s "Layers" list: the layers lowest first, the entry-point modules
+    (processes start there, above every layer) and the reach-backs ``(importer, imported)``."""
+    lines = {m.group(1): m.group(2) for m in re.finditer(r"^- (layers, lowest first|entry points|reach-backs): (.*)$",
+                                                           text, re.M)}
+    assert set(lines) == {"layers, lowest first", "entry points", "reach-backs"}, "ARCHITECTURE.md lost its layer list"
+    layers = re.findall(r"`([\w]+)`", lines["layers, lowest first"])
+    entries = set(re.findall(r"`(core[\w.]*)`", lines["entry points"]))
+    backs = set(re.findall(r"`(core[\w.]*)` -> `(core[\w.]*)`", lines["reach-backs"]))
+    return layers, entries, backs
+
+
+def layer_of(module: str, files: dict[str, Path], entries: set[str]) -> str:
+    """``core.train.fit`` -> ``train``; a module directly under ``core/`` -> ``foundation``."""
+    if module in entries:
+        return "entry"
+    parts = module.split(".")
+    if len(parts) == 2 and files[module].name != "__init__.py":
+        return "foundation"
+    return parts[1] if len(parts) > 1 else "entry"
+
+
+def layer_violations(graph, files, layers: list[str], entries: set[str], backs: set[tuple[str, str]],
+                     root: Path = REPO) -> list[str]:
+    """Every import of a higher layer that is not a declared reach-back, and every declared reach-back
+    that no longer exists (the list stays true)."""
+    rank = {name: i for i, name in enumerate(layers)}
+    found, used = [], set()
+    for module, targets in sorted(graph.items()):
+        for target, line in sorted(targets.items()):
+            low, high = layer_of(module, files, entries), layer_of(target, files, entries)
+            for name in (low, high):
+                if name not in rank:
+                    found.append(f"{module} is in no declared layer ({name})")
+            if rank.get(high, -1) > rank.get(low, len(rank)):
+                if (module, target) in backs:
+                    used.add((module, target))
+                else:
+                    found.append(f"{files[module].relative_to(root).as_posix()}:{line}: {module} ({low}) imports "
+                                 f"{target} ({high}), a higher layer")
+    found += [f"declared reach-back {a} -> {b} is gone: take it off the list" for a, b in sorted(backs - used)]
+    return sorted(set(found))
+
+
 # ---------------------------------------------------------------- the checkers on a made-up tree
 
 def write_tree(root: Path, files: dict[str, str]) -> Path:
@@ -262,6 +312,40 @@ def test_no_import_cycle_in_core():
     assert len(graph) > 20 and sum(map(len, graph.values())) > 20, "the scan does not see core's modules"
     found = cycles(graph)
     assert not found, "import cycles in core/:\n" + "\n".join(describe(c, graph, files) for c in found)
+
+
+def test_the_layer_check_finds_a_back_import(tmp_path):
+    """A deliberately added back-import fails the check; declaring it as a reach-back passes it;
+    a declared reach-back that is gone fails it too."""
+    root = write_tree(tmp_path, {
+        "core/__init__.py": "", "core/errors.py": "",
+        "core/data/__init__.py": "", "core/data/scan.py": "from core import errors\n",
+        "core/train/__init__.py": "", "core/train/fit.py": "from core.data import scan\n",
+        "core/runs/__init__.py": "", "core/runs/worker.py": "from core.train import fit\n",
+    })
+    doc = ("- layers, lowest first: `foundation`, `data`, `train`, `runs`, `entry`\n"
+           "- entry points: `core.runs.worker`\n- reach-backs: none\n")
+    layers, entries, backs = declared_layers(doc)
+    assert (layers, entries, backs) == (["foundation", "data", "train", "runs", "entry"], {"core.runs.worker"}, set())
+    graph, files = module_graph(root)
+    assert layer_violations(graph, files, layers, entries, backs, root) == []
+    (root / "core/data/scan.py").write_text("from core import errors\n\n\ndef late():\n    from core.train import fit\n")
+    graph, files = module_graph(root)
+    assert layer_violations(graph, files, layers, entries, backs, root) == [
+        "core/data/scan.py:5: core.data.scan (data) imports core.train.fit (train), a higher layer"]
+    declared = declared_layers(doc.replace("reach-backs: none", "reach-backs: `core.data.scan` -> `core.train.fit` (why)"))
+    assert layer_violations(graph, files, *declared, root) == []
+    (root / "core/data/scan.py").write_text("from core import errors\n")
+    graph, files = module_graph(root)
+    assert layer_violations(graph, files, *declared, root) == [
+        "declared reach-back core.data.scan -> core.train.fit is gone: take it off the list"]
+
+
+def test_core_keeps_the_declared_layer_order():
+    layers, entries, backs = declared_layers((REPO / "ARCHITECTURE.md").read_text(encoding="utf-8"))
+    graph, files = module_graph(REPO)
+    found = layer_violations(graph, files, layers, entries, backs)
+    assert not found, "imports against the layer order of ARCHITECTURE.md:\n" + "\n".join(found)
 
 
 def test_core_never_imports_streamlit():

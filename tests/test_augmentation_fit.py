@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from core.analysis import flips
+from core.train import flips
 from core.train.strategies import Augment, augmentation
 from tests.digits import digit_images
 

@@ -39,7 +39,7 @@ def test_without_a_cluster_ray_is_never_imported_and_an_unreachable_one_is_said_
             "run = store.create({'target': 'epochs', 'epochs': 1}); jobs.submit(run); "
             "compare.comparison_table(store.list()); assert sharded.plan(10**6, 32) is None; "
             "print('ray' in sys.modules)")
-    env = {k: v for k, v in os.environ.items() if k != cluster.ADDRESS_ENV}
+    env = {k: v for k, v in os.environ.items() if k != settings.RAY_ADDRESS_ENV}
     out = subprocess.run([sys.executable, "-c", code, str(tmp_path / "runs")], env=env, capture_output=True,
                          text=True, timeout=120, cwd=Path(__file__).resolve().parents[1])
     assert out.returncode == 0 and out.stdout.strip() == "False", out.stderr[-2000:]
@@ -49,7 +49,7 @@ def test_without_a_cluster_ray_is_never_imported_and_an_unreachable_one_is_said_
     (local,) = RunStore(tmp_path / "runs").list()
     assert wait_state(local, "done", "failed", timeout=60)["state"] == "done"  # a local worker ran it
 
-    monkeypatch.setenv(cluster.ADDRESS_ENV, f"127.0.0.1:{free_port()}")  # nobody listens there
+    monkeypatch.setenv(settings.RAY_ADDRESS_ENV, f"127.0.0.1:{free_port()}")  # nobody listens there
     monkeypatch.setattr(cluster, "_failed", None)
     store = RunStore(tmp_path / "runs2")
     run = store.create({"target": "epochs", "epochs": 1})
@@ -69,7 +69,7 @@ def ray_cluster():
 
 @pytest.fixture
 def on_cluster(ray_cluster, monkeypatch):
-    monkeypatch.setenv(cluster.ADDRESS_ENV, ray_cluster["address"])
+    monkeypatch.setenv(settings.RAY_ADDRESS_ENV, ray_cluster["address"])
     return ray_cluster
 
 
@@ -88,12 +88,12 @@ def _files(run: Run) -> set[str]:
 
 
 def test_run_on_the_cluster_ends_done_with_the_files_of_a_local_run(store, image_folder, on_cluster, monkeypatch):
-    monkeypatch.delenv(cluster.ADDRESS_ENV)
+    monkeypatch.delenv(settings.RAY_ADDRESS_ENV)
     local = store.create(config(image_folder, epochs=2, batch_size=8), name="local")
     jobs.submit(local)
     assert wait_state(local, "done", "failed", "cancelled", timeout=150.0)["state"] == "done", worker_log(local)[-3000:]
 
-    monkeypatch.setenv(cluster.ADDRESS_ENV, on_cluster["address"])
+    monkeypatch.setenv(settings.RAY_ADDRESS_ENV, on_cluster["address"])
     remote = store.create(config(image_folder, epochs=2, batch_size=8), name="on the cluster")
     jobs.submit(remote)
     dispatched = remote.status()
@@ -248,7 +248,7 @@ def test_sharded_extraction_equals_local_and_survives_a_killed_shard(big_folder,
     key, checksums, paths = fs.key, fs.meta["checksums"], fs.paths
 
     cache.clear_cache()
-    monkeypatch.delenv(cluster.ADDRESS_ENV)
+    monkeypatch.delenv(settings.RAY_ADDRESS_ENV)
     local = cache.extract_features(ds, "tiny", split="train", batch_size=32)
     assert not local.from_cache and local.key == key and local.paths == paths
     assert np.asarray(local.X).tobytes() == sharded_bytes  # same engine, same batches: the same bytes
@@ -295,7 +295,7 @@ def test_a_cancelled_sharded_extraction_writes_no_entry(big_folder, on_cluster, 
     features = Path(os.environ["TRANSFER_LAB_HOME"]) / "features"
     assert not list(features.iterdir())
     with monkeypatch.context() as m:  # and inside a run on a node, a run's extraction stays on its node
-        m.setenv(cluster.ACTOR_ENV, "tl-run-x")
+        m.setenv(settings.RAY_ACTOR_ENV, "tl-run-x")
         from core.features import sharded
 
         assert sharded.plan(192, 32) is None

@@ -1,4 +1,4 @@
-"""Flips and transformations judged in the backbone's feature space (core.analysis.flips): a
+"""Flips and transformations judged in the backbone's feature space (core.train.flips): a
 horizontal flip is kept on photos (cats_vs_dogs) and left out where it changes the class
 (gratings at 45/135 degrees); the pixel probe decides only where features cannot speak."""
 
@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from core.analysis import flips
+from core.train import flips
 from core.data.dataset import scan_folder
 from core.train.strategies import Augment
 from tests.gratings import write_gratings

@@ -297,7 +297,7 @@ def test_load_run_reads_classes_and_refuses_unfinished(tl_home):
         inference.load_run(run)
     from core.runs.models import save_model
 
-    save_model(tiny_model(classes=2), run.model_path)  # as core.train.fit.execute saves it
+    save_model(tiny_model(classes=2), run.model_path)  # as core.runs.worker.train_run saves it
     run.write_metrics({"classes": ["cats", "dogs"], "val_accuracy": 0.5})
     run.set_status("done")
     p = inference.load_run(run)

@@ -56,7 +56,7 @@ def test_advisor_tries_a_network_from_scratch_where_the_features_leave_room(tmp_
 
 
 def test_flips_and_fill_are_decided_from_the_data(digits, cats_vs_dogs):
-    from core.analysis.flips import resolve_augment
+    from core.train.flips import resolve_augment
     from core.train.strategies import Augment
 
     flips_only = Augment(rotation=0.0, zoom=0.0, translation=0.0, contrast=0.0)  # the flips and the fill

@@ -186,9 +186,9 @@ def test_every_strategy_calibrates_without_losing_ece_or_accuracy(strategy, digi
 
 @pytest.fixture(scope="module")
 def trained_once(tmp_path_factory):
-    """A feature-extraction run on the tiny backbone through ``execute`` (what the worker calls), once."""
+    """A feature-extraction run on the tiny backbone through ``train_run`` (what the worker calls), once."""
     from core.runs.store import RunStore
-    from core.train import fit as training
+    from core.runs.worker import train_run
     from tests.test_training import tiny_config
 
     root = tmp_path_factory.mktemp("trust")
@@ -201,8 +201,8 @@ def trained_once(tmp_path_factory):
             write_images(data / "validation" / cls, i, 10, size=(TINY_SIZE, TINY_SIZE), seed=2)
         run = RunStore().create(tiny_config(data, "feature_extraction", epochs=3).to_dict(), name="trusted")
         run.set_status("running")
-        training.execute(run)
-        run.set_status("done")  # as the worker does once execute returns
+        train_run(run)
+        run.set_status("done")  # as the worker does once train_run returns
     return run.dir, data, root / "weights"
 
 

@@ -285,7 +285,7 @@ def _measure_others(sample: Dataset, others: list[str], seed: int, steps: _Steps
 
 def _measure_pixels(sample: Dataset, seed: int, steps: _Steps, backbone=None) -> dict:
     """Cross-validated pixel baseline on the sample; ``{}`` when too few images decode. The flips and
-    transformations are judged on ``backbone``'s features (``core.analysis.flips``)."""
+    transformations are judged on ``backbone``'s features (``core.train.flips``)."""
     import time
 
     from core.train import pixels
@@ -299,7 +299,7 @@ def _measure_pixels(sample: Dataset, seed: int, steps: _Steps, backbone=None) ->
         return {}
     correct = _pixel_correct(pix[valid], y, seed)
     seconds = time.perf_counter() - start
-    from core.analysis.flips import decide, feature_view
+    from core.train.flips import decide, feature_view
 
     try:
         seen = feature_view(sample, backbone, seed)

@@ -27,7 +27,7 @@ import numpy as np
 
 from core import settings
 from core.errors import ClusterError
-from core.runs import cluster
+from core import ray_client
 
 DEFAULT_MIN_IMAGES = 20_000
 DEFAULT_SHARD_IMAGES = 2_048
@@ -57,7 +57,7 @@ def plan(n: int, batch_size: int) -> list[tuple[int, int]] | None:
     """``[(start, stop), ...]`` shards of ``n`` photos to extract, or None to extract locally
     (no cluster configured, fewer than ``min_images()`` photos, a single shard, or inside a run
     that already runs on a node: its shards would wait for the CPUs that runs like it hold)."""
-    if not cluster.enabled() or n < min_images() or settings.ray_actor():
+    if not ray_client.enabled() or n < min_images() or settings.ray_actor():
         return None
     size = max(batch_size, shard_images() // batch_size * batch_size)  # whole batches only
     bounds = [(start, min(start + size, n)) for start in range(0, n, size)]
@@ -96,11 +96,11 @@ def extract(bounds: list[tuple[int, int]], paths: list[str], rows: list[int], ou
     from core.errors import Cancelled
 
     global _remote_shard
-    ray = cluster.connect()
+    ray = ray_client.connect()
     tries = retries() + 1
     _remote_shard = _remote_shard or ray.remote(extract_shard)
     task = _remote_shard.options(num_cpus=1, max_retries=tries - 1, retry_exceptions=[OSError],
-                                 runtime_env={"env_vars": cluster.node_env()})
+                                 runtime_env={"env_vars": ray_client.node_env()})
     pending = {task.remote(paths[a:b], net.backbone, weights, seed, net.input_size, net.pooling, net.weights_id,
                            batch_size): (a, b) for a, b in bounds}
     engines: set[str] = set()

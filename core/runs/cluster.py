@@ -20,13 +20,12 @@ history and live curves, the cancel flag, heartbeats, the verdict. What the clus
 
 The actor is detached so a run outlives the process that dispatched it (the CLI's
 ``--background``, a restarted dashboard); it exits when its worker has ended. Ray is
-imported only here, and only when a cluster is configured.
+imported only here and in ``core.ray_client`` (the connection), and only when a cluster is configured.
 """
 
 from __future__ import annotations
 
 import hashlib
-import logging
 import os
 import signal
 import sys
@@ -35,95 +34,14 @@ import time
 from pathlib import Path
 from typing import Any
 
-from core.runs.store import worker_command
 from core import settings
 from core.errors import ClusterError
+from core.ray_client import NAMESPACE, REPO_ROOT, address, connect, enabled, node_env
+from core.runs.store import worker_command
 
-ADDRESS_ENV = settings.RAY_ADDRESS_ENV
 ACTOR_ENV = settings.RAY_ACTOR_ENV
-NAMESPACE = "transfer-lab"
-REPO_ROOT = Path(__file__).resolve().parents[2]
-# Variables a node's processes get from the dispatcher besides every TRANSFER_LAB_* one.
-PASSED_ENV = ("KERAS_HOME", "TF_CPP_MIN_LOG_LEVEL", "OMP_NUM_THREADS", "TF_NUM_INTRAOP_THREADS")
-
 _lock = threading.Lock()
-_connected: str | None = None
 _remote_actor = None  # RunActor as a Ray actor class, made once per process
-RETRY_AFTER_S = 30.0  # an unreachable cluster is not asked again (pages refresh every 2 s) before this
-_failed: tuple[str, float, str] | None = None  # (address, when, message) of the last failed connection
-
-
-def address() -> str | None:
-    """The Ray cluster runs go to (``$TRANSFER_LAB_RAY_ADDRESS``: ``host:port`` of the head, or
-    ``ray://host:10001``), or None: runs stay on this machine."""
-    return settings.ray_address()
-
-
-def enabled() -> bool:
-    return address() is not None
-
-
-def connect():
-    """The ``ray`` module, connected to the configured cluster (once per process)."""
-    global _connected, _failed
-    addr = address()
-    if addr is None:
-        raise ClusterError(f"No Ray cluster is configured: set {ADDRESS_ENV} to the head node's host:port.")
-    try:
-        import ray
-    except ImportError as err:
-        raise ClusterError(f"{ADDRESS_ENV} is set but Ray is not installed here ({err}); "
-                           "install the requirements (pip install -r requirements.txt).") from err
-    with _lock:
-        if ray.is_initialized():
-            if _connected not in (None, addr) and not _inside_ray_worker(ray):
-                raise ClusterError(f"This process is connected to the Ray cluster at {_connected}, "
-                                   f"not {addr}; restart it to change {ADDRESS_ENV}.")
-            return ray
-        if _failed and _failed[0] == addr and time.monotonic() - _failed[1] < RETRY_AFTER_S:
-            raise ClusterError(_failed[2])
-        try:
-            _probe(addr)  # ray.init waits minutes on an address nobody answers: fail in seconds instead
-            host = addr.rsplit(":", 1)[0]
-            local = {"_node_ip_address": host} if host.startswith("127.") else {}  # a loopback cluster stays on it
-            ray.init(address=addr, namespace=NAMESPACE, log_to_driver=False, logging_level=logging.WARNING,
-                     configure_logging=False, **local)
-        except Exception as err:  # noqa: BLE001 - Ray raises ConnectionError, RuntimeError, ValueError...
-            text = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-            message = f"Cannot reach the Ray cluster at {addr} ({ADDRESS_ENV}): {text}"
-            _failed = (addr, time.monotonic(), message)
-            raise ClusterError(message) from err
-        _connected, _failed = addr, None
-    return ray
-
-
-def _probe(addr: str, timeout: float = 3.0) -> None:
-    """Open (and close) a TCP connection to the head's ``host:port``; OSError if nobody answers."""
-    import socket
-
-    host, _, port = addr.removeprefix("ray://").rpartition(":")
-    if not host or not port.isdigit():
-        raise ValueError(f"'{addr}' is not host:port")
-    with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout):
-        pass
-
-
-def _inside_ray_worker(ray) -> bool:
-    try:
-        return ray.get_runtime_context().worker.mode == ray.WORKER_MODE
-    except Exception:  # noqa: BLE001
-        return False
-
-
-def node_env(extra: dict[str, str] | None = None) -> dict[str, str]:
-    """The environment a node's processes get: the dispatcher's TRANSFER_LAB_* settings (the
-    server's data directory and weights) and this checkout on ``PYTHONPATH``."""
-    env = settings.passed_to_workers(PASSED_ENV)
-    env["PYTHONPATH"] = os.pathsep.join([str(REPO_ROOT)] + [p for p in env.get("PYTHONPATH", "").split(
-        os.pathsep) if p and p != str(REPO_ROOT)])
-    env["PYTHONUNBUFFERED"] = "1"
-    env.update(extra or {})
-    return env
 
 
 def actor_name(run) -> str:

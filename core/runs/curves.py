@@ -170,7 +170,7 @@ def augmentation_summary(metrics: dict) -> str:
 
 def _allowed(check: dict) -> bool:
     """The stored verdict, or the rule's for runs stored before the decision kept it."""
-    from core.analysis.flips import FlipCheck
+    from core.train.flips import FlipCheck
 
     if "allowed" in check:
         return bool(check["allowed"])

@@ -26,7 +26,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
-from core import access, layout, settings
+from core import access, layout, ray_client, settings
 from core.errors import RunError
 from core.runs import cluster
 from core.runs.store import HOST, Run, RunStore, death_reason, process_start_time, verified_worker, worker_command
@@ -68,7 +68,7 @@ def _start(run: Run) -> bool:
         if run.cancel_requested():
             status.update(state="cancelled", finished=time.time(), reason="cancelled before it started")
             return False
-        if cluster.enabled():  # TRANSFER_LAB_RAY_ADDRESS: one Ray actor per run, same worker entry point
+        if ray_client.enabled():  # TRANSFER_LAB_RAY_ADDRESS: one Ray actor per run, same worker entry point
             cluster.dispatch(run, status)
             return True
         try:
@@ -104,8 +104,8 @@ def pump(store: RunStore | None = None, max_concurrent: int | None = None) -> li
     per_user = settings.max_jobs_per_user() if store.team else limit
     started: list[Run] = []
     _reap()
-    if cluster.enabled():
-        cluster.connect()  # an unreachable cluster is said once, not swallowed run by run below
+    if ray_client.enabled():
+        ray_client.connect()  # an unreachable cluster is said once, not swallowed run by run below
     with _queue_lock(store.lock_dir):
         running: dict[str, int] = {}
         queued: list[Run] = []

@@ -1,7 +1,7 @@
 """``python -m core.runs.worker RUN_DIR``: train one run in this process, then start the next.
 
 Started detached by ``core.runs.jobs``. It claims the run, heartbeats from a thread,
-trains it with ``core.train.fit.execute`` (which looks the run's strategy up in the
+trains it with ``train_run`` (``core.train.fit.fit``, which looks the run's strategy up in the
 registry: nothing in a run's files names code to import), and records how it ended:
 done, cancelled, or failed with the traceback.
 """
@@ -36,10 +36,68 @@ def _log(message: str) -> None:
     print(f"{time.strftime('%Y-%m-%d %H:%M:%S')} [worker {os.getpid()}] {message}", flush=True)
 
 
-def train_run(run: Run) -> Any:
-    from core.train.fit import execute  # TensorFlow: imported once the run is claimed
+class _RunReporter:
+    """Sends a fit's progress and history into a run store run."""
 
-    return execute(run)
+    def __init__(self, run):
+        self.run = run
+        self.phase = None
+
+    def on_progress(self, info: dict) -> None:
+        changed = info.get("phase") != self.phase  # never drop the first message of a phase
+        self.phase = info.get("phase")
+        self.run.write_progress(info, force=changed)
+
+    def on_epoch(self, row: dict) -> None:
+        self.run.append_history(row)
+
+    def should_stop(self) -> bool:
+        return self.run.cancel_requested()
+
+
+def train_run(run: Run) -> None:
+    """Fit the run's config (its strategy looked up in the registry) and store the model, the
+    predictions and the metrics with the post-fit trust records."""
+    # TensorFlow and the layers above the run store: imported once the run is claimed, so a
+    # worker that finds nothing to do exits at once (the worker is an entry point, above every layer).
+    from core.runs.models import save_model
+    from core.train.fit import fit
+    from core.train.strategies import StrategyConfig
+
+    cfg = StrategyConfig.from_dict(run.config)
+    result = fit(cfg, _RunReporter(run), run_dir=run.dir)
+    if result.cancelled:
+        raise RunCancelled("cancelled by user; history and the best checkpoint are kept")
+    record = save_model(result.model, run.model_path)
+    run.write_predictions(result.predictions)
+    trusted = _assess(run, cfg, result)
+    run.write_metrics({**result.metrics, "model_bytes": record["bytes"], "model_sha256": record["sha256"], **trusted})
+
+
+def _assess(run: Run, cfg, result) -> dict:
+    """The post-fit step: calibration, the "not sure" threshold and the training data's feature
+    statistics, from the run's validation predictions and its saved model (``core.serve.trust``).
+    Returns the figures for the run's metrics; a failure leaves the run uncalibrated, not failed."""
+    from core.serve import inference, trust
+    from core.train.loop import load_dataset
+
+    run.write_progress({"phase": "calibrate", "message": "Calibrating the confidence; features of the training "
+                        "photos for the unlike-data check"}, force=True)
+    start = time.perf_counter()
+    try:
+        ds = load_dataset(cfg)
+        predictor = inference.load_run(run, with_features=True)
+        found = trust.assess(run.dir, result.predictions, result.metrics["classes"], ds.paths("train"),
+                             ds.labels("train"), lambda paths: inference.outputs_of_files(predictor, paths),
+                             seed=cfg.seed)
+    except (TransferLabError, ValueError, OSError, RuntimeError) as exc:
+        print(f"calibration skipped: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return {}
+    cal, abst = found.calibration, found.abstention
+    return {"calibration": cal.method, "temperature": cal.temperature, "ece_before": cal.ece_before,
+            "ece_after": cal.ece_after, "not_sure_threshold": abst.threshold, "not_sure_coverage": abst.coverage,
+            "unlike_data_threshold": found.ood.threshold if found.ood else None,
+            "calibration_seconds": time.perf_counter() - start}
 
 
 def _claim(run: Run) -> bool:

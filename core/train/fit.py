@@ -1,6 +1,7 @@
 """A run end to end: ``fit(config)`` scans the data, trains the config's strategy
-(its fit function from the registry) and evaluates it; ``execute(run)`` is the
-background worker's entry point and writes the result into the run store.
+(its fit function from the registry) and evaluates it. Writing the result into the
+run store is the worker's part (``core.runs.worker.train_run``): training never reads
+back into the layers above it.
 """
 
 from __future__ import annotations
@@ -62,65 +63,3 @@ def fit(cfg: StrategyConfig, reporter: Reporter | None = None, *, run_dir: Path 
         "total_params": int(model.count_params()), **ctx.extra,
     })
     return FitResult(model, pd.DataFrame(rec.rows), metrics, predictions, cancelled=ctx.cancelled, extra=ctx.extra)
-
-
-class _RunReporter:
-    """Sends a fit's progress and history into a run store run."""
-
-    def __init__(self, run):
-        self.run = run
-        self.phase = None
-
-    def on_progress(self, info: dict) -> None:
-        changed = info.get("phase") != self.phase  # never drop the first message of a phase
-        self.phase = info.get("phase")
-        self.run.write_progress(info, force=changed)
-
-    def on_epoch(self, row: dict) -> None:
-        self.run.append_history(row)
-
-    def should_stop(self) -> bool:
-        return self.run.cancel_requested()
-
-
-def execute(run) -> None:
-    """Background worker entry: fit the run's config and store model, metrics, predictions."""
-    from core.runs.models import save_model
-    from core.runs.store import RunCancelled
-
-    cfg = StrategyConfig.from_dict(run.config)
-    result = fit(cfg, _RunReporter(run), run_dir=run.dir)
-    if result.cancelled:
-        raise RunCancelled("cancelled by user; history and the best checkpoint are kept")
-    record = save_model(result.model, run.model_path)
-    run.write_predictions(result.predictions)
-    trusted = _assess(run, cfg, result)
-    run.write_metrics({**result.metrics, "model_bytes": record["bytes"], "model_sha256": record["sha256"], **trusted})
-
-
-def _assess(run, cfg: StrategyConfig, result: FitResult) -> dict:
-    """The post-fit step: calibration, the "not sure" threshold and the training data's feature
-    statistics, from the run's validation predictions and its saved model (``core.serve.trust``).
-    Returns the figures for the run's metrics; a failure leaves the run uncalibrated, not failed."""
-    import sys
-
-    from core.errors import TransferLabError
-    from core.serve import inference, trust
-
-    run.write_progress({"phase": "calibrate", "message": "Calibrating the confidence; features of the training "
-                        "photos for the unlike-data check"}, force=True)
-    start = time.perf_counter()
-    try:
-        ds = load_dataset(cfg)
-        predictor = inference.load_run(run, with_features=True)
-        found = trust.assess(run.dir, result.predictions, result.metrics["classes"], ds.paths("train"),
-                             ds.labels("train"), lambda paths: inference.outputs_of_files(predictor, paths),
-                             seed=cfg.seed)
-    except (TransferLabError, ValueError, OSError, RuntimeError) as exc:
-        print(f"calibration skipped: {type(exc).__name__}: {exc}", file=sys.stderr)
-        return {}
-    cal, abst = found.calibration, found.abstention
-    return {"calibration": cal.method, "temperature": cal.temperature, "ece_before": cal.ece_before,
-            "ece_after": cal.ece_after, "not_sure_threshold": abst.threshold, "not_sure_coverage": abst.coverage,
-            "unlike_data_threshold": found.ood.threshold if found.ood else None,
-            "calibration_seconds": time.perf_counter() - start}

@@ -168,9 +168,9 @@ def _pooled_dim(bb, pooling: str) -> int:
 
 def resolved_augmentation(ctx: Context, backbone=None):
     """The config's augmentation block with its "auto" flip and fill measured on this dataset
-    (``core.analysis.flips``, on ``backbone``'s features; None: a local ImageNet backbone's); the
+    (``core.train.flips``, on ``backbone``'s features; None: a local ImageNet backbone's); the
     decision and its reasons land in the run's metrics."""
-    from core.analysis.flips import resolve_augment
+    from core.train.flips import resolve_augment
 
     cfg = ctx.cfg
     if cfg.augment.enabled and "auto" in (cfg.augment.flip, cfg.augment.fill):

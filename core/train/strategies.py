@@ -16,7 +16,7 @@ from typing import Any
 from core.nets.forward import pooling_layer
 
 OPTIMIZERS = ("adam", "rmsprop", "sgd")
-# "auto": decided from the data by measurement (core.analysis.flips); "": no flip
+# "auto": decided from the data by measurement (core.train.flips); "": no flip
 FLIPS = ("auto", "", "horizontal", "vertical", "horizontal_and_vertical")
 FILLS = ("auto", "reflect", "constant", "nearest")  # "auto": background colour if the data has one
 
@@ -134,7 +134,7 @@ def augmentation(aug: Augment, seed: int):
     Each layer draws from its own seed: Keras layers built with one seed draw the
     same numbers, so rotation, zoom and shift would move together (the most rotated
     image always the most zoomed and shifted) instead of independently. An unresolved
-    "auto" (see ``core.analysis.flips.resolve_augment``) means no flip and a reflect fill.
+    "auto" (see ``core.train.flips.resolve_augment``) means no flip and a reflect fill.
     """
     import keras
 
