@@ -20,7 +20,7 @@ import pytest
 
 from benchmarks.common import free_port
 from benchmarks.ray_nodes import local_ray_cluster, processes_of
-from core import settings
+from core import ray_client, settings
 from core.runs import cluster, jobs
 from core.runs.store import Run, pid_alive
 from core.train.strategies import StrategyConfig
@@ -50,7 +50,7 @@ def test_without_a_cluster_ray_is_never_imported_and_an_unreachable_one_is_said_
     assert wait_state(local, "done", "failed", timeout=60)["state"] == "done"  # a local worker ran it
 
     monkeypatch.setenv(settings.RAY_ADDRESS_ENV, f"127.0.0.1:{free_port()}")  # nobody listens there
-    monkeypatch.setattr(cluster, "_failed", None)
+    monkeypatch.setattr(ray_client, "_failed", None)
     store = RunStore(tmp_path / "runs2")
     run = store.create({"target": "epochs", "epochs": 1})
     start = time.monotonic()
