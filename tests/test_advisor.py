@@ -250,3 +250,28 @@ def test_advise_on_digit_photos_measures_the_pixels_and_the_flips(fake_features,
     assert advice.figures["augment"]["flip"] == "" and advice.figures["augment"]["fill"] == "constant"
     assert advice.figures["augment"]["fill_value"] > 240  # the paper's colour, for the trial's fill too
     assert any("Horizontal flip left out" in r for r in advice.reasons)
+
+
+def test_pick_reads_leads_with_a_paired_test_on_the_sampled_images():
+    """Figures scored image by image on the same sample are compared by McNemar's exact test: a
+    2-point lead the unpaired noise of 600 images hides is resolved when the block gets 12 more images
+    right and none fewer, and a 3-point lead made of 90 against 72 discordant images is not."""
+    rng = np.random.default_rng(0)
+    top = rng.random(600) < 0.8
+    block = top.copy()
+    block[np.flatnonzero(~top)[:12]] = True  # right on 12 images the top features miss, wrong on none
+    measured = {"top": top.mean(), "top_correct": top, "block": block.mean(), "block_correct": block,
+                "block_layer": "b5", "chance": 0.5}
+    assert block.mean() - top.mean() == pytest.approx(0.02)
+    assert advisor.pick(measured, 600, "small", 300)[1] == "b5"
+    assert advisor.pick({k: v for k, v in measured.items() if not k.endswith("_correct")}, 600, "small", 300)[1] == ""
+    noisy = top.copy()
+    noisy[np.flatnonzero(~top)[:90]] = True  # 90 images only the block gets right ...
+    noisy[np.flatnonzero(top)[:72]] = False  # ... and 72 only the top features get right
+    assert not advisor.ahead({**measured, "block": noisy.mean(), "block_correct": noisy}, "block", "top", 600)
+    pixels = top.copy()
+    pixels[np.flatnonzero(top)[:15]] = False  # the pixels miss 15 images the features get right, gain none
+    paired = {"top": top.mean(), "top_correct": top, "pixels": pixels.mean(), "pixels_correct": pixels, "chance": 0.5}
+    assert advisor.pick(paired, 600, "small", 300)[0] == "feature_extraction"  # features resolved ahead of pixels
+    unpaired = {k: v for k, v in paired.items() if not k.endswith("_correct")}
+    assert advisor.pick(unpaired, 600, "small", 300)[0] == "scratch"  # 2.5 points: inside the unpaired noise

@@ -127,8 +127,37 @@ def _noise(p: float, n: int) -> float:
     return 1.96 * float(np.sqrt(max(p * (1 - p), 0.25 / max(n, 1)) / max(n, 1)))
 
 
+def _correct(measured: dict, key: str):
+    """The image-by-image record (cross-validated, on the sampled images) of a measured figure:
+    ``top``, ``block``, ``pixels`` or another backbone's name; None where it was not kept."""
+    found = measured.get(f"{key}_correct") if key in ("top", "block", "pixels") else \
+        (measured.get("others_correct") or {}).get(key)
+    return None if found is None else np.asarray(found, bool)
+
+
+def _accuracy(measured: dict, key: str) -> float:
+    return measured[key] if key in ("top", "block", "pixels", "scratch") else measured["others"][key]
+
+
+def ahead(measured: dict, a: str, b: str, n: int) -> bool:
+    """Whether ``a`` beats ``b`` on the sample beyond chance. Two figures scored on the same sampled
+    images get McNemar's exact test (5%, ``core.analysis.verdicts``): it reads only the images one gets
+    right and the other wrong, so it resolves the leads a sample can resolve and no more. A figure
+    without its image-by-image record (the scratch trial scores other images) falls back to the
+    lead against 1.96 standard errors of ``b``."""
+    from core.analysis import verdicts
+
+    first, second = _correct(measured, a), _correct(measured, b)
+    if first is not None and second is not None and first.shape == second.shape and len(first):
+        test = verdicts.paired(first, second)
+        return test.lead > 0 and test.p < verdicts.ALPHA
+    return _accuracy(measured, a) > _accuracy(measured, b) + _noise(_accuracy(measured, b), n)
+
+
 def pick(measured: dict, n: int, size: str, per_class: int) -> tuple[str, str, list[str]]:
-    """``(strategy, feature_layer, reasons)`` from the measured accuracies.
+    """``(strategy, feature_layer, reasons)`` from the measured accuracies; one figure counts as
+    better than another only when it is ``ahead`` on the sample (a paired test where both were
+    scored image by image).
 
     ``measured``: ``top`` (probe on top features), optional ``block`` and ``block_layer`` (probe
     on an earlier block), ``others`` ({backbone: probe on its top features}, with their display
@@ -136,18 +165,18 @@ def pick(measured: dict, n: int, size: str, per_class: int) -> tuple[str, str, l
     (the from-scratch trial) and ``chance``; ``n`` sampled images. Fine-tuning only when the
     data is large and the frozen features leave room."""
     top, block, pixel = measured["top"], measured.get("block"), measured.get("pixels")
-    use_block = block is not None and block > top + _noise(top, n)
-    transfer = block if use_block else top
+    use_block = block is not None and ahead(measured, "block", "top", n)
+    transfer, key = (block, "block") if use_block else (top, "top")
     where = f"the earlier block {measured.get('block_layer')}" if use_block else "the top features"
     other, other_acc = better_backbone(measured, n)
     other_name = (measured.get("names") or {}).get(other, other)
     if other:
-        transfer, where = other_acc, f"the top features of {other_name}"
+        transfer, key, where = other_acc, other, f"the top features of {other_name}"
     reasons = []
-    if pixel is not None and pixel >= transfer - _noise(transfer, n):
+    if pixel is not None and not ahead(measured, key, "pixels", n):
         if per_class >= SCRATCH_MIN_PER_CLASS:
             reasons.append(f"ImageNet features ({where}: {transfer:.1%}) do not beat the raw pixels "
-                           f"({pixel:.1%}) beyond the ±{_noise(transfer, n):.1%} a sample of {n} can resolve: "
+                           f"({pixel:.1%}) by more than the {n} sampled images can resolve (a paired test on the same images): "
                            "this data is far from ImageNet, so train a network on the data itself; the pixel "
                            "baseline is the floor it must beat.")
             return "scratch", "", reasons
@@ -187,14 +216,14 @@ def pick(measured: dict, n: int, size: str, per_class: int) -> tuple[str, str, l
 
 
 def better_backbone(measured: dict, n: int) -> tuple[str, float]:
-    """``(backbone, accuracy)`` of another backbone whose top features beat the asked one's best
-    (top or block) by more than the noise of ``n`` sampled images; ``("", 0.0)`` when none does."""
-    own = max(measured["top"], measured.get("block") or 0.0)
+    """``(backbone, accuracy)`` of another backbone whose top features are ``ahead`` of the asked
+    one's best (top or block) on the ``n`` sampled images; ``("", 0.0)`` when none is."""
+    own = "block" if measured.get("block") is not None and measured["block"] > measured["top"] else "top"
     others = measured.get("others") or {}
     if not others:
         return "", 0.0
     name, acc = max(others.items(), key=lambda kv: kv[1])
-    return (name, acc) if acc > own + _noise(own, n) else ("", 0.0)
+    return (name, acc) if ahead(measured, name, own, n) else ("", 0.0)
 
 
 class _Steps:
