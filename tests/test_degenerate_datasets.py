@@ -15,6 +15,7 @@ from core.data.dataset import scan_folder
 from core.train.evaluation import summarize
 from core.runs.models import load_model
 from core.runs.store import RunStore
+from core.runs.worker import train_run
 from tests.helpers import write_images
 from tests.test_strategies import TINY_SIZE, make_tiny_backbone
 from tests.test_training import tiny_config
@@ -35,7 +36,7 @@ def test_class_names_with_spaces_and_unicode_train_and_round_trip(tiny, tmp_path
     ds = scan_folder(tmp_path / "ds")
     assert ds.classes == sorted(names) and not ds.bad_files and stats.unvalidated(ds) is None
     run = RunStore().create(tiny_config(tmp_path / "ds", "linear_probe", epochs=3).to_dict(), name="unicode")
-    training.execute(run)  # what the worker runs: model, metrics and predictions into the run store
+    train_run(run)  # what the worker runs: model, metrics and predictions into the run store
     metrics, predictions = run.metrics(), run.predictions()
     assert metrics["classes"] == sorted(names) and set(metrics["per_class"]) == set(names)
     assert set(predictions["true"]) == set(names) and metrics["val_accuracy"] == 1.0
