@@ -69,8 +69,11 @@ def test_repeated_splits_keep_the_fraction_per_class_and_differ():
 
 
 def test_too_few_photos_of_a_class_for_k_folds_is_said():
+    small = synthetic({"a": 10, "b": 4})
     with pytest.raises(DatasetError, match="at least 5 photos of each class; b has fewer"):
-        folds.fold_dataset(synthetic({"a": 10, "b": 4}), 5, 0, seed=0)
+        folds.fold_dataset(small, 5, 0, seed=0)
+    assert "Choose fewer folds" in folds.dataset_problem(small, 5)
+    assert folds.dataset_problem(small, 4) == folds.dataset_problem(small, 5, "repeated") == ""
 
 
 def test_fold_fields_are_checked_by_the_registry():
@@ -258,3 +261,9 @@ def test_the_page_defaults_to_folds_on_small_data_and_shows_mean_and_spread(stor
     assert row["per_fold_text"] == "50.0%, 60.0%, 70.0%, 80.0%, 90.0%"
     assert frame[frame["strategy"] == "scratch"].iloc[0]["done"] == "0/5"
     assert "Repeated over k splits" in [h.value for h in at.subheader]
+
+    [box] = [n for n in at.number_input if n.label == "Repeat over k splits"]
+    box.set_value(20).run()  # 16 photos a class: 20 folds cannot hold every class
+    at.button(key="tl_strat_train").click().run()
+    assert "20-fold splits need at least 20 photos of each class" in texts(at.error)
+    assert len(store.list()) == len(runs)

@@ -85,6 +85,20 @@ def check(folds: int, fold: int, scheme: str) -> list[str]:
     return problems
 
 
+def dataset_problem(ds: Dataset, folds: int, scheme: str = "kfold") -> str:
+    """Why ``ds`` cannot be split into ``folds`` k-fold splits ("" when it can), said before runs are queued."""
+    if folds < 2 or scheme != "kfold":
+        return ""
+    per_class = {c: 0 for c in ds.classes}
+    for r in ds.records:
+        per_class[r.label] = per_class.get(r.label, 0) + 1
+    short = sorted(c for c, n in per_class.items() if n < folds)
+    if not short:
+        return ""
+    return (f"{folds}-fold splits need at least {folds} photos of each class; {', '.join(short[:5])} "
+            f"{'has' if len(short) == 1 else 'have'} fewer. Choose fewer folds.")
+
+
 # ---------------------------------------------------------------- split generation
 
 def kfold_assignment(items: Sequence[tuple[str, str]], k: int, seed: int) -> dict[str, int]:
@@ -117,14 +131,9 @@ def fold_dataset(ds: Dataset, folds: int, fold: int, seed: int, scheme: str = "k
         raise ConfigError("; ".join(problems) or "repeated splits need at least 2 folds")
     items = [(r.path, r.label) for r in ds.records]
     if scheme == "kfold":
-        per_class: dict[str, int] = {}
-        for _, label in items:
-            per_class[label] = per_class.get(label, 0) + 1
-        short = sorted(c for c, n in per_class.items() if n < folds)
-        if short:
-            raise DatasetError(f"{folds}-fold splits need at least {folds} photos of each class; "
-                               f"{', '.join(short[:5])} {'has' if len(short) == 1 else 'have'} fewer. "
-                               "Choose fewer folds.")
+        problem = dataset_problem(ds, folds, scheme)
+        if problem:
+            raise DatasetError(problem)
         assignment = kfold_assignment(items, folds, seed)
         split_of = {p: "validation" if f == fold else "train" for p, f in assignment.items()}
     else:
