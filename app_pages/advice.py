@@ -66,7 +66,39 @@ def advisor_panel(ds, backbone: str, key: str):
                 st.markdown("\n".join(f"- {common.plain(v)}" for v in verdicts))
     st.table(advice.table())
     st.markdown("\n".join(f"- {common.plain(reason)}" for reason in advice.reasons))
+    if getattr(advice, "label_budget", None) and advice.label_budget.get("points"):
+        st.plotly_chart(budget_figure(advice.label_budget, "on the advisor's sample, cross-fitted"),
+                        key=f"{key}_budget")
     return advice
+
+
+def budget_figure(budget: dict, where: str = "") -> go.Figure:
+    """A learning curve (``core.analysis.label_budget.summary``): the measured probe accuracy at each size
+    with its 95% interval, the fitted law extended past today's size with its 95% bootstrap band, and
+    today's photos a class marked; photos on a log axis, where a power law is nearly straight."""
+    pts, chart = budget["points"], budget["chart"]
+    fig = go.Figure()
+    fig.add_trace(go.Scatter(x=chart["per_class"] + chart["per_class"][::-1],
+                             y=chart["band_high"] + chart["band_low"][::-1], fill="toself", mode="lines",
+                             line=dict(width=0), fillcolor="rgba(245,133,24,0.18)", hoverinfo="skip",
+                             name="fitted curve, 95% band"))
+    fig.add_trace(go.Scatter(x=chart["per_class"], y=chart["accuracy"], mode="lines", line=dict(color="#f58518"),
+                             name=f"fitted ({budget['law']} law)",
+                             hovertemplate="%{x:,.0f} photos a class: %{y:.1%}<extra>fitted</extra>"))
+    fig.add_trace(go.Scatter(
+        x=pts["per_class"], y=pts["accuracy"], mode="markers", marker=dict(color="#4c78a8", size=8),
+        error_y=dict(type="data", symmetric=False, array=[h - a for h, a in zip(pts["ci_high"], pts["accuracy"])],
+                     arrayminus=[a - lo for a, lo in zip(pts["accuracy"], pts["ci_low"])], color="#4c78a8"),
+        name="measured (mean of seeds, 95% CI)",
+        hovertemplate="%{x:,.0f} photos a class: %{y:.1%}<extra>measured</extra>"))
+    fig.add_vline(x=budget["now_per_class"], line=dict(color="#9aa5b1", dash="dot"),
+                  annotation_text="today", annotation_position="top left")
+    fig.update_layout(height=380, margin=dict(l=10, r=10, t=40, b=40),
+                      title="Probe accuracy by photos a class" + (f" ({where})" if where else ""),
+                      xaxis=dict(type="log", title="photos a class (log scale)"),
+                      yaxis=dict(title="validation accuracy", tickformat=".0%"),
+                      legend=dict(orientation="h", yanchor="top", y=-0.2))
+    return fig
 
 
 def use_advice(advice, fingerprint: str) -> None:

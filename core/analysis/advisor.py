@@ -30,6 +30,7 @@ import numpy as np
 from core.analysis.separability import separability
 from core.data.dataset import Dataset, subset
 from core.errors import Cancelled
+from core.nets.backbones import DEFAULT_BACKBONE
 
 SMALL_PER_CLASS = 1000  # under this many training images a class, a dataset counts as small
 SIMILAR_SKILL = 0.8  # probe skill over chance ((acc - chance) / (1 - chance)) that counts as similar
@@ -67,6 +68,7 @@ class Advice:
     candidates: list[dict] = field(default_factory=list)  # what was measured, best first
     confidence: str = ""  # how sure: the best measured candidate's lead over the next, against the noise
     backbone: str = ""  # the backbone to train on: the one asked about unless another separates clearly better
+    label_budget: dict = field(default_factory=dict)  # how many more labels pay (label_budget.summary, or "error")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -296,11 +298,12 @@ def _measure_others(sample: Dataset, others: list[str], seed: int, steps: _Steps
 
     out: dict = {"others": {}, "names": {}, "other_seconds": {}, "other_errors": {}, "others_correct": {}}
     for name in others:
-        display = get_spec(name).display_name
+        spec = get_spec(name)
+        display = spec.display_name
         report = steps.begin(f"features of the sample with {display}")
         start = time.perf_counter()
         try:
-            feats = cached_extract(sample, name, split="train", progress=report, should_stop=steps.should_stop)
+            feats = cached_extract(sample, spec, split="train", progress=report, should_stop=steps.should_stop)
         except Cancelled:
             raise
         except Exception as exc:  # weights that fail to load, a backbone too big for memory
@@ -415,7 +418,7 @@ def other_backbones(backbone: str) -> list[str]:
     return [name for name, weights in default_entries() if weights == "imagenet" and name != backbone]
 
 
-def advise(ds: Dataset, backbone: str = "efficientnet_lite0", weights="imagenet",
+def advise(ds: Dataset, backbone: str = DEFAULT_BACKBONE, weights="imagenet",
            sample_per_class: int = SAMPLE_PER_CLASS, seed: int = 0, progress=None, should_stop=None,
            compare: list[str] | None = None) -> Advice:
     """Recommend a strategy for ``ds`` from what was measured on a sample, with the figures and
@@ -441,7 +444,7 @@ def advise(ds: Dataset, backbone: str = "efficientnet_lite0", weights="imagenet"
     sample = subset(ds, sample_per_class, seed, splits=("train",))
     start = time.perf_counter()
     report = steps.begin(f"features of the sample with {spec.display_name}")
-    feats = cached_extract(sample, backbone, split="train", weights=weights, progress=report,
+    feats = cached_extract(sample, spec, split="train", weights=weights, progress=report,
                            should_stop=should_stop)
     X, y = feats.usable()
     with _one_thread():
@@ -449,6 +452,7 @@ def advise(ds: Dataset, backbone: str = "efficientnet_lite0", weights="imagenet"
     top_correct = sep.pop("probe_correct")
     sep.pop("knn_correct")
     top_seconds = time.perf_counter() - start
+    budget = _label_budget(X, y, ds, counts, seed, should_stop)
     chance = sep["chance"]
     skill = (sep["probe_cv_accuracy"] - chance) / (1 - chance) if chance < 1 else 0.0
     similarity = "similar" if skill >= SIMILAR_SKILL else "different"
@@ -463,7 +467,7 @@ def advise(ds: Dataset, backbone: str = "efficientnet_lite0", weights="imagenet"
     except Exception as exc:  # a backbone that cannot be cut still gets advice from the rest
         measured["block_error"] = str(exc)
     measured.update(_measure_others(sample, others, seed, steps))
-    measured.update(_measure_pixels(sample, seed, steps, loaded_backbone(backbone, weights)))
+    measured.update(_measure_pixels(sample, seed, steps, loaded_backbone(spec, weights)))
     n = int(len(y))
     if _scratch_may_win(measured, n, size, per_class):
         measured.update(_measure_scratch(ds, sample_per_class, seed, measured.get("augment"), steps))
@@ -540,13 +544,30 @@ def advise(ds: Dataset, backbone: str = "efficientnet_lite0", weights="imagenet"
                "imbalance_ratio": registry.imbalance_ratio(counts),
                "skill": skill, "backbone": backbone, **sep,
                **{k: v for k, v in measured.items() if k not in ("top", "chance") and not k.endswith("_correct")}}
+    reasons.append("More labels: " + budget.get("text", budget.get("error", "")))
     reasons.append(confidence)
     if quick is not None and quick is not candidates[0]:
         reasons.append(f"Best accuracy per minute: {quick['candidate']} ({quick['accuracy']:.1%}, about "
                        f"{quick['predicted_seconds'] / 60:.1f} min on all {total:,} training images) is within the "
                        f"noise of the best and the quickest.")
     return Advice(size, similarity, strategy, unfreeze, reasons, figures, textbook, feature_layer, candidates,
-                  confidence, chosen)
+                  confidence, chosen, budget)
+
+
+def _label_budget(X, y, ds: Dataset, counts: dict, seed: int, should_stop) -> dict:
+    """How many more labels pay, from the sample's features the advisor already has (no extraction): a
+    learning curve cross-fitted on the sample (only the sizes the law is fitted to, 2 seeds: 42 probes on at
+    most 40 photos a class, about a second for two classes), extrapolated to the dataset's photos a class.
+    A sample too small for a curve gets the reason instead."""
+    from core.analysis import label_budget
+
+    try:
+        with _one_thread():
+            return label_budget.summary(label_budget.budget(
+                np.asarray(X), y, names=list(ds.classes), now_per_class=sum(counts.values()) / max(len(counts), 1),
+                fractions=label_budget.SAMPLE_FRACTIONS, seeds=2, seed=seed, should_stop=should_stop))
+    except label_budget.LabelBudgetError as exc:
+        return {"error": str(exc)}
 
 
 def _candidate_verdicts(candidates: list[dict]) -> None:
