@@ -16,7 +16,6 @@ from app_pages import common
 
 RANDOM = "tl_random_weights"  # backbones the user chose to explore with random weights
 MAX_MAPS = 32
-ENGINE_NAMES = {"tensorflow": ("TF", "TensorFlow"), "openvino": ("OV", "OpenVINO")}  # short, full
 PRECISIONS = {"f32": "32-bit floats", "bf16": "bf16, 16-bit floats this CPU computes natively"}
 COLOURS = {"tensorflow f32": "#f28e2b", "openvino bf16": "#1f4e9c", "openvino f32": "#7ba7e0"}
 
@@ -24,8 +23,9 @@ COLOURS = {"tensorflow f32": "#f28e2b", "openvino bf16": "#1f4e9c", "openvino f3
 def engine_header(column: str) -> dict:
     """A short header (the full labels need more than a 1400 px window) and its help."""
     name, precision = column.removeprefix("img/s ").split(" ", 1)
-    short, full = ENGINE_NAMES.get(name, (name, name))
-    header = f"img/s {short}" if name == "tensorflow" else f"img/s {short} {precision}"
+    b = engine.BACKENDS.get(name)  # the engine table's short and full names
+    short, full = (b.short, b.title) if b else (name, name)
+    header = f"img/s {short}" if b is not None and b.reference else f"img/s {short} {precision}"
     return dict(label=header, help=f"Images/s on {full} in {PRECISIONS.get(precision, precision)}, at the input "
                                    "size, the engines taking turns batch by batch; measure below. It depends on what "
                                    "else the machine is doing.")
@@ -38,8 +38,9 @@ st.write(
     "with speed measured here rather than quoted."
 )
 
-names = [s.name for s in list_backbones()]
-display = {s.name: s.display_name for s in list_backbones()}
+specs = {s.name: s for s in list_backbones()}  # the registry, once: every lookup below is a dict's
+names = list(specs)
+display = {n: s.display_name for n, s in specs.items()}
 table_slot, chart_slot = st.container(), st.container()
 
 left, right = st.columns([2, 1], vertical_alignment="bottom")
@@ -146,7 +147,7 @@ with chart_slot:
 # ---------------------------------------------------------------- inside one backbone
 st.divider()
 name = common.current_backbone()
-spec = get_spec(name)
+spec = specs.get(name) or get_spec(name)
 st.header(f"Inside {spec.display_name}")
 st.caption("The backbone chosen in the sidebar; change it there.")
 
@@ -155,7 +156,7 @@ if not use_random and weights_location(spec) is None:
     st.caption("Its ImageNet weights are not on this machine: loading tries to download them.")
 try:
     with st.spinner(f"Loading {spec.display_name}…"):
-        bb = loaded_backbone(name, None if use_random else "imagenet")
+        bb = loaded_backbone(spec, None if use_random else "imagenet")
 except WeightsUnavailable as exc:
     st.error(common.plain(exc), icon=":material/cloud_off:")
     st.button("Explore it with random weights instead",

@@ -13,7 +13,7 @@ from core.serve import export
 from core.serve import inference
 from core.data import uploads
 from core.data.images import UPLOAD_TYPES, UPLOAD_TYPES_TEXT
-from core.nets.backbones import get_spec, list_backbones, missing_weights_message, weights_location
+from core.nets.backbones import list_backbones, missing_weights_message, weights_location
 from core.errors import TransferLabError
 from core.runs import display
 from core.runs.store import RunStore
@@ -52,15 +52,16 @@ if kind == "imagenet":
     specs = [s for s in list_backbones() if s.has_top]
     offline = {s.name for s in specs if weights_location(s, include_top=True) is not None}
     names = [s.name for s in specs]
+    by_name = {s.name: s for s in specs}
     sidebar_choice = common.current_backbone()
     default = sidebar_choice if sidebar_choice in names else next((n for n in names if n in offline), names[0])
     backbone = right.selectbox(
         "ImageNet classifier", names, index=names.index(default), key="tl_clf_backbone",
-        format_func=lambda n: get_spec(n).display_name + ("  ✓ offline" if n in offline else ""),
+        format_func=lambda n: by_name[n].display_name + ("  ✓ offline" if n in offline else ""),
     )
     weights = "imagenet"
     if backbone not in offline:
-        right.info(missing_weights_message(get_spec(backbone), include_top=True), icon=":material/cloud_download:")
+        right.info(missing_weights_message(by_name[backbone], include_top=True), icon=":material/cloud_download:")
         how = right.radio("Weights", ["download", "random"], index=None, key="tl_clf_weights", horizontal=True,
                           format_func={"download": "Download the ImageNet weights now",
                                        "random": "Random weights (runs and times, but predicts nonsense)"}.get)

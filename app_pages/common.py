@@ -92,12 +92,11 @@ def current_backbone() -> str:
 
 
 def default_backbone() -> str:
-    """The first backbone usable offline, else a small one that downloads quickly."""
-    from core.nets.backbones import list_backbones, weights_location
+    """``core.nets.backbones.DEFAULT_BACKBONE`` (the shipped offline weights) where it is installed,
+    else the first backbone usable offline, else a small one that downloads quickly."""
+    from core.nets.backbones import default_backbone as default
 
-    specs = list_backbones()
-    local = [s.name for s in specs if weights_location(s) is not None]
-    return local[0] if local else "mobilenet_v2"
+    return default()
 
 
 # ---------------------------------------------------------------- session and sign-in
@@ -266,19 +265,20 @@ def dataset_summary(slot) -> None:
 def sidebar():
     """The state every page shares: backbone, data directory and settings; returns the
     slot at the top where ``dataset_summary`` goes once the page has run."""
-    from core.nets.backbones import get_spec, list_backbones, weights_location
+    from core.nets.backbones import list_backbones, weights_location
 
     with st.sidebar:
         slot = st.empty()
         specs = list_backbones()
         offline = {s.name for s in specs if weights_location(s) is not None}
         names = [s.name for s in specs]
+        display = {s.name: s.display_name for s in specs}
         current_backbone()
         st.selectbox(
             "Backbone",
             names,
             key=BACKBONE,
-            format_func=lambda n: ("✓ " if n in offline else "") + get_spec(n).display_name,
+            format_func=lambda n: ("✓ " if n in offline else "") + display.get(n, n),
             help="The ImageNet network whose features every page uses. "
             "✓: its weights are on this machine (works offline); the others download on first use.",
         )

@@ -56,7 +56,7 @@ left.markdown(f"**{common.plain(ds.name)}** · {len(ds.records):,} photos · {ds
               f"**{spec.display_name}** ({wlabel}; change the network in the sidebar)")
 
 try:
-    cached = features_cached(ds, backbone, weights)
+    cached = features_cached(ds, spec, weights)
 except TransferLabError as exc:
     st.error(common.plain(exc), icon=":material/error:")
     st.stop()
@@ -79,13 +79,13 @@ def extract_button(where: str) -> None:
     if st.button("Extract features", type="primary", icon=":material/play_arrow:", key=f"tl_exp_extract_{where}"):
         bar = st.progress(0.0, text="Loading the network…")
         with common.friendly_errors():
-            dataset_features(ds, backbone, weights, progress=common.stage_progress(bar))
+            dataset_features(ds, spec, weights, progress=common.stage_progress(bar))
             st.rerun()
         bar.empty()
 
 
 def features():
-    return dataset_features(ds, backbone, weights)
+    return dataset_features(ds, spec, weights)
 
 
 def findings(feats):
@@ -174,11 +174,13 @@ with tab_sep:
              "this machine.")
     from core.nets.backbones import list_backbones, weights_location
 
-    offline = [s for s in list_backbones() if weights_location(s) is not None]
+    every = {s.name: s for s in list_backbones()}
+    offline = [s for s in every.values() if weights_location(s) is not None]
     options = [(s.name, "imagenet") for s in offline] + [(s.name, None) for s in offline]
     if (backbone, weights) not in options:
         options.append((backbone, weights))
-    label_of = {o: f"{get_spec(o[0]).display_name} · {separability.weights_label(o[1])}" for o in options}
+    label_of = {o: f"{(every.get(o[0]) or spec).display_name} · {separability.weights_label(o[1])}"
+                for o in options}
     default = [o for o in separability.default_entries() if o in options]
     picked = st.multiselect("Backbones to compare", options, default=default, format_func=label_of.get,
                             key="tl_exp_sep_entries",

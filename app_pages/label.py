@@ -327,7 +327,7 @@ st.caption(f"Network: **{spec.display_name}** (change it in the sidebar).")
 mapping = None
 if method in ("zero_shot", "compare"):
     try:
-        names = imagenet_mapping.imagenet_names(backbone)
+        names = imagenet_mapping.imagenet_names(spec)
     except TransferLabError as exc:
         st.error(common.plain(exc), icon=":material/error:")
         st.stop()
@@ -358,7 +358,7 @@ if st.button("Suggest labels", type="primary", icon=":material/auto_awesome:", k
     bar = st.progress(0.0, text="Loading the network…")
     with common.friendly_errors():
         labelled = db.scan(name) if total else None
-        result = labeling.auto_label(unl, classes, backbone, method=method, mapping=mapping, labelled=labelled,
+        result = labeling.auto_label(unl, classes, spec, method=method, mapping=mapping, labelled=labelled,
                                      model=model, progress=common.stage_progress(bar))
         st.session_state[RESULT] = {"dataset": name, "result": result, "threshold": None}
         st.session_state.pop(REVIEW, None)  # a new result starts a new review

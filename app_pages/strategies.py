@@ -274,8 +274,9 @@ else:
                             help="Queue " + ", ".join(s.label.lower() for s in every) + " on the same data, split "
                                  "and seed.")
     if train or all_five:
-        if errors:
-            st.error("Fix the options above first: " + " ".join(errors))
+        fold_problem = folds.dataset_problem(ds, n_folds, fold_scheme)
+        if errors or fold_problem:
+            st.error("Fix the options above first: " + " ".join([*errors, common.plain(fold_problem)]).strip())
         else:
             try:
                 if all_five:

@@ -23,10 +23,13 @@ import time
 
 import numpy as np
 
+from core.nets.engine import AUTO, TENSORFLOW as _REFERENCE
+
 from .common import Context, GroupResult, Stopwatch, at_least, attempt, engine_env, fmt, fmt_seconds, log, rate, \
     ratio, warm_file_cache
 
 BACKBONE = "efficientnet_lite0"
+REFERENCE, REFERENCE_LABEL = _REFERENCE.engine, _REFERENCE.label  # "tensorflow", "tensorflow f32"
 BATCH = 32
 EXTRACT_TARGET = 2.0  # issue 18: extraction, auto over tensorflow
 EFFICIENCY_TARGET = 0.85  # our pipeline over the engine's bare forward pass
@@ -49,10 +52,12 @@ def interleaved_forward(ctx: Context, result: GroupResult, ds) -> dict:
     X = _decode_all(train + val, size)
     y = np.concatenate([ds.labels("train"), ds.labels("validation")])
     auto = engine.choose("auto")
-    contenders = {"tensorflow f32": None}
+    contenders = {REFERENCE_LABEL: None}
     network = f"{BACKBONE}|{bb.weights_id}"
-    for choice in dict.fromkeys([auto, engine.Choice("openvino", "f32", "forced for the comparison")]):
-        if choice.engine == "openvino":
+    forced = [engine.Choice(b.name, "f32", "forced for the comparison") for b in engine.backends()
+              if not b.reference and "f32" in b.precisions]
+    for choice in dict.fromkeys([auto, *forced]):
+        if not choice.reference:
             fwd = engine.FrozenForward(bb.forward("avg"), size, network, "avg", choice=choice,
                                        ir_key=f"{network}|{size}|avg|{bb.spec.preprocess}")
             contenders[choice.label] = fwd
@@ -82,8 +87,8 @@ def interleaved_forward(ctx: Context, result: GroupResult, ds) -> dict:
     ips = {n: rate(len(X), s) for n, s in seconds.items()}
     fig = {"backbone": BACKBONE, "size": size, "images": len(X), "batch": BATCH, "auto": auto.label,
            "auto_reason": auto.reason, "images_per_s": ips, "seconds": seconds, "cpu_seconds": cpu,
-           "ratio_to_tf": {n: ratio(v, ips["tensorflow f32"]) for n, v in ips.items()},
-           "cpu_ratio_to_tf": {n: ratio(cpu["tensorflow f32"], v) for n, v in cpu.items()}}
+           "ratio_to_tf": {n: ratio(v, ips[REFERENCE_LABEL]) for n, v in ips.items()},
+           "cpu_ratio_to_tf": {n: ratio(cpu[REFERENCE_LABEL], v) for n, v in cpu.items()}}
     for name, v in ips.items():
         result.add(f"1 forward {name}", f"{fmt(v)} img/s on {len(X)} decoded real photos, interleaved; "
                    f"CPU-time ratio {fmt(fig['cpu_ratio_to_tf'][name])}", fig["ratio_to_tf"][name],
@@ -95,12 +100,12 @@ def interleaved_forward(ctx: Context, result: GroupResult, ds) -> dict:
     from sklearn.preprocessing import StandardScaler
 
     n_train = len(train)
-    ref = F["tensorflow f32"]
+    ref = F[REFERENCE_LABEL]
     probes, agreement = {}, {}
     tf_probe = make_pipeline(StandardScaler(), LogisticRegression(C=1.0, max_iter=3000))
     tf_probe.fit(ref[:n_train], y[:n_train])
     for name, f in F.items():
-        probe = tf_probe if name == "tensorflow f32" else make_pipeline(
+        probe = tf_probe if name == REFERENCE_LABEL else make_pipeline(
             StandardScaler(), LogisticRegression(C=1.0, max_iter=3000)).fit(f[:n_train], y[:n_train])
         probes[name] = float(probe.score(f[n_train:], y[n_train:]))
         cos = engine._cosines(ref, f)
@@ -127,7 +132,7 @@ def extraction(ctx: Context, result: GroupResult, ds) -> None:
     n = len(ds.paths("train"))
     timings, labels, bare_s = {}, {}, {}
     try:
-        for request in ("tensorflow", "auto", "tensorflow", "auto"):  # twice each, alternating
+        for request in (REFERENCE, AUTO, REFERENCE, AUTO):  # twice each, alternating
             with engine_env(request):
                 clear_cache()
                 bb = backbones.load_backbone(BACKBONE)
@@ -149,22 +154,22 @@ def extraction(ctx: Context, result: GroupResult, ds) -> None:
     wall = {k: sum(s for s, _ in v) for k, v in timings.items()}
     cpu = {k: sum(c for _, c in v) for k, v in timings.items()}
     ips = {k: rate(n * len(timings[k]), wall[k]) for k in wall}
-    speedup = ratio(ips["auto"], ips["tensorflow"])
+    speedup = ratio(ips["auto"], ips[REFERENCE])
     bare_ips = {k: rate(n * len(v), sum(v)) for k, v in bare_s.items()}
     bare_auto = bare_ips["auto"]
     eff = ratio(ips["auto"], bare_auto)
     result.figures["extraction"] = {"images": n, "runs": {k: len(v) for k, v in timings.items()}, "engines": labels,
                                     "images_per_s": ips, "cpu_seconds": cpu, "speedup": speedup,
-                                    "cpu_time_speedup": ratio(cpu["tensorflow"], cpu["auto"]),
+                                    "cpu_time_speedup": ratio(cpu[REFERENCE], cpu["auto"]),
                                     "bare_images_per_s": bare_ips, "efficiency": eff,
-                                    "efficiency_tensorflow": ratio(ips["tensorflow"], bare_ips["tensorflow"])}
-    result.add("3 extraction auto / tensorflow", f"{labels['auto']} {fmt(ips['auto'])} img/s / {labels['tensorflow']} "
-               f"{fmt(ips['tensorflow'])} img/s from {n} JPEG files (2 runs each, alternating); CPU-time ratio "
-               f"{fmt(ratio(cpu['tensorflow'], cpu['auto']))}", speedup, f">= {EXTRACT_TARGET}x",
+                                    "efficiency_tensorflow": ratio(ips[REFERENCE], bare_ips[REFERENCE])}
+    result.add("3 extraction auto / tensorflow", f"{labels['auto']} {fmt(ips['auto'])} img/s / {labels[REFERENCE]} "
+               f"{fmt(ips[REFERENCE])} img/s from {n} JPEG files (2 runs each, alternating); CPU-time ratio "
+               f"{fmt(ratio(cpu[REFERENCE], cpu['auto']))}", speedup, f">= {EXTRACT_TARGET}x",
                at_least(speedup, EXTRACT_TARGET))
     result.add("3 pipeline efficiency (engine)", f"ours {fmt(ips['auto'])} img/s / bare {labels['auto']} forward "
                f"{fmt(bare_auto)} img/s (in-memory batches just before and after each run); with tensorflow "
-               f"{fmt(ratio(ips['tensorflow'], bare_ips['tensorflow']))}", eff, f">= {EFFICIENCY_TARGET}",
+               f"{fmt(ratio(ips[REFERENCE], bare_ips[REFERENCE]))}", eff, f">= {EFFICIENCY_TARGET}",
                at_least(eff, EFFICIENCY_TARGET))
 
 
@@ -262,10 +267,13 @@ def classifier(ctx: Context, result: GroupResult, ds, photos: int) -> None:
     from core.nets import backbones, engine
     from core.serve import inference
 
-    model, size = backbones.load_classifier(BACKBONE)
-    classes = backbones.imagenet_classes(backbones.get_spec(BACKBONE))
+    spec = backbones.get_spec(BACKBONE)
+
+    model, size = backbones.load_classifier(spec)
+
+    classes = backbones.imagenet_classes(spec)
     predictors = {}
-    for request in ("tensorflow", "auto"):
+    for request in (REFERENCE, AUTO):
         p = inference.Predictor(model, size, classes, name=BACKBONE, kind="imagenet", source=BACKBONE)
         p._forward = engine.FrozenForward(
             engine.tensorflow_batch_fn(model), size, p._network_id(), "probabilities", kind="probabilities",
@@ -323,7 +331,7 @@ def epochs(ctx: Context, result: GroupResult, per_class: int) -> None:
     figs = {}
     for item, strategy, overrides, phase, target in EPOCH_CASES:
         seconds, extra, acc = {}, {}, {}
-        for request in ("tensorflow", "auto"):
+        for request in (REFERENCE, AUTO):
             cfg = registry.make_config(strategy, dataset=str(ctx.dataset), backbone=BACKBONE, seed=ctx.seed,
                                        limit_per_class=per_class, early_stopping=0, **overrides)
             log(f"engine: {item}, {request}, {2 * per_class} train images")
@@ -335,14 +343,14 @@ def epochs(ctx: Context, result: GroupResult, per_class: int) -> None:
             acc[request] = res.metrics.get("val_accuracy")
             del res
             gc.collect()
-        speedup = ratio(seconds["tensorflow"], seconds["auto"])
+        speedup = ratio(seconds[REFERENCE], seconds["auto"])
         figs[item] = {"strategy": strategy, "overrides": overrides, "train_images_per_class": per_class,
                       "epoch_seconds": seconds, "speedup": speedup, "extra": extra, "val_accuracy": acc}
         cache = extra["auto"].get("cut_cache_seconds")
-        result.add(f"6 epoch: {item}", f"tensorflow {fmt_seconds(seconds['tensorflow'])} / auto "
-                   f"({extra['auto'].get('frozen_engine', 'tensorflow')}) {fmt_seconds(seconds['auto'])} per epoch"
+        result.add(f"6 epoch: {item}", f"tensorflow {fmt_seconds(seconds[REFERENCE])} / auto "
+                   f"({extra['auto'].get('frozen_engine', REFERENCE)}) {fmt_seconds(seconds['auto'])} per epoch"
                    + (f"; the cut cache filled once in {fmt_seconds(cache)}" if cache else "")
-                   + f"; val accuracy {fmt(acc['tensorflow'])} / {fmt(acc['auto'])}",
+                   + f"; val accuracy {fmt(acc[REFERENCE])} / {fmt(acc['auto'])}",
                    speedup, f">= {target}x", at_least(speedup, target))
     result.figures["epochs"] = figs
 

@@ -262,8 +262,9 @@ def classifier_latency(ctx: Context, result: GroupResult, ds, photos: int) -> No
 
     name = "efficientnet_lite0"
     log(f"classifier latency: {photos} uploaded photos through {name} with its ImageNet top")
-    model, size = backbones.load_classifier(name)
-    classes = backbones.imagenet_classes(backbones.get_spec(name))
+    spec = backbones.get_spec(name)
+    model, size = backbones.load_classifier(spec)
+    classes = backbones.imagenet_classes(spec)
 
     @tf.function(reduce_retracing=True)
     def forward(x):

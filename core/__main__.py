@@ -11,6 +11,8 @@ import json
 import sys
 
 from core.errors import TransferLabError
+from core.nets.backbones import DEFAULT_BACKBONE
+from core.nets.engine import names as engine_names
 from core.nets.forward import POOLINGS
 from core.train import precision, registry
 from core.train.strategies import FILLS, OPTIMIZERS
@@ -396,15 +398,15 @@ def parser() -> argparse.ArgumentParser:
     sub.add_parser("backbones", help="list backbones and where their weights are").set_defaults(func=_backbones)
     x = sub.add_parser("extract", help="extract and cache the features of every split of a dataset")
     x.add_argument("--dataset", required=True)
-    x.add_argument("--backbone", default="efficientnet_lite0")
+    x.add_argument("--backbone", default=DEFAULT_BACKBONE)
     x.add_argument("--pooling", choices=POOLINGS, default="avg")
-    x.add_argument("--engine", choices=["auto", "openvino", "tensorflow"], help="default: $TRANSFER_LAB_ENGINE or auto")
+    x.add_argument("--engine", choices=list(engine_names()), help="default: $TRANSFER_LAB_ENGINE or auto")
     x.set_defaults(func=_extract)
     sub.add_parser("engine", help="the engine and precision frozen forward passes run on, and the parity "
                    "verdicts kept here").set_defaults(func=_engine)
     a = sub.add_parser("advise", help="the 2x2 strategy advisor for a dataset")
     a.add_argument("--dataset", required=True)
-    a.add_argument("--backbone", default="efficientnet_lite0")
+    a.add_argument("--backbone", default=DEFAULT_BACKBONE)
     a.set_defaults(func=_advise)
     pr = sub.add_parser("predict", help="classify image files and folders with a run, as CSV "
                         "(file,class,probability,not_sure,unlike_data)")

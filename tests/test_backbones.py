@@ -436,3 +436,91 @@ def test_backbone_model_survives_save_and_safe_load(weights_dir, tmp_path):
     x = _pixels()
     np.testing.assert_allclose(loaded(x).numpy(), bb.model(x).numpy(), atol=1e-6)
     assert any(isinstance(l, ChannelAffine) for l in loaded.layers)
+
+
+# ---------------------------------------------------------------- one registry, resolved once (issue 31)
+
+def test_a_dropped_in_backbone_is_seen_without_a_restart_and_lookups_do_not_reparse(weights_dir, monkeypatch):
+    """Adding a local backbone is one place (a manifest + model file in the weights folder): the
+    registry picks it up on the next lookup, and an unchanged folder is never parsed again."""
+    from core.nets import backbones
+    from core.nets.loaded import loaded_backbone
+
+    parsed: list[str] = []
+    real = backbones.local_backbone
+    monkeypatch.setattr(backbones, "local_backbone", lambda manifest: parsed.append(manifest.stem) or real(manifest))
+
+    make_local_backbone(weights_dir)
+    assert get_spec("tiny").family == "local" and parsed == ["tiny"]
+    registry = backbones.registry()
+    for _ in range(25):  # every kind of lookup the pages and analyses make
+        get_spec("tiny"), get_spec("vgg16"), list_backbones(), backbones.default_backbone()
+    assert parsed == ["tiny"] and backbones.registry() is registry
+
+    make_local_backbone(weights_dir, name="tiny48", size=48)  # the one place a new backbone goes
+    spec = get_spec("tiny48")
+    assert parsed == ["tiny", "tiny", "tiny48"]  # rebuilt once for the new folder state
+    assert [s.name for s in list_backbones()][:2] == ["tiny", "tiny48"] and backbones.registry() is not registry
+    assert spec.size_for() == spec.size_for(224) == 48  # a local backbone's size is fixed
+    assert backbones.resolve(spec) is spec and get_spec("tiny48") is spec  # the object, passed on as is
+    bb = loaded_backbone(spec, weights=None)
+    assert bb.spec is spec and bb.input_size == 48 and bb.feature_shape == (12, 12, 12)
+    assert len(parsed) == 3
+
+    (weights_dir / "tiny48.json").unlink()
+    with pytest.raises(UnknownBackbone, match="Known backbones: tiny, vgg16"):
+        get_spec("tiny48")
+
+
+def test_one_input_size_rule_and_typed_errors(weights_dir):
+    from core.errors import BadInputSize, ConfigError, NoImageNetTop, TransferLabError
+
+    v3 = get_spec("inception_v3")
+    assert (v3.size_for(), v3.size_for(None), v3.size_for(0), v3.size_for(150)) == (299, 299, 299, 150)
+    assert v3.check_size(75) == 75
+    with pytest.raises(BadInputSize, match="at least 75 px, got 64") as err:
+        v3.check_size(64)
+    assert isinstance(err.value, ConfigError) and isinstance(err.value, UnknownBackbone)  # broad catches still work
+    with pytest.raises(BadInputSize):
+        load_backbone(v3, weights=None, input_size=64)
+
+    make_local_backbone(weights_dir, name="headless", predictions_layer="")
+    headless = get_spec("headless")
+    assert not headless.has_top
+    with pytest.raises(NoImageNetTop, match="no ImageNet classification top") as err:
+        load_classifier(headless)
+    assert isinstance(err.value, WeightsUnavailable) and isinstance(err.value, TransferLabError)
+    assert not isinstance(err.value, UnknownBackbone)  # it is a known backbone
+
+
+def test_one_default_backbone(tmp_path, monkeypatch, keras_models):
+    import inspect
+
+    from core.__main__ import parser
+    from core.analysis import advisor
+    from core.nets import backbones
+    from core.train.strategies import StrategyConfig
+
+    assert backbones.DEFAULT_BACKBONE == "efficientnet_lite0"  # the shipped offline weights
+    assert StrategyConfig().backbone == backbones.DEFAULT_BACKBONE
+    assert inspect.signature(advisor.advise).parameters["backbone"].default == backbones.DEFAULT_BACKBONE
+    for command in (["extract", "--dataset", "d"], ["advise", "--dataset", "d"]):
+        assert parser().parse_args(command).backbone == backbones.DEFAULT_BACKBONE
+
+    # the app's default where the default backbone is not installed: the first backbone usable
+    # offline, else a small download (with the shipped weights: test_the_app_starts_offline_...)
+    folder = tmp_path / "only_tiny"
+    make_local_backbone(folder)
+    monkeypatch.setenv(settings.WEIGHTS_ENV, str(folder))
+    assert backbones.default_backbone() == "tiny"
+    monkeypatch.delenv(settings.WEIGHTS_ENV)
+    assert backbones.default_backbone() == "mobilenet_v2"
+
+
+@pytest.mark.real
+def test_the_app_starts_offline_on_the_default_backbone(shared_assets):
+    from core.nets import backbones
+
+    assert backbones.default_backbone() == backbones.DEFAULT_BACKBONE
+    spec = get_spec(backbones.DEFAULT_BACKBONE)
+    assert spec.family == "local" and weights_location(spec) is not None  # no download needed

@@ -134,6 +134,6 @@ def default_mapping(classes: Sequence[str], names: Sequence[str]) -> dict[str, l
 
 def imagenet_names(backbone: str | None = None) -> list[str]:
     """The 1,000 ImageNet class names (offline: the weights folder's names file or Keras' index)."""
-    from core.nets.backbones import get_spec, imagenet_classes
+    from core.nets.backbones import imagenet_classes, resolve
 
-    return imagenet_classes(get_spec(backbone) if backbone else None)
+    return imagenet_classes(resolve(backbone) if backbone else None)

@@ -75,14 +75,14 @@ def _pooled_head(net: Any) -> tuple[np.ndarray, np.ndarray] | None:
 def imagenet_head(backbone: str, weights: Any = "imagenet") -> tuple[np.ndarray, np.ndarray] | None:
     """The backbone's ImageNet top as ``(W, b)`` on average-pooled features, or None when
     its top is something else (VGG's dense layers): then the full classifier runs on the photos."""
-    from core.nets.backbones import get_spec, load_classifier, weights_id
+    from core.nets.backbones import load_classifier, resolve
 
-    spec = get_spec(backbone)
+    spec = resolve(backbone)
     if not spec.has_top:
         raise LabelingError(f"{spec.display_name} has no ImageNet classification top: use few-shot labelling.")
-    key = (backbone, weights_id(spec, weights, 0, spec.default_size))
+    key = (spec.name, spec.weights_id(weights, 0, spec.default_size))
     if key not in _HEADS:
-        model, _ = load_classifier(backbone, weights=weights)
+        model, _ = load_classifier(spec, weights=weights)
         nets = [layer for layer in model.layers if hasattr(layer, "layers")]
         _HEADS[key] = _pooled_head(nets[-1]) if nets else None
     return _HEADS[key]
@@ -106,14 +106,15 @@ def classifier_probabilities(paths: Sequence[str], backbone: str, weights: Any =
     """ImageNet probabilities of image files through the full classifier, and a decode-ok mask.
     The frozen classifier runs on the engine (``core.nets.engine``, parity-guarded) as the
     live classifier's does."""
-    from core.nets.backbones import load_classifier
+    from core.nets.backbones import load_classifier, resolve
     from core.errors import Cancelled
     from core.features.cache import ExtractProgress
     from core.data.pipeline import image_dataset
     from core.serve.inference import Predictor
 
-    model, size = load_classifier(backbone, weights=weights)
-    forward = Predictor(model, size, [], name=backbone, kind="imagenet", source=backbone,
+    spec = resolve(backbone)
+    model, size = load_classifier(spec, weights=weights)
+    forward = Predictor(model, size, [], name=spec.name, kind="imagenet", source=spec.name,
                         weights="random" if weights is None else str(weights)).forward
     out, ok_all = [], []
     start, done = time.perf_counter(), 0
@@ -265,8 +266,12 @@ def auto_label(
     the suggestions), ``few_shot`` (needs ``labelled``, a dataset with photos of
     every class) or ``compare`` (both; where they agree the confidence is the
     lower of the two, where they disagree it is 0 and few-shot's pick is suggested).
+    ``backbone``: a name or its ``BackboneSpec`` (resolved once here and passed on).
     """
+    from core.nets.backbones import resolve
+
     start = time.perf_counter()
+    backbone = resolve(backbone)
     classes = list(classes)
     if method not in METHODS:
         raise LabelingError(f"Unknown method '{method}'; use one of {', '.join(METHODS)}.")

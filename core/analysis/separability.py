@@ -162,7 +162,7 @@ def separability_table(
         row: dict[str, Any] = {"backbone": spec.display_name, "name": name, "weights": weights_label(weights)}
         stage = f"{spec.display_name} ({weights_label(weights)})"
         try:
-            feats = dataset_features(sample, name, weights,
+            feats = dataset_features(sample, spec, weights,
                                      (lambda s, p, stage=stage: progress(stage, p)) if progress else None,
                                      should_stop, splits=(split,))
             row.update(separability(feats.X, feats.y, seed, keep_correct=True))

@@ -19,10 +19,12 @@ from pathlib import Path
 from typing import Callable
 
 from core import atomic, layout, settings
+from core.features import cache
+from core.nets.engine import reference_choice
 
 # 2: images/s per engine (``engines``); a version-1 file holds TensorFlow's figure only
 BENCH_VERSION = 2
-TENSORFLOW = "tensorflow f32"  # the engine label every measurement has (``engine.TENSORFLOW.label``)
+TENSORFLOW = reference_choice().label  # the reference engine's label (``tensorflow f32``): every measurement has it
 
 
 @dataclass(frozen=True)
@@ -68,8 +70,7 @@ def bench_path(name: str, size: int) -> Path:
 def _size(name: str, size: int | None) -> int:
     from core.nets.backbones import get_spec
 
-    spec = get_spec(name)
-    return spec.default_size if spec.fixed_size or not size else int(size)
+    return get_spec(name).size_for(size)
 
 
 def _cpu_name() -> str:
@@ -94,16 +95,23 @@ def _device() -> str:
     return f"CPU {_cpu_name()} ({settings.usable_cores()} cores)"
 
 
-def _openvino_choices() -> tuple[list, str]:
-    """The OpenVINO engines to time beside TensorFlow, whatever engine the app is set to: the
-    precision ``auto`` picks on this CPU, and f32 if that differs; none, and why, without OpenVINO."""
+def _engine_choices() -> tuple[list, str]:
+    """The engines to time beside the reference (TensorFlow), whatever engine the app is set to: for
+    each other backend of the engine table, the precision it picks here and each slower one it has
+    (OpenVINO: bf16 where the CPU has it, and f32); none, and why, where none can run here."""
     from core.nets import engine
 
-    best = engine.choose("openvino")
-    if best.engine != "openvino":
-        return [], f"TensorFlow only: {best.reason}."
-    f32 = engine.Choice("openvino", "f32", "f32 for the comparison")
-    return [best] if best.label == f32.label else [best, f32], ""
+    choices, reasons = [], []
+    for b in engine.backends():
+        if b.reference:
+            continue
+        best = engine.choose(b.name)
+        if best.reference:  # not available here: the reference would run under its name
+            reasons.append(best.reason)
+            continue
+        at = b.precisions.index(best.precision) + 1 if best.precision in b.precisions else len(b.precisions)
+        choices += [best, *(engine.Choice(b.name, p, f"{p} for the comparison") for p in b.precisions[at:])]
+    return choices, "" if choices else f"{engine.reference().title} only: {'; '.join(reasons)}."
 
 
 def measure(
@@ -128,7 +136,7 @@ def measure(
     began = time.perf_counter()
     bb = load_backbone(name, weights=None, input_size=size)
     tf_fn = bb.forward("avg")
-    choices, note = _openvino_choices()
+    choices, note = _engine_choices()
     network = f"{name}|{bb.weights_id}"
     runs: dict[str, Callable] = {TENSORFLOW: lambda x: np.asarray(tf_fn(x))}
     runs.update({c.label: engine.FrozenForward(tf_fn, size, network, "avg", choice=c) for c in choices})
@@ -272,21 +280,6 @@ class ExtractionEstimate:
         return (self.fixed_s or 0.0) + self.images * self.per_image_s
 
 
-def _past_extractions(name: str, size: int) -> tuple[int, float]:
-    """Photos and seconds of the extractions this machine ran for ``name`` at ``size``: the whole
-    map over real files (decode, resize, forward, write), not a forward pass on random pixels."""
-    images, seconds = 0, 0.0
-    for meta_path in layout.cache("features").glob(f"{name}-{size}-*/meta.json"):
-        meta = atomic.read_json(meta_path) or {}
-        run = meta.get("speed") or {}
-        if (meta.get("backbone"), meta.get("input_size")) != (name, size) or run.get("inherited"):
-            continue
-        if run.get("images") and run.get("seconds", 0) > 0:
-            images += int(run["images"])
-            seconds += float(run["seconds"])
-    return images, seconds
-
-
 def _decode_seconds(sample, size: int) -> float:
     """Mean seconds to decode and resize one of ``sample`` (paths) as extraction does."""
     from core.data.images import load_rgb
@@ -311,7 +304,7 @@ def extraction_estimate(name: str, images: int, sample=(), size: int | None = No
     size = _size(name, size)
     bench = read(name, size)
     fixed = bench.warmup_s if bench else None
-    done, seconds = _past_extractions(name, size)
+    done, seconds = cache.past_extractions(name, size)
     if done:
         return ExtractionEstimate(images, fixed, seconds / done,
                                   f"the {done:,} photos extracted through this network here before")

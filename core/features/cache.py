@@ -111,7 +111,7 @@ def read_entry(key: str, classes: list[str]) -> FeatureSet:
 
 def extract_features(
     ds: Dataset,
-    backbone: str,
+    backbone: Any,
     *,
     split: str = "train",
     weights: Any = "imagenet",
@@ -123,16 +123,19 @@ def extract_features(
     should_stop: Callable[[], bool] | None = None,
     loaded: Any = None,
 ) -> FeatureSet:
-    """Features of ``split`` of ``ds`` through ``backbone``, from the cache when possible.
+    """Features of ``split`` of ``ds`` through ``backbone`` (a name or its ``BackboneSpec``), from the
+    cache when possible.
 
     ``loaded`` may pass an already loaded ``core.nets.backbones.Backbone`` to avoid reloading it.
     """
     from core.nets import backbones
 
     check_pooling(pooling)
-    spec = backbones.get_spec(backbone)
-    size = spec.default_size if spec.fixed_size or not input_size else int(input_size)
-    wid = loaded.weights_id if loaded is not None else backbones.weights_id(spec, weights, seed, size)
+    known = getattr(loaded, "spec", None)  # a loaded backbone knows its spec: no lookup
+    spec = known if isinstance(known, backbones.BackboneSpec) and known.name == backbone else backbones.resolve(backbone)
+    backbone = spec.name
+    size = spec.size_for(input_size)
+    wid = loaded.weights_id if loaded is not None else spec.weights_id(weights, seed, size)
     engine = engine_label(backbone, wid, size, pooling)
     key = cache_key(ds.fingerprint, split, backbone, wid, size, pooling, engine)
     paths = ds.paths(split)
@@ -150,7 +153,7 @@ def extract_features(
     net = _Network(backbone, wid, size, pooling, engine)
     reused, donor_speed = _reusable_rows(net, dict(zip(paths, stamps)))
     if len(reused) < len(paths):
-        loaded = loaded or backbones.load_backbone(backbone, weights, size, seed)
+        loaded = loaded or backbones.load_backbone(spec, weights, size, seed)
     return _extract(ds, split, net, loaded, reused, donor_speed, stamps, batch_size, key, progress, should_stop,
                     source=(weights, seed))
 
@@ -180,6 +183,22 @@ def measured_speed(meta: dict) -> dict | None:
     entries it reused every row from, so a speed stays known after rows move between entries."""
     speed = meta.get("speed")
     return speed if speed and speed.get("images") and speed.get("seconds", 0) > 0 else None
+
+
+def past_extractions(backbone: str, size: int) -> tuple[int, float]:
+    """Photos and seconds of the extractions this machine ran for ``backbone`` at ``size``: the whole
+    map over real files (decode, resize, forward, write), not a forward pass on random pixels. Rows
+    an entry inherited from others are not counted twice."""
+    images, seconds = 0, 0.0
+    for meta_path in layout.cache("features").glob(f"{backbone}-{size}-*/meta.json"):
+        meta = atomic.read_json(meta_path) or {}
+        run = meta.get("speed") or {}
+        if (meta.get("backbone"), meta.get("input_size")) != (backbone, size) or run.get("inherited"):
+            continue
+        if run.get("images") and run.get("seconds", 0) > 0:
+            images += int(run["images"])
+            seconds += float(run["seconds"])
+    return images, seconds
 
 
 def _reusable_rows(net: _Network, wanted: dict[str, str | None]) -> tuple[dict[str, tuple[np.ndarray, int]],

@@ -22,33 +22,37 @@ StageProgress = Callable[[str, Any], None]
 POOLING = "avg"
 
 
-def _entry_key(ds: Dataset, backbone: str, split: str, weights: Any) -> str:
-    from core.nets.backbones import get_spec, weights_id
-
-    spec = get_spec(backbone)
-    return cache_key(ds.fingerprint, split, backbone, weights_id(spec, weights, 0, spec.default_size),
-                     spec.default_size, POOLING)
+def _entry_key(ds: Dataset, spec, split: str, weights: Any) -> str:
+    size = spec.size_for()
+    return cache_key(ds.fingerprint, split, spec.name, spec.weights_id(weights, 0, size), size, POOLING)
 
 
-def features_cached(ds: Dataset, backbone: str, weights: Any = "imagenet",
+def features_cached(ds: Dataset, backbone: Any, weights: Any = "imagenet",
                     splits: Sequence[str] = ("train", "validation")) -> bool:
-    """Whether the pooled features of every split of ``ds`` that has photos are in the feature cache."""
+    """Whether the pooled features of every split of ``ds`` that has photos are in the feature cache
+    (``backbone``: a name or its ``BackboneSpec``)."""
     from core import layout
+    from core.nets.backbones import resolve
 
+    spec = resolve(backbone)
     root = layout.cache("features")
-    return all((root / _entry_key(ds, backbone, s, weights) / "meta.json").is_file()
+    return all((root / _entry_key(ds, spec, s, weights) / "meta.json").is_file()
                for s in splits if ds.split(s))
 
 
-def cached_extract(ds: Dataset, backbone: str, *, split: str, weights: Any = "imagenet", progress=None,
+def cached_extract(ds: Dataset, backbone: Any, *, split: str, weights: Any = "imagenet", progress=None,
                    should_stop=None):
     """``core.features.cache.extract_features`` (pooling ``avg``) that loads the backbone only on a
-    cache miss, through the process-wide backbone cache."""
+    cache miss, through the process-wide backbone cache. ``backbone``: a name or its ``BackboneSpec``
+    (resolved once here and passed on)."""
+    from core.nets.backbones import resolve
     from core.nets.loaded import loaded_backbone
 
-    hit = features_cached(ds, backbone, weights, splits=(split,))
-    return extract_features(ds, backbone, split=split, weights=weights, pooling=POOLING, progress=progress,
-                            should_stop=should_stop, loaded=None if hit else loaded_backbone(backbone, weights))
+    spec = resolve(backbone)
+    hit = features_cached(ds, spec, weights, splits=(split,))
+    # by name: on a miss the loaded backbone carries the spec (extract_features takes it from there)
+    return extract_features(ds, spec.name, split=split, weights=weights, pooling=POOLING, progress=progress,
+                            should_stop=should_stop, loaded=None if hit else loaded_backbone(spec, weights))
 
 
 @dataclass
@@ -69,9 +73,13 @@ class DatasetFeatures:
         return self.images / self.seconds if self.images and self.seconds > 0 else float("nan")
 
 
-def dataset_features(ds: Dataset, backbone: str, weights: Any = "imagenet", progress: StageProgress | None = None,
+def dataset_features(ds: Dataset, backbone: Any, weights: Any = "imagenet", progress: StageProgress | None = None,
                      should_stop=None, splits: Sequence[str] = ("train", "validation")) -> DatasetFeatures:
-    """Features of every usable photo of ``ds`` from the feature cache (extracted once, then reused)."""
+    """Features of every usable photo of ``ds`` from the feature cache (extracted once, then reused);
+    ``backbone``: a name or its ``BackboneSpec``."""
+    from core.nets.backbones import resolve
+
+    backbone = resolve(backbone)
     Xs, ys, paths, split_of, keys = [], [], [], [], []
     images, seconds, inherited = 0, 0.0, False
     for split in splits:

@@ -266,19 +266,19 @@ def load_model_predictor(path: str | os.PathLike, classes: Sequence[str] | None 
 
 def load_imagenet(backbone: str, weights: Any = "imagenet") -> Predictor:
     """A registry backbone with its ImageNet top; class names decoded offline."""
-    from core.nets.backbones import get_spec, imagenet_classes, load_classifier
+    from core.nets.backbones import imagenet_classes, load_classifier, resolve
 
-    spec = get_spec(backbone)
+    spec = resolve(backbone)
     try:
         classes = imagenet_classes(spec)
     except WeightsUnavailable:
         if weights is not None:
             raise
         classes = [f"imagenet_{i}" for i in range(1000)]  # random weights predict nonsense anyway
-    model, size = load_classifier(backbone, weights=weights)
+    model, size = load_classifier(spec, weights=weights)
     label = "ImageNet" if weights == "imagenet" else ("random weights" if weights is None else "custom weights")
     return Predictor(model, size, classes, name=f"{spec.display_name} ({label})", kind="imagenet",
-                     source=backbone, weights="random" if weights is None else str(weights))
+                     source=spec.name, weights="random" if weights is None else str(weights))
 
 
 # ---------------------------------------------------------------- predicting

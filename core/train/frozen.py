@@ -31,7 +31,9 @@ from core.errors import TransferLabError
 def engine_enabled(fwd) -> bool:
     """Whether a frozen forward runs on another engine than TensorFlow (else the fused Keras graph
     of the strategy is as fast, and the run keeps its plain path)."""
-    return fwd.engine != "tensorflow"
+    from core.nets.engine import is_reference
+
+    return not is_reference(fwd.engine)
 
 
 # ---------------------------------------------------------------- batches through the engine

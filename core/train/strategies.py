@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
+from core.nets.backbones import DEFAULT_BACKBONE
 from core.nets.forward import pooling_layer
 
 OPTIMIZERS = ("adam", "rmsprop", "sgd")
@@ -41,7 +42,7 @@ class StrategyConfig:
 
     strategy: str = "feature_extraction"
     dataset: str = ""  # folder of the dataset
-    backbone: str = "efficientnet_lite0"
+    backbone: str = DEFAULT_BACKBONE
     weights: str = "imagenet"  # "imagenet", "random" or a file path
     input_size: int = 0  # 0: the backbone's default
     pooling: str = "avg"  # avg | max | flatten
