@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from core.analysis import neighbours
+from core.features import neighbours
 from core.errors import TransferLabError
 from tests.test_label_issues import blobs
 

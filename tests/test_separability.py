@@ -63,7 +63,7 @@ def test_separability_with_a_class_index_missing():
 
 
 def test_knn_figure_is_the_leave_one_out_vote():
-    from core.analysis.neighbours import knn_loo_accuracy
+    from core.features.neighbours import knn_loo_accuracy
 
     X, y = blobs(n_per_class=30, k=3, dim=16, spread=0.6)
     noisy = np.random.default_rng(1).permutation(y)

@@ -1,4 +1,4 @@
-"""core.analysis.verdicts and the paired comparison of runs: intervals by stated methods, McNemar
+"""core.verdicts and the paired comparison of runs: intervals by stated methods, McNemar
 exact verdicts, Holm over several pairs, and the "best" marker only where the data resolves it."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from core.analysis import verdicts
+from core import verdicts
 from core.runs import compare, display
 from core.runs.store import RunStore
 from core.train.evaluation import summarize

@@ -143,11 +143,11 @@ def _accuracy(measured: dict, key: str) -> float:
 
 def ahead(measured: dict, a: str, b: str, n: int) -> bool:
     """Whether ``a`` beats ``b`` on the sample beyond chance. Two figures scored on the same sampled
-    images get McNemar's exact test (5%, ``core.analysis.verdicts``): it reads only the images one gets
+    images get McNemar's exact test (5%, ``core.verdicts``): it reads only the images one gets
     right and the other wrong, so it resolves the leads a sample can resolve and no more. A figure
     without its image-by-image record (the scratch trial scores other images) falls back to the
     lead against 1.96 standard errors of ``b``."""
-    from core.analysis import verdicts
+    from core import verdicts
 
     first, second = _correct(measured, a), _correct(measured, b)
     if first is not None and second is not None and first.shape == second.shape and len(first):
@@ -511,7 +511,7 @@ def advise(ds: Dataset, backbone: str = DEFAULT_BACKBONE, weights="imagenet",
     _candidate_verdicts(candidates)
     confidence = _confidence(candidates, n)
     quick = _quickest_within_noise(candidates)
-    from core.analysis.verdicts import interval_text
+    from core.verdicts import interval_text
 
     measured_text = "; ".join(f"{c['candidate']} {interval_text(c['accuracy'], c.get('ci_low'), c.get('ci_high'))}"
                               f"{' ★' if c.get('best') else ''} ({c['seconds']:.0f} s)" for c in candidates)
@@ -575,7 +575,7 @@ def _candidate_verdicts(candidates: list[dict]) -> None:
     sampled images (the probes, the pixel baseline) get McNemar's exact test, Holm-adjusted over the
     comparisons; the from-scratch trial, judged on other images, gets its interval only. ``best``: a
     resolved leader, or the quickest (predicted time on all images) of those within noise of it."""
-    from core.analysis import verdicts
+    from core import verdicts
 
     lengths = {len(c["_correct"]) for c in candidates if c.get("_correct") is not None}
     entries = [verdicts.Entry(c["candidate"], c.get("_correct") if len(lengths) == 1 else None,

@@ -22,7 +22,7 @@ from core import atomic, layout
 from core.data.dataset import Dataset
 from core.hashing import file_sha256
 from core.errors import CacheCorrupt, TransferLabError
-from core.analysis.neighbours import l2_normalise
+from core.features.neighbours import l2_normalise
 from core.features.dataset import StageProgress, dataset_features
 
 METHODS = ("pca", "tsne")

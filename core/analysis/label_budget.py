@@ -38,9 +38,9 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
-from core.analysis.neighbours import l2_normalise
+from core.features.neighbours import l2_normalise
 from core.analysis.separability import PROBE_C
-from core.analysis.verdicts import wilson
+from core.verdicts import wilson
 from core.errors import TransferLabError
 
 REGION = 8.0  # the fit uses the curve's last factor of 8 in photos a class (its power-law region)

@@ -16,7 +16,7 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from core.analysis.neighbours import KNN_K, knn_disagreement, l2_normalise
+from core.features.neighbours import KNN_K, knn_disagreement, l2_normalise
 from core.errors import TransferLabError
 
 FOLDS = 5

@@ -28,7 +28,7 @@ import numpy as np
 import pandas as pd
 
 from core.analysis.imagenet_mapping import default_mapping, imagenet_names
-from core.analysis.neighbours import KNN_K, l2_normalise
+from core.features.neighbours import KNN_K, l2_normalise
 from core.data.dataset import BadFile, Dataset, ImageRecord, fingerprint_files
 from core.errors import BadImage, TransferLabError
 from core.features.dataset import StageProgress, cached_extract, dataset_features

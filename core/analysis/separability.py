@@ -20,7 +20,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import pandas as pd
 
-from core.analysis.neighbours import knn_loo_correct, l2_normalise
+from core.features.neighbours import knn_loo_correct, l2_normalise
 from core.data.dataset import Dataset, subset
 from core.errors import TransferLabError
 from core.features.dataset import StageProgress, dataset_features
@@ -189,7 +189,7 @@ def _add_verdicts(rows: list[dict]) -> None:
     """95% Wilson intervals of both accuracies, and the 5-NN accuracy of each backbone against the
     leader's on the same photos (McNemar exact, Holm over the pairs): ``resolved``, ``verdict`` and
     ``best`` (a resolved leader, or the fastest of those within noise of it)."""
-    from core.analysis import verdicts
+    from core import verdicts
 
     for row in rows:
         for figure, prefix in (("knn_correct", "knn"), ("probe_correct", "probe")):

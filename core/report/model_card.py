@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from core.analysis import verdicts
+from core import verdicts
 from core.data import stats
 from core.runs import compare
 from core.runs.progress import compact, format_seconds

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from core.analysis import verdicts
+from core import verdicts
 from core.runs import compare, curves
 from core.runs.progress import compact, format_seconds
 from core.report import charts

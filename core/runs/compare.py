@@ -13,7 +13,7 @@ from typing import Iterable
 import numpy as np
 import pandas as pd
 
-from core.analysis import verdicts
+from core import verdicts
 from core.errors import TransferLabError
 from core.runs.cluster import where
 from core.runs.sweep import SWEEP_KEY
@@ -153,7 +153,7 @@ def _correct(predictions: pd.DataFrame | None) -> pd.Series | None:
 def paired_verdicts(table: pd.DataFrame, predictions) -> pd.DataFrame:
     """The finished runs of ``table`` with their 95% intervals and a verdict each: runs scored on the
     same validation images are compared with the most accurate of them (McNemar exact, Holm over the
-    pairs, ``core.analysis.verdicts``), and ``best`` marks a resolved winner or the cheapest of those
+    pairs, ``core.verdicts``), and ``best`` marks a resolved winner or the cheapest of those
     within noise. ``predictions(run_id)``: a run's per-image predictions (``Run.predictions``).
     ``group`` numbers the sets of validation images; runs on different images are never paired."""
     done = finished(table)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from core.analysis import verdicts
+from core import verdicts
 from core.data.dataset import Dataset
 
 

@@ -152,7 +152,7 @@ def _fit_probe(X: np.ndarray, y: np.ndarray):
 
 
 def _unit(X: np.ndarray) -> np.ndarray:
-    from core.analysis.neighbours import l2_normalise
+    from core.features.neighbours import l2_normalise
 
     return l2_normalise(np.asarray(X, np.float32))
 
@@ -362,10 +362,10 @@ def feature_view(ds: Dataset, backbone, seed: int = 0, per_class: int = SAMPLE_P
 def _default_backbone():
     """The first backbone with ImageNet weights on this machine (loaded once per process), or None:
     a run without a backbone of its own (from scratch) still judges flips on features that know photos."""
-    from core.analysis.separability import default_entries
+    from core.nets.backbones import list_backbones, weights_location
     from core.nets.loaded import loaded_backbone
 
-    local = [name for name, weights in default_entries() if weights == "imagenet"]
+    local = [s.name for s in list_backbones() if weights_location(s) is not None]
     if not local:
         return None
     try:
