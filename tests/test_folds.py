@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from pathlib import Path
 
 import pandas as pd
 import pytest
