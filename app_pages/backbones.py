@@ -10,7 +10,7 @@ from core.nets import engine
 from core.data import uploads
 from core.nets.backbones import get_spec, list_backbones, weights_location
 from core.nets.loaded import loaded_backbone
-from core.errors import TransferLabError, WeightsUnavailable
+from core.errors import WeightsUnavailable
 from core.data.images import UPLOAD_TYPES, UPLOAD_TYPES_TEXT, load_rgb
 from app_pages import common
 
@@ -154,17 +154,15 @@ st.caption("The backbone chosen in the sidebar; change it there.")
 use_random = name in st.session_state.get(RANDOM, set())
 if not use_random and weights_location(spec) is None:
     st.caption("Its ImageNet weights are not on this machine: loading tries to download them.")
-try:
-    with st.spinner(f"Loading {spec.display_name}…"):
-        bb = loaded_backbone(spec, None if use_random else "imagenet")
-except WeightsUnavailable as exc:
-    st.error(common.plain(exc), icon=":material/cloud_off:")
-    st.button("Explore it with random weights instead",
-              on_click=lambda: st.session_state.setdefault(RANDOM, set()).add(name))
-    st.stop()
-except TransferLabError as exc:
-    st.error(common.plain(exc))
-    st.stop()
+with common.friendly_errors(stop=True):  # weights missing: offered random ones; other errors end the page
+    try:
+        with st.spinner(f"Loading {spec.display_name}…"):
+            bb = loaded_backbone(spec, None if use_random else "imagenet")
+    except WeightsUnavailable as exc:
+        st.error(common.plain(exc), icon=":material/cloud_off:")
+        st.button("Explore it with random weights instead",
+                  on_click=lambda: st.session_state.setdefault(RANDOM, set()).add(name))
+        st.stop()
 
 if use_random:
     st.info("Random weights: the layers are exact, but the feature maps show untrained filters.",

@@ -25,17 +25,37 @@ BACKBONE = "tl_backbone"  # registry name picked in the sidebar
 PENDING = "tl_pending"  # source the Dataset page should open next: "sample" or (root, name)
 USER = "tl_user"  # who is signed in (email, else name), with sign-in configured
 
+MESSAGES = "tl_messages"  # {place: [(kind, text)]}: shown once, after the rerun an action caused
+ICONS = {"success": ":material/check_circle:", "error": ":material/error:", "warning": ":material/warning:",
+         "info": ":material/info:"}
+
 DATASET_PAGE = "app_pages/dataset.py"
 BACKBONES_PAGE = "app_pages/backbones.py"
 
 
 @contextmanager
-def friendly_errors():
-    """Show a ``TransferLabError`` as ``st.error`` (its message is written for users)."""
+def friendly_errors(stop: bool = False):
+    """Show a ``TransferLabError`` as ``st.error`` (its message is written for users); with ``stop``, the
+    page ends there (what follows needs what failed)."""
     try:
         yield
     except TransferLabError as exc:
         st.error(plain(exc), icon=":material/error:")
+        if stop:
+            st.stop()
+
+
+def say(kind: str, text, place: str = "page") -> None:
+    """Show ``text`` once, at ``show_messages(place)`` after the rerun an action caused (button callbacks run
+    before the page draws, so they cannot show anything themselves); as plain text: messages name classes,
+    files, runs and datasets."""
+    st.session_state.setdefault(MESSAGES, {}).setdefault(place, []).append((kind, plain(text)))
+
+
+def show_messages(place: str = "page") -> None:
+    """The messages ``say`` left for ``place``, each shown once."""
+    for kind, text in st.session_state.get(MESSAGES, {}).pop(place, []):
+        getattr(st, kind)(text, icon=ICONS[kind])
 
 
 _MARKDOWN_SPECIAL = re.compile(r"([\\`*_\[\]<>#|~$&])")

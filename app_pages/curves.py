@@ -16,7 +16,6 @@ from core.runs import display
 from core.runs import curves
 from core.runs import progress
 from core.runs import jobs
-from core.errors import TransferLabError
 from core.runs.store import RunStore
 from core.serve import trust
 from core.train import registry
@@ -188,11 +187,8 @@ def reliability_section(found) -> None:
 st.header("Run details", divider="gray")
 run_id = st.selectbox("Run", selected, format_func=label, key="tl_curves_detail")
 run = runs[run_id]
-try:
+with common.friendly_errors(stop=True):
     status = run.effective_status()
-except TransferLabError as err:
-    st.error(common.plain(err))
-    st.stop()
 state = status["state"]
 cfg = run.config
 st.caption(f"{registry.label(cfg.get('strategy'))} · backbone {table.loc[run_id, 'backbone']} "

@@ -18,7 +18,6 @@ from app_pages import common
 THUMB_PX = 150
 SEP = "tl_exp_sep"  # {"fingerprint", "per_class", "table", "note"}
 FINDINGS = "tl_exp_findings"  # {feature keys: (issues frame, outliers frame)}
-MSGS = "tl_exp_msgs"
 RESCAN = "tl_exp_rescan"  # (root, name) to rescan after a relabel
 
 st.title("Explore features")
@@ -30,8 +29,7 @@ st.write(
 if st.session_state.get(RESCAN):  # a relabel moved a file: the dataset every page uses is scanned again
     root, name = st.session_state.pop(RESCAN)
     common.scan(root, name=name)
-for kind, text in st.session_state.pop(MSGS, []):
-    getattr(st, kind)(text)
+common.show_messages()
 
 ds = common.current_dataset()
 if ds is None:
@@ -55,11 +53,8 @@ wlabel = "random weights" if random else "ImageNet weights"
 left.markdown(f"**{common.plain(ds.name)}** · {len(ds.records):,} photos · {ds.num_classes} classes · "
               f"**{spec.display_name}** ({wlabel}; change the network in the sidebar)")
 
-try:
+with common.friendly_errors(stop=True):
     cached = features_cached(ds, spec, weights)
-except TransferLabError as exc:
-    st.error(common.plain(exc), icon=":material/error:")
-    st.stop()
 
 
 _estimate: list = []  # once per run: three tabs show the button, and the estimate decodes a few photos
@@ -102,12 +97,10 @@ def relabel(path: str, new_label: str) -> None:
     try:
         moved = db.relabel(ds, path, new_label)
     except TransferLabError as exc:
-        st.session_state.setdefault(MSGS, []).append(("error", common.plain(exc)))
+        common.say("error", exc)
         return
-    st.session_state.setdefault(MSGS, []).append(
-        ("success", f"Moved {common.plain(Path(path).name)} to '{common.plain(new_label)}' ({common.plain(moved)}). "
-                    "The dataset was rescanned; its features "
-                    "are extracted again for the new fingerprint."))
+    common.say("success", f"Moved {Path(path).name} to '{new_label}' ({moved}). The dataset was rescanned; "
+                          "its features are extracted again for the new fingerprint.")
     st.session_state[RESCAN] = (ds.root, ds.name)
 
 
@@ -125,11 +118,9 @@ with tab_map:
                                            "neighbours together (clusters read better), takes seconds; cached.")
         hint = "about 10–30 s for a few thousand photos, then cached" if method == "tsne" else "a moment"
         with st.spinner(f"{embedding.METHOD_NAMES[method]} of {len(ds.records):,} photos ({hint})…"):
-            try:
+            fmap = None
+            with common.friendly_errors():
                 fmap = embedding.feature_map(ds, backbone, weights=weights, method=method)
-            except TransferLabError as exc:
-                st.error(common.plain(exc), icon=":material/error:")
-                fmap = None
         if fmap is not None:
             frame = fmap.frame
             axis = embedding.METHOD_NAMES[method]
@@ -249,12 +240,9 @@ with tab_issues:
     if not cached:
         extract_button("issues")
     else:
-        try:
-            feats = features()
-            issues, outs = findings(feats)
-        except TransferLabError as exc:
-            st.error(common.plain(exc), icon=":material/error:")
-            issues = outs = None
+        issues = outs = None
+        with common.friendly_errors():
+            issues, outs = findings(features())
         if issues is not None:
             flagged = int(issues["flagged"].sum())
             disagree = int((issues["suggested"] != issues["label"]).sum())
@@ -307,12 +295,9 @@ with tab_out:
     if not cached:
         extract_button("outliers")
     else:
-        try:
-            feats = features()
-            _, outs = findings(feats)
-        except TransferLabError as exc:
-            st.error(common.plain(exc), icon=":material/error:")
-            outs = None
+        outs = None
+        with common.friendly_errors():
+            _, outs = findings(features())
         if outs is not None:
             st.write("The photos farthest from every class centre (cosine distance of their features): often broken, "
                      "off-topic or odd images worth a look.")

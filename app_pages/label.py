@@ -25,7 +25,6 @@ GRID_COLS, GRID_ROWS, THUMB_PX = 8, 3, 120
 SUGGEST_COLS, SUGGEST_ROWS, SUGGEST_PX = 5, 4, 170
 DEFAULT_THRESHOLD = 0.6
 
-MSGS = "tl_lab_msgs"  # [(kind, text)] shown once, after the rerun an action caused
 NEXT_DS = "tl_lab_ds_next"  # dataset to select on the next run (set before the selectbox exists)
 INBOX = "tl_lab_inbox"  # {"folder": str, "dataset": core.data.dataset.Dataset of the unlabelled photos}
 RESULT = "tl_lab_result"  # {"dataset": name, "result": LabelResult}
@@ -35,23 +34,12 @@ UPLOAD_MB = st.get_option("server.maxUploadSize")  # a zip; photos have their ow
 PHOTO_MB = uploads.photo_limit_mb(UPLOAD_MB)
 
 
-def say(kind: str, text: str) -> None:
-    """Show ``text`` after the rerun, as plain text (it names classes, files and datasets)."""
-    st.session_state.setdefault(MSGS, []).append((kind, common.plain(text)))
-
-
-def show_messages() -> None:
-    icons = {"success": ":material/check_circle:", "error": ":material/error:", "warning": ":material/warning:",
-             "info": ":material/info:"}
-    for kind, text in st.session_state.pop(MSGS, []):
-        getattr(st, kind)(text, icon=icons[kind])
-
 
 def within_limit(items, limit_mb: int) -> list:
     """The uploaded ``(name, file)`` items within the size limit; each one over it is reported."""
     kept, too_big = uploads.within_limit(items, limit_mb)
     for reason in too_big:
-        say("error", f"Rejected: {reason}")
+        common.say("error", f"Rejected: {reason}")
     return kept
 
 
@@ -60,10 +48,10 @@ def act(fn, *args, ok: str | None = None, **kwargs):
     try:
         out = fn(*args, **kwargs)
     except TransferLabError as exc:
-        say("error", str(exc))
+        common.say("error", str(exc))
         return None
     if ok:
-        say("success", ok)
+        common.say("success", ok)
     return out
 
 
@@ -87,17 +75,14 @@ st.write(
     "then let a pretrained network label a pile of unlabelled photos for you. It is stored as ordinary "
     "class folders under the data directory, so every other page can use it."
 )
-show_messages()
+common.show_messages()
 
 # ---------------------------------------------------------------- 1. dataset
 st.header("1. Your dataset", divider="gray")
 if NEXT_DS in st.session_state:
     st.session_state["tl_lab_ds"] = st.session_state.pop(NEXT_DS)
-try:
+with common.friendly_errors(stop=True):
     existing = db.list_datasets()
-except TransferLabError as exc:
-    st.error(common.plain(exc), icon=":material/error:")
-    st.stop()
 if st.session_state.get("tl_lab_ds") not in existing + [NEW]:
     st.session_state.pop("tl_lab_ds", None)
 choice = st.selectbox("Dataset", existing + [NEW], key="tl_lab_ds",
@@ -114,7 +99,7 @@ if choice == NEW:
         classes_wanted = [c.strip() for c in new_classes.split(",") if c.strip()]
         folder = act(db.create_dataset, new_name, classes_wanted)
         if folder is not None:
-            say("success", f"Created dataset '{folder.name}'"
+            common.say("success", f"Created dataset '{folder.name}'"
                 + (f" with classes {', '.join(classes_wanted)}." if classes_wanted else ". Add classes below."))
             st.session_state[NEXT_DS] = folder.name
         st.rerun()
@@ -125,13 +110,10 @@ if choice == NEW:
     st.stop()
 
 name = choice
-try:
+with common.friendly_errors(stop=True):
     folder = db.dataset_path(name)
     classes = db.classes(name)
     photos = db.photos(name)
-except TransferLabError as exc:
-    st.error(common.plain(exc), icon=":material/error:")
-    st.stop()
 
 total = sum(len(v) for v in photos.values())
 cols = st.columns([1, 1, 1, 3], vertical_alignment="bottom")
@@ -169,11 +151,11 @@ with st.expander("Classes: add, rename, delete", icon=":material/category:", exp
         sure = st.checkbox("Yes, delete it and its photos", key="tl_lab_delete_sure")
         if st.form_submit_button("Delete class", icon=":material/delete:", disabled=not classes):
             if not sure:
-                say("warning", "Tick “Yes, delete it and its photos” to delete a class.")
+                common.say("warning", "Tick “Yes, delete it and its photos” to delete a class.")
             else:
                 n = act(db.delete_class, name, gone)
                 if n is not None:
-                    say("success", f"Deleted class '{gone}' and its {n} photo{'s' if n != 1 else ''}.")
+                    common.say("success", f"Deleted class '{gone}' and its {n} photo{'s' if n != 1 else ''}.")
                     after_edit(name)
             st.rerun()
 
@@ -193,7 +175,7 @@ if photo_files and right.button(f"Add {n_files} photo{'s' if n_files != 1 else '
                                 type="primary", icon=":material/add_photo_alternate:", key="tl_lab_add_btn"):
     report = act(db.add_photos, name, target, within_limit(db.as_items(photo_files), PHOTO_MB))
     if report is not None:
-        say("warning" if report.rejected else "success", report.summary().replace("Added", f"Added to '{target}':", 1))
+        common.say("warning" if report.rejected else "success", report.summary().replace("Added", f"Added to '{target}':", 1))
         after_edit(name)
     bump_uploads()
     st.rerun()
@@ -203,7 +185,7 @@ with st.expander("Take a photo with the camera", icon=":material/photo_camera:")
         if shot is not None and st.button(f"Add the snapshot to '{common.plain(target)}'", key="tl_lab_cam_add"):
             report = act(db.add_photos, name, target, within_limit([(db.camera_name(), shot)], PHOTO_MB))
             if report is not None:
-                say("warning" if report.rejected else "success", report.summary())
+                common.say("warning" if report.rejected else "success", report.summary())
                 after_edit(name)
             bump_uploads()
             st.rerun()
@@ -274,7 +256,7 @@ if source == SOURCES[0]:
         where = db.new_inbox(name)
         report = db.save_photos(where, within_limit(db.as_items(inbox_up), PHOTO_MB))
         if report.rejected:
-            say("warning", report.summary())
+            common.say("warning", report.summary())
         if report.added:
             use_inbox(where)
         bump_uploads()
@@ -289,7 +271,7 @@ elif source == SOURCES[1]:
             report = act(archives.extract_zip, inbox_zip, where)
         if report is not None:
             if report.skipped:
-                say("info", f"{len(report.skipped)} entries of the zip were skipped: "
+                common.say("info", f"{len(report.skipped)} entries of the zip were skipped: "
                     + "; ".join(f"{s.name} ({s.reason})" for s in report.skipped[:5]))
             use_inbox(where)
         bump_uploads()
@@ -326,11 +308,8 @@ st.caption(f"Network: **{spec.display_name}** (change it in the sidebar).")
 
 mapping = None
 if method in ("zero_shot", "compare"):
-    try:
+    with common.friendly_errors(stop=True):
         names = imagenet_mapping.imagenet_names(spec)
-    except TransferLabError as exc:
-        st.error(common.plain(exc), icon=":material/error:")
-        st.stop()
     suggested = imagenet_mapping.default_mapping(classes, names)
     unmapped = [c for c in classes if not suggested[c]]
     mapping = {}
@@ -414,7 +393,7 @@ if st.button(f"Add {len(chosen)} labelled photo{'s' if len(chosen) != 1 else ''}
              icon=":material/library_add:", disabled=not chosen, key="tl_lab_accept"):
     report = act(db.add_labelled, name, list(chosen.items()))
     if report is not None:
-        say("warning" if report.rejected else "success", report.summary())
+        common.say("warning" if report.rejected else "success", report.summary())
         done = {str(p) for p, _ in chosen.items()} - {r.name for r in report.rejected}
         result.frame = frame[~frame["path"].isin(done)].reset_index(drop=True)
         review.added(done)

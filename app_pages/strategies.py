@@ -34,8 +34,6 @@ REFRESH_S = 2.0  # queue refresh while jobs run
 IDLE_REFRESH_S = 10.0  # and while none does (runs started elsewhere, e.g. `python -m core train --background`)
 LEARNING_RATES = (1e-6, 3e-6, 1e-5, 2e-5, 3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2)
 ACTIVE_IDS = "tl_strat_active"  # run ids seen queued/running at the last refresh
-MESSAGE = "tl_strat_message"  # (kind, text) to show once after a launch
-QUEUE_MESSAGE = "tl_strat_queue_message"  # (kind, text) from a queue button, shown inside the queue
 SCOPE = "tl_strat_scope"
 
 st.title("Strategies")
@@ -50,9 +48,7 @@ backbone = common.current_backbone()
 store = RunStore()
 with common.friendly_errors():
     jobs.pump(store)
-if MESSAGE in st.session_state:
-    kind, text = st.session_state.pop(MESSAGE)
-    getattr(st, kind)(text)
+common.show_messages()
 
 
 # ---------------------------------------------------------------- helpers (widgets only)
@@ -183,13 +179,13 @@ def launch(configs: list[dict], what: str) -> None:
         for run in created:
             jobs.submit(run)
     except TransferLabError as err:
-        st.session_state[MESSAGE] = ("error", f"Could not start {what}: {common.plain(err)}")
+        common.say("error", f"Could not start {what}: {err}")
         return
     st.session_state[ACTIVE_IDS] = {r.id for r in store.list(state=compare.ACTIVE)}  # no extra rerun for these
     limit = settings.max_jobs()
     at_a_time = "one run trains at a time" if limit == 1 else f"{limit} runs train at a time"
-    st.session_state[MESSAGE] = ("success", f"Queued {what}: {len(created)} run{'s' * (len(created) != 1)}; "
-                                 f"{at_a_time} on this machine, the others wait in the queue below.")
+    common.say("success", f"Queued {what}: {len(created)} run{'s' * (len(created) != 1)}; "
+                      f"{at_a_time} on this machine, the others wait in the queue below.")
 
 
 def _cancel(run_id: str, force: bool = False) -> None:
@@ -197,14 +193,14 @@ def _cancel(run_id: str, force: bool = False) -> None:
         run = store.get(run_id)
         if force:
             jobs.kill(run, reason="stopped by user (forced)")
-            st.session_state[QUEUE_MESSAGE] = ("warning", f"Stopped '{common.plain(run.name)}' at once (marked failed).")
+            common.say("warning", f"Stopped '{run.name}' at once (marked failed).", "queue")
         else:
             state = jobs.cancel(run)
             text = ("cancelled" if state == "cancelled" else
                     "asked to stop: it ends after the current batch and keeps its history")
-            st.session_state[QUEUE_MESSAGE] = ("info", f"'{common.plain(run.name)}' {text}.")
+            common.say("info", f"'{run.name}' {text}.", "queue")
     except TransferLabError as err:
-        st.session_state[QUEUE_MESSAGE] = ("error", common.plain(err))
+        common.say("error", err, "queue")
 
 
 # ---------------------------------------------------------------- launch form
@@ -278,7 +274,7 @@ else:
         if errors or fold_problem:
             st.error("Fix the options above first: " + " ".join([*errors, common.plain(fold_problem)]).strip())
         else:
-            try:
+            with common.friendly_errors():
                 if all_five:
                     configs = plans.compare_all_configs(preset=preset, common=common_opts,
                                                           per_strategy=per_strategy)
@@ -290,8 +286,6 @@ else:
                     what += f" over {n_folds} splits"
                 launch(folds.fold_configs(plans.name_runs(configs, name), n_folds, scheme=fold_scheme), what)
                 st.rerun()
-            except TransferLabError as err:
-                st.error(common.plain(err), icon=":material/error:")
 
 
 # ---------------------------------------------------------------- queue (live)
@@ -305,9 +299,7 @@ def queue_panel() -> None:
     st.session_state[ACTIVE_IDS] = ids
     if before is not None and before != ids:
         st.rerun()  # a run finished or appeared: redraw the comparison, adjust the refresh rate
-    if QUEUE_MESSAGE in st.session_state:
-        kind, text = st.session_state.pop(QUEUE_MESSAGE)
-        getattr(st, kind)(text)
+    common.show_messages("queue")
     if not active:
         st.caption("No job queued or running.")
         return
@@ -562,14 +554,12 @@ if ds is not None and not untrainable:
     head_epochs = _int(c[1], "Head epochs", 3, "tl_sweep_head_epochs", 1, 200)
     ft_epochs = _int(c[2], "Fine-tuning epochs", 3, "tl_sweep_ft_epochs", 1, 200)
     if c[3].button("Launch the sweep", icon=":material/stacked_line_chart:", key="tl_sweep_launch"):
-        try:
+        with common.friendly_errors():
             preset = st.session_state.get("tl_strat_preset") or "modern"
             base = registry.make_config("fine_tune", preset, **{
                 **common_opts, **per_strategy.get("fine_tune", {}), "epochs": head_epochs, "fine_tune_epochs": ft_epochs})
             launch(sweep.sweep_configs(base, plans.parse_ints(depths_text, "layer counts")), "the layer sweep")
             st.rerun()
-        except TransferLabError as err:
-            st.error(common.plain(err), icon=":material/error:")
     st.caption("Uses the fine-tuning options and advanced options above (learning rates, augmentation, seed).")
 
 sweeps = sweep.sweep_results(r for r in store.list() if ds is None or r.config.get("dataset") == ds.root)
