@@ -19,7 +19,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from .common import REPO, RESULTS_DIR, GroupResult, format_group, machine_description, ratio, write_results
+from .common import add_data_args, GroupResult, format_group, machine_description, ratio, write_results
 
 
 def _extract(ds, backbone: str, batch: int, loaded=None):
@@ -40,10 +40,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--nodes", type=int, default=2)
     p.add_argument("--backbone", default="efficientnet_lite0")
     p.add_argument("--batch", type=int, default=32)
-    p.add_argument("--weights-dir", default=os.environ.get("TRANSFER_LAB_WEIGHTS_DIR")
-                   or str(REPO.parent / "shared" / "keras-weights"))
-    p.add_argument("--dataset", default=str(REPO.parent / "shared" / "datasets" / "cats_vs_dogs"))
-    p.add_argument("--results-dir", default=str(RESULTS_DIR))
+    add_data_args(p)
     args = p.parse_args(argv)
     if not Path(args.dataset).is_dir():
         print(f"Dataset folder not found: {args.dataset} (pass --dataset)", file=sys.stderr)

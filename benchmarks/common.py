@@ -414,3 +414,12 @@ def warm_file_cache(paths: Iterable[str]) -> int:
         except OSError:
             pass
     return total
+
+
+def add_data_args(p) -> None:
+    """The arguments every stand-alone benchmark shares: the weights folder (else
+    ``$TRANSFER_LAB_WEIGHTS_DIR``, else ``../shared``), the dataset and where results go."""
+    p.add_argument("--weights-dir", default=os.environ.get("TRANSFER_LAB_WEIGHTS_DIR")
+                   or str(REPO.parent / "shared" / "keras-weights"))
+    p.add_argument("--dataset", default=str(REPO.parent / "shared" / "datasets" / "cats_vs_dogs"))
+    p.add_argument("--results-dir", default=str(RESULTS_DIR))

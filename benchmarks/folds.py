@@ -27,7 +27,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from .common import REPO, RESULTS_DIR, GroupResult, at_most, format_group, log, machine_description, ratio, \
+from .common import add_data_args, GroupResult, at_most, format_group, log, machine_description, ratio, \
     write_results
 
 HEADS = ("linear_probe", "feature_extraction")
@@ -122,10 +122,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--scratch-size", type=int, default=96, help="input size of the from-scratch CNN (px)")
     p.add_argument("--jobs", action="store_true", help="also time the linear probe as real runs (item 1b)")
     p.add_argument("--seed", type=int, default=1337)
-    p.add_argument("--weights-dir", default=os.environ.get("TRANSFER_LAB_WEIGHTS_DIR")
-                   or str(REPO.parent / "shared" / "keras-weights"))
-    p.add_argument("--dataset", default=str(REPO.parent / "shared" / "datasets" / "cats_vs_dogs"))
-    p.add_argument("--results-dir", default=str(RESULTS_DIR))
+    add_data_args(p)
     args = p.parse_args(argv)
     args.dataset = Path(args.dataset).expanduser().resolve()
     if not args.dataset.is_dir():
