@@ -11,11 +11,24 @@ import json
 import sys
 
 from core.errors import TransferLabError
+from core.features.cache import extract_features
+from core.analysis import advisor
 from core.nets.backbones import DEFAULT_BACKBONE
 from core.nets.engine import names as engine_names
 from core.nets.forward import POOLINGS
-from core.train import precision, registry
-from core.train.strategies import FILLS, OPTIMIZERS
+from core.train import folds, plans, precision, registry
+from core.train.strategies import Augment, FILLS, OPTIMIZERS
+from core import settings
+from core.data.dataset import scan_folder
+from core.nets import backbones, engine
+from core.runs import compare, jobs, worker
+from core.runs.display import uncertainty_lines, with_uncertainty
+from core.runs.progress import run_summary
+from core.runs.store import RunStore
+from core.serve import inference, predict, trust
+from core.train.folds import MAX_FOLDS
+from core.train.loop import load_dataset
+from core.train.registry import uses_backbone
 
 
 def train_config(args):
@@ -40,8 +53,6 @@ def fold_count(args, cfg) -> int:
     config scans it (the rule: repeated splits under ``SMALL_VALIDATION`` validation photos)."""
     if args.folds != "auto":
         return int(args.folds)
-    from core.train import folds
-    from core.train.loop import load_dataset
 
     ds = load_dataset(cfg)
     k = folds.default_folds(ds)
@@ -50,8 +61,6 @@ def fold_count(args, cfg) -> int:
 
 
 def _folds_arg(text: str) -> str | int:
-    from core.train.folds import MAX_FOLDS
-
     if text == "auto":
         return text
     try:
@@ -65,7 +74,6 @@ def _folds_arg(text: str) -> str | int:
 
 def train_runs(args) -> list[dict]:
     """The configs ``train`` queues: one, or with ``--folds K`` one per fold under one fold group."""
-    from core.train import folds
 
     cfg = train_config(args)
     k = fold_count(args, cfg)
@@ -76,10 +84,6 @@ def train_runs(args) -> list[dict]:
 
 
 def _train(args) -> int:
-    from core.runs import jobs
-    from core.runs import worker
-    from core.runs.store import RunStore
-
     configs = train_runs(args)
     if len(configs) > 1:
         return _train_folds(args, configs)
@@ -93,7 +97,6 @@ def _train(args) -> int:
     code = worker.main([str(run.dir)])
     print(json.dumps({k: v for k, v in (run.metrics() or {}).items()
                       if k in ("val_accuracy", "val_loss", "train_seconds", "trainable_params", "precision")}, indent=2))
-    from core.runs.display import uncertainty_lines
 
     print("\n".join(uncertainty_lines(run.metrics())))
     status = run.status()
@@ -106,9 +109,6 @@ def _train(args) -> int:
 def _train_folds(args, configs: list[dict]) -> int:
     """Create the k fold runs; queue them (``--background``) or run them one after another here, then
     print each fold's accuracy and their mean ± spread."""
-    from core.runs import compare, jobs, worker
-    from core.runs.store import RunStore
-    from core.train import folds, plans
 
     store = RunStore()
     runs = [store.create(cfg, name=plans.run_name(cfg)) for cfg in configs]
@@ -136,7 +136,6 @@ def _augment_options(args) -> dict | None:
     """The augmentation the options set, over the defaults (None: none given, the strategy's own)."""
     from dataclasses import asdict
 
-    from core.train.strategies import Augment
 
     given = {"flip": "" if args.flip == "none" else args.flip, "fill": args.fill, "fill_value": args.fill_value,
              "rotation": args.rotation, "zoom": args.zoom, "translation": args.translation,
@@ -146,12 +145,6 @@ def _augment_options(args) -> dict | None:
 
 
 def _runs(args) -> int:
-    from core.runs import jobs
-    from core.runs.store import RunStore
-
-    from core.runs import compare
-    from core.train import folds
-
     store = RunStore()
     jobs.pump(store)
     runs = store.list()
@@ -170,16 +163,11 @@ def _runs(args) -> int:
 
 
 def _show(args) -> int:
-    from core.runs.store import RunStore
-
     run = RunStore().get(args.run_id)
     if args.json:
         print(json.dumps({"status": run.effective_status(), "progress": run.progress(),
                           "metrics": run.metrics()}, indent=2, default=str))
     else:
-        from core.runs.display import with_uncertainty
-        from core.runs.progress import run_summary
-
         print("\n".join(with_uncertainty(run_summary(run), run.metrics())))
         for line in _fold_lines(run):
             print(line)
@@ -188,9 +176,6 @@ def _show(args) -> int:
 
 def _fold_lines(run) -> list[str]:
     """For a fold run: which fold of which group, and the group's mean ± spread so far."""
-    from core.runs import compare
-    from core.runs.store import RunStore
-    from core.train import folds
 
     group = folds.valid_group(run.config.get(folds.FOLD_GROUP_KEY))
     label = folds.fold_label(run.config)
@@ -206,16 +191,11 @@ def _fold_lines(run) -> list[str]:
 
 
 def _cancel(args) -> int:
-    from core.runs import jobs
-    from core.runs.store import RunStore
-
     print(jobs.cancel(RunStore().get(args.run_id)))
     return 0
 
 
 def _backbones(args) -> int:
-    from core.nets import backbones
-
     for spec in backbones.list_backbones():
         where = backbones.weights_location(spec)
         print(f"{spec.name:22s} {spec.family:6s} {spec.default_size:4d}px {spec.params / 1e6:6.1f}M "
@@ -226,7 +206,6 @@ def _backbones(args) -> int:
 def _extract(args) -> int:
     """Extract and cache the features of every split, with a progress line; the last line gives
     the images extracted, the seconds, the images/s and the engine with its precision."""
-    from core import settings
 
     with settings.engine_chosen(args.engine):  # this command's choice, not the environment's
         return _extract_on_engine(args)
@@ -235,12 +214,8 @@ def _extract(args) -> int:
 def _extract_on_engine(args) -> int:
     import time
 
-    from core.nets import engine
 
     engine.requested()  # a bad name fails here, with its message
-    from core.data.dataset import scan_folder
-    from core.features.cache import extract_features
-    from core.nets import backbones
 
     ds = scan_folder(args.dataset)
     bb = backbones.load_backbone(args.backbone)
@@ -267,8 +242,6 @@ def _extract_on_engine(args) -> int:
 
 
 def _engine(args) -> int:
-    from core.nets import engine
-
     print(f"engine: {engine.describe()}")
     print(f"training precision: {precision.describe()}")
     print(f"{engine.ENGINE_ENV}={engine.requested()}; CPU capabilities (OpenVINO): "
@@ -283,14 +256,10 @@ def _engine(args) -> int:
 
 
 def _advise(args) -> int:
-    from core.analysis.advisor import advise
-    from core.data.dataset import scan_folder
-
-    advice = advise(scan_folder(args.dataset), backbone=args.backbone, progress=lambda text, done: print(
+    advice = advisor.advise(scan_folder(args.dataset), backbone=args.backbone, progress=lambda text, done: print(
         f"\r{done:4.0%} {text:<70}", end="", file=sys.stderr, flush=True))
     print(file=sys.stderr)
     print(advice.table().to_string())
-    from core.train.registry import uses_backbone
 
     import shlex
 
@@ -303,8 +272,6 @@ def _advise(args) -> int:
 
 def _predict(args) -> int:
     """Classify files and folders with a run; the CSV's flags are empty for a run without calibration."""
-    from core.runs.store import RunStore
-    from core.serve import inference, predict, trust
 
     outcome = predict.predict(inference.load_run(RunStore().get(args.run)), args.paths)
     predict.write_csv(outcome.rows, args.out)
@@ -323,18 +290,14 @@ def _predict(args) -> int:
 def _report(args) -> int:
     """One self-contained HTML report of a dataset and every run on it; the advisor only with
     ``--advise`` (it measures for minutes and its answer is not stored)."""
-    from core.data.dataset import scan_folder
-    from core.report import write_report
-    from core.report.runs import on_dataset
-    from core.runs.store import RunStore
+    from core.report import write_report  # lazy: loads plotly
+    from core.report.runs import on_dataset  # lazy: loads plotly
 
     ds = scan_folder(args.dataset)
     runs = on_dataset(RunStore().list(), ds.root)
     advice = None
     if args.advise:
-        from core.analysis.advisor import advise
-
-        advice = advise(ds, backbone=args.backbone, progress=lambda text, done: print(
+        advice = advisor.advise(ds, backbone=args.backbone, progress=lambda text, done: print(
             f"\r{done:4.0%} {text:<70}", end="", file=sys.stderr, flush=True))
         print(file=sys.stderr)
     write_report(args.out, ds, runs, advice=advice)

@@ -348,6 +348,36 @@ def test_core_keeps_the_declared_layer_order():
     assert not found, "imports against the layer order of ARCHITECTURE.md:\n" + "\n".join(found)
 
 
+def unexplained_lazy_imports(root: Path = REPO, top: str = "core") -> list[str]:
+    """Imports of ``core`` modules inside functions that do not say why on their line (``# lazy: ...``):
+    module level is the rule; an import deferred into a function must break a real start-up cost."""
+    found = []
+    for path in sorted((root / top).rglob("*.py")):
+        text = path.read_text(encoding="utf-8")
+        lines, module = text.splitlines(), module_name(path, root)
+        for fn in ast.walk(ast.parse(text)):
+            if not isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                continue
+            for line, target, _ in imported(fn, module, path):
+                if (target == top or target.startswith(top + ".")) and "lazy:" not in lines[line - 1]:
+                    found.append(f"{path.relative_to(root)}:{line} imports {target} in a function")
+    return sorted(set(found))
+
+
+def test_the_lazy_import_check_finds_an_unexplained_one(tmp_path):
+    root = write_tree(tmp_path, {
+        "core/__init__.py": "",
+        "core/a.py": "def f():\n    from core import b  # lazy: starts TensorFlow\n    import json\n",
+        "core/b.py": "def g():\n    from core.a import f\n    return f\n",
+    })
+    assert unexplained_lazy_imports(root) == ["core/b.py:2 imports core.a in a function"]
+
+
+def test_every_function_level_core_import_says_why():
+    found = unexplained_lazy_imports()
+    assert not found, "imports of core modules in functions without a '# lazy: reason':\n" + "\n".join(found)
+
+
 def test_core_never_imports_streamlit():
     assert not streamlit_imports(REPO), streamlit_imports(REPO)
 

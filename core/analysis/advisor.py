@@ -27,10 +27,21 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from core.analysis.separability import separability
+from core.analysis.separability import default_entries, probe_cv_correct, separability
 from core.data.dataset import Dataset, subset
 from core.errors import Cancelled
-from core.nets.backbones import DEFAULT_BACKBONE
+from core.nets.backbones import DEFAULT_BACKBONE, get_spec
+from core import verdicts
+from core.analysis import label_budget
+from core.features.cache import extract_features
+from core.features.dataset import cached_extract
+from core.nets import backbones
+from core.nets.blocks import earlier_block, truncate
+from core.nets.loaded import loaded_backbone
+from core.train import pixels, registry
+from core.train.flips import decide, feature_view
+from core.train.loop import Context, NullReporter, Recording
+from core.verdicts import interval_text
 
 SMALL_PER_CLASS = 1000  # under this many training images a class, a dataset counts as small
 SIMILAR_SKILL = 0.8  # probe skill over chance ((acc - chance) / (1 - chance)) that counts as similar
@@ -77,7 +88,6 @@ class Advice:
         """The ``python -m core train`` options that start the advised run: every setting the advice
         sets (strategy, backbone, feature layer, layers to unfreeze, and, for a strategy that augments,
         the measured flip, fill and transformations)."""
-        from core.train import registry
 
         args = ["--strategy", self.strategy]
         if registry.uses_backbone(self.strategy) and self.backbone:
@@ -102,7 +112,6 @@ class Advice:
         """The 2x2 table as a DataFrame (rows size, columns similarity) with this cell marked."""
         import pandas as pd
 
-        from core.train import registry
 
         rows = {}
         for size in ("small", "large"):
@@ -147,7 +156,6 @@ def ahead(measured: dict, a: str, b: str, n: int) -> bool:
     right and the other wrong, so it resolves the leads a sample can resolve and no more. A figure
     without its image-by-image record (the scratch trial scores other images) falls back to the
     lead against 1.96 standard errors of ``b``."""
-    from core import verdicts
 
     first, second = _correct(measured, a), _correct(measured, b)
     if first is not None and second is not None and first.shape == second.shape and len(first):
@@ -259,7 +267,6 @@ class _Steps:
 
 def _probe(X, y, seed: int) -> tuple[float, np.ndarray]:
     """Cross-validated probe accuracy and, per sampled image, whether the probe got it right."""
-    from core.analysis.separability import probe_cv_correct
 
     with _one_thread():
         correct = probe_cv_correct(np.asarray(X), y, seed=seed)[0]
@@ -270,9 +277,6 @@ def _measure_block(sample: Dataset, backbone: str, weights, seed: int, steps: _S
     """Probe accuracy on an earlier block's pooled features of the sample (cached like the top's)."""
     import time
 
-    from core.features.cache import extract_features
-    from core.nets.blocks import earlier_block, truncate
-    from core.nets.loaded import loaded_backbone
 
     report = steps.begin("features of an earlier block")
     start = time.perf_counter()
@@ -293,8 +297,6 @@ def _measure_others(sample: Dataset, others: list[str], seed: int, steps: _Steps
     with its reason."""
     import time
 
-    from core.features.dataset import cached_extract
-    from core.nets.backbones import get_spec
 
     out: dict = {"others": {}, "names": {}, "other_seconds": {}, "other_errors": {}, "others_correct": {}}
     for name in others:
@@ -320,7 +322,6 @@ def _measure_pixels(sample: Dataset, seed: int, steps: _Steps, backbone=None) ->
     transformations are judged on ``backbone``'s features (``core.train.flips``)."""
     import time
 
-    from core.train import pixels
 
     steps.begin("the pixel baseline and the flips")
     start = time.perf_counter()
@@ -331,7 +332,6 @@ def _measure_pixels(sample: Dataset, seed: int, steps: _Steps, backbone=None) ->
         return {}
     correct = _pixel_correct(pix[valid], y, seed)
     seconds = time.perf_counter() - start
-    from core.train.flips import decide, feature_view
 
     try:
         seen = feature_view(sample, backbone, seed)
@@ -352,7 +352,6 @@ def _pixel_correct(pix: np.ndarray, y: np.ndarray, seed: int, folds: int = 3) ->
     ``core.train.pixels.sample_accuracy``) trained on the other folds gets it right."""
     from sklearn.model_selection import StratifiedKFold
 
-    from core.train import pixels
 
     counts = np.bincount(y)
     folds = int(max(2, min(folds, counts[counts > 0].min())))
@@ -368,8 +367,6 @@ def _measure_scratch(ds: Dataset, per_class: int, seed: int, augment: dict | Non
     epoch's validation accuracy."""
     import time
 
-    from core.train import registry
-    from core.train.loop import Context, NullReporter, Recording
 
     steps.begin("a short from-scratch trial")
     trial = subset(ds, per_class, seed)
@@ -413,7 +410,6 @@ def _scratch_may_win(measured: dict, n: int, size: str, per_class: int) -> bool:
 
 def other_backbones(backbone: str) -> list[str]:
     """The backbones, besides ``backbone``, whose ImageNet weights are on this machine."""
-    from core.analysis.separability import default_entries
 
     return [name for name, weights in default_entries() if weights == "imagenet" and name != backbone]
 
@@ -429,10 +425,6 @@ def advise(ds: Dataset, backbone: str = DEFAULT_BACKBONE, weights="imagenet",
     ImageNet weights on this machine, when ``weights`` is ImageNet)."""
     import time
 
-    from core.features.dataset import cached_extract
-    from core.nets import backbones
-    from core.nets.loaded import loaded_backbone
-    from core.train import registry
 
     counts = ds.counts()["train"]
     per_class = min(counts.values()) if counts else 0
@@ -511,7 +503,6 @@ def advise(ds: Dataset, backbone: str = DEFAULT_BACKBONE, weights="imagenet",
     _candidate_verdicts(candidates)
     confidence = _confidence(candidates, n)
     quick = _quickest_within_noise(candidates)
-    from core.verdicts import interval_text
 
     measured_text = "; ".join(f"{c['candidate']} {interval_text(c['accuracy'], c.get('ci_low'), c.get('ci_high'))}"
                               f"{' ★' if c.get('best') else ''} ({c['seconds']:.0f} s)" for c in candidates)
@@ -559,7 +550,6 @@ def _label_budget(X, y, ds: Dataset, counts: dict, seed: int, should_stop) -> di
     learning curve cross-fitted on the sample (only the sizes the law is fitted to, 2 seeds: 42 probes on at
     most 40 photos a class, about a second for two classes), extrapolated to the dataset's photos a class.
     A sample too small for a curve gets the reason instead."""
-    from core.analysis import label_budget
 
     try:
         with _one_thread():
@@ -575,7 +565,6 @@ def _candidate_verdicts(candidates: list[dict]) -> None:
     sampled images (the probes, the pixel baseline) get McNemar's exact test, Holm-adjusted over the
     comparisons; the from-scratch trial, judged on other images, gets its interval only. ``best``: a
     resolved leader, or the quickest (predicted time on all images) of those within noise of it."""
-    from core import verdicts
 
     lengths = {len(c["_correct"]) for c in candidates if c.get("_correct") is not None}
     entries = [verdicts.Entry(c["candidate"], c.get("_correct") if len(lengths) == 1 else None,

@@ -12,6 +12,8 @@ from __future__ import annotations
 import re
 from typing import Sequence
 
+from core.nets.backbones import imagenet_classes, resolve
+
 # Groups of ImageNet-1k classes by index range, each range checked against the
 # class-names file by its first and last name before it is trusted.
 RANGE_GROUPS: dict[str, tuple[tuple[int, int, str, str], ...]] = {
@@ -134,6 +136,5 @@ def default_mapping(classes: Sequence[str], names: Sequence[str]) -> dict[str, l
 
 def imagenet_names(backbone: str | None = None) -> list[str]:
     """The 1,000 ImageNet class names (offline: the weights folder's names file or Keras' index)."""
-    from core.nets.backbones import imagenet_classes, resolve
 
     return imagenet_classes(resolve(backbone) if backbone else None)

@@ -41,7 +41,8 @@ import pandas as pd
 from core.features.neighbours import l2_normalise
 from core.analysis.separability import PROBE_C
 from core.verdicts import wilson
-from core.errors import TransferLabError
+from core.errors import Cancelled, TransferLabError
+from core.features.dataset import dataset_features
 
 REGION = 8.0  # the fit uses the curve's last factor of 8 in photos a class (its power-law region)
 SEEDS = 5  # seeded subsets per point: the spread between them is part of each point's weight
@@ -123,7 +124,6 @@ def learning_curve(X, y, Xv=None, yv=None, *, fractions=FRACTIONS, seeds: int = 
     fractions of the others, so every training photo is scored once per point and seed."""
     from sklearn.model_selection import StratifiedKFold
 
-    from core.errors import Cancelled
 
     X = l2_normalise(np.asarray(X, np.float32))
     y = np.asarray(y, np.int64)
@@ -454,7 +454,6 @@ def dataset_budget(ds, backbone: str, weights="imagenet", progress=None, should_
     """The budget of a scanned dataset on ``backbone``'s pooled features from the feature cache (extracted
     once, shared with separability and the analyses): train split for the curve, validation split to score
     it (cross-fitted on the train split when validation has under ``MIN_VALIDATION`` photos). Returns ``summary``."""
-    from core.features.dataset import dataset_features
 
     y_train = ds.labels("train") if ds.split("train") else []
     check_enough(np.asarray(y_train, np.int64), list(ds.classes))  # refuse before any extraction

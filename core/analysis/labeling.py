@@ -30,9 +30,13 @@ import pandas as pd
 from core.analysis.imagenet_mapping import default_mapping, imagenet_names
 from core.features.neighbours import KNN_K, l2_normalise
 from core.data.dataset import BadFile, Dataset, ImageRecord, fingerprint_files
-from core.errors import BadImage, TransferLabError
+from core.errors import BadImage, Cancelled, TransferLabError
 from core.features.dataset import StageProgress, cached_extract, dataset_features
 from core.data.images import is_image_name, probe
+from core.data.pipeline import image_dataset
+from core.features.cache import ExtractProgress
+from core.nets.backbones import load_classifier, resolve
+from core.serve.inference import Predictor
 
 METHODS = ("zero_shot", "few_shot", "compare")
 METHOD_NAMES = {"zero_shot": "Zero-shot (ImageNet)", "few_shot": "Few-shot (your labelled photos)",
@@ -75,7 +79,6 @@ def _pooled_head(net: Any) -> tuple[np.ndarray, np.ndarray] | None:
 def imagenet_head(backbone: str, weights: Any = "imagenet") -> tuple[np.ndarray, np.ndarray] | None:
     """The backbone's ImageNet top as ``(W, b)`` on average-pooled features, or None when
     its top is something else (VGG's dense layers): then the full classifier runs on the photos."""
-    from core.nets.backbones import load_classifier, resolve
 
     spec = resolve(backbone)
     if not spec.has_top:
@@ -106,11 +109,6 @@ def classifier_probabilities(paths: Sequence[str], backbone: str, weights: Any =
     """ImageNet probabilities of image files through the full classifier, and a decode-ok mask.
     The frozen classifier runs on the engine (``core.nets.engine``, parity-guarded) as the
     live classifier's does."""
-    from core.nets.backbones import load_classifier, resolve
-    from core.errors import Cancelled
-    from core.features.cache import ExtractProgress
-    from core.data.pipeline import image_dataset
-    from core.serve.inference import Predictor
 
     spec = resolve(backbone)
     model, size = load_classifier(spec, weights=weights)
@@ -268,7 +266,6 @@ def auto_label(
     lower of the two, where they disagree it is 0 and few-shot's pick is suggested).
     ``backbone``: a name or its ``BackboneSpec`` (resolved once here and passed on).
     """
-    from core.nets.backbones import resolve
 
     start = time.perf_counter()
     backbone = resolve(backbone)

@@ -22,8 +22,12 @@ import pandas as pd
 
 from core.features.neighbours import knn_loo_correct, l2_normalise
 from core.data.dataset import Dataset, subset
-from core.errors import TransferLabError
+from core.errors import Cancelled, TransferLabError
 from core.features.dataset import StageProgress, dataset_features
+from core import verdicts
+from core.analysis import speed
+from core.nets import engine
+from core.nets.backbones import get_spec, list_backbones, weights_location
 
 PROBE_FOLDS = 5
 PROBE_C = 10.0
@@ -97,7 +101,6 @@ def separability(X: np.ndarray, y: np.ndarray, seed: int = 0, folds: int = PROBE
 def default_entries() -> list[tuple[str, Any]]:
     """Every backbone whose ImageNet weights are on this machine, then the first one with
     random weights (the baseline that shows what the pretraining is worth)."""
-    from core.nets.backbones import list_backbones, weights_location
 
     local = [s.name for s in list_backbones() if weights_location(s) is not None]
     entries: list[tuple[str, Any]] = [(name, "imagenet") for name in local]
@@ -109,8 +112,6 @@ def default_entries() -> list[tuple[str, Any]]:
 def _benchmark(name: str) -> float | None:
     """Images/s from the backbone speed benchmark (``core.analysis.speed``) when it was measured
     here, on the engine the app's forward passes use now."""
-    from core.analysis import speed
-    from core.nets import engine
 
     try:
         result = speed.read(name)
@@ -147,8 +148,6 @@ def separability_table(
     A backbone that cannot run (weights missing offline) gets its reason in ``error``.
     Ranked by the k-NN accuracy, then the silhouette.
     """
-    from core.errors import Cancelled
-    from core.nets.backbones import get_spec
 
     entries = list(entries) if entries is not None else default_entries()
     if not entries:
@@ -189,7 +188,6 @@ def _add_verdicts(rows: list[dict]) -> None:
     """95% Wilson intervals of both accuracies, and the 5-NN accuracy of each backbone against the
     leader's on the same photos (McNemar exact, Holm over the pairs): ``resolved``, ``verdict`` and
     ``best`` (a resolved leader, or the fastest of those within noise of it)."""
-    from core import verdicts
 
     for row in rows:
         for figure, prefix in (("knn_correct", "knn"), ("probe_correct", "probe")):

@@ -21,6 +21,11 @@ from typing import Callable
 from core import atomic, layout, settings
 from core.features import cache
 from core.nets.engine import reference_choice
+from core.errors import BadImage, EngineError
+from core.nets import engine
+from core.nets import backbones
+from core.nets.backbones import get_spec, list_backbones, weights_location
+from core.data.images import load_rgb
 
 # 2: images/s per engine (``engines``); a version-1 file holds TensorFlow's figure only
 BENCH_VERSION = 2
@@ -68,8 +73,6 @@ def bench_path(name: str, size: int) -> Path:
 
 
 def _size(name: str, size: int | None) -> int:
-    from core.nets.backbones import get_spec
-
     return get_spec(name).size_for(size)
 
 
@@ -99,7 +102,6 @@ def _engine_choices() -> tuple[list, str]:
     """The engines to time beside the reference (TensorFlow), whatever engine the app is set to: for
     each other backend of the engine table, the precision it picks here and each slower one it has
     (OpenVINO: bf16 where the CPU has it, and f32); none, and why, where none can run here."""
-    from core.nets import engine
 
     choices, reasons = [], []
     for b in engine.backends():
@@ -129,12 +131,10 @@ def measure(
     import numpy as np
     import tensorflow as tf
 
-    from core.nets import engine
-    from core.nets.backbones import load_backbone
 
     size = _size(name, size)
     began = time.perf_counter()
-    bb = load_backbone(name, weights=None, input_size=size)
+    bb = backbones.load_backbone(name, weights=None, input_size=size)
     tf_fn = bb.forward("avg")
     choices, note = _engine_choices()
     network = f"{name}|{bb.weights_id}"
@@ -204,7 +204,6 @@ def read_all() -> list[SpeedResult]:
 
 def latest_by_backbone() -> dict[str, SpeedResult]:
     """For each backbone, its newest measurement at the size it is used at by default."""
-    from core.nets.backbones import list_backbones
 
     default = {s.name: s.default_size for s in list_backbones()}
     out: dict[str, SpeedResult] = {}
@@ -224,7 +223,6 @@ def backbone_table():
     (``rate_column(label)``; always TensorFlow's) and the fastest OpenVINO's over TensorFlow's."""
     import pandas as pd
 
-    from core.nets.backbones import list_backbones, weights_location
 
     measured = latest_by_backbone()
     labels = sorted({TENSORFLOW}.union(*(r.rates for r in measured.values())), key=_engine_order)
@@ -253,8 +251,6 @@ def backbone_table():
 def chart_column(table) -> str:
     """The images/s column of ``backbone_table()`` a chart of one speed per backbone shows: the
     engine the app runs now where it was measured, else TensorFlow's."""
-    from core.errors import EngineError
-    from core.nets import engine
 
     try:
         column = rate_column(engine.choose().label)
@@ -282,8 +278,6 @@ class ExtractionEstimate:
 
 def _decode_seconds(sample, size: int) -> float:
     """Mean seconds to decode and resize one of ``sample`` (paths) as extraction does."""
-    from core.data.images import load_rgb
-    from core.errors import BadImage
 
     times = []
     for path in list(sample)[:8]:
@@ -310,7 +304,6 @@ def extraction_estimate(name: str, images: int, sample=(), size: int | None = No
                                   f"the {done:,} photos extracted through this network here before")
     if bench is None:
         return None
-    from core.nets import engine
 
     decode = _decode_seconds(sample, size)
     forward = bench.rate(engine.choose().label)  # the engine extraction will run on

@@ -13,6 +13,7 @@ import numpy as np
 
 from core.errors import BadImage
 from core.data.images import load_rgb
+from core.settings import usable_cores
 
 
 def _load_or_blank(path: bytes, height: int, width: int) -> tuple[np.ndarray, bool]:
@@ -47,7 +48,6 @@ def pixel_batches(paths: Sequence[str], size: int, batch_size: int, *, workers: 
     from collections import deque
     from concurrent.futures import ThreadPoolExecutor
 
-    from core.settings import usable_cores
 
     paths = list(paths)
     workers = workers or min(8, max(2, usable_cores()))
@@ -90,7 +90,6 @@ def without_autotune(ds):
 
 def parallel_calls() -> int:
     """Map parallelism: one call per usable core (what the autotuner settled on here)."""
-    from core.settings import usable_cores
 
     return max(1, usable_cores())
 

@@ -16,6 +16,8 @@ from typing import Callable
 
 from core import layout, settings
 from core.errors import DatasetError, TransferLabError
+from core.data.archives import extract_zip
+from core.data.uploads import ensure_free_space
 
 SAMPLE_NAME = "cats_vs_dogs"
 SAMPLE_URL = "https://storage.googleapis.com/mledu-datasets/cats_and_dogs_filtered.zip"
@@ -69,8 +71,6 @@ def download_sample(
     ``progress(bytes_done, bytes_total)`` is called per chunk (total 0 when unknown).
     Raises ``DatasetError`` with the manual instructions when offline.
     """
-    from core.data.archives import extract_zip
-    from core.data.uploads import ensure_free_space
 
     folder = layout.cache("samples")
     fd, tmp_name = tempfile.mkstemp(prefix=".sample.", suffix=".zip.partial", dir=folder)

@@ -29,6 +29,10 @@ from core.data.dataset import Dataset
 from core.hashing import file_sha256
 from core.errors import CacheCorrupt, Cancelled, StorageError, TransferLabError
 from core.nets.forward import check_pooling
+from core.data.pipeline import pixel_batches
+from core.data.uploads import ensure_free_space
+from core.features import sharded
+from core.nets import backbones, engine
 
 # Bump when decoding, resizing or pooling changes what a cached entry would hold.
 PREP_VERSION = 1
@@ -73,7 +77,6 @@ def network_id(backbone: str, weights_id: str) -> str:
 def engine_label(backbone: str, weights_id: str, size: int, pooling: str) -> str:
     """``openvino bf16`` or ``tensorflow f32``: the engine this network's rows come from here (the
     chosen one, unless the parity guard refused it for this network)."""
-    from core.nets import engine
 
     return engine.effective(network_id(backbone, weights_id), size, pooling).label
 
@@ -128,7 +131,6 @@ def extract_features(
 
     ``loaded`` may pass an already loaded ``core.nets.backbones.Backbone`` to avoid reloading it.
     """
-    from core.nets import backbones
 
     check_pooling(pooling)
     known = getattr(loaded, "spec", None)  # a loaded backbone knows its spec: no lookup
@@ -232,8 +234,6 @@ def _extract(ds, split, net, bb, reused, donor_speed, stamps, batch_size, key, p
              source=None) -> FeatureSet:
     """Write entry ``key``: rows in ``reused`` are copied, the network runs on the others (on a Ray
     cluster's nodes when ``core.features.sharded`` says so; ``source``: the ``(weights, seed)`` to load)."""
-    from core.data.pipeline import pixel_batches
-    from core.features import sharded
 
     paths = ds.paths(split)
     labels = ds.labels(split)
@@ -248,7 +248,6 @@ def _extract(ds, split, net, bb, reused, donor_speed, stamps, batch_size, key, p
         dim = int(reused[paths[0]][0].shape[1])
     folder = _entry_dir(key)
     work = folder.with_name(f".{folder.name}.{time.time_ns()}.tmp")
-    from core.data.uploads import ensure_free_space  # the server's free-disk margin, before the first byte
 
     ensure_free_space(folder.parent, n * (dim * 4 + 9) + 2 * sum(map(len, paths)) + 65536,
                       f"the feature cache of {ds.name} ({split}, {n:,} images)")

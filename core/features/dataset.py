@@ -15,6 +15,9 @@ import numpy as np
 from core.data.dataset import Dataset
 from core.errors import TransferLabError
 from core.features.cache import cache_key, extract_features, measured_speed
+from core import layout
+from core.nets.backbones import resolve
+from core.nets.loaded import loaded_backbone
 
 StageProgress = Callable[[str, Any], None]
 """Called as ``progress(stage, core.features.cache.ExtractProgress)`` during extraction."""
@@ -31,8 +34,6 @@ def features_cached(ds: Dataset, backbone: Any, weights: Any = "imagenet",
                     splits: Sequence[str] = ("train", "validation")) -> bool:
     """Whether the pooled features of every split of ``ds`` that has photos are in the feature cache
     (``backbone``: a name or its ``BackboneSpec``)."""
-    from core import layout
-    from core.nets.backbones import resolve
 
     spec = resolve(backbone)
     root = layout.cache("features")
@@ -45,8 +46,6 @@ def cached_extract(ds: Dataset, backbone: Any, *, split: str, weights: Any = "im
     """``core.features.cache.extract_features`` (pooling ``avg``) that loads the backbone only on a
     cache miss, through the process-wide backbone cache. ``backbone``: a name or its ``BackboneSpec``
     (resolved once here and passed on)."""
-    from core.nets.backbones import resolve
-    from core.nets.loaded import loaded_backbone
 
     spec = resolve(backbone)
     hit = features_cached(ds, spec, weights, splits=(split,))
@@ -77,7 +76,6 @@ def dataset_features(ds: Dataset, backbone: Any, weights: Any = "imagenet", prog
                      should_stop=None, splits: Sequence[str] = ("train", "validation")) -> DatasetFeatures:
     """Features of every usable photo of ``ds`` from the feature cache (extracted once, then reused);
     ``backbone``: a name or its ``BackboneSpec``."""
-    from core.nets.backbones import resolve
 
     backbone = resolve(backbone)
     Xs, ys, paths, split_of, keys = [], [], [], [], []

@@ -26,8 +26,10 @@ from typing import Any, Callable
 import numpy as np
 
 from core import settings
-from core.errors import ClusterError
+from core.errors import Cancelled, ClusterError
 from core import ray_client
+from core.data.pipeline import pixel_batches
+from core.nets import backbones
 
 DEFAULT_MIN_IMAGES = 20_000
 DEFAULT_SHARD_IMAGES = 2_048
@@ -67,8 +69,6 @@ def plan(n: int, batch_size: int) -> list[tuple[int, int]] | None:
 def extract_shard(paths: list[str], backbone: str, weights: Any, seed: int, size: int, pooling: str,
                   weights_id: str, batch_size: int) -> dict:
     """On a node: the rows of ``paths`` (features, valid mask) and the engine that made them."""
-    from core.data.pipeline import pixel_batches  # the decoder local extraction uses: the same pixels
-    from core.nets import backbones
 
     key = (backbone, str(weights), seed, size)
     bb = _loaded.get(key)
@@ -93,7 +93,6 @@ def extract(bounds: list[tuple[int, int]], paths: list[str], rows: list[int], ou
             on_rows: Callable[[int], None] | None = None, should_stop: Callable[[], bool] | None = None) -> str:
     """Run the shards of ``paths`` (entry rows ``rows``) on the cluster and write their features into
     ``out``/``valid``; returns the engine label every shard used. ``on_rows(n)`` after each shard."""
-    from core.errors import Cancelled
 
     global _remote_shard
     ray = ray_client.connect()

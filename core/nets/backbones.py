@@ -28,6 +28,7 @@ from typing import Any
 from core import settings
 from core.hashing import file_id
 from core.errors import BadInputSize, NoImageNetTop, UnknownBackbone, WeightsUnavailable
+from core.nets import engine
 
 KERAS_WEIGHTS_URL = "https://storage.googleapis.com/tensorflow/keras-applications/"
 # The one default backbone (CLI, run configs, the advisor, the app): the shipped offline weights.
@@ -432,7 +433,7 @@ class Backbone:
         per backbone and pooling: a trace costs seconds, and a kept backbone extracts split
         after split and, on the Label page, every few new photos."""
         if pooling not in self._forwards:
-            from core.nets.forward import compiled_forward
+            from core.nets.forward import compiled_forward  # lazy: starts TensorFlow
 
             self._forwards[pooling] = compiled_forward(self.model, pooling)
         return self._forwards[pooling]
@@ -441,7 +442,6 @@ class Backbone:
         """The engine's batch function for ``pooling`` (``core.nets.engine.FrozenForward``): OpenVINO
         or TensorFlow as ``TRANSFER_LAB_ENGINE`` and the parity guard decide, numpy out. One per
         pooling and engine; ``forward(pooling)`` stays its TensorFlow reference."""
-        from core.nets import engine
 
         choice = engine.choose()
         key = ("engine", pooling, choice)
@@ -483,7 +483,7 @@ def _imagenet_head(spec: BackboneSpec):
 
 def preprocess_layer(spec: BackboneSpec, name: str = "preprocess"):
     """The backbone's preprocessing as a Keras layer (see ``core.nets.layers.ChannelAffine``)."""
-    from core.nets.layers import ChannelAffine
+    from core.nets.layers import ChannelAffine  # lazy: starts TensorFlow
 
     scale, offset, reverse = spec.preprocess
     return ChannelAffine(scale=scale, offset=offset, reverse_channels=reverse, name=name)
@@ -538,7 +538,7 @@ def load_backbone(
     """
     import keras
 
-    from core.nets.layers import InferenceModel
+    from core.nets.layers import InferenceModel  # lazy: starts TensorFlow
 
     spec = resolve(name)
     size = spec.check_size(input_size)

@@ -52,7 +52,7 @@ def truncate(bb, layer: str):
     """``bb`` cut at ``layer`` of its base; raises ``ValueError`` naming the known blocks."""
     import keras
 
-    from core.nets.layers import InferenceModel
+    from core.nets.layers import InferenceModel  # lazy: starts TensorFlow
 
     names = [lyr.name for lyr in bb.base.layers]
     if layer not in names:

@@ -14,6 +14,8 @@ import threading
 from collections import OrderedDict
 from typing import Any
 
+from core.nets import backbones
+
 KEEP = 2  # backbones held at once (each EfficientNet-Lite is 15-40 MB of weights plus its compiled passes)
 
 _HELD: OrderedDict[tuple[str, str, int], Any] = OrderedDict()
@@ -23,16 +25,14 @@ _LOCK = threading.Lock()
 def loaded_backbone(name, weights: Any = "imagenet", input_size: int | None = None):
     """``core.nets.backbones.load_backbone(name, weights, input_size)``, loaded once per process;
     ``name`` is a backbone name or its ``BackboneSpec`` (resolved once here, then passed on)."""
-    from core.nets.backbones import load_backbone, resolve
-
-    spec = resolve(name)
+    spec = backbones.resolve(name)
     size = spec.size_for(input_size)
     key = (spec.name, spec.weights_id(weights, 0, size), size)
     with _LOCK:  # one load at a time: two sessions asking for the same backbone get one copy
         if key in _HELD:
             _HELD.move_to_end(key)
             return _HELD[key]
-        bb = load_backbone(spec, weights, size)
+        bb = backbones.load_backbone(spec, weights, size)
         _HELD[key] = bb
         while len(_HELD) > KEEP:
             _HELD.popitem(last=False)

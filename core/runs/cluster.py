@@ -37,7 +37,7 @@ from typing import Any
 from core import settings
 from core.errors import ClusterError
 from core.ray_client import NAMESPACE, REPO_ROOT, address, connect, enabled, node_env
-from core.runs.store import worker_command
+from core.runs.store import HOST, Run, worker_command
 
 ACTOR_ENV = settings.RAY_ACTOR_ENV
 _lock = threading.Lock()
@@ -158,7 +158,6 @@ class RunActor:
 
         import ray
 
-        from core.runs.store import HOST, Run
 
         code = 3
         try:
@@ -191,7 +190,6 @@ class RunActor:
     def _record_exit(self, run, pid: int, code: int) -> None:
         """A worker that died without its verdict: the run fails with how; the next pump
         (the dashboard's refresh, the command line) starts the next run, as for a local worker."""
-        from core.runs.store import HOST
 
         with run.status_update() as status:
             if status["state"] != "running" or status.get("pid") not in (None, pid):

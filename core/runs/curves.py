@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 
 from core.runs.progress import as_number
+from core.train.flips import FlipCheck
 
 def smooth(values, weight: float) -> np.ndarray:
     """TensorBoard's smoothing: a debiased exponential moving average.
@@ -170,7 +171,6 @@ def augmentation_summary(metrics: dict) -> str:
 
 def _allowed(check: dict) -> bool:
     """The stored verdict, or the rule's for runs stored before the decision kept it."""
-    from core.train.flips import FlipCheck
 
     if "allowed" in check:
         return bool(check["allowed"])

@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 
 from core.runs.progress import as_number
+from core.verdicts import interval_text, METHODS, wilson
 
 
 def run_choice_label(name: str, strategy_label: str, backbone: str, val_accuracy=None) -> str:
@@ -80,7 +81,6 @@ def uncertainty_lines(metrics: dict | None) -> list[str]:
     """A finished run's figures with their 95% intervals and the method of each, for ``show``:
     accuracy (Wilson) and macro F1, balanced accuracy (bootstrap within classes) and the worst
     class's recall, and whether the classes were weighted."""
-    from core.verdicts import METHODS, interval_text, wilson
 
     m = metrics or {}
     acc, n = as_number(m.get("val_accuracy")), int(as_number(m.get("val_images")) or 0)

@@ -20,7 +20,7 @@ def _record_path(model_path: Path) -> Path:
 
 def save_model(model, target: Path) -> dict:
     """Save ``model`` to ``target`` (.keras) atomically and record its size and checksum."""
-    from core.train.callbacks import save_model_atomic
+    from core.train.callbacks import save_model_atomic  # lazy: starts TensorFlow
 
     target = Path(target)
     save_model_atomic(model, target)
@@ -45,7 +45,7 @@ def load_model(path: Path):
     """Verify, then load a run model with Keras ``safe_mode=True``."""
     import keras
 
-    from core.nets import layers  # noqa: F401  (registers ChannelAffine for deserialisation)
+    from core.nets import layers  # noqa: F401  (registers ChannelAffine for deserialisation; lazy: starts TensorFlow)
 
     verify(path)
     try:

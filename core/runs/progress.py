@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import math
 
+from core.runs.compare import run_row
+
 PHASES = {
     "head": "Training the head",
     "train": "Training",
@@ -89,7 +91,6 @@ def progress_summary(progress: dict, state: str = "running") -> tuple[float | No
 
 def run_summary(run) -> list[str]:
     """A run in a few lines for a terminal: what it is, how it stands, what it reached, where it is."""
-    from core.runs.compare import run_row
 
     row = run_row(run)
     state = row["state"] + (f" ({row['reason']})" if row.get("reason") else "")

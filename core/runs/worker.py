@@ -20,6 +20,11 @@ from core import settings
 from core.errors import RunError, TransferLabError
 from core.runs.jobs import pump
 from core.runs.store import HEARTBEAT_S, HOST, Run, RunCancelled, RunStore, process_start_time
+from core.runs.models import save_model
+from core.serve import inference, trust
+from core.train.fit import fit
+from core.train.loop import load_dataset
+from core.train.strategies import StrategyConfig
 
 Work = Callable[[Run], Any]
 
@@ -58,12 +63,6 @@ class _RunReporter:
 def train_run(run: Run) -> None:
     """Fit the run's config (its strategy looked up in the registry) and store the model, the
     predictions and the metrics with the post-fit trust records."""
-    # TensorFlow and the layers above the run store: imported once the run is claimed, so a
-    # worker that finds nothing to do exits at once (the worker is an entry point, above every layer).
-    from core.runs.models import save_model
-    from core.train.fit import fit
-    from core.train.strategies import StrategyConfig
-
     cfg = StrategyConfig.from_dict(run.config)
     result = fit(cfg, _RunReporter(run), run_dir=run.dir)
     if result.cancelled:
@@ -78,8 +77,6 @@ def _assess(run: Run, cfg, result) -> dict:
     """The post-fit step: calibration, the "not sure" threshold and the training data's feature
     statistics, from the run's validation predictions and its saved model (``core.serve.trust``).
     Returns the figures for the run's metrics; a failure leaves the run uncalibrated, not failed."""
-    from core.serve import inference, trust
-    from core.train.loop import load_dataset
 
     run.write_progress({"phase": "calibrate", "message": "Calibrating the confidence; features of the training "
                         "photos for the unlike-data check"}, force=True)

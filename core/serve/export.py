@@ -27,6 +27,8 @@ from core.train.callbacks import save_model_atomic
 from core.errors import BadImage, TransferLabError
 from core.serve.quantize import as_probabilities
 from core.data.images import load_rgb
+from core.data.dataset import scan_folder
+from core.serve import quantize
 
 FORMATS = {
     "keras": "Keras (.keras)",
@@ -305,7 +307,7 @@ def runner_for(artifact: Artifact, saved_model_dir: Path | None = None) -> Calla
     if artifact.format == "keras":
         import keras
 
-        from core.nets import layers  # noqa: F401  (registers ChannelAffine)
+        from core.nets import layers  # noqa: F401  (registers ChannelAffine; lazy: starts TensorFlow)
 
         model = keras.saving.load_model(str(artifact.path), safe_mode=True, compile=False)
         return lambda x: np.asarray(model(np.asarray(x, np.float32), training=False), dtype=np.float64)
@@ -445,7 +447,6 @@ def export_all(model: Any, out_dir: str | os.PathLike, formats: Sequence[str] = 
 
 def _export_int8(model: Any, saved_dir: Path, out: Path, stem: str, int8: Int8Data | None,
                  report: ExportReport) -> None:
-    from core.serve import quantize
 
     if int8 is None or not int8.calibration or not int8.validation:
         report.errors["openvino_int8"] = ("int8 needs training photos to calibrate on and labelled validation photos "
@@ -476,8 +477,6 @@ def validation_images(run, n: int = 8) -> list[str]:
         paths = [p for p in mixed if isinstance(p, str) and os.path.isfile(p)]
     if not paths and run.config.get("dataset"):
         try:
-            from core.data.dataset import scan_folder
-
             ds = scan_folder(run.config["dataset"])
             groups = [[r.path for r in ds.split("validation") if r.label == c] for c in ds.classes]
             paths = [p for row in _zip_longest(*groups) for p in row if p is not None]
@@ -490,8 +489,6 @@ def run_int8_data(run, validation: int = 500) -> Int8Data | None:
     """A run's photos for the int8 export: up to ``quantize.CALIBRATION_PHOTOS`` training photos (seeded)
     to calibrate on, and up to ``validation`` of its validation photos (both classes mixed) with their
     labels to measure on; None when the run's predictions or dataset cannot be read."""
-    from core.data.dataset import scan_folder
-    from core.serve import quantize
 
     frame = run.predictions()
     classes = (run.metrics() or {}).get("classes")
@@ -516,7 +513,6 @@ def deployment_card(model: Any, report: ExportReport, photos: Sequence[Any], lab
     """Each exported format on this machine: size, single-photo latency (p50, p95), throughput (the formats
     timed in turns, see ``quantize.interleaved_speed``), accuracy on the labelled ``photos`` (when
     ``labels``), top-1 agreement with the Keras model, and what runs it."""
-    from core.serve import quantize
 
     size = int(model.input_shape[1])
     pixels, kept = quantize.pixels_of(list(photos), size)

@@ -24,7 +24,11 @@ import pandas as pd
 from core.errors import BadImage, RunError, TransferLabError, WeightsUnavailable
 from core.hashing import file_id
 from core.data.images import Source, load_rgb, open_rgb
+from core.runs.models import verify as verify_record
 from core.serve import trust as run_trust
+from core.nets import backbones
+from core.nets.engine import FrozenForward
+from core.nets.backbones import imagenet_classes, load_classifier, resolve
 
 DEFAULT_TOP_K = 5
 _CACHE_SIZE = 4
@@ -73,8 +77,6 @@ class Predictor:
                 if self._forward is None:
                     import tensorflow as tf
 
-                    from core.nets import engine
-
                     model, size = self.model, self.input_size
                     if self.with_features:
                         both = feature_model(model)
@@ -91,14 +93,13 @@ class Predictor:
                     kind, pooling = "probabilities", "probabilities"
                     if self.with_features:  # another network to the engine: its own verdict and IR
                         kind, pooling, network = "features", "features+outputs", f"{network}|features+outputs"
-                    self._forward = engine.FrozenForward(reference, size, network, pooling, kind=kind,
+                    self._forward = FrozenForward(reference, size, network, pooling, kind=kind,
                                                          ir_key=f"{network}|{size}" if stable else None)
         return self._forward
 
     def _network_id(self) -> str:
         """The weights this predictor runs: a run's model file digest, or the backbone and its
         ImageNet weights file digest."""
-        from core.nets import backbones
 
         if self.kind != "imagenet":
             return f"model|{file_id(Path(self.source))}"
@@ -172,7 +173,7 @@ def load_model_file(path: str | os.PathLike, verify: bool = False):
     """
     import keras
 
-    from core.nets import layers  # noqa: F401  (registers ChannelAffine for safe_mode loading)
+    from core.nets import layers  # noqa: F401  (registers ChannelAffine for safe_mode loading; lazy: starts TensorFlow)
 
     key = _file_key(Path(path))
     with _MODELS_LOCK:
@@ -180,8 +181,6 @@ def load_model_file(path: str | os.PathLike, verify: bool = False):
             _MODELS.move_to_end(key)
             return _MODELS[key]
     if verify:
-        from core.runs.models import verify as verify_record
-
         verify_record(Path(path))
     try:
         model = keras.saving.load_model(str(path), safe_mode=True, compile=False)
@@ -236,7 +235,7 @@ class Int8Forward:
     engine, precision, label = "openvino", "int8", "OpenVINO int8 (NNCF)"
 
     def __init__(self, path: str | os.PathLike):
-        from core.serve.export import OpenVINORunner
+        from core.serve.export import OpenVINORunner  # lazy: loads TensorFlow and OpenVINO
 
         self.runner = OpenVINORunner(path)
 
@@ -266,7 +265,6 @@ def load_model_predictor(path: str | os.PathLike, classes: Sequence[str] | None 
 
 def load_imagenet(backbone: str, weights: Any = "imagenet") -> Predictor:
     """A registry backbone with its ImageNet top; class names decoded offline."""
-    from core.nets.backbones import imagenet_classes, load_classifier, resolve
 
     spec = resolve(backbone)
     try:

@@ -16,6 +16,7 @@ from core.train import registry
 from core.train.evaluation import evaluate, summarize
 from core.train.loop import Context, FitResult, NullReporter, Recording, Reporter, load_dataset
 from core.train.strategies import StrategyConfig
+from core.train.distribute import get_strategy
 
 
 def fit(cfg: StrategyConfig, reporter: Reporter | None = None, *, run_dir: Path | None = None,
@@ -27,7 +28,6 @@ def fit(cfg: StrategyConfig, reporter: Reporter | None = None, *, run_dir: Path 
     """
     import keras
 
-    from core.train.distribute import get_strategy
 
     strategy = registry.get(cfg.strategy)  # configs were checked when made (registry.make_config)
     keras.utils.set_random_seed(cfg.seed)  # head init, dropout and shuffling repeat for one seed

@@ -30,7 +30,11 @@ from dataclasses import asdict, dataclass, field, replace
 import numpy as np
 
 from core.data.dataset import Dataset, subset
-from core.train.strategies import Augment
+from core.train.strategies import Augment, augmentation
+from core.features.neighbours import l2_normalise
+from core.nets.backbones import list_backbones, weights_location
+from core.nets.loaded import loaded_backbone
+from core.train import pixels as pixel_baseline
 
 SAMPLE_PER_CLASS = 100
 FEATURE_SAMPLE = 120  # images for the feature-space checks (each goes through the backbone 1 + 6 times)
@@ -76,7 +80,6 @@ def _halves(y: np.ndarray, seed: int):
 def _tells_flipped(pixels: np.ndarray, y: np.ndarray, direction: str, seed: int) -> tuple[float, float]:
     """Two-fold accuracy of a pixel probe telling flipped copies from originals (an image
     and its copy stay in one fold), and its standard error."""
-    from core.train import pixels as pixel_baseline
 
     right = []
     for a, b in _halves(y, seed):
@@ -92,7 +95,6 @@ def _tells_flipped(pixels: np.ndarray, y: np.ndarray, direction: str, seed: int)
 def flip_checks(pixels: np.ndarray, y: np.ndarray, seed: int = 0) -> list[FlipCheck]:
     """For each direction: does a class probe trained on originals still classify flipped
     copies (class kept), and can a probe tell flipped copies from originals (looks like data)?"""
-    from core.train import pixels as pixel_baseline
 
     y = np.asarray(y)
     counts = np.bincount(y)
@@ -152,15 +154,12 @@ def _fit_probe(X: np.ndarray, y: np.ndarray):
 
 
 def _unit(X: np.ndarray) -> np.ndarray:
-    from core.features.neighbours import l2_normalise
-
     return l2_normalise(np.asarray(X, np.float32))
 
 
 def transformed(pixels: np.ndarray, name: str, aug: Augment, seed: int, batch: int = 32) -> np.ndarray:
     """Copies of ``pixels`` under one flip or one random transformation at ``aug``'s strength (and
     its fill, resolved), drawn with ``seed``: what training would show the network."""
-    from core.train.strategies import augmentation
 
     if name in ("horizontal", "vertical"):
         return _flip(pixels, name)
@@ -335,7 +334,6 @@ def resolve_augment(aug: Augment, ds: Dataset, seed: int = 0, per_class: int = S
     """``decide`` on a seeded sample of the training split of ``ds`` (decoded at 32 px), with the
     features of ``backbone`` (a loaded ``core.nets.backbones.Backbone``; None: the first backbone
     with ImageNet weights on this machine, if any) on a smaller sample at its input size."""
-    from core.train import pixels as pixel_baseline
 
     if not aug.enabled or (aug.flip != "auto" and aug.fill != "auto"):
         return AugmentDecision(aug, [], {}, 0, ["Augmentation as chosen."])
@@ -349,7 +347,6 @@ def feature_view(ds: Dataset, backbone, seed: int = 0, per_class: int = SAMPLE_P
     """``decide``'s ``seen``: a seeded sample of the training split (at most ``FEATURE_SAMPLE`` images,
     ``FEATURE_MIN_PER_CLASS`` a class at least) decoded at ``backbone``'s input size, its labels, and
     the backbone's pooled features on the engine; None without a backbone."""
-    from core.train import pixels as pixel_baseline
 
     if backbone is None:
         return None
@@ -362,8 +359,6 @@ def feature_view(ds: Dataset, backbone, seed: int = 0, per_class: int = SAMPLE_P
 def _default_backbone():
     """The first backbone with ImageNet weights on this machine (loaded once per process), or None:
     a run without a backbone of its own (from scratch) still judges flips on features that know photos."""
-    from core.nets.backbones import list_backbones, weights_location
-    from core.nets.loaded import loaded_backbone
 
     local = [s.name for s in list_backbones() if weights_location(s) is not None]
     if not local:

@@ -27,6 +27,7 @@ import pandas as pd
 
 from core.data.dataset import Dataset, stratified_split
 from core.errors import ConfigError, DatasetError
+from core.train.strategies import StrategyConfig
 
 SCHEMES = {"kfold": "k-fold (each photo validated once)", "repeated": "repeated stratified splits"}
 FOLD_GROUP_KEY = "fold_group"  # config key shared by the k runs of one repeated-splits launch
@@ -172,7 +173,6 @@ def fold_configs(configs: Iterable[dict], folds: int, *, scheme: str = "kfold", 
     ``seed``: the split seed (default: each config's own seed). The configs were checked when made
     (``core.train.registry.make_config``); the fold fields are checked here.
     """
-    from core.train.strategies import StrategyConfig
 
     configs = list(configs)
     if folds < 2:

@@ -25,13 +25,19 @@ from typing import Any, Callable
 import numpy as np
 
 from core import layout
-from core.errors import TransferLabError
+from core.errors import Cancelled, TransferLabError
+from core.data.pipeline import image_dataset, parallel_calls, pixel_batches, without_autotune
+from core.features.cache import extract_features
+from core.nets import engine
+from core.nets.engine import is_reference
+from core.nets.forward import pooling_layer
+from core.train.evaluation import head_probabilities
+from core.train.loop import compile_model, fit_phase, targets
 
 
 def engine_enabled(fwd) -> bool:
     """Whether a frozen forward runs on another engine than TensorFlow (else the fused Keras graph
     of the strategy is as fast, and the run keeps its plain path)."""
-    from core.nets.engine import is_reference
 
     return not is_reference(fwd.engine)
 
@@ -49,7 +55,6 @@ def augmented_batches(forward: Callable[[np.ndarray], np.ndarray], paths, target
     """
     import tensorflow as tf
 
-    from core.data.pipeline import image_dataset, parallel_calls, without_autotune
 
     pixels = image_dataset(list(paths), np.asarray(targets), size, batch_size, shuffle=shuffle, seed=seed,
                            keep_decoded=True)
@@ -79,9 +84,6 @@ def fit_frozen_head(ctx, bb, head, aug, saved_model):
     engine's pooled features of augmented images; validation reads the cached features.
     ``saved_model`` (the pixel model around ``head``) is what checkpoints hold. Returns the
     validation probabilities (``head_probabilities``)."""
-    from core.features.cache import extract_features
-    from core.train.evaluation import head_probabilities
-    from core.train.loop import compile_model, fit_phase, targets
 
     cfg, k = ctx.cfg, ctx.k
     fwd = bb.frozen_forward(cfg.pooling)
@@ -162,7 +164,7 @@ def split_at(bb, start: int | None = None) -> Cut:
     through). Layers between that place and ``start`` stay frozen: they only move to the suffix."""
     import keras
 
-    from core.nets.layers import InferenceModel
+    from core.nets.layers import InferenceModel  # lazy: starts TensorFlow
 
     base = bb.base
     layers = base.layers
@@ -185,7 +187,6 @@ def prefix_forward(bb, cut: Cut):
     """The frozen prefix as an engine batch function (parity-guarded like any frozen network)."""
     import tensorflow as tf
 
-    from core.nets import engine
 
     model = cut.prefix
 
@@ -204,8 +205,6 @@ class CutCache:
 
     def __init__(self, forward, paths, size: int, shape: tuple[int, ...], batch_size: int = 32,
                  should_stop: Callable[[], bool] | None = None):
-        from core.data.pipeline import pixel_batches
-        from core.errors import Cancelled
 
         self.folder = layout.cache("cut_cache") / f"{time.time_ns()}"
         self.folder.mkdir(parents=True)
@@ -243,9 +242,6 @@ def fit_fine_tune_from_cut(ctx, bb, head, aug, saved_model, phase: str, epochs: 
     probabilities from the cached activations (``head_probabilities``)."""
     import keras
 
-    from core.nets.forward import pooling_layer
-    from core.train.evaluation import head_probabilities
-    from core.train.loop import compile_model, fit_phase, targets
 
     cfg, k = ctx.cfg, ctx.k
     cut = split_at(bb)

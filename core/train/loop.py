@@ -17,7 +17,10 @@ import pandas as pd
 
 from core.data.dataset import Dataset, check_trainable, scan_folder, subset
 from core.train import precision
+from core.train.folds import fold_dataset
 from core.train.strategies import StrategyConfig, make_optimizer, output_spec
+from core.data.pipeline import image_dataset
+from core.nets import backbones
 
 
 class Reporter(Protocol):
@@ -58,8 +61,6 @@ def load_dataset(cfg: StrategyConfig, progress=None) -> Dataset:
     if cfg.limit_per_class:
         ds = subset(ds, cfg.limit_per_class, cfg.seed)
     if cfg.folds >= 2:  # one fold of a repeated-splits launch: train + validation pooled and split again
-        from core.train.folds import fold_dataset
-
         ds = fold_dataset(ds, cfg.folds, cfg.fold, cfg.fold_seed, cfg.fold_scheme, cfg.val_fraction)
     check_trainable(ds)
     return ds
@@ -91,7 +92,7 @@ def _callbacks(cfg: StrategyConfig, reporter: Reporter, phase: str, epoch_offset
                checkpoint: Path | None, tb_dir: Path | None, baseline=None, saved=None):
     import keras
 
-    from core.train.callbacks import BestWeights, ProgressCallback
+    from core.train.callbacks import BestWeights, ProgressCallback  # lazy: starts TensorFlow
 
     progress = ProgressCallback(reporter, phase, epoch_offset, n_train, cfg.batch_size)
     best = BestWeights(checkpoint, baseline, saved)
@@ -122,7 +123,6 @@ def fit_phase(model, cfg, reporter, phase, train, val, epochs, epoch_offset, n_t
 
 def image_data(cfg, ds, size, split, shuffle):
     """The decoded image pipeline of one split, with its labels."""
-    from core.data.pipeline import image_dataset
 
     labels = ds.labels(split)
     data = image_dataset(ds.paths(split), targets(labels, ds.num_classes), size, cfg.batch_size,
@@ -191,8 +191,6 @@ class Context:
                                        self.weights_for(y), self.ckpt, self.tb, self.cfg.restore_best, baseline)
 
     def backbone(self):
-        from core.nets import backbones
-
         self.rec.on_progress({"phase": "load", "message": f"Loading {self.cfg.backbone}"})
         bb = backbones.load_backbone(self.cfg.backbone, self.cfg.weights_arg, self.cfg.input_size or None,
                                      self.cfg.seed)

@@ -12,18 +12,21 @@ import time
 
 import numpy as np
 
-from core.train import frozen
+from core.train import frozen, pixels
 from core.train.evaluation import head_probabilities, to_probabilities
 from core.train.loop import Context, compile_model, fit_phase, targets
 from core.train.strategies import (
     augmentation, build_head, build_scratch_model, build_transfer_model, unfreeze_top,
 )
+from core.errors import Cancelled
+from core.nets.blocks import truncate
+from core.features.cache import ExtractProgress, extract_features
+from core.train.flips import resolve_augment
+from core.train.strategies import cosine_schedule, scratch_input_size
 
 
 def _features(ctx: Context, bb):
     """Cached features of both splits, or None when the user cancelled the extraction."""
-    from core.errors import Cancelled
-    from core.features.cache import ExtractProgress, extract_features
 
     cfg, reporter, out = ctx.cfg, ctx.rec, {}
     bb.base.trainable = False  # the features come from the frozen base; its weights are not trained
@@ -53,7 +56,7 @@ def fit_linear_probe(ctx: Context):
     """Logistic regression (scikit-learn) on cached features, copied into a Keras head."""
     from sklearn.linear_model import LogisticRegression
 
-    from core.train.callbacks import save_model_atomic
+    from core.train.callbacks import save_model_atomic  # lazy: starts TensorFlow
 
     cfg, k = ctx.cfg, ctx.k
     bb = ctx.backbone()
@@ -104,8 +107,6 @@ def fit_feature_extraction(ctx: Context):
     (``cfg.feature_layer``, see ``core.nets.blocks``)."""
     bb = ctx.backbone()
     if ctx.cfg.feature_layer:
-        from core.nets.blocks import truncate
-
         bb = truncate(bb, ctx.cfg.feature_layer)
         ctx.extra["feature_layer"] = ctx.cfg.feature_layer
     feats = _features(ctx, bb)
@@ -170,7 +171,6 @@ def resolved_augmentation(ctx: Context, backbone=None):
     """The config's augmentation block with its "auto" flip and fill measured on this dataset
     (``core.train.flips``, on ``backbone``'s features; None: a local ImageNet backbone's); the
     decision and its reasons land in the run's metrics."""
-    from core.train.flips import resolve_augment
 
     cfg = ctx.cfg
     if cfg.augment.enabled and "auto" in (cfg.augment.flip, cfg.augment.fill):
@@ -186,7 +186,6 @@ def fit_scratch(ctx: Context):
     alone can teach. Input size 0: from the images' sizes (``scratch_input_size``)."""
     import math
 
-    from core.train.strategies import cosine_schedule, scratch_input_size
 
     cfg = ctx.cfg
     train = ctx.ds.split("train")
@@ -202,8 +201,7 @@ def fit_scratch(ctx: Context):
 def fit_pixel_baseline(ctx: Context):
     """Logistic regression on downscaled, standardised raw pixels (``core.train.pixels``),
     held in a Keras model like every strategy's: seconds, and the floor transfer must beat."""
-    from core.train import pixels
-    from core.train.callbacks import save_model_atomic
+    from core.train.callbacks import save_model_atomic  # lazy: starts TensorFlow
 
     start = time.perf_counter()
     data = {}

@@ -22,6 +22,7 @@ import numpy as np
 
 from core.data.images import load_rgb
 from core.errors import BadImage
+from core.train.strategies import output_spec
 
 BASE = 32
 FACTORS = (2, 4)  # 16 and 8 px: a linear model on more pixels only overfits slower
@@ -168,7 +169,6 @@ def to_keras(pb: PixelBaseline, num_classes: int):
     """Pixels (``BASE`` px, 0..255) -> block means -> standardise -> linear -> probabilities."""
     import keras
 
-    from core.train.strategies import output_spec
 
     units, activation, _ = output_spec(num_classes)
     coef = pb.coef

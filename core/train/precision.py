@@ -161,7 +161,7 @@ def _float32_only(layer) -> bool:
     preprocessing and the augmentation (geometry on 0..255 pixels; some image ops have no bf16 kernel)."""
     import keras
 
-    from core.nets.layers import ChannelAffine
+    from core.nets.layers import ChannelAffine  # lazy: starts TensorFlow
 
     if layer.name == "head_output" or isinstance(layer, (keras.layers.InputLayer, ChannelAffine)):
         return True

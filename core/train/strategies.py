@@ -208,7 +208,7 @@ def build_scratch_model(size: int, num_classes: int, filters, units: int, dropou
     inside the model."""
     import keras
 
-    from core.nets.layers import ChannelAffine
+    from core.nets.layers import ChannelAffine  # lazy: starts TensorFlow
 
     def conv_bn_relu(x, f, name, strides=1):
         x = keras.layers.Conv2D(f, 3, strides=strides, padding="same", use_bias=False, name=f"{name}_conv")(x)
