@@ -1,6 +1,8 @@
 """The advisor panel the Dataset and Strategies pages share: one button, one answer per
 (dataset, backbone) kept for the session, the measured 2x2 table and its reasons."""
 
+import math
+
 import plotly.graph_objects as go
 import streamlit as st
 
@@ -91,8 +93,10 @@ def budget_figure(budget: dict, where: str = "") -> go.Figure:
                      arrayminus=[a - lo for a, lo in zip(pts["accuracy"], pts["ci_low"])], color="#4c78a8"),
         name="measured (mean of seeds, 95% CI)",
         hovertemplate="%{x:,.0f} photos a class: %{y:.1%}<extra>measured</extra>"))
-    fig.add_vline(x=budget["now_per_class"], line=dict(color="#9aa5b1", dash="dot"),
-                  annotation_text="today", annotation_position="top left")
+    fig.add_vline(x=budget["now_per_class"], line=dict(color="#9aa5b1", dash="dot"))
+    # an annotation on a log axis takes log10 coordinates (add_vline's own label would land at 10^x)
+    fig.add_annotation(x=math.log10(budget["now_per_class"]), y=1, yref="paper", text="today", showarrow=False,
+                       xanchor="right", yanchor="bottom", font=dict(color="#52606d"))
     fig.update_layout(height=380, margin=dict(l=10, r=10, t=40, b=40),
                       title="Probe accuracy by photos a class" + (f" ({where})" if where else ""),
                       xaxis=dict(type="log", title="photos a class (log scale)"),

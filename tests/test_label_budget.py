@@ -180,3 +180,16 @@ def test_fitted_on_half_the_data_it_predicts_the_full_data_probe_within_2_points
               f"(95% band {check['band'][0]:.2%}-{check['band'][1]:.2%}), measured {check['measured']:.2%}")
         assert max(check["fitted_on"]) <= check["per_class"] / 2
         assert abs(check["predicted"] - check["measured"]) <= 0.02, name
+
+
+def test_the_chart_marks_today_where_the_curve_is_on_its_log_axis(rising):
+    """Plotly places annotations on a log axis in log10 units: "today" must sit at today's photos, or the
+    axis stretches to 10^(photos) and squeezes the curve into its first pixels (seen in a screenshot)."""
+    from app_pages.advice import budget_figure
+
+    summary = lb.summary(rising)
+    fig = budget_figure(summary)
+    [today] = [a for a in fig.layout.annotations if a.text == "today"]
+    assert today.x == pytest.approx(np.log10(summary["now_per_class"]))
+    xs = [x for trace in fig.data for x in trace.x]
+    assert max(xs) <= lb.EXTEND * summary["now_per_class"] * 1.001 and fig.layout.xaxis.type == "log"
