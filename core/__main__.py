@@ -74,7 +74,6 @@ def _folds_arg(text: str) -> str | int:
 
 def train_runs(args) -> list[dict]:
     """The configs ``train`` queues: one, or with ``--folds K`` one per fold under one fold group."""
-
     cfg = train_config(args)
     k = fold_count(args, cfg)
     if k < 2:
@@ -109,7 +108,6 @@ def _train(args) -> int:
 def _train_folds(args, configs: list[dict]) -> int:
     """Create the k fold runs; queue them (``--background``) or run them one after another here, then
     print each fold's accuracy and their mean ± spread."""
-
     store = RunStore()
     runs = [store.create(cfg, name=plans.run_name(cfg)) for cfg in configs]
     group = configs[0][folds.FOLD_GROUP_KEY]
@@ -176,7 +174,6 @@ def _show(args) -> int:
 
 def _fold_lines(run) -> list[str]:
     """For a fold run: which fold of which group, and the group's mean ± spread so far."""
-
     group = folds.valid_group(run.config.get(folds.FOLD_GROUP_KEY))
     label = folds.fold_label(run.config)
     if not group or not label:
@@ -206,7 +203,6 @@ def _backbones(args) -> int:
 def _extract(args) -> int:
     """Extract and cache the features of every split, with a progress line; the last line gives
     the images extracted, the seconds, the images/s and the engine with its precision."""
-
     with settings.engine_chosen(args.engine):  # this command's choice, not the environment's
         return _extract_on_engine(args)
 
@@ -272,7 +268,6 @@ def _advise(args) -> int:
 
 def _predict(args) -> int:
     """Classify files and folders with a run; the CSV's flags are empty for a run without calibration."""
-
     outcome = predict.predict(inference.load_run(RunStore().get(args.run)), args.paths)
     predict.write_csv(outcome.rows, args.out)
     for name, reason in outcome.errors:

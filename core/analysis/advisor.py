@@ -88,7 +88,6 @@ class Advice:
         """The ``python -m core train`` options that start the advised run: every setting the advice
         sets (strategy, backbone, feature layer, layers to unfreeze, and, for a strategy that augments,
         the measured flip, fill and transformations)."""
-
         args = ["--strategy", self.strategy]
         if registry.uses_backbone(self.strategy) and self.backbone:
             args += ["--backbone", self.backbone]
@@ -156,7 +155,6 @@ def ahead(measured: dict, a: str, b: str, n: int) -> bool:
     right and the other wrong, so it resolves the leads a sample can resolve and no more. A figure
     without its image-by-image record (the scratch trial scores other images) falls back to the
     lead against 1.96 standard errors of ``b``."""
-
     first, second = _correct(measured, a), _correct(measured, b)
     if first is not None and second is not None and first.shape == second.shape and len(first):
         test = verdicts.paired(first, second)
@@ -267,7 +265,6 @@ class _Steps:
 
 def _probe(X, y, seed: int) -> tuple[float, np.ndarray]:
     """Cross-validated probe accuracy and, per sampled image, whether the probe got it right."""
-
     with _one_thread():
         correct = probe_cv_correct(np.asarray(X), y, seed=seed)[0]
     return float(correct.mean()), correct
@@ -410,7 +407,6 @@ def _scratch_may_win(measured: dict, n: int, size: str, per_class: int) -> bool:
 
 def other_backbones(backbone: str) -> list[str]:
     """The backbones, besides ``backbone``, whose ImageNet weights are on this machine."""
-
     return [name for name, weights in default_entries() if weights == "imagenet" and name != backbone]
 
 
@@ -550,7 +546,6 @@ def _label_budget(X, y, ds: Dataset, counts: dict, seed: int, should_stop) -> di
     learning curve cross-fitted on the sample (only the sizes the law is fitted to, 2 seeds: 42 probes on at
     most 40 photos a class, about a second for two classes), extrapolated to the dataset's photos a class.
     A sample too small for a curve gets the reason instead."""
-
     try:
         with _one_thread():
             return label_budget.summary(label_budget.budget(
@@ -565,7 +560,6 @@ def _candidate_verdicts(candidates: list[dict]) -> None:
     sampled images (the probes, the pixel baseline) get McNemar's exact test, Holm-adjusted over the
     comparisons; the from-scratch trial, judged on other images, gets its interval only. ``best``: a
     resolved leader, or the quickest (predicted time on all images) of those within noise of it."""
-
     lengths = {len(c["_correct"]) for c in candidates if c.get("_correct") is not None}
     entries = [verdicts.Entry(c["candidate"], c.get("_correct") if len(lengths) == 1 else None,
                               float(np.mean(c["_correct"])) if c.get("_correct") is not None else c["accuracy"],

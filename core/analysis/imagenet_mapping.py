@@ -136,5 +136,4 @@ def default_mapping(classes: Sequence[str], names: Sequence[str]) -> dict[str, l
 
 def imagenet_names(backbone: str | None = None) -> list[str]:
     """The 1,000 ImageNet class names (offline: the weights folder's names file or Keras' index)."""
-
     return imagenet_classes(resolve(backbone) if backbone else None)

@@ -454,7 +454,6 @@ def dataset_budget(ds, backbone: str, weights="imagenet", progress=None, should_
     """The budget of a scanned dataset on ``backbone``'s pooled features from the feature cache (extracted
     once, shared with separability and the analyses): train split for the curve, validation split to score
     it (cross-fitted on the train split when validation has under ``MIN_VALIDATION`` photos). Returns ``summary``."""
-
     y_train = ds.labels("train") if ds.split("train") else []
     check_enough(np.asarray(y_train, np.int64), list(ds.classes))  # refuse before any extraction
     feats = dataset_features(ds, backbone, weights, progress, should_stop)

@@ -79,7 +79,6 @@ def _pooled_head(net: Any) -> tuple[np.ndarray, np.ndarray] | None:
 def imagenet_head(backbone: str, weights: Any = "imagenet") -> tuple[np.ndarray, np.ndarray] | None:
     """The backbone's ImageNet top as ``(W, b)`` on average-pooled features, or None when
     its top is something else (VGG's dense layers): then the full classifier runs on the photos."""
-
     spec = resolve(backbone)
     if not spec.has_top:
         raise LabelingError(f"{spec.display_name} has no ImageNet classification top: use few-shot labelling.")

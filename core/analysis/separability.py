@@ -101,7 +101,6 @@ def separability(X: np.ndarray, y: np.ndarray, seed: int = 0, folds: int = PROBE
 def default_entries() -> list[tuple[str, Any]]:
     """Every backbone whose ImageNet weights are on this machine, then the first one with
     random weights (the baseline that shows what the pretraining is worth)."""
-
     local = [s.name for s in list_backbones() if weights_location(s) is not None]
     entries: list[tuple[str, Any]] = [(name, "imagenet") for name in local]
     if local:
@@ -112,7 +111,6 @@ def default_entries() -> list[tuple[str, Any]]:
 def _benchmark(name: str) -> float | None:
     """Images/s from the backbone speed benchmark (``core.analysis.speed``) when it was measured
     here, on the engine the app's forward passes use now."""
-
     try:
         result = speed.read(name)
     except TransferLabError:
@@ -188,7 +186,6 @@ def _add_verdicts(rows: list[dict]) -> None:
     """95% Wilson intervals of both accuracies, and the 5-NN accuracy of each backbone against the
     leader's on the same photos (McNemar exact, Holm over the pairs): ``resolved``, ``verdict`` and
     ``best`` (a resolved leader, or the fastest of those within noise of it)."""
-
     for row in rows:
         for figure, prefix in (("knn_correct", "knn"), ("probe_correct", "probe")):
             correct = row.pop(figure, None)

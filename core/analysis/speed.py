@@ -102,7 +102,6 @@ def _engine_choices() -> tuple[list, str]:
     """The engines to time beside the reference (TensorFlow), whatever engine the app is set to: for
     each other backend of the engine table, the precision it picks here and each slower one it has
     (OpenVINO: bf16 where the CPU has it, and f32); none, and why, where none can run here."""
-
     choices, reasons = [], []
     for b in engine.backends():
         if b.reference:
@@ -204,7 +203,6 @@ def read_all() -> list[SpeedResult]:
 
 def latest_by_backbone() -> dict[str, SpeedResult]:
     """For each backbone, its newest measurement at the size it is used at by default."""
-
     default = {s.name: s.default_size for s in list_backbones()}
     out: dict[str, SpeedResult] = {}
     for r in read_all():
@@ -251,7 +249,6 @@ def backbone_table():
 def chart_column(table) -> str:
     """The images/s column of ``backbone_table()`` a chart of one speed per backbone shows: the
     engine the app runs now where it was measured, else TensorFlow's."""
-
     try:
         column = rate_column(engine.choose().label)
     except EngineError:  # a misconfigured engine: the sidebar says so
@@ -278,7 +275,6 @@ class ExtractionEstimate:
 
 def _decode_seconds(sample, size: int) -> float:
     """Mean seconds to decode and resize one of ``sample`` (paths) as extraction does."""
-
     times = []
     for path in list(sample)[:8]:
         start = time.perf_counter()

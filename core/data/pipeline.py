@@ -90,7 +90,6 @@ def without_autotune(ds):
 
 def parallel_calls() -> int:
     """Map parallelism: one call per usable core (what the autotuner settled on here)."""
-
     return max(1, usable_cores())
 
 

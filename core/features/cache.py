@@ -77,7 +77,6 @@ def network_id(backbone: str, weights_id: str) -> str:
 def engine_label(backbone: str, weights_id: str, size: int, pooling: str) -> str:
     """``openvino bf16`` or ``tensorflow f32``: the engine this network's rows come from here (the
     chosen one, unless the parity guard refused it for this network)."""
-
     return engine.effective(network_id(backbone, weights_id), size, pooling).label
 
 

@@ -442,7 +442,6 @@ class Backbone:
         """The engine's batch function for ``pooling`` (``core.nets.engine.FrozenForward``): OpenVINO
         or TensorFlow as ``TRANSFER_LAB_ENGINE`` and the parity guard decide, numpy out. One per
         pooling and engine; ``forward(pooling)`` stays its TensorFlow reference."""
-
         choice = engine.choose()
         key = ("engine", pooling, choice)
         if key not in self._forwards:

@@ -190,7 +190,6 @@ class RunActor:
     def _record_exit(self, run, pid: int, code: int) -> None:
         """A worker that died without its verdict: the run fails with how; the next pump
         (the dashboard's refresh, the command line) starts the next run, as for a local worker."""
-
         with run.status_update() as status:
             if status["state"] != "running" or status.get("pid") not in (None, pid):
                 return  # the worker recorded its verdict (done, cancelled, failed)

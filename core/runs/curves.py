@@ -171,7 +171,6 @@ def augmentation_summary(metrics: dict) -> str:
 
 def _allowed(check: dict) -> bool:
     """The stored verdict, or the rule's for runs stored before the decision kept it."""
-
     if "allowed" in check:
         return bool(check["allowed"])
     return FlipCheck(**check).allowed

@@ -81,7 +81,6 @@ def uncertainty_lines(metrics: dict | None) -> list[str]:
     """A finished run's figures with their 95% intervals and the method of each, for ``show``:
     accuracy (Wilson) and macro F1, balanced accuracy (bootstrap within classes) and the worst
     class's recall, and whether the classes were weighted."""
-
     m = metrics or {}
     acc, n = as_number(m.get("val_accuracy")), int(as_number(m.get("val_images")) or 0)
     if acc is None:

@@ -91,7 +91,6 @@ def progress_summary(progress: dict, state: str = "running") -> tuple[float | No
 
 def run_summary(run) -> list[str]:
     """A run in a few lines for a terminal: what it is, how it stands, what it reached, where it is."""
-
     row = run_row(run)
     state = row["state"] + (f" ({row['reason']})" if row.get("reason") else "")
     lines = [f"{row['name']}  [{run.id}]", f"state:     {state}",

@@ -77,7 +77,6 @@ def _assess(run: Run, cfg, result) -> dict:
     """The post-fit step: calibration, the "not sure" threshold and the training data's feature
     statistics, from the run's validation predictions and its saved model (``core.serve.trust``).
     Returns the figures for the run's metrics; a failure leaves the run uncalibrated, not failed."""
-
     run.write_progress({"phase": "calibrate", "message": "Calibrating the confidence; features of the training "
                         "photos for the unlike-data check"}, force=True)
     start = time.perf_counter()

@@ -489,7 +489,6 @@ def run_int8_data(run, validation: int = 500) -> Int8Data | None:
     """A run's photos for the int8 export: up to ``quantize.CALIBRATION_PHOTOS`` training photos (seeded)
     to calibrate on, and up to ``validation`` of its validation photos (both classes mixed) with their
     labels to measure on; None when the run's predictions or dataset cannot be read."""
-
     frame = run.predictions()
     classes = (run.metrics() or {}).get("classes")
     if frame is None or not {"path", "true"} <= set(frame.columns) or not isinstance(classes, list):

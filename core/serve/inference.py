@@ -100,7 +100,6 @@ class Predictor:
     def _network_id(self) -> str:
         """The weights this predictor runs: a run's model file digest, or the backbone and its
         ImageNet weights file digest."""
-
         if self.kind != "imagenet":
             return f"model|{file_id(Path(self.source))}"
         spec = backbones.get_spec(self.source)
@@ -265,7 +264,6 @@ def load_model_predictor(path: str | os.PathLike, classes: Sequence[str] | None 
 
 def load_imagenet(backbone: str, weights: Any = "imagenet") -> Predictor:
     """A registry backbone with its ImageNet top; class names decoded offline."""
-
     spec = resolve(backbone)
     try:
         classes = imagenet_classes(spec)

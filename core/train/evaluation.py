@@ -31,7 +31,6 @@ def head_probabilities(head, X: np.ndarray, y: np.ndarray, paths: list[str], val
 
 def predict_files(model, paths: list[str], size: int, num_classes: int, batch_size: int = 32) -> np.ndarray:
     """Class probabilities for image files through a pixels-in model (the inference path)."""
-
     data = image_dataset(paths, None, size, batch_size).map(lambda x, _: x)
     return to_probabilities(model.predict(data, verbose=0), num_classes)
 

@@ -80,7 +80,6 @@ def _halves(y: np.ndarray, seed: int):
 def _tells_flipped(pixels: np.ndarray, y: np.ndarray, direction: str, seed: int) -> tuple[float, float]:
     """Two-fold accuracy of a pixel probe telling flipped copies from originals (an image
     and its copy stay in one fold), and its standard error."""
-
     right = []
     for a, b in _halves(y, seed):
         both = np.concatenate([pixels[a], _flip(pixels[a], direction)])
@@ -95,7 +94,6 @@ def _tells_flipped(pixels: np.ndarray, y: np.ndarray, direction: str, seed: int)
 def flip_checks(pixels: np.ndarray, y: np.ndarray, seed: int = 0) -> list[FlipCheck]:
     """For each direction: does a class probe trained on originals still classify flipped
     copies (class kept), and can a probe tell flipped copies from originals (looks like data)?"""
-
     y = np.asarray(y)
     counts = np.bincount(y)
     if len(counts[counts > 0]) < 2 or counts[counts > 0].min() < 2:
@@ -160,7 +158,6 @@ def _unit(X: np.ndarray) -> np.ndarray:
 def transformed(pixels: np.ndarray, name: str, aug: Augment, seed: int, batch: int = 32) -> np.ndarray:
     """Copies of ``pixels`` under one flip or one random transformation at ``aug``'s strength (and
     its fill, resolved), drawn with ``seed``: what training would show the network."""
-
     if name in ("horizontal", "vertical"):
         return _flip(pixels, name)
     one = replace(aug, enabled=True, flip="", fill="reflect" if aug.fill == "auto" else aug.fill,
@@ -347,7 +344,6 @@ def feature_view(ds: Dataset, backbone, seed: int = 0, per_class: int = SAMPLE_P
     """``decide``'s ``seen``: a seeded sample of the training split (at most ``FEATURE_SAMPLE`` images,
     ``FEATURE_MIN_PER_CLASS`` a class at least) decoded at ``backbone``'s input size, its labels, and
     the backbone's pooled features on the engine; None without a backbone."""
-
     if backbone is None:
         return None
     few = subset(ds, min(per_class, max(FEATURE_MIN_PER_CLASS, FEATURE_SAMPLE // max(ds.num_classes, 1))),
@@ -359,7 +355,6 @@ def feature_view(ds: Dataset, backbone, seed: int = 0, per_class: int = SAMPLE_P
 def _default_backbone():
     """The first backbone with ImageNet weights on this machine (loaded once per process), or None:
     a run without a backbone of its own (from scratch) still judges flips on features that know photos."""
-
     local = [s.name for s in list_backbones() if weights_location(s) is not None]
     if not local:
         return None

@@ -38,7 +38,6 @@ from core.train.loop import compile_model, fit_phase, targets
 def engine_enabled(fwd) -> bool:
     """Whether a frozen forward runs on another engine than TensorFlow (else the fused Keras graph
     of the strategy is as fast, and the run keeps its plain path)."""
-
     return not is_reference(fwd.engine)
 
 
@@ -84,7 +83,6 @@ def fit_frozen_head(ctx, bb, head, aug, saved_model):
     engine's pooled features of augmented images; validation reads the cached features.
     ``saved_model`` (the pixel model around ``head``) is what checkpoints hold. Returns the
     validation probabilities (``head_probabilities``)."""
-
     cfg, k = ctx.cfg, ctx.k
     fwd = bb.frozen_forward(cfg.pooling)
     y = ctx.ds.labels("train")

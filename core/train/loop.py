@@ -123,7 +123,6 @@ def fit_phase(model, cfg, reporter, phase, train, val, epochs, epoch_offset, n_t
 
 def image_data(cfg, ds, size, split, shuffle):
     """The decoded image pipeline of one split, with its labels."""
-
     labels = ds.labels(split)
     data = image_dataset(ds.paths(split), targets(labels, ds.num_classes), size, cfg.batch_size,
                          shuffle=shuffle, seed=cfg.seed, keep_decoded=True)

@@ -27,7 +27,6 @@ from core.train.strategies import cosine_schedule, scratch_input_size
 
 def _features(ctx: Context, bb):
     """Cached features of both splits, or None when the user cancelled the extraction."""
-
     cfg, reporter, out = ctx.cfg, ctx.rec, {}
     bb.base.trainable = False  # the features come from the frozen base; its weights are not trained
     try:
@@ -171,7 +170,6 @@ def resolved_augmentation(ctx: Context, backbone=None):
     """The config's augmentation block with its "auto" flip and fill measured on this dataset
     (``core.train.flips``, on ``backbone``'s features; None: a local ImageNet backbone's); the
     decision and its reasons land in the run's metrics."""
-
     cfg = ctx.cfg
     if cfg.augment.enabled and "auto" in (cfg.augment.flip, cfg.augment.fill):
         ctx.rec.on_progress({"phase": "augment", "message": "Measuring which flips and fill fit the data"})
