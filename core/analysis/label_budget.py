@@ -1,6 +1,6 @@
 """How many more labels pay: a learning curve on cached features, a law fitted to it, and its honest check.
 
-The curve: the separability probe (logistic regression, ``PROBE_C``, on L2-normalised features) trained on
+The curve: the separability probe (``core.features.probe``, on L2-normalised features) trained on
 stratified fractions of the training split, spaced by a factor sqrt(2) so the small end, where the curve
 bends, has most of the points; ``SEEDS`` seeded subsets each, scored on the same validation photos (or,
 without a validation split, cross-fitted over the training photos). Each point carries its 95% Wilson
@@ -39,7 +39,7 @@ import numpy as np
 import pandas as pd
 
 from core.features.neighbours import l2_normalise
-from core.analysis.separability import PROBE_C
+from core.features.probe import linear_probe
 from core.verdicts import wilson
 from core.errors import Cancelled, TransferLabError
 from core.features.dataset import dataset_features
@@ -94,9 +94,7 @@ def _subset(y: np.ndarray, fraction: float, rng: np.random.Generator) -> np.ndar
 
 
 def _probe_correct(X, y, Xv, yv) -> np.ndarray:
-    from sklearn.linear_model import LogisticRegression
-
-    return LogisticRegression(C=PROBE_C, max_iter=2000).fit(X, y).predict(Xv) == yv
+    return linear_probe().fit(X, y).predict(Xv) == yv
 
 
 def check_enough(y, names: list[str] | None = None) -> None:
@@ -123,7 +121,6 @@ def learning_curve(X, y, Xv=None, yv=None, *, fractions=FRACTIONS, seeds: int = 
     the training photos are cut into ``CROSS_FOLDS`` stratified folds, each scored by probes trained on
     fractions of the others, so every training photo is scored once per point and seed."""
     from sklearn.model_selection import StratifiedKFold
-
 
     X = l2_normalise(np.asarray(X, np.float32))
     y = np.asarray(y, np.int64)

@@ -27,10 +27,10 @@ from core.features.dataset import StageProgress, dataset_features
 from core import verdicts
 from core.analysis import speed
 from core.nets import engine
+from core.features.probe import linear_probe
 from core.nets.backbones import get_spec, list_backbones, weights_location
 
 PROBE_FOLDS = 5
-PROBE_C = 10.0
 SILHOUETTE_MAX = 4000  # silhouette on a seeded sample above this many photos (it is quadratic)
 
 
@@ -48,7 +48,6 @@ def probe_cv_accuracy(X: np.ndarray, y: np.ndarray, folds: int = PROBE_FOLDS, se
 def probe_cv_correct(X: np.ndarray, y: np.ndarray, folds: int = PROBE_FOLDS, seed: int = 0) -> tuple[np.ndarray, int]:
     """``(correct, folds)``: per photo, whether the cross-validated probe (trained on the folds
     without it) gets it right: what a paired test between two feature sets compares."""
-    from sklearn.linear_model import LogisticRegression
     from sklearn.model_selection import StratifiedKFold, cross_val_predict
 
     y = np.asarray(y, np.int64)
@@ -58,8 +57,7 @@ def probe_cv_correct(X: np.ndarray, y: np.ndarray, folds: int = PROBE_FOLDS, see
         raise SeparabilityError("Separability needs photos of at least two classes.")
     folds = int(max(2, min(folds, present.min())))
     cv = StratifiedKFold(folds, shuffle=True, random_state=seed)
-    probe = LogisticRegression(C=PROBE_C, max_iter=2000)
-    return cross_val_predict(probe, l2_normalise(X), y, cv=cv) == y, folds
+    return cross_val_predict(linear_probe(), l2_normalise(X), y, cv=cv) == y, folds
 
 
 def silhouette(X: np.ndarray, y: np.ndarray, seed: int = 0) -> float:

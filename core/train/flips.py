@@ -33,13 +33,13 @@ from core.data.dataset import Dataset, subset
 from core.train.strategies import Augment, augmentation
 from core.features.neighbours import l2_normalise
 from core.nets.backbones import list_backbones, weights_location
+from core.features.probe import linear_probe
 from core.nets.loaded import loaded_backbone
 from core.train import pixels as pixel_baseline
 
 SAMPLE_PER_CLASS = 100
 FEATURE_SAMPLE = 120  # images for the feature-space checks (each goes through the backbone 1 + 6 times)
 FEATURE_MIN_PER_CLASS = 20  # a probe trained on half the sample needs about 10 of each class (digits: 6 let a mirrored 2 pass)
-PROBE_C = 10.0  # the separability probe's regularisation (core.analysis.separability)
 TRANSFORMS = ("rotation", "zoom", "translation", "contrast")
 PLAIN_BORDER_STD = 12.0  # grey levels around the commonest border colour that count as that colour
 PLAIN_SHARE = 0.5  # a background when at least this share of the border pixels has one colour
@@ -146,9 +146,7 @@ class TransformCheck:
 
 
 def _fit_probe(X: np.ndarray, y: np.ndarray):
-    from sklearn.linear_model import LogisticRegression
-
-    return LogisticRegression(C=PROBE_C, max_iter=2000).fit(X, y)
+    return linear_probe().fit(X, y)
 
 
 def _unit(X: np.ndarray) -> np.ndarray:
