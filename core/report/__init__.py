@@ -49,4 +49,4 @@ def write_report(path, ds, runs, **options) -> str:
     return text
 
 
-__all__ = ["SECTIONS", "build_report", "write_report", "NOT_ASKED"]
+__all__ = ["SECTIONS", "build_report", "write_report", "NOT_ASKED", "on_dataset"]
