@@ -9,7 +9,7 @@ import streamlit as st
 from app_pages import common
 from core.analysis import advisor
 from core.errors import TransferLabError
-from core.nets.backbones import get_spec
+from core.nets import get_spec
 from core.train import registry
 
 USED = "tl_advice_used"  # set by "Use this advice": the panel then opens the Strategies page

@@ -4,14 +4,10 @@ measured on this machine), and inside one: its layers and what a layer "sees".""
 import plotly.graph_objects as go
 import streamlit as st
 
-from core.nets import explain
+from core.nets import engine, explain, get_spec, list_backbones, loaded_backbone, weights_location
 from core.analysis import speed
-from core.nets import engine
-from core.data import uploads
-from core.nets.backbones import get_spec, list_backbones, weights_location
-from core.nets.loaded import loaded_backbone
+from core.data import UPLOAD_TYPES, UPLOAD_TYPES_TEXT, load_rgb, uploads
 from core.errors import WeightsUnavailable
-from core.data.images import UPLOAD_TYPES, UPLOAD_TYPES_TEXT, load_rgb
 from app_pages import common
 
 RANDOM = "tl_random_weights"  # backbones the user chose to explore with random weights

@@ -9,14 +9,11 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from app_pages import common
-from core.serve import export
-from core.serve import inference
-from core.data import uploads
-from core.data.images import UPLOAD_TYPES, UPLOAD_TYPES_TEXT
-from core.nets.backbones import list_backbones, missing_weights_message, weights_location
+from core.serve import export, inference
+from core.data import UPLOAD_TYPES, UPLOAD_TYPES_TEXT, uploads
+from core.nets import list_backbones, missing_weights_message, weights_location
 from core.errors import TransferLabError
-from core.runs import display
-from core.runs.store import RunStore
+from core.runs import RunStore, display
 from core.train import plans, registry
 
 MAX_CARDS = 12  # photos drawn with chart and Grad-CAM; every photo is in the table

@@ -114,7 +114,7 @@ def current_backbone() -> str:
 def default_backbone() -> str:
     """``core.nets.backbones.DEFAULT_BACKBONE`` (the shipped offline weights) where it is installed,
     else the first backbone usable offline, else a small one that downloads quickly."""
-    from core.nets.backbones import default_backbone as default
+    from core.nets import default_backbone as default
 
     return default()
 
@@ -204,7 +204,7 @@ def checked_folder(path: str, recursive: bool = True) -> Path | None:
 
 def scan(root, name: str | None = None):
     """Scan ``root`` with a progress bar; keep the dataset in the session. None on error."""
-    from core.data.dataset import scan_folder
+    from core.data import scan_folder
 
     bar = st.progress(0.0, text="Looking for images…")
 
@@ -222,7 +222,7 @@ def scan(root, name: str | None = None):
 @st.cache_data(show_spinner=False, max_entries=4000)
 def thumbnail(path: str, size: int, mtime_ns: int) -> np.ndarray:
     """A cached thumbnail; ``mtime_ns`` is part of the key so an edited file is redrawn."""
-    from core.data.stats import thumbnail as make
+    from core.data import thumbnail as make
 
     return np.asarray(make(path, size))
 
@@ -264,7 +264,7 @@ def _server_settings_table() -> None:
 
 
 def _backbone_names() -> list[str]:
-    from core.nets.backbones import list_backbones
+    from core.nets import list_backbones
 
     return [s.name for s in list_backbones()]
 
@@ -285,7 +285,7 @@ def dataset_summary(slot) -> None:
 def sidebar():
     """The state every page shares: backbone, data directory and settings; returns the
     slot at the top where ``dataset_summary`` goes once the page has run."""
-    from core.nets.backbones import list_backbones, weights_location
+    from core.nets import list_backbones, weights_location
 
     with st.sidebar:
         slot = st.empty()
@@ -342,7 +342,7 @@ CLASSIFIER_PAGE = "app_pages/classifier.py"
 def _predictor(kind: str, key: str, weights: str | None, stamp: int, weights_dir: str, home: str):
     """Loaded and warmed up once per process; ``stamp`` (model file mtime) reloads a rewritten run."""
     from core.serve import inference
-    from core.runs.store import RunStore
+    from core.runs import RunStore
 
     if kind == "imagenet":
         predictor = inference.load_imagenet(key, weights=weights)
@@ -356,7 +356,7 @@ def load_predictor(kind: str, key: str, weights: str | None = "imagenet"):
     """A ``core.serve.inference.Predictor``: ``kind`` "imagenet" (key: backbone) or "run" (key: run id)."""
     stamp = 0
     if kind == "run":
-        from core.runs.store import RunStore
+        from core.runs import RunStore
 
         try:
             stamp = RunStore().get(key).model_path.stat().st_mtime_ns

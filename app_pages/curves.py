@@ -11,12 +11,7 @@ import streamlit as st
 from plotly.subplots import make_subplots
 
 from app_pages import common
-from core.runs import compare
-from core.runs import display
-from core.runs import curves
-from core.runs import progress
-from core.runs import jobs
-from core.runs.store import RunStore
+from core.runs import RunStore, compare, curves, display, jobs, progress
 from core.serve import trust
 from core.train import registry
 

@@ -7,11 +7,7 @@ import pandas as pd
 import plotly.express as px
 import streamlit as st
 
-from core.data import archives
-from core.data import samples
-from core.data import stats
-from core.data import uploads
-from core.data.dataset import DEFAULT_SEED, DEFAULT_VAL_FRACTION, check_trainable
+from core.data import DEFAULT_SEED, DEFAULT_VAL_FRACTION, archives, check_trainable, samples, stats, uploads
 from core.errors import TransferLabError
 from core.train import registry
 from app_pages import common
@@ -266,7 +262,7 @@ cell = (ds.fingerprint, backbone)
 if untrainable:
     st.info("A learning curve needs a dataset that can train (see above).", icon=":material/block:")
 elif cell not in budgets:
-    from core.nets.backbones import get_spec
+    from core.nets import get_spec
 
     st.write(f"A linear probe on the {get_spec(backbone).display_name} features, trained on fractions of the "
              "training photos (several seeds each) and scored on the validation photos: the learning curve, "

@@ -10,8 +10,8 @@ import streamlit as st
 
 from core.data import builder as db
 from core.analysis import embedding, label_issues, separability, speed
-from core.features.dataset import dataset_features, features_cached
-from core.nets.backbones import get_spec
+from core.features import dataset_features, features_cached
+from core.nets import get_spec
 from core.errors import TransferLabError
 from app_pages import common
 
@@ -163,7 +163,7 @@ with tab_sep:
              "a 5-nearest-neighbour vote (leave-one-out), a linear probe (5-fold cross-validated) and the "
              "silhouette score (-1 to 1; higher means tight, well-apart classes), beside the extraction speed on "
              "this machine.")
-    from core.nets.backbones import list_backbones, weights_location
+    from core.nets import list_backbones, weights_location
 
     every = {s.name: s for s in list_backbones()}
     offline = [s for s in every.values() if weights_location(s) is not None]

@@ -7,14 +7,11 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-from core.data import archives
+from core.data import UPLOAD_TYPES, UPLOAD_TYPES_TEXT, archives, uploads
 from core.data import builder as db
-from core.analysis import imagenet_mapping, labeling
-from core.analysis.review import LabelReview
-from core.data import uploads
-from core.nets.backbones import get_spec
+from core.analysis import LabelReview, imagenet_mapping, labeling
+from core.nets import get_spec
 from core.errors import TransferLabError
-from core.data.images import UPLOAD_TYPES, UPLOAD_TYPES_TEXT
 from app_pages import common
 
 NEW = "➕ New dataset…"

@@ -12,23 +12,12 @@ from plotly.subplots import make_subplots
 
 from app_pages import common
 from app_pages.advice import ADVICE, advisor_panel
-from core import report
-from core.runs import compare
-from core.runs import display
-from core.train import folds
-from core.train import plans
-from core.runs import progress
-from core.train import registry
-from core.runs import sweep
-from core.runs import cluster
-from core.runs import jobs
-from core.nets.backbones import get_spec, weights_location
-from core.data.dataset import check_trainable
+from core import access, report, settings
+from core.runs import RunStore, cluster, compare, display, jobs, progress, sweep
+from core.train import FILLS, FLIPS, OPTIMIZERS, folds, plans, registry
+from core.nets import POOLINGS, get_spec, weights_location
+from core.data import check_trainable
 from core.errors import TransferLabError
-from core.runs.store import RunStore
-from core import access, settings
-from core.nets.forward import POOLINGS
-from core.train.strategies import FILLS, FLIPS, OPTIMIZERS
 
 REFRESH_S = 2.0  # queue refresh while jobs run
 IDLE_REFRESH_S = 10.0  # and while none does (runs started elsewhere, e.g. `python -m core train --background`)

@@ -10,25 +10,15 @@ import argparse
 import json
 import sys
 
-from core.errors import TransferLabError
-from core.features.cache import extract_features
-from core.analysis import advisor
-from core.nets.backbones import DEFAULT_BACKBONE
-from core.nets.engine import names as engine_names
-from core.nets.forward import POOLINGS
-from core.train import folds, plans, precision, registry
-from core.train.strategies import Augment, FILLS, OPTIMIZERS
 from core import settings
-from core.data.dataset import scan_folder
-from core.nets import backbones, engine
-from core.runs import compare, jobs, worker
-from core.runs.display import uncertainty_lines, with_uncertainty
-from core.runs.progress import run_summary
-from core.runs.store import RunStore
+from core.errors import TransferLabError
+from core.analysis import advisor
+from core.data import scan_folder
+from core.features import extract_features
+from core.nets import DEFAULT_BACKBONE, POOLINGS, backbones, engine
+from core.runs import RunStore, compare, jobs, run_summary, uncertainty_lines, with_uncertainty, worker
 from core.serve import inference, predict, trust
-from core.train.folds import MAX_FOLDS
-from core.train.loop import load_dataset
-from core.train.registry import uses_backbone
+from core.train import FILLS, MAX_FOLDS, OPTIMIZERS, Augment, folds, load_dataset, plans, precision, registry, uses_backbone
 
 
 def train_config(args):
@@ -285,8 +275,7 @@ def _predict(args) -> int:
 def _report(args) -> int:
     """One self-contained HTML report of a dataset and every run on it; the advisor only with
     ``--advise`` (it measures for minutes and its answer is not stored)."""
-    from core.report import write_report  # lazy: loads plotly
-    from core.report.runs import on_dataset  # lazy: loads plotly
+    from core.report import on_dataset, write_report  # lazy: loads plotly
 
     ds = scan_folder(args.dataset)
     runs = on_dataset(RunStore().list(), ds.root)
@@ -358,7 +347,7 @@ def parser() -> argparse.ArgumentParser:
     x.add_argument("--dataset", required=True)
     x.add_argument("--backbone", default=DEFAULT_BACKBONE)
     x.add_argument("--pooling", choices=POOLINGS, default="avg")
-    x.add_argument("--engine", choices=list(engine_names()), help="default: $TRANSFER_LAB_ENGINE or auto")
+    x.add_argument("--engine", choices=list(engine.names()), help="default: $TRANSFER_LAB_ENGINE or auto")
     x.set_defaults(func=_extract)
     sub.add_parser("engine", help="the engine and precision frozen forward passes run on, and the parity "
                    "verdicts kept here").set_defaults(func=_engine)
