@@ -6,7 +6,9 @@
   module imports its own layer or lower ones, function-level imports included, except the
   reach-backs listed there;
 - no Streamlit anywhere in ``core/`` (it is a plain library: notebooks, scripts, CLI);
-- pages (``app_pages/``, ``streamlit_app.py``) use only public ``core`` names;
+- pages (``app_pages/``, ``streamlit_app.py``) use only public ``core`` names, through the
+  packages' faces (the names in a package's ``__all__``) or the foundation modules; the faces
+  resolve every name they export and import nothing heavy (these two tests do import);
 - the test suite's own rules: helpers come from ``tests.helpers``, never from ``conftest``,
   and a test that needs ``../shared`` carries the ``real`` (or ``browser``) marker, so the
   fast tier runs anywhere.
@@ -18,8 +20,14 @@ anything would fail here too.
 from __future__ import annotations
 
 import ast
+import importlib
 import re
+import subprocess
+import sys
 from pathlib import Path
+from types import ModuleType
+
+import pytest
 
 from tests.helpers import REPO
 
@@ -186,6 +194,92 @@ def private_core_uses(pages: list[Path], root: Path, top: str = "core") -> list[
                 if isinstance(value, ast.Name) and value.id in bound:
                     found.append(f"{where}:{node.lineno} reads {bound[value.id]}.{'.'.join(reversed(chain))}")
     return found
+
+
+def face_exports(init: Path) -> list[str]:
+    """A package's ``__all__`` as its ``__init__.py`` spells it: a list of strings, where ``*NAME``
+    splices a dict's keys or a list assigned above (``__all__ = ["jobs", *_NAMES]``); [] without one."""
+    tree = ast.parse(init.read_text(encoding="utf-8"), str(init))
+    values = {t.id: node.value for node in tree.body if isinstance(node, ast.Assign)
+              for t in node.targets if isinstance(t, ast.Name)}
+    if "__all__" not in values:
+        return []
+    names = []
+    for element in values["__all__"].elts:
+        if isinstance(element, ast.Starred):
+            names += list(ast.literal_eval(values[element.value.id]))
+        else:
+            names.append(ast.literal_eval(element))
+    return names
+
+
+def faces(root: Path = REPO, top: str = "core") -> dict[str, set[str]]:
+    """``{package: the names of its face}`` for every package directly under ``root/top``."""
+    return {f"{top}.{init.parent.name}": set(face_exports(init)) for init in sorted((root / top).glob("*/__init__.py"))}
+
+
+def face_violations(pages: list[Path], root: Path, top: str = "core") -> list[str]:
+    """Where a page reaches into ``core`` past a package's face: a deep import (``from core.runs.store
+    import RunStore``), a name the face does not export (imported, or read off a bound face:
+    ``report.x``), or a module directly under ``core`` that is neither a face nor a foundation module."""
+    exports = faces(root, top)
+    foundation = {f"{top}.{p.stem}" for p in (root / top).glob("*.py") if p.stem not in ("__init__", "__main__")}
+
+    def step(module: str, name: str, where: str, verb: str) -> str | None:
+        """Check ``module.name``; returns the module it is when a face or a foundation module, else None."""
+        target = f"{module}.{name}"
+        if module == top:
+            if target not in exports and target not in foundation:
+                found.append(f"{where} {verb} {target}: neither a package's face nor a foundation module")
+                return None
+            return target
+        if module in exports and name not in exports[module]:
+            found.append(f"{where} {verb} {target}: not in the face of {module} (its __all__)")
+        return None
+
+    found = []
+    for path in pages:
+        tree = ast.parse(path.read_text(encoding="utf-8"), str(path))
+        name_of = path.relative_to(root).as_posix()
+        bound: dict[str, str] = {}  # local name -> core, a face or a foundation module
+        for node in ast.walk(tree):
+            where = f"{name_of}:{getattr(node, 'lineno', 0)}"
+            if isinstance(node, ast.Import):
+                for alias in node.names:
+                    parts = alias.name.split(".")
+                    if parts[0] != top:
+                        continue
+                    if len(parts) > 2 or (len(parts) == 2 and step(top, parts[1], where, "imports") is None):
+                        if len(parts) > 2:
+                            found.append(f"{where} imports {alias.name}, past the face of {'.'.join(parts[:2])}")
+                        continue
+                    bound[alias.asname or top] = alias.name if alias.asname else top
+            elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+                parts = node.module.split(".")
+                if parts[0] != top:
+                    continue
+                if len(parts) > 2:
+                    found.append(f"{where} imports from {node.module}, past the face of {'.'.join(parts[:2])}")
+                    continue
+                for alias in node.names:
+                    if alias.name != "*":
+                        target = step(node.module, alias.name, where, "imports")
+                        if target:
+                            bound[alias.asname or alias.name] = target
+        outer = {id(n.value) for n in ast.walk(tree) if isinstance(n, ast.Attribute)}
+        for node in ast.walk(tree):
+            if not isinstance(node, ast.Attribute) or id(node) in outer:
+                continue
+            chain, value = [], node
+            while isinstance(value, ast.Attribute):
+                chain.append(value.attr)
+                value = value.value
+            module = bound.get(value.id) if isinstance(value, ast.Name) else None
+            for attr in reversed(chain):
+                if module is None:
+                    break
+                module = step(module, attr, f"{name_of}:{node.lineno}", "reads")
+    return sorted(set(found))
 
 
 KERAS_INTERNALS = {"_keras_history", "_run_through_graph", "_nodes_by_depth", "_inbound_nodes", "_outbound_nodes",
@@ -389,10 +483,78 @@ def test_no_keras_internals_in_the_code():
     assert not found, found
 
 
+def test_the_face_check_finds_what_it_should(tmp_path):
+    root = write_tree(tmp_path, {
+        "core/__init__.py": "", "core/__main__.py": "", "core/errors.py": "",
+        "core/runs/__init__.py": '_NAMES = {"RunStore": "store"}\n__all__ = ["jobs", "store", *_NAMES]\n',
+        "core/runs/store.py": "", "core/runs/jobs.py": "", "core/runs/hidden.py": "",
+        "core/report/__init__.py": '__all__ = ["build"]\ndef build(): pass\ndef other(): pass\n',
+        "core/empty/__init__.py": "",
+        "app_pages/good.py": ("from core import errors, report, runs\nfrom core.errors import Oops\n"
+                              "from core.runs import RunStore, jobs\nimport core.runs as r\n"
+                              "x = report.build(), runs.jobs.submit, r.RunStore, jobs.anything, errors.Oops\n"),
+        "app_pages/bad.py": ("from core.runs.store import RunStore\nfrom core.runs import hidden, Missing\n"
+                             "import core.runs.jobs\nfrom core import __main__, nothing\n"
+                             "def f():\n    from core import report as rep\n    return rep.other(), rep.build()\n"),
+        "streamlit_app.py": ("import core\nfrom core.empty import x\n"
+                             "y = core.runs.RunStore, core.runs.hidden.z, core.errors.E\n"),
+    })
+    assert faces(root) == {"core.runs": {"jobs", "store", "RunStore"}, "core.report": {"build"}, "core.empty": set()}
+    pages = [root / "app_pages" / "good.py", root / "app_pages" / "bad.py", root / "streamlit_app.py"]
+    assert face_violations(pages[:1], root) == []
+    assert face_violations(pages, root) == [
+        "app_pages/bad.py:1 imports from core.runs.store, past the face of core.runs",
+        "app_pages/bad.py:2 imports core.runs.Missing: not in the face of core.runs (its __all__)",
+        "app_pages/bad.py:2 imports core.runs.hidden: not in the face of core.runs (its __all__)",
+        "app_pages/bad.py:3 imports core.runs.jobs, past the face of core.runs",
+        "app_pages/bad.py:4 imports core.__main__: neither a package's face nor a foundation module",
+        "app_pages/bad.py:4 imports core.nothing: neither a package's face nor a foundation module",
+        "app_pages/bad.py:7 reads core.report.other: not in the face of core.report (its __all__)",
+        "streamlit_app.py:2 imports core.empty.x: not in the face of core.empty (its __all__)",
+        "streamlit_app.py:3 reads core.runs.hidden: not in the face of core.runs (its __all__)",
+    ]
+
+
 def test_pages_use_only_public_core_names():
+    """Through the faces: ``from core.runs import RunStore, jobs``, never ``from core.runs.store import ...``;
+    no private name either (``jobs._x``)."""
     assert len(PAGES) > 5 and all(p.is_file() for p in PAGES)
-    found = private_core_uses(PAGES, REPO)
-    assert not found, found
+    found = private_core_uses(PAGES, REPO) + face_violations(PAGES, REPO)
+    assert not found, "pages reaching into core past its public faces:\n" + "\n".join(found)
+
+
+def test_every_name_a_face_exports_resolves(monkeypatch):
+    """``getattr(core.runs, name)`` works for each name in ``__all__`` (a submodule is the module, any
+    other name is not), and a face hands out the deep module's current attribute, never a kept copy."""
+    found = faces()
+    assert {"core.data", "core.nets", "core.features", "core.train", "core.runs", "core.serve",
+            "core.analysis"} <= set(found)
+    for package, names in found.items():
+        module = importlib.import_module(package)
+        assert names and set(module.__all__) == names, package
+        for name in sorted(names):
+            is_submodule = (REPO / package.replace(".", "/") / f"{name}.py").is_file()
+            assert isinstance(getattr(module, name), ModuleType) == is_submodule, f"{package}.{name}"
+            assert name in dir(module)
+    runs, store = importlib.import_module("core.runs"), importlib.import_module("core.runs.store")
+    with pytest.raises(AttributeError):
+        runs.no_such_name
+    stand_in = object()
+    monkeypatch.setattr(store, "RunStore", stand_in)
+    assert runs.RunStore is stand_in
+    monkeypatch.undo()
+    assert runs.RunStore is store.RunStore
+
+
+def test_importing_the_faces_and_the_cli_starts_no_tensorflow():
+    """A face costs nothing: importing every one of them (and the CLI, for ``--help``) in a fresh
+    process loads neither TensorFlow nor Keras."""
+    modules = [*sorted(faces()), "core.__main__"]
+    code = (f"import importlib, sys\nfor m in {modules!r}: importlib.import_module(m)\n"
+            "print(sorted(m for m in ('tensorflow', 'keras') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip().splitlines()[-1] == "[]", out.stdout
 
 
 # ---------------------------------------------------------------- the test suite's own rules
