@@ -23,6 +23,10 @@ pytestmark = pytest.mark.real  # test_frozen_base_with_augmentation_and_scratch 
 
 LITE0 = "efficientnet_lite0"
 SUBSET = 100  # images per class and split for the strategies that push pixels through the base
+# the classic recipe's images per class and split: its claim is that the recipe runs end to end as a run
+# (VGG16 at 150 px, the flattened head, two epochs, the run's files), which 40 + 40 images show as well
+# as 200 + 200; VGG16 costs some 17 times EfficientNet-Lite0's operations an image
+VGG_SUBSET = 20
 FIGURES: dict[str, dict] = {}
 
 
@@ -60,6 +64,32 @@ def lite0(dataset, strategy: str, **overrides) -> StrategyConfig:
     return registry.make_config(strategy, dataset=str(dataset), backbone=LITE0, **overrides)
 
 
+_DECIDED: dict = {}
+
+
+def subset_augment(dataset):
+    """The augmentation every image-pipeline run on the subset trains with: its "auto" flip and fill measured
+    (``core.train.flips.resolve_augment``) on the very images and seed those runs load, with
+    EfficientNet-Lite0's ImageNet features (the run's own base, and the default a from-scratch run judges
+    on), once for the module. Each run would measure the same thing again (some 35 s on CI's 2 cores); given
+    the result, it trains with exactly the augmentation it would have decided. That the decision itself is
+    made from the data is test_real_digits.py's test_flips_and_fill_are_decided_from_the_data."""
+    from dataclasses import replace
+
+    from core.nets.loaded import loaded_backbone
+    from core.train.flips import resolve_augment
+    from core.train.loop import load_dataset
+
+    if "decision" not in _DECIDED:
+        cfg = lite0(dataset, "frozen_augment", limit_per_class=SUBSET)
+        assert "auto" in (cfg.augment.flip, cfg.augment.fill)  # the runs' default: measured
+        _DECIDED["decision"] = resolve_augment(cfg.augment, load_dataset(cfg), cfg.seed,
+                                               backbone=loaded_backbone(LITE0))
+    decided = _DECIDED["decision"].augment
+    assert decided.flip != "auto" and decided.fill != "auto" and _DECIDED["decision"].flips
+    return replace(decided)
+
+
 # ---------------------------------------------------------------- full dataset, cached features
 
 def test_feature_extraction_reaches_097(cats_vs_dogs):
@@ -85,7 +115,8 @@ def test_fine_tune_after_feature_extraction_ends_no_more_than_001_below(cats_vs_
                                                                 limit_per_class=SUBSET))
     ft = measured(f"fine_tune ({SUBSET}/class)", lite0(cats_vs_dogs, "fine_tune", limit_per_class=SUBSET,
                                                        epochs=fe.metrics["epochs_run"], early_stopping=4,
-                                                       reduce_lr=2, fine_tune_epochs=1, fine_tune_layers=20))
+                                                       reduce_lr=2, fine_tune_epochs=1, fine_tune_layers=20,
+                                                       augment=subset_augment(cats_vs_dogs)))
     assert ft.metrics["features_cached"] is True  # phase 1 reuses the subset's cached features
     hist = ft.history
     head = hist[hist["phase"] == "head"]
@@ -116,9 +147,11 @@ def test_random_weights_stay_far_below_imagenet(cats_vs_dogs):
 @pytest.mark.slow  # about a minute more on CI's 2 cores; figures for the comparison table
 def test_frozen_base_with_augmentation_and_scratch(cats_vs_dogs):
     frozen = measured(f"frozen_augment ({SUBSET}/class)",
-                      lite0(cats_vs_dogs, "frozen_augment", limit_per_class=SUBSET, epochs=1))
+                      lite0(cats_vs_dogs, "frozen_augment", limit_per_class=SUBSET, epochs=1,
+                            augment=subset_augment(cats_vs_dogs)))
     scratch = measured(f"scratch 128px ({SUBSET}/class)",
-                       registry.make_config("scratch", dataset=str(cats_vs_dogs), limit_per_class=SUBSET, epochs=4))
+                       registry.make_config("scratch", dataset=str(cats_vs_dogs), limit_per_class=SUBSET, epochs=4,
+                                            augment=subset_augment(cats_vs_dogs)))
     assert frozen.metrics["val_accuracy"] >= 0.85, frozen.metrics  # a head on a frozen ImageNet base
     assert len(frozen.predictions) == len(scratch.predictions) == 2 * SUBSET
     assert scratch.metrics["backbone"] == "scratch_cnn" and scratch.metrics["epochs_run"] >= 1
@@ -135,7 +168,7 @@ def test_classic_vgg16_recipe_runs_end_to_end_as_a_run(cats_vs_dogs):
     from core.runs.store import RunStore
 
     cfg = registry.make_config("feature_extraction", "classic", dataset=str(cats_vs_dogs), weights="random",
-                               epochs=2, limit_per_class=SUBSET, name="classic VGG16 recipe (random weights)")
+                               epochs=2, limit_per_class=VGG_SUBSET, name="classic VGG16 recipe (random weights)")
     run = RunStore().create(cfg.to_dict(), name=cfg.name)
     previous = signal.getsignal(signal.SIGTERM)  # worker.main installs its own SIGTERM handler
     start = time.perf_counter()
@@ -152,13 +185,13 @@ def test_classic_vgg16_recipe_runs_end_to_end_as_a_run(cats_vs_dogs):
         "val_accuracy": m["val_accuracy"], "val_loss": m["val_loss"], "wall_s": round(wall, 1),
         "train_seconds": round(m["train_seconds"], 1), "train_images": m["train_images"],
         "val_images": m["val_images"], "epochs_run": m["epochs_run"], "trainable_params": m["trainable_params"],
-        "limit_per_class": SUBSET,
+        "limit_per_class": VGG_SUBSET,
     }
     print(f"\n[real] classic VGG16 recipe (random weights): val_accuracy={m['val_accuracy']:.4f} wall={wall:.1f}s",
           flush=True)
     assert m["backbone"] == "vgg16" and m["input_size"] == 150 and m["epochs_run"] == 2
     assert m["trainable_params"] == 4 * 4 * 512 * 256 + 256 + 256 + 1  # flatten 4x4x512 -> Dense 256 -> 1
-    assert m["train_images"] == 2 * SUBSET and m["val_images"] == 2 * SUBSET
+    assert m["train_images"] == 2 * VGG_SUBSET and m["val_images"] == 2 * VGG_SUBSET
     assert np.isfinite(m["val_loss"]) and 0 <= m["val_accuracy"] <= 1
     for name in ("model.keras", "predictions.csv", "history.csv", "config.json"):
         assert (run.dir / name).is_file(), name
