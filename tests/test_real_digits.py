@@ -67,11 +67,22 @@ def test_flips_and_fill_are_decided_from_the_data(digits, cats_vs_dogs):
     assert all(c.space == "features" for c in d.flips + photos.flips)
 
 
-def test_pixel_baseline_on_all_digits(digits):
+_PIXELS: dict = {}  # the pixel baseline's fit on all the digits, made once a module (inside a test, so
+# under that test's own data directory) for both the test of its floor and the CNN that must beat it
+
+
+def pixel_baseline_on(digits):
     from core.train import registry
     from core.train.fit import fit
 
-    result = fit(registry.make_config("pixel_baseline", dataset=str(digits)))
+    if str(digits) not in _PIXELS:
+        _PIXELS[str(digits)] = fit(registry.make_config("pixel_baseline", dataset=str(digits)))
+    return _PIXELS[str(digits)]
+
+
+def test_pixel_baseline_on_all_digits(digits):
+    result = pixel_baseline_on(digits)
+    assert result.metrics["strategy"] == "pixel_baseline" and result.metrics["train_images"] > 1400
     assert result.metrics["val_accuracy"] >= 0.93
 
 
@@ -80,9 +91,10 @@ def test_scratch_cnn_beats_the_pixel_baseline_on_digits(digits):
     from core.train import registry
     from core.train.fit import fit
 
-    pixel = fit(registry.make_config("pixel_baseline", dataset=str(digits))).metrics["val_accuracy"]
-    # 12 epochs (the cosine schedule spans them): 0.989 against the pixels' 0.961 when measured,
-    # in 94 s; the default 30 with early stopping reach 0.992 in about twice the time
-    scratch = fit(registry.make_config("scratch", dataset=str(digits), epochs=12))
+    pixel = pixel_baseline_on(digits).metrics["val_accuracy"]  # the same fit as the test above
+    # 8 epochs (the cosine schedule spans them): 0.986 against the pixels' 0.961 when measured, above
+    # them from the third epoch on; 12 reached 0.989 in 94 s (6: 0.989 too), the default 30 with early
+    # stopping 0.992 in about twice that
+    scratch = fit(registry.make_config("scratch", dataset=str(digits), epochs=8))
     assert scratch.metrics["input_size"] == 64
     assert scratch.metrics["val_accuracy"] > pixel
