@@ -79,6 +79,30 @@ def test_cancel_mid_run_keeps_history(store, target):
     assert 2 <= len(run.history()) < 50
 
 
+def test_the_folds_of_one_launch_train_one_after_another_in_one_worker(store):
+    """The queue hands a repeated split's queued folds to the worker it starts for the first (one
+    interpreter, one backbone load for all of them); a kill still reaches that worker through any of
+    its folds, and the folds after the killed one wait for the next worker."""
+    group = "folds-20261207-150000-abcd"
+    quick = [new(store, "epochs", epochs=1, fold_group=group) for _ in range(2)]
+    stuck = new(store, "forever", fold_group=group)
+    after = new(store, "epochs", epochs=1, fold_group=group)
+    other = new(store, "epochs", epochs=1)  # not of the group: its own worker, after the group's
+    for run in [*quick, stuck, after, other]:
+        jobs.submit(run)
+    wait_for(lambda: starts(stuck), what="the third fold to start")
+    worker_pid = int(starts(quick[0])[0])
+    assert [int(p) for r in (*quick, stuck) for p in starts(r)] == [worker_pid] * 3
+    assert quick[0].status()["finished"] <= quick[1].status()["started"]
+    assert state(after) == "queued" and state(other) == "queued"
+    assert jobs.kill(stuck)  # verified as this fold's worker: its command line names the fold
+    wait_for(lambda: not pid_alive(worker_pid, stuck.status().get("pid_start")), timeout=5, what="the worker to die")
+    assert jobs.pump(store) == [after]
+    wait_state(after, "done")
+    wait_state(other, "done")
+    assert int(starts(after)[0]) != worker_pid and int(starts(other)[0]) not in (worker_pid, int(starts(after)[0]))
+
+
 def test_cancel_queued_run_never_starts(store):
     first, second = new(store, "gate"), new(store, "epochs")
     jobs.submit(first)

@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from core.train import callbacks
 from core.train import fit as training
 from core.train import loop
 from core.errors import DatasetError
@@ -89,6 +90,7 @@ def fitted(env):
     def get(strategy: str):
         if strategy not in cache:
             with pytest.MonkeyPatch.context() as mp:
+                mp.setattr(callbacks, "CHECKPOINT_EVERY_S", 0.0)  # every better epoch writes one
                 mp.setenv("TRANSFER_LAB_HOME", str(env["home"]))
                 mp.setenv("TRANSFER_LAB_WEIGHTS_DIR", str(env["weights"]))
                 cfg = tiny_config(env["data"], strategy)
@@ -369,6 +371,29 @@ def test_cancelled_fine_tune_head_phase_keeps_a_checkpoint(use_env, tmp_path):
     result = training.fit(cfg, CountingReporter(stop_after=3), run_dir=tmp_path / "run")
     assert result.cancelled and result.history["phase"].tolist() == ["head"]
     assert (tmp_path / "run" / "checkpoint.keras").is_file()
+
+
+def test_checkpoints_are_written_at_most_every_few_seconds_and_on_a_cancel(tmp_path, monkeypatch):
+    """A better epoch writes the checkpoint when the last write is CHECKPOINT_EVERY_S old; a phase
+    that ends normally writes none at its end (the run's final model follows); a cancel writes the best."""
+    import keras
+
+    x = np.random.default_rng(0).random((16, 4)).astype("float32")
+    y = (x[:, 0] > 0.5).astype("float32")
+
+    def fit(every: float, cancel: bool) -> Path:
+        model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(1, activation="sigmoid")])
+        model.compile("sgd", "binary_crossentropy", metrics=["accuracy"])
+        target = tmp_path / f"every{every}-cancel{cancel}.keras"
+        monkeypatch.setattr(callbacks, "CHECKPOINT_EVERY_S", every)
+        best = callbacks.BestWeights(target, cancelled=lambda: cancel)
+        model.fit(x, y, validation_data=(x, y), epochs=3, verbose=0, callbacks=[best])
+        return target
+
+    assert not fit(3600.0, cancel=False).exists()
+    assert fit(0.0, cancel=False).is_file()
+    saved = fit(3600.0, cancel=True)
+    assert saved.is_file()
 
 
 # ---------------------------------------------------------------- distribution

@@ -29,6 +29,7 @@ from typing import Iterator
 from core import access, layout, ray_client, settings
 from core.errors import RunError
 from core.runs import cluster
+from core.train import folds
 from core.runs.store import HOST, Run, RunStore, death_reason, process_start_time, verified_worker, worker_command
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -60,8 +61,9 @@ def _mark_dead(run: Run) -> bool:
     return True
 
 
-def _start(run: Run) -> bool:
-    """Launch the worker for a queued run; the status lock is held until pid is recorded."""
+def _start(run: Run, then: list[Run] = ()) -> bool:
+    """Launch the worker for a queued run; the status lock is held until pid is recorded.
+    ``then``: queued runs the same worker takes on afterwards (``_next_folds``)."""
     with run.status_update() as status:
         if status["state"] != "queued":
             return False
@@ -74,7 +76,7 @@ def _start(run: Run) -> bool:
         try:
             with open(run.log_path, "ab") as log:
                 proc = subprocess.Popen(
-                    worker_command(run.dir), cwd=REPO_ROOT, env=settings.child_process_env(PYTHONUNBUFFERED="1"),
+                    worker_command(run.dir, *(r.dir for r in then)), cwd=REPO_ROOT, env=settings.child_process_env(PYTHONUNBUFFERED="1"),
                     stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                     start_new_session=True, close_fds=True,
                 )
@@ -90,6 +92,18 @@ def _start(run: Run) -> bool:
 
 def _owner(run: Run) -> str:
     return layout.owner_of(run.dir) or ""
+
+
+def _next_folds(run: Run, queued: list[Run]) -> list[Run]:
+    """The other queued folds of ``run``'s repeated split (same group, same owner), oldest first: one
+    worker trains them one after another, so the backbone is loaded and traced once for all k folds
+    (``core.train.loop.Context.backbone``), not once per process. A fold another worker claims first
+    is skipped by this one (``core.runs.worker``: a run is claimed under its status lock)."""
+    group = folds.valid_group(run.config.get(folds.FOLD_GROUP_KEY))
+    if not group:
+        return []
+    return [q for q in queued if q is not run and q.config.get(folds.FOLD_GROUP_KEY) == group
+            and _owner(q) == _owner(run)]
 
 
 def pump(store: RunStore | None = None, max_concurrent: int | None = None) -> list[Run]:
@@ -118,13 +132,14 @@ def pump(store: RunStore | None = None, max_concurrent: int | None = None) -> li
                     queued.append(run)
             except RunError:
                 continue  # deleted meanwhile
-        for run in reversed(queued):
+        oldest_first = queued[::-1]
+        for run in oldest_first:
             if sum(running.values()) >= limit:
                 break
             if running.get(_owner(run), 0) >= per_user:
                 continue
             try:
-                if _start(run):
+                if _start(run, _next_folds(run, oldest_first)):
                     started.append(run)
                     running[_owner(run)] = running.get(_owner(run), 0) + 1
             except RunError:

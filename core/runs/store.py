@@ -98,17 +98,18 @@ def pid_alive(pid: int, start_time: int | None) -> bool:
     return now_start is not None and (start_time is None or now_start == start_time)
 
 
-def worker_command(run_dir: Path) -> list[str]:
-    """The command line of a run's worker process: what the app launches, and all it may signal."""
-    return [sys.executable, "-m", WORKER_MODULE, str(Path(run_dir).resolve())]
+def worker_command(run_dir: Path, *then: Path) -> list[str]:
+    """The command line of a run's worker process: what the app launches, and all it may signal.
+    ``then``: runs the same worker takes on afterwards, in this order (the next folds of a repeated split)."""
+    return [sys.executable, "-m", WORKER_MODULE, *(str(Path(d).resolve()) for d in (run_dir, *then))]
 
 
 def verified_worker(status: dict, run_dir: Path) -> int | None:
     """The pid in ``status`` if it verifiably is this run's worker, else None.
 
     A pid alone proves nothing (recycled, or written by someone else): the process must
-    run on this host, have the recorded kernel start time, and have exactly the worker's
-    command line for this run's folder. Only then may the app signal it.
+    run on this host, have the recorded kernel start time, and have the worker's command
+    line naming this run's folder. Only then may the app signal it.
     """
     pid, start = status.get("pid"), status.get("pid_start")
     if type(pid) is not int or pid <= 1 or type(start) is not int or status.get("host") != HOST:
@@ -120,8 +121,9 @@ def verified_worker(status: dict, run_dir: Path) -> int | None:
     except OSError:
         return None
     args = [a.decode("utf-8", "replace") for a in argv]
-    expected = worker_command(run_dir)
-    if len(args) < 3 or args[-3:-1] != expected[-3:-1] or args[-1] != expected[-1]:
+    _, *head, folder = worker_command(run_dir)
+    starts = [i for i in range(len(args) - 2) if args[i:i + 2] == head]
+    if not starts or folder not in args[starts[0] + 2:]:
         return None
     return pid if process_start_time(pid) == start else None
 

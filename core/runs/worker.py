@@ -1,4 +1,4 @@
-"""``python -m core.runs.worker RUN_DIR``: train one run in this process, then start the next.
+"""``python -m core.runs.worker RUN_DIR [NEXT_RUN_DIR ...]``: train runs in this process, then start the next.
 
 Started detached by ``core.runs.jobs``. It claims the run, heartbeats from a thread,
 trains it with ``train_run`` (``core.train.fit.fit``, which looks the run's strategy up in the
@@ -27,6 +27,7 @@ from core.train.loop import load_dataset
 from core.train.strategies import StrategyConfig
 
 Work = Callable[[Run], Any]
+STOPPED = 128 + signal.SIGTERM  # the exit code of a worker stopped by SIGTERM, as a shell reports it
 
 
 class _Terminated(BaseException):
@@ -75,17 +76,21 @@ def train_run(run: Run) -> None:
 
 def _assess(run: Run, cfg, result) -> dict:
     """The post-fit step: calibration, the "not sure" threshold and the training data's feature
-    statistics, from the run's validation predictions and its saved model (``core.serve.trust``).
+    statistics, from the run's validation predictions and the head's inputs (``core.serve.trust``):
+    the fit's cached features where it trained on them, else its saved model run on the photos.
     Returns the figures for the run's metrics; a failure leaves the run uncalibrated, not failed."""
     run.write_progress({"phase": "calibrate", "message": "Calibrating the confidence; features of the training "
                         "photos for the unlike-data check"}, force=True)
     start = time.perf_counter()
     try:
-        ds = load_dataset(cfg)
-        predictor = inference.load_run(run, with_features=True)
+        ds = result.dataset or load_dataset(cfg)
+        if result.head_inputs is not None:
+            features_of = result.head_inputs_of
+        else:
+            predictor = inference.load_run(run, with_features=True)
+            features_of = lambda paths: inference.outputs_of_files(predictor, paths)  # noqa: E731
         found = trust.assess(run.dir, result.predictions, result.metrics["classes"], ds.paths("train"),
-                             ds.labels("train"), lambda paths: inference.outputs_of_files(predictor, paths),
-                             seed=cfg.seed)
+                             ds.labels("train"), features_of, seed=cfg.seed)
     except (TransferLabError, ValueError, OSError, RuntimeError) as exc:
         print(f"calibration skipped: {type(exc).__name__}: {exc}", file=sys.stderr)
         return {}
@@ -145,7 +150,7 @@ def _execute(run: Run, work: Work) -> int:
         # bad input (a TransferLabError) is the user's to fix: its reason, not a traceback
         _log(f"failed: {_reason(err)}" if isinstance(err, TransferLabError) else f"failed:\n{trace}")
         run.transition("running", "failed", error=trace, reason=_reason(err))
-        code = 1
+        code = STOPPED if isinstance(err, _Terminated) else 1
     else:
         if run.cancel_requested():
             run.transition("running", "cancelled", reason="cancelled by user")
@@ -158,26 +163,33 @@ def _execute(run: Run, work: Work) -> int:
 
 
 def main(argv: list[str] | None = None, work: Work = train_run) -> int:
-    """Claim and do the run in ``argv``; ``work`` is what training means (the job tests pass
-    small stand-ins through their own worker module, ``tests/jobs_worker.py``)."""
+    """Claim and do the run in ``argv``, then each further run it names that is still queued (the
+    next folds of a repeated split, in one process: ``core.runs.jobs``); ``work`` is what training
+    means (the job tests pass small stand-ins through their own worker module, ``tests/jobs_worker.py``).
+    Returns the first run's exit code: 3 when it was not ours to start."""
     argv = sys.argv[1:] if argv is None else argv
-    if len(argv) != 1:
-        print("usage: python -m core.runs.worker RUN_DIR", file=sys.stderr)
+    if not argv:
+        print("usage: python -m core.runs.worker RUN_DIR [NEXT_RUN_DIR ...]", file=sys.stderr)
         return 2
     try:
-        run = Run(argv[0])
+        runs = [Run(folder) for folder in argv]
     except RunError as err:
         print(err, file=sys.stderr)
         return 2
     signal.signal(signal.SIGTERM, _on_sigterm)
-    if not _claim(run):
-        _log(f"run {run.id} is {run.status()['state']} (pid {run.status().get('pid')}); not starting it")
-        return 3
-    _log(f"run {run.id} started")
-    code = _execute(run, work)
+    codes = []
+    for n, run in enumerate(runs):
+        if not _claim(run):
+            _log(f"run {run.id} is {run.status()['state']} (pid {run.status().get('pid')}); not starting it")
+            codes.append(3)
+            continue
+        _log(f"run {run.id} started" + (f" ({n + 1} of {len(runs)} in this worker)" if len(runs) > 1 else ""))
+        codes.append(_execute(run, work))
+        if codes[-1] == STOPPED:
+            break  # stopped from outside: the runs after this one stay queued for the next worker
     if not settings.ray_actor():  # on a Ray cluster, the run's actor starts the next run
-        pump(RunStore.holding(run))
-    return code
+        pump(RunStore.holding(runs[0]))
+    return codes[0]
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import time
 from pathlib import Path
+from typing import Callable
 
 import keras
 
@@ -65,9 +66,18 @@ class ProgressCallback(keras.callbacks.Callback):
             self.model.stop_training = True
 
 
+CHECKPOINT_EVERY_S = 20.0  # at most one checkpoint write per this many seconds while training goes on
+
+
 class BestWeights(keras.callbacks.Callback):
     """Keeps the weights of the best epoch (highest val accuracy, then lowest val loss),
     saves them as a loadable checkpoint, and restores them on request.
+
+    Writing a checkpoint (the whole pixel model, backbone included) takes a second or more, while
+    an epoch of a head on cached features takes a fraction of one: a new best is written at most
+    every ``CHECKPOINT_EVERY_S``, and when a cancel ends the phase (``cancelled``), so a crash loses
+    at most that much progress, a cancelled run keeps its best, and a head of 20 short epochs that
+    ends normally (its run writes the final model next) writes none.
 
     ``baseline`` (val_accuracy, val_loss) makes the starting weights the ones to
     beat: fine-tuning that only hurts ends where feature extraction left off.
@@ -76,14 +86,16 @@ class BestWeights(keras.callbacks.Callback):
     """
 
     def __init__(self, checkpoint: Path | None = None, baseline: tuple[float, float] | None = None,
-                 saved=None):
+                 saved=None, cancelled: Callable[[], bool] = lambda: False):
         super().__init__()
         self.checkpoint = checkpoint
+        self.cancelled = cancelled
         self.baseline = baseline
         self.saved = saved
         self.best_score: tuple[float, float] | None = None
         self.best_weights = None
         self.best_epoch: int | None = None
+        self.saved_at = time.perf_counter()
 
     def on_train_begin(self, logs=None):
         if self.baseline is not None:
@@ -98,8 +110,19 @@ class BestWeights(keras.callbacks.Callback):
         if self.best_score is None or score > self.best_score:
             self.best_score, self.best_epoch = score, epoch + 1
             self.best_weights = self.model.get_weights()
-            if self.checkpoint is not None:
-                save_model_atomic(self.saved if self.saved is not None else self.model, self.checkpoint)
+            if self.checkpoint is not None and time.perf_counter() - self.saved_at >= CHECKPOINT_EVERY_S:
+                self._save()
+
+    def on_train_end(self, logs=None):
+        if self.checkpoint is not None and self.best_weights is not None and self.cancelled():
+            current = self.model.get_weights()
+            self.model.set_weights(self.best_weights)  # the best epoch's, whatever the last one left
+            self._save()
+            self.model.set_weights(current)
+
+    def _save(self) -> None:
+        save_model_atomic(self.saved if self.saved is not None else self.model, self.checkpoint)
+        self.saved_at = time.perf_counter()
 
     def restore(self, model) -> None:
         if self.best_weights is not None:

@@ -28,7 +28,6 @@ def fit(cfg: StrategyConfig, reporter: Reporter | None = None, *, run_dir: Path 
     """
     import keras
 
-
     strategy = registry.get(cfg.strategy)  # configs were checked when made (registry.make_config)
     keras.utils.set_random_seed(cfg.seed)  # head init, dropout and shuffling repeat for one seed
     rec = Recording(reporter or NullReporter())
@@ -62,4 +61,5 @@ def fit(cfg: StrategyConfig, reporter: Reporter | None = None, *, run_dir: Path 
         "trainable_params": int(sum(np.prod(w.shape) for w in model.trainable_weights)),
         "total_params": int(model.count_params()), **ctx.extra,
     })
-    return FitResult(model, pd.DataFrame(rec.rows), metrics, predictions, cancelled=ctx.cancelled, extra=ctx.extra)
+    return FitResult(model, pd.DataFrame(rec.rows), metrics, predictions, cancelled=ctx.cancelled, extra=ctx.extra,
+                     head_inputs=ctx.head_inputs, dataset=ds)

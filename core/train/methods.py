@@ -55,13 +55,12 @@ def fit_linear_probe(ctx: Context):
     """Logistic regression (scikit-learn) on cached features, copied into a Keras head."""
     from sklearn.linear_model import LogisticRegression
 
-    from core.train.callbacks import save_model_atomic  # lazy: starts TensorFlow
-
     cfg, k = ctx.cfg, ctx.k
-    bb = ctx.backbone()
+    bb = ctx.backbone(frozen=True)
     feats = _features(ctx, bb)
     if feats is None:
         return None, bb.input_size, None
+    ctx.keep_head_inputs(feats)
     X, y = feats["train"].usable()
     Xv, yv = feats["validation"].usable()
     start = time.perf_counter()
@@ -80,9 +79,7 @@ def fit_linear_probe(ctx: Context):
         "val_accuracy": float(np.mean(val_p.argmax(1) == yv)),
         "lr": float("nan"), "seconds": time.perf_counter() - start,
     })
-    model = build_transfer_model(bb, cfg.pooling, head)
-    if ctx.ckpt is not None:
-        save_model_atomic(model, ctx.ckpt)
+    model = build_transfer_model(bb, cfg.pooling, head)  # no checkpoint: nothing trains after this
     return model, bb.input_size, _validation_probs(ctx, head, feats)
 
 
@@ -104,13 +101,14 @@ def _train_head(ctx: Context, bb, feats):
 def fit_feature_extraction(ctx: Context):
     """A dense head on cached features of the frozen base, or of an earlier block of it
     (``cfg.feature_layer``, see ``core.nets.blocks``)."""
-    bb = ctx.backbone()
+    bb = ctx.backbone(frozen=True)
     if ctx.cfg.feature_layer:
         bb = truncate(bb, ctx.cfg.feature_layer)
         ctx.extra["feature_layer"] = ctx.cfg.feature_layer
     feats = _features(ctx, bb)
     if feats is None:
         return None, bb.input_size, None
+    ctx.keep_head_inputs(feats)
     head, model = _train_head(ctx, bb, feats)
     return model, bb.input_size, _validation_probs(ctx, head, feats)
 
