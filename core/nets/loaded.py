@@ -5,7 +5,8 @@ extraction, feature map and Grad-CAM in the process (the app's pages run in
 threads of one process). Keyed by name, weights identity (file hash or random
 seed) and input size, so pointing the app at another weights folder loads the
 new files; the least recently used entry goes when more than ``KEEP`` are held.
-Training builds its own backbone: it changes the weights.
+Training that changes the weights (fine-tuning, from scratch, random weights) builds its own backbone;
+heads on cached features take this one (``core.train.loop.Context.backbone``).
 """
 
 from __future__ import annotations
