@@ -3,10 +3,11 @@
 # Extra arguments go to pytest, e.g. `bash scripts/test.sh -m "not browser"` (then one pytest, no engine pass).
 #
 # Without arguments the tiers run as two pytest processes side by side: the served-app tiers
-# (browser, attack, cluster: mostly waiting on servers, Chromium and worker processes) beside
-# the library tiers (fast, real, slow: mostly TensorFlow on the CPU), so the waits of the one
-# overlap the computing of the other on a 2-core machine. Each has its own temporary folder;
-# the served-app log is printed when both have ended. Then the engine pass.
+# (browser, attack, cluster: mostly waiting on servers, Chromium and worker processes) and the
+# slow trainings beside the library tiers (fast, real: mostly TensorFlow on the CPU), so the
+# waits of the one overlap the computing of the other on a 2-core machine (the slow trainings
+# even out the two: 23 and 32 min without them). Each has its own temporary folder; the
+# served-app log is printed when both have ended. Then the engine pass.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup_venv.sh requirements-dev.txt
@@ -16,7 +17,7 @@ export TF_CPP_MIN_LOG_LEVEL="${TF_CPP_MIN_LOG_LEVEL:-2}"
 if [ "$#" -gt 0 ]; then
   exec .venv/bin/python -m pytest "$@"
 fi
-SERVED="browser or attack or cluster"
+SERVED="browser or attack or cluster or slow"
 scratch="$(mktemp -d -t transfer-lab-tests.XXXXXX)"
 trap 'rm -rf "$scratch"' EXIT
 set +e
@@ -27,7 +28,7 @@ served_pid=$!
 library_code=$?
 wait "$served_pid"
 served_code=$?
-echo; echo "================ the served-app tiers ($SERVED) ================"
+echo; echo "================ the served-app tiers and the slow trainings ($SERVED) ================"
 cat "$scratch/served.log"
 # The tiers run TensorFlow (exact references); the suites of frozen forward passes run again on
 # the engine users get by default (OpenVINO, bf16 on this CPU), at bf16 tolerances.

@@ -103,9 +103,9 @@ def test_run_on_the_cluster_ends_done_with_the_files_of_a_local_run(store, image
     assert status["state"] == "done", f"{status}\n{worker_log(remote)[-3000:]}"
     assert status["reason"] is None and status["error"] is None
 
-    assert _files(remote) == _files(local)
-    assert {"model.keras", "metrics.json", "predictions.csv", "history.csv", "checkpoint.keras",
-            "worker.log"} <= _files(remote)
+    by_the_clock = {"checkpoint.keras"}  # written at most every 20 s while training (BestWeights): timing's
+    assert _files(remote) - by_the_clock == _files(local) - by_the_clock
+    assert {"model.keras", "metrics.json", "predictions.csv", "history.csv", "worker.log"} <= _files(remote)
     assert any(name.startswith("tb/") and name.endswith("/events") for name in _files(remote))
     assert remote.history()["epoch"].tolist() == local.history()["epoch"].tolist() == [1, 2]
     assert set(remote.metrics()) == set(local.metrics())

@@ -93,9 +93,10 @@ def summarize(probs: np.ndarray, y: np.ndarray, classes: list[str], paths: list[
         "confidence": probs[np.arange(len(y)), pred], "true_confidence": probs[np.arange(len(y)), y],
         "correct": pred == y,
     })
-    for i, name in enumerate(classes):  # the only columns starting "p_": a class may be named "true"
-        predictions[f"p_{name}"] = probs[:, i]
-    return metrics, predictions
+    # the only columns starting "p_" (a class may be named "true"), joined at once: one insert per class
+    # fragments the frame on datasets of many classes
+    per_class_p = pd.DataFrame({f"p_{name}": probs[:, i] for i, name in enumerate(classes)}, index=predictions.index)
+    return metrics, pd.concat([predictions, per_class_p], axis=1)
 
 
 def evaluate(model, ds: Dataset, size: int, batch_size: int = 32) -> tuple[dict, pd.DataFrame]:

@@ -125,7 +125,7 @@ def fit_phase(model, cfg, reporter, phase, train, val, epochs, epoch_offset, n_t
     if isinstance(val, tuple):
         val = array_batches(*val, cfg.batch_size)
     model.fit(train, validation_data=val, epochs=epoch_offset + epochs, initial_epoch=epoch_offset,
-              callbacks=cbs, verbose=0, class_weight=weights)
+              callbacks=cbs, verbose=0, class_weight=weights, shuffle=False)  # the pipelines shuffle themselves
     if restore_best:
         best.restore(model)
     return progress.cancelled
