@@ -76,9 +76,9 @@ def _start(run: Run, then: list[Run] = ()) -> bool:
         try:
             with open(run.log_path, "ab") as log:
                 proc = subprocess.Popen(
-                    worker_command(run.dir, *(r.dir for r in then)), cwd=REPO_ROOT, env=settings.child_process_env(PYTHONUNBUFFERED="1"),
-                    stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                    start_new_session=True, close_fds=True,
+                    worker_command(run.dir, *(r.dir for r in then)), cwd=REPO_ROOT,
+                    env=settings.child_process_env(PYTHONUNBUFFERED="1"), stdin=subprocess.DEVNULL, stdout=log,
+                    stderr=subprocess.STDOUT, start_new_session=True, close_fds=True,
                 )
         except OSError as err:
             status.update(state="failed", finished=time.time(), reason=f"could not start the worker: {err}")
