@@ -18,7 +18,8 @@ from core.features import extract_features
 from core.nets import DEFAULT_BACKBONE, POOLINGS, backbones, engine
 from core.runs import RunStore, compare, jobs, run_summary, uncertainty_lines, with_uncertainty, worker
 from core.serve import inference, predict, trust
-from core.train import FILLS, MAX_FOLDS, OPTIMIZERS, Augment, folds, load_dataset, plans, precision, registry, uses_backbone
+from core.train import (FILLS, MAX_FOLDS, OPTIMIZERS, Augment, folds, load_dataset, plans, precision, registry,
+                        uses_backbone)
 
 
 def train_config(args):

@@ -14,6 +14,7 @@ import sys
 import threading
 import time
 import traceback
+from functools import partial
 from typing import Any, Callable
 
 from core import settings
@@ -87,8 +88,7 @@ def _assess(run: Run, cfg, result) -> dict:
         if result.head_inputs is not None:
             features_of = result.head_inputs_of
         else:
-            predictor = inference.load_run(run, with_features=True)
-            features_of = lambda paths: inference.outputs_of_files(predictor, paths)  # noqa: E731
+            features_of = partial(inference.outputs_of_files, inference.load_run(run, with_features=True))
         found = trust.assess(run.dir, result.predictions, result.metrics["classes"], ds.paths("train"),
                              ds.labels("train"), features_of, seed=cfg.seed)
     except (TransferLabError, ValueError, OSError, RuntimeError) as exc:
