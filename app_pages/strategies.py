@@ -229,13 +229,17 @@ else:
                             help=" ".join(f"{s.label}: {s.summary}." for s in registry.STRATEGIES.values()))
     # repeated splits: the default follows the dataset (core.train.folds.default_folds); the widget's key names
     # the dataset, so another dataset starts from its own default
-    c = st.columns([1, 1.4, 2.6], vertical_alignment="center")
+    c = st.columns([1, 1.4, 1.2, 2.2], vertical_alignment="center")
     n_folds = _int(c[0], "Repeat over k splits", folds.default_folds(ds), f"tl_strat_folds_{ds.fingerprint}", 1,
                    folds.MAX_FOLDS, help="Train each strategy once per split of train + validation pooled and report "
                    "the mean ± spread of the folds; 1: the dataset's own split.")
     fold_scheme = c[1].selectbox("Splits", list(folds.SCHEMES), format_func=folds.SCHEMES.get,
                                  key="tl_strat_fold_scheme", persist_state="session", disabled=n_folds < 2)
-    c[2].caption(common.plain(folds.default_reason(ds)))
+    keep_models = c[2].checkbox("Keep each fold's model", key="tl_strat_keep_fold_models", persist_state="session",
+                                disabled=n_folds < 2, help="Each fold also saves its model and calibration, as a "
+                                "single run does. Off: the folds keep their metrics, predictions and curves; train "
+                                "once on the whole split for the model to use.")
+    c[3].caption(common.plain(folds.default_reason(ds)))
     per_strategy: dict = {}
     errors: list[str] = []
     for strategy in chosen:
@@ -273,7 +277,8 @@ else:
                 what = f"all {len(every)} strategies" if all_five else "training"
                 if n_folds > 1:
                     what += f" over {n_folds} splits"
-                launch(folds.fold_configs(plans.name_runs(configs, name), n_folds, scheme=fold_scheme), what)
+                launch(folds.fold_configs(plans.name_runs(configs, name), n_folds, scheme=fold_scheme,
+                                          keep_models=keep_models), what)
                 st.rerun()
 
 

@@ -70,7 +70,8 @@ def train_runs(args) -> list[dict]:
     if k < 2:
         return [cfg.to_dict()]
     base = {**cfg.to_dict(), **({"name": args.name} if args.name else {})}
-    return folds.fold_configs([base], k, scheme=args.fold_scheme, seed=args.fold_seed)
+    return folds.fold_configs([base], k, scheme=args.fold_scheme, seed=args.fold_seed,
+                              keep_models=args.keep_fold_models)
 
 
 def _train(args) -> int:
@@ -334,6 +335,9 @@ def parser() -> argparse.ArgumentParser:
                    help="kfold: stratified K-fold, each photo validated once; repeated: K stratified splits "
                         "at the validation fraction")
     t.add_argument("--fold-seed", type=int, help="the seed of the splits (default: --seed)")
+    t.add_argument("--keep-fold-models", action="store_true",
+                   help="each fold also writes its model (model.keras) and calibration, as a plain run does; by "
+                        "default the folds keep their metrics, predictions and histories only")
     t.set_defaults(func=_train)
     sub.add_parser("runs", help="list runs").set_defaults(func=_runs)
     s = sub.add_parser("show", help="status, progress and metrics of a run")

@@ -148,6 +148,16 @@ def test_cli_folds_auto_follows_the_rule(image_folder, monkeypatch):
     args = parser().parse_args(["train", "--dataset", str(image_folder), "--strategy", "linear_probe", "--folds", "auto"])
     made = train_runs(args)  # 8 validation photos: far under the rule's 385
     assert len(made) == 5 and {c["folds"] for c in made} == {5}
+    assert {c["keep_model"] for c in made} == {False}
+    kept = train_runs(parser().parse_args(["train", "--dataset", str(image_folder), "--folds", "2", "--keep-fold-models"]))
+    assert {c["keep_model"] for c in kept} == {True}
+
+
+def test_folds_keep_no_model_unless_asked():
+    base = [registry.make_config("feature_extraction", dataset="/d").to_dict()]
+    assert base[0]["keep_model"] is True  # a plain run keeps its model
+    assert {c["keep_model"] for c in folds.fold_configs(base, 3)} == {False}
+    assert {c["keep_model"] for c in folds.fold_configs(base, 3, keep_models=True)} == {True}
 
 
 def _finish(run, accuracy: float, seconds: float = 2.0, n: int = 8) -> None:

@@ -9,6 +9,7 @@ import os
 import subprocess
 import sys
 import textwrap
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -288,6 +289,35 @@ def test_same_seed_same_history(use_env):
     assert np.allclose(first[cols].to_numpy(), second[cols].to_numpy(), rtol=1e-6, atol=1e-7)
 
 
+def test_a_head_trains_in_one_compiled_model_a_process_as_if_compiled_alone(use_env, monkeypatch):
+    """The folds of a repeated split share the compiled head (core.train.heads): the same fit gives the
+    same history, head and predictions as the head compiled on its own, before and after another fold
+    trained in it, and the run's model holds the best epoch's weights."""
+    from core.train import heads
+    from core.train.loop import compile_model
+
+    cfg = tiny_config(use_env["data"], "feature_extraction", epochs=4, seed=3, folds=3, fold=0)
+    other = tiny_config(use_env["data"], "feature_extraction", epochs=4, seed=3, folds=3, fold=1)
+    cols = ["loss", "accuracy", "val_loss", "val_accuracy"]
+
+    @contextmanager
+    def alone(head, cfg, num_classes, learning_rate, at):
+        compile_model(head, cfg, num_classes, learning_rate, at)
+        yield head
+
+    with monkeypatch.context() as mp:
+        mp.setattr(heads, "compiled", alone)
+        reference = training.fit(cfg)
+    heads._compiled.clear()
+    first, _, again = training.fit(cfg), training.fit(other), training.fit(cfg)
+    assert len(heads._compiled) == 1  # one compiled model for the three fits
+    for result in (first, again):
+        assert np.allclose(result.history[cols].to_numpy(), reference.history[cols].to_numpy(), rtol=1e-5, atol=1e-6)
+        assert np.allclose(result.predictions["confidence"], reference.predictions["confidence"], atol=1e-5)
+        best = result.history.sort_values(["val_accuracy", "val_loss"], ascending=[False, True]).iloc[0]
+        assert result.metrics["val_accuracy"] == pytest.approx(best["val_accuracy"])
+
+
 def test_early_stopping_stops_early(use_env):
     # plain SGD at learning rate 0: val_loss never improves, so patience 2 ends the fit after 3 epochs
     cfg = tiny_config(use_env["data"], "feature_extraction", epochs=30, optimizer="sgd", learning_rate=0.0,
@@ -364,6 +394,9 @@ def test_cancelled_feature_extraction_checkpoint_takes_pixels(use_env, tmp_path)
     assert result.cancelled and len(result.history) == 1
     model = _load_checkpoint(tmp_path / "run" / "checkpoint.keras")
     assert model.input_shape == (None, TINY_SIZE, TINY_SIZE, 3)
+    # the head trained in its compiled twin (core.train.heads): the checkpoint holds the trained weights
+    pixels = np.random.default_rng(1).uniform(0, 255, (4, TINY_SIZE, TINY_SIZE, 3)).astype("float32")
+    np.testing.assert_allclose(model.predict(pixels, verbose=0), result.model.predict(pixels, verbose=0), atol=1e-6)
 
 
 def test_cancelled_fine_tune_head_phase_keeps_a_checkpoint(use_env, tmp_path):

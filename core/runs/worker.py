@@ -63,14 +63,18 @@ class _RunReporter:
 
 
 def train_run(run: Run) -> None:
-    """Fit the run's config (its strategy looked up in the registry) and store the model, the
-    predictions and the metrics with the post-fit trust records."""
+    """Fit the run's config (its strategy looked up in the registry) and store the predictions, the
+    model and the metrics with the post-fit trust records (no model and no trust records for a run
+    that keeps none: ``keep_model``)."""
     cfg = StrategyConfig.from_dict(run.config)
     result = fit(cfg, _RunReporter(run), run_dir=run.dir)
     if result.cancelled:
         raise RunCancelled("cancelled by user; history and the best checkpoint are kept")
-    record = save_model(result.model, run.model_path)
     run.write_predictions(result.predictions)
+    if not cfg.keep_model:  # a fold of a repeated split: measured, not served (core.train.folds.fold_configs)
+        run.write_metrics({**result.metrics, "model_kept": False})
+        return
+    record = save_model(result.model, run.model_path)
     trusted = _assess(run, cfg, result)
     run.write_metrics({**result.metrics, "model_bytes": record["bytes"], "model_sha256": record["sha256"], **trusted})
 

@@ -167,11 +167,15 @@ def valid_group(value) -> str | None:
 
 
 def fold_configs(configs: Iterable[dict], folds: int, *, scheme: str = "kfold", seed: int | None = None,
-                 group: str | None = None) -> list[dict]:
+                 group: str | None = None, keep_models: bool = False) -> list[dict]:
     """Each config repeated once per fold, all under one fold group id; ``folds`` < 2: unchanged.
 
     ``seed``: the split seed (default: each config's own seed). The configs were checked when made
-    (``core.train.registry.make_config``); the fold fields are checked here.
+    (``core.train.registry.make_config``); the fold fields are checked here. ``keep_models``: each fold
+    writes its model as a plain run does. Off by default, as in scikit-learn's ``cross_validate``: the
+    folds measure the strategy (their predictions, histories and metrics are kept); the model to serve
+    is a run on the whole training split. A model is a file of the network's size (15 MB for
+    EfficientNet-Lite0) and a third of a cached fold's time.
     """
 
     configs = list(configs)
@@ -186,7 +190,7 @@ def fold_configs(configs: Iterable[dict], folds: int, *, scheme: str = "kfold", 
         extra = {k: v for k, v in cfg.items() if k not in {f for f in StrategyConfig.__dataclass_fields__}}
         for fold in range(folds):
             made = replace(StrategyConfig.from_dict(cfg), folds=folds, fold=fold, fold_scheme=scheme,
-                           fold_seed=int(cfg.get("seed", 0) if seed is None else seed))
+                           fold_seed=int(cfg.get("seed", 0) if seed is None else seed), keep_model=keep_models)
             entry = {**made.to_dict(), **extra, FOLD_GROUP_KEY: group}
             if cfg.get("name"):
                 entry["name"] = f"{cfg['name']} · fold {fold + 1}/{folds}"

@@ -12,9 +12,9 @@ import time
 
 import numpy as np
 
-from core.train import frozen, pixels
-from core.train.evaluation import head_probabilities, to_probabilities
-from core.train.loop import Context, compile_model, fit_phase, targets
+from core.train import frozen, heads, pixels
+from core.train.evaluation import head_outputs, head_probabilities, to_probabilities
+from core.train.loop import Context, fit_phase, targets
 from core.train.strategies import (
     augmentation, build_head, build_scratch_model, build_transfer_model, unfreeze_top,
 )
@@ -68,8 +68,8 @@ def fit_linear_probe(ctx: Context):
     clf.fit(X, y)
     head = build_head(X.shape[1], k, 0, 0.0)
     head.get_layer("head_output").set_weights([clf.coef_.T.astype("float32"), clf.intercept_.astype("float32")])
-    train_p = to_probabilities(head.predict(X, verbose=0), k)
-    val_p = to_probabilities(head.predict(Xv, verbose=0), k)
+    train_p = to_probabilities(head_outputs(head, X), k)
+    val_p = to_probabilities(head_outputs(head, Xv), k)
     eps = 1e-7
     ctx.rec.on_epoch({
         "epoch": 1, "phase": "probe",
@@ -90,9 +90,8 @@ def _train_head(ctx: Context, bb, feats):
     Xv, yv = feats["validation"].usable()
     head = build_head(X.shape[1], k, cfg.head_units, cfg.dropout)
     pixels = build_transfer_model(bb, cfg.pooling, head)
-    with ctx.trained_at("head", head) as at:
-        compile_model(head, cfg, k, cfg.learning_rate, at)
-        ctx.cancelled = fit_phase(head, cfg, ctx.rec, "head", (X, targets(y, k)), (Xv, targets(yv, k)),
+    with ctx.trained_at("head", head) as at, heads.compiled(head, cfg, k, cfg.learning_rate, at) as trained:
+        ctx.cancelled = fit_phase(trained, cfg, ctx.rec, "head", (X, targets(y, k)), (Xv, targets(yv, k)),
                                   cfg.epochs, 0, len(y), ctx.weights_for(y), ctx.ckpt, ctx.tb, cfg.restore_best,
                                   saved=pixels)
     return head, pixels

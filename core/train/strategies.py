@@ -78,6 +78,9 @@ class StrategyConfig:
     fold: int = 0
     fold_seed: int = 0
     fold_scheme: str = "kfold"
+    # write model.keras and the records that serve it (calibration, unlike-data statistics); the folds of a
+    # repeated split measure a strategy and keep no model unless asked (core.train.folds.fold_configs)
+    keep_model: bool = True
     # what gradient steps compute at (core.train.precision): "" the server's (TRANSFER_LAB_PRECISION,
     # default auto), or auto | float32 | mixed_bfloat16 | mixed_float16
     precision: str = ""
