@@ -74,18 +74,21 @@ def test_training_run_ends_done_with_every_file(store, image_folder):
     assert f"run {run.id} ended done" in worker_log(run)
 
 
-def test_a_run_that_keeps_no_model_ends_done_with_its_measurements_only(store, image_folder):
+def test_a_run_that_keeps_no_model_ends_done_with_its_measurements_only(store, image_folder, monkeypatch):
     """A fold of a repeated split (``keep_model`` off, the folds' default): predictions, history and
-    metrics as any run, no model file and no records that serve one (calibration, feature statistics)."""
+    metrics as any run, no model file, no checkpoint left and no records that serve a model
+    (calibration, feature statistics)."""
     from core.runs import worker
+    from core.train import callbacks
 
+    monkeypatch.setattr(callbacks, "CHECKPOINT_EVERY_S", 0.0)  # every better epoch writes a checkpoint
     run = store.create(config(image_folder, epochs=1, batch_size=8, keep_model=False), name="measured only")
     assert worker.main([str(run.dir)]) == 0
     assert run.status()["state"] == "done", worker_log(run)[-3000:]
     metrics = run.metrics()
     assert metrics["model_kept"] is False and 0 <= metrics["val_accuracy"] <= 1 and "model_bytes" not in metrics
     assert len(run.predictions()) == 8 and run.history()["epoch"].tolist() == [1]
-    for name in ("model.keras", "model.json", "calibration.json", "ood.json"):
+    for name in ("model.keras", "model.json", "checkpoint.keras", "calibration.json", "ood.json"):
         assert not (run.dir / name).exists(), name
 
 

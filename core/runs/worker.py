@@ -72,6 +72,7 @@ def train_run(run: Run) -> None:
         raise RunCancelled("cancelled by user; history and the best checkpoint are kept")
     run.write_predictions(result.predictions)
     if not cfg.keep_model:  # a fold of a repeated split: measured, not served (core.train.folds.fold_configs)
+        run.checkpoint_path.unlink(missing_ok=True)  # a long fit's periodic checkpoint is a model too
         run.write_metrics({**result.metrics, "model_kept": False})
         return
     record = save_model(result.model, run.model_path)

@@ -139,7 +139,6 @@ def save_model_atomic(model, target: Path) -> None:
     """``model.save`` into a temporary ``.keras`` file, then rename over ``target``."""
     import os
 
-    _remember_saving_skipsets()
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(f".tmp-{os.getpid()}-{target.name}")
@@ -149,19 +148,3 @@ def save_model_atomic(model, target: Path) -> None:
     finally:
         tmp.unlink(missing_ok=True)
 
-
-def _remember_saving_skipsets() -> None:
-    """Keras 3's saver caches, per kind of object, the attribute names it does not walk, under a
-    key it never reads back (``get_attr_skipset`` stores ``saving_attr_skipset_*``, looks up
-    ``saving_attr_skiplist_*``): every layer it saves builds a throwaway ``Layer`` to list them,
-    a fifth of saving a pixel model (~0.1 s of 0.5 s for EfficientNet-Lite0). Stored under the key
-    it reads, the sets are built once a process; the saved config and weights are the same."""
-    try:
-        from keras.src.backend.common import global_state
-        from keras.src.saving import saving_lib
-    except ImportError:  # a Keras without these internals saves as it does
-        return
-    for kind in ("Operation", "Layer", "Functional", "Sequential", "Metric", "Optimizer", "Loss"):
-        key = f"saving_attr_skiplist_{kind}"
-        if global_state.get_global_attribute(key) is None:
-            global_state.set_global_attribute(key, saving_lib.get_attr_skipset(kind))
