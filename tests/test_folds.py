@@ -149,7 +149,8 @@ def test_cli_folds_auto_follows_the_rule(image_folder, monkeypatch):
     made = train_runs(args)  # 8 validation photos: far under the rule's 385
     assert len(made) == 5 and {c["folds"] for c in made} == {5}
     assert {c["keep_model"] for c in made} == {False}
-    kept = train_runs(parser().parse_args(["train", "--dataset", str(image_folder), "--folds", "2", "--keep-fold-models"]))
+    kept = train_runs(parser().parse_args(["train", "--dataset", str(image_folder), "--folds", "2",
+                                           "--keep-fold-models"]))
     assert {c["keep_model"] for c in kept} == {True}
 
 

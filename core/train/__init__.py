@@ -5,6 +5,6 @@ from core.faces import face
 
 _NAMES = {"Augment": "strategies", "FILLS": "strategies", "FLIPS": "strategies", "OPTIMIZERS": "strategies",
           "MAX_FOLDS": "folds", "load_dataset": "loop", "uses_backbone": "registry"}
-__all__ = ["callbacks", "distribute", "evaluation", "fit", "flips", "folds", "frozen", "heads", "loop", "methods", "pixels",
-           "plans", "precision", "registry", "strategies", *_NAMES]
+__all__ = ["callbacks", "distribute", "evaluation", "fit", "flips", "folds", "frozen", "heads", "loop", "methods",
+           "pixels", "plans", "precision", "registry", "strategies", *_NAMES]
 __getattr__, __dir__ = face(__name__, __all__, _NAMES)

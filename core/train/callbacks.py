@@ -125,14 +125,19 @@ class BestWeights(keras.callbacks.Callback):
         saved = self.model if self.saved is None else self.saved
         inner = saved.get_layer(self.model.name) if saved is not self.model else saved
         if inner is not self.model:  # the head trains in its compiled twin (core.train.heads)
-            for src, dst in zip(self.model.variables, inner.variables, strict=True):
-                dst.assign(src)
+            copy_variables(self.model, inner)
         save_model_atomic(saved, self.checkpoint)
         self.saved_at = time.perf_counter()
 
     def restore(self, model) -> None:
         if self.best_weights is not None:
             model.set_weights(self.best_weights)
+
+
+def copy_variables(source, target) -> None:
+    """Every variable of ``source`` into the same-shaped ``target`` (weights and seed states)."""
+    for src, dst in zip(source.variables, target.variables, strict=True):
+        dst.assign(src)
 
 
 def save_model_atomic(model, target: Path) -> None:
@@ -147,4 +152,3 @@ def save_model_atomic(model, target: Path) -> None:
         os.replace(tmp, target)
     finally:
         tmp.unlink(missing_ok=True)
-

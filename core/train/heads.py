@@ -30,17 +30,13 @@ class _Compiled:
         self.busy = threading.Lock()
 
 
-def _copy(source, target) -> None:
-    """Every variable of ``source`` into the same-shaped ``target`` (weights and seed states)."""
-    for src, dst in zip(source.variables, target.variables, strict=True):
-        dst.assign(src)
-
-
 @contextmanager
 def compiled(head, cfg, num_classes: int, learning_rate: float, at) -> Iterator:
     """Yield a compiled model holding ``head``'s variables; ``head`` gets the trained ones at the
     end. A float16/bf16 choice (``at.mixed``), or a head another thread is training, compiles
     ``head`` itself as before."""
+    from core.train.callbacks import copy_variables  # lazy: starts TensorFlow (Keras callbacks)
+
     if at.mixed:
         compile_model(head, cfg, num_classes, learning_rate, at)
         yield head
@@ -61,13 +57,13 @@ def compiled(head, cfg, num_classes: int, learning_rate: float, at) -> Iterator:
         return
     try:
         model = entry.model
-        _copy(head, model)
+        copy_variables(head, model)
         for variable, start in zip(model.optimizer.variables, entry.optimizer_start, strict=True):
             variable.assign(start)
         try:
             yield model
         finally:
-            _copy(model, head)
+            copy_variables(model, head)
     finally:
         entry.busy.release()
 
