@@ -119,6 +119,10 @@ def test_report_has_every_section_with_intervals_and_verdicts(runs):
     assert "Feature extraction" in card and "Known limits" in card and "Validation size: 41 images" in card
     assert "Intended use" in card and "ImageNet-like" in card
     assert "Feature extraction on efficientnet_lite0 (imagenet weights), 224 px input" in card
+    assert "kept no model file" not in card
+    made["close"].write_metrics({**made["close"].metrics(), "model_kept": False})  # a fold that keeps no model
+    card = report.build_report(ds, store.list()).split('id="model-card"')[1]
+    assert "one fold of a repeated split and kept no model file" in card
     # curves and confusion matrices: one figure for the curves, one heatmap a finished run
     drawn = figures(text)
     kinds = [{trace["type"] for trace in traces} for traces in drawn]

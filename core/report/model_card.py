@@ -134,6 +134,9 @@ def limits(f: RunFacts, ds, n: int, pairs, advice, group: list[RunFacts]) -> lis
                    "another seed or more validation images might order them differently.")
     out.append("One training run: its seed, data and settings are in the run's config; photos unlike the dataset "
                "(other lighting, cameras, subjects) may score lower than these figures.")
+    if f.metrics.get("model_kept") is False:
+        out.append("This run is one fold of a repeated split and kept no model file: to use the model, train the "
+                   "strategy once on the whole split (or launch the folds keeping their models).")
     if ds.bad_files:
         out.append(f"{len(ds.bad_files):,} unreadable file(s) were skipped in the dataset.")
     if stats.unvalidated(ds):
