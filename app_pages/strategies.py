@@ -229,7 +229,7 @@ else:
                             help=" ".join(f"{s.label}: {s.summary}." for s in registry.STRATEGIES.values()))
     # repeated splits: the default follows the dataset (core.train.folds.default_folds); the widget's key names
     # the dataset, so another dataset starts from its own default
-    c = st.columns([1, 1.4, 1.2, 2.2], vertical_alignment="center")
+    c = st.columns([1, 1.3, 1.5, 2], vertical_alignment="center")
     n_folds = _int(c[0], "Repeat over k splits", folds.default_folds(ds), f"tl_strat_folds_{ds.fingerprint}", 1,
                    folds.MAX_FOLDS, help="Train each strategy once per split of train + validation pooled and report "
                    "the mean ± spread of the folds; 1: the dataset's own split.")

@@ -83,7 +83,9 @@ class BestWeights(keras.callbacks.Callback):
     beat: fine-tuning that only hurts ends where feature extraction left off.
     ``saved`` is the model the checkpoint holds when it is not the one trained: a head
     trained on cached features is saved inside its pixel model, like every model of the app;
-    the pixel model's layer of the trained model's name gets the trained weights first.
+    a layer of the trained model's name in it (the head's compiled twin trains, ``core.train.heads``)
+    gets the trained weights first; a model sharing its layers with ``saved`` (the fine-tuning cut's
+    top) needs nothing.
     """
 
     def __init__(self, checkpoint: Path | None = None, baseline: tuple[float, float] | None = None,
@@ -123,9 +125,9 @@ class BestWeights(keras.callbacks.Callback):
 
     def _save(self) -> None:
         saved = self.model if self.saved is None else self.saved
-        inner = saved.get_layer(self.model.name) if saved is not self.model else saved
-        if inner is not self.model:  # the head trains in its compiled twin (core.train.heads)
-            copy_variables(self.model, inner)
+        twin = {layer.name: layer for layer in saved.layers}.get(self.model.name) if saved is not self.model else None
+        if twin is not None and twin is not self.model:  # the head trains in its compiled twin (core.train.heads)
+            copy_variables(self.model, twin)
         save_model_atomic(saved, self.checkpoint)
         self.saved_at = time.perf_counter()
 
