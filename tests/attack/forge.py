@@ -24,6 +24,8 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
+from tests.browser.ui import wait_for
+
 # ---------------------------------------------------------------- markdown payloads
 
 IMG_URL = "http://127.0.0.1:9/x.png"  # port 9 (discard): nothing answers, so nothing is fetched for real
@@ -263,13 +265,18 @@ ROW_PX = 35  # st.dataframe's row height, its header's too
 def select_table_row(driver, text: str) -> None:
     """Tick the row of the page's (first) table whose cells contain ``text``: its checkbox is
     drawn on a canvas, so the click goes to where the row is (the grid's accessible copy of the
-    table says which row that is)."""
+    table says which row that is; the grid fills it in after the page goes idle, so it is waited for)."""
     from selenium.webdriver.common.action_chains import ActionChains
 
-    grid = driver.find_elements("css selector", TABLE)[0]
-    rows = driver.execute_script(
-        "return [...arguments[0].querySelectorAll('table tr')].map(r => r.innerText);", grid)
-    index = next(i for i, row in enumerate(rows[1:]) if text in row)
+    def row_index(d):
+        grids = d.find_elements("css selector", TABLE)
+        if not grids:
+            return None
+        grid = grids[0]
+        rows = d.execute_script("return [...arguments[0].querySelectorAll('table tr')].map(r => r.innerText);", grid)
+        return next(((grid, i) for i, row in enumerate(rows[1:]) if text in row), None)
+
+    grid, index = wait_for(driver, row_index, 60, f"the table row of {text!r}")
     driver.execute_script("arguments[0].scrollIntoView({block: 'center'});", grid)
     time.sleep(0.5)
     w, h = grid.size["width"], grid.size["height"]
