@@ -37,21 +37,8 @@ def compiled(head, cfg, num_classes: int, learning_rate: float, at) -> Iterator:
     ``head`` itself as before."""
     from core.train.callbacks import copy_variables  # lazy: starts TensorFlow (Keras callbacks)
 
-    if at.mixed:
-        compile_model(head, cfg, num_classes, learning_rate, at)
-        yield head
-        return
-    key = (json.dumps(head.get_config(), sort_keys=True, default=str), cfg.optimizer, float(learning_rate),
-           num_classes, at.policy)
-    with _lock:
-        entry = _compiled.get(key)
-        if entry is None:
-            entry = _Compiled(*_compile(head, cfg, num_classes, learning_rate, at))
-            _compiled[key] = entry
-            while len(_compiled) > KEEP:
-                _compiled.popitem(last=False)
-        _compiled.move_to_end(key)
-    if not entry.busy.acquire(blocking=False):
+    entry = None if at.mixed else _entry(head, cfg, num_classes, learning_rate, at)
+    if entry is None or not entry.busy.acquire(blocking=False):
         compile_model(head, cfg, num_classes, learning_rate, at)
         yield head
         return
@@ -66,6 +53,21 @@ def compiled(head, cfg, num_classes: int, learning_rate: float, at) -> Iterator:
             copy_variables(model, head)
     finally:
         entry.busy.release()
+
+
+def _entry(head, cfg, num_classes: int, learning_rate: float, at) -> _Compiled:
+    """The compiled model of ``head``'s shape and compile settings, made on first use; the
+    least recently used beyond ``KEEP`` are dropped."""
+    key = (json.dumps(head.get_config(), sort_keys=True, default=str), cfg.optimizer, float(learning_rate),
+           num_classes, at.policy)
+    with _lock:
+        entry = _compiled.get(key)
+        if entry is None:
+            entry = _compiled[key] = _Compiled(*_compile(head, cfg, num_classes, learning_rate, at))
+            while len(_compiled) > KEEP:
+                _compiled.popitem(last=False)
+        _compiled.move_to_end(key)
+    return entry
 
 
 def _compile(head, cfg, num_classes: int, learning_rate: float, at):
